@@ -1,0 +1,44 @@
+import cliProgress from 'cli-progress';
+
+/** A progress bar on a terminal; silent otherwise (the caller prints a one-line summary). */
+export interface Progress {
+  update(phase: string, done: number, total: number | null, ok: number, failed: number): void;
+  stop(): void;
+}
+
+/** Creates a progress bar on stderr when it is a terminal, or a no-op. */
+export function createProgress(enabled: boolean): Progress {
+  if (!enabled || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: '{phase} [{bar}] {value}/{totalShown} | {rate}/s | ok {okPct}% | ETA {eta_formatted}',
+      hideCursor: true,
+      etaBuffer: 200,
+      fps: 5,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let phase = '';
+  let started = Date.now();
+  return {
+    update(nextPhase, done, total, ok, failed) {
+      if (nextPhase !== phase) {
+        if (phase !== '') bar.stop();
+        phase = nextPhase;
+        started = Date.now();
+        bar.start(total ?? 0, 0, { phase: phase.padEnd(8), totalShown: '?', rate: '0', okPct: '-' });
+      }
+      const elapsed = (Date.now() - started) / 1000;
+      if (total !== null) bar.setTotal(total);
+      bar.update(done, {
+        totalShown: total === null ? '?' : String(total),
+        rate: elapsed > 0 ? (done / elapsed).toFixed(1) : '0',
+        okPct: ok + failed > 0 ? ((100 * ok) / (ok + failed)).toFixed(1) : '-',
+      });
+    },
+    stop() {
+      if (phase !== '') bar.stop();
+    },
+  };
+}

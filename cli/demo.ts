@@ -1,0 +1,87 @@
+import { defineCommand } from 'citty';
+import { ALT_KINDS, IMAGE_FATES, runDemo, type DemoOptions, type DemoResult } from '../demo/index.ts';
+import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { summarize } from './crawl.ts';
+import { createProgress, type Progress } from './_progress.ts';
+import { interruptSignal, setExitCode } from './_run.ts';
+
+const flags = {
+  out: { type: 'string', description: 'Demo directory: site/, corpus/ (created, or continued)', default: './altforge-demo', valueHint: 'DIR', alias: 'o' },
+  images: { type: 'integer', description: 'Images on the demo site', default: 2000, valueHint: 'N' },
+  seed: { type: 'integer', description: 'Seed of the site (alt-texts, failures, sizes)', default: 1, valueHint: 'N' },
+  json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
+  progress: { type: 'boolean', description: 'Show progress bars on a terminal', default: true },
+} satisfies FlagSpecs;
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+function counts(record: Record<string, number>, order: readonly string[]): string {
+  return order.map((k) => `${k} ${record[k] ?? 0}`).join(', ');
+}
+
+/** The lines the demo prints at the end: what was built, what the crawl did, where the corpus is. */
+export function demoSummary(result: DemoResult): string[] {
+  const lines: string[] = [];
+  const { site, crawl } = result;
+  if (site === null) {
+    lines.push(`demo interrupted while building the site; run the same command again to continue`);
+    return lines;
+  }
+  lines.push(
+    `site: ${site.images} images on ${site.pages} pages ${site.reused ? '(kept from an earlier run)' : `(built in ${seconds(site.durationMs)})`}, ` +
+      `served at ${site.origin}/ from ${site.dir}`,
+  );
+  lines.push(`  alt-texts: ${counts(site.byKind, ALT_KINDS)}`);
+  lines.push(`  images: ${counts(site.byFate, IMAGE_FATES)}`);
+  if (site.originChanged) {
+    lines.push(`  note: the port of the last run was taken, so the crawl records the site again under ${site.origin}`);
+  }
+  if (crawl === null) {
+    lines.push(`demo interrupted before the crawl; run the same command again to continue`);
+    return lines;
+  }
+  lines.push(summarize(crawl));
+  lines.push(
+    `corpus: ${crawl.out} (manifest.sqlite, shards/*.tar): ${crawl.byStatus['ok'] ?? 0} pairs ok in ${crawl.shards} shards` +
+      `${result.interrupted ? '; interrupted: run the same command again to continue' : ''}; demo took ${seconds(result.durationMs)}`,
+  );
+  return lines;
+}
+
+export const demoCommand = defineCommand({
+  meta: {
+    name: 'demo',
+    description:
+      'Run the main job on built-in data: build a local web site of emoji images with realistic alt-texts and failures, serve it on 127.0.0.1 and crawl it into a corpus. Rerun the same command to continue.',
+  },
+  args: cittyArgs(flags),
+  async run({ rawArgs }) {
+    const { values } = parseFlags(rawArgs, flags);
+    const { json, progress: showProgress, ...rest } = values as Record<string, unknown> & { json?: boolean; progress?: boolean };
+    const barsOn = showProgress !== false && json !== true;
+    // One bar per stage: the site build, then the crawl (whose bar follows its own phases).
+    let bar: Progress | undefined;
+    let stage = '';
+    const options = {
+      ...rest,
+      onProgress: (p) => {
+        if (p.stage !== stage) {
+          bar?.stop();
+          stage = p.stage;
+          bar = createProgress(barsOn);
+        }
+        bar?.update(p.phase, p.done, p.total, p.ok, p.failed);
+      },
+      signal: interruptSignal(),
+    } as DemoOptions;
+    let result: DemoResult;
+    try {
+      result = await runDemo(options);
+    } finally {
+      bar?.stop();
+    }
+    if (json) process.stdout.write(JSON.stringify(result) + '\n');
+    else process.stderr.write(demoSummary(result).join('\n') + '\n');
+    if (result.interrupted) setExitCode(130);
+  },
+});

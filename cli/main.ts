@@ -1,0 +1,40 @@
+import { readFileSync } from 'node:fs';
+import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
+import { crawlCommand } from './crawl.ts';
+import { demoCommand } from './demo.ts';
+import { reportError } from './_run.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
+
+/** The `altforge` command: one subcommand per stage, each a thin wrapper over its `run<Stage>`. */
+export const main = defineCommand({
+  meta: { name: 'altforge', version: pkg.version, description: pkg.description },
+  subCommands: { crawl: crawlCommand, demo: demoCommand },
+});
+
+/** Finds the subcommand named in argv (for `--help` of a subcommand). */
+async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef }> {
+  const name = argv.find((a) => !a.startsWith('-'));
+  const subs = (typeof main.subCommands === 'function' ? await main.subCommands() : main.subCommands) ?? {};
+  const sub = name === undefined ? undefined : (subs as Record<string, CommandDef>)[name];
+  return sub ? { cmd: sub, parent: main } : { cmd: main };
+}
+
+/** Runs the CLI on `argv` (without node and script); resolves with the exit code. */
+export async function runCli(argv: string[]): Promise<number> {
+  try {
+    if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
+      const { cmd, parent } = await resolveCommand(argv);
+      await showUsage(cmd, parent);
+      return argv.length === 0 ? 2 : 0;
+    }
+    if (argv[0] === '--version' || argv[0] === '-v') {
+      process.stdout.write(pkg.version + '\n');
+      return 0;
+    }
+    await runCommand(main, { rawArgs: argv });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    return reportError(err);
+  }
+}

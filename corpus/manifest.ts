@@ -1,0 +1,184 @@
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { UsageError } from './errors.ts';
+
+/** The manifest's file name inside a corpus directory. */
+export const MANIFEST_FILE = 'manifest.sqlite';
+
+/** A schema change owned by one stage, applied once, in order, inside a transaction. */
+export interface Migration {
+  /** Unique and stable, e.g. `crawl/001-pairs`. */
+  id: string;
+  sql: string;
+}
+
+/** The crawl stage's tables: the pairs ledger, the page frontier, the input log, the shards. */
+export const CORE_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 'crawl/001-pairs',
+    sql: `
+      CREATE TABLE pairs (
+        key TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        page_url TEXT,
+        caption TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        error_message TEXT,
+        http_status INTEGER,
+        shard INTEGER,
+        width INTEGER,
+        height INTEGER,
+        original_width INTEGER,
+        original_height INTEGER,
+        sha256 TEXT,
+        bytes INTEGER,
+        source TEXT,
+        attempted_at TEXT
+      );
+      CREATE INDEX pairs_status ON pairs(status);
+      CREATE INDEX pairs_shard ON pairs(shard);
+      CREATE TABLE pages (
+        url TEXT PRIMARY KEY,
+        depth INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        error_message TEXT,
+        images INTEGER,
+        fetched_at TEXT
+      );
+      CREATE INDEX pages_status ON pages(status, depth);
+      CREATE TABLE inputs (
+        source TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        pairs INTEGER NOT NULL DEFAULT 0,
+        done INTEGER NOT NULL DEFAULT 0,
+        finished_at TEXT
+      );
+      CREATE TABLE shards (
+        shard INTEGER PRIMARY KEY,
+        count INTEGER NOT NULL,
+        successes INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        committed_at TEXT NOT NULL
+      );
+      CREATE TABLE stage_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        stage TEXT NOT NULL,
+        options TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT,
+        summary TEXT
+      );
+    `,
+  },
+];
+
+/** An open corpus: its directory and its manifest database. */
+export interface Corpus {
+  dir: string;
+  db: Database.Database;
+  close(): void;
+}
+
+/** True when `dir` holds a manifest. */
+export function isCorpus(dir: string): boolean {
+  return existsSync(join(dir, MANIFEST_FILE));
+}
+
+function openDatabase(path: string): Database.Database {
+  const db = new Database(path);
+  // WAL keeps readers (another stage, a progress poll) unblocked and survives a killed writer;
+  // NORMAL sync is durable against a process kill, which is the failure we design for.
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 10000');
+  return db;
+}
+
+/** Applies the migrations not yet recorded in `schema_migrations`, each in its own transaction. */
+export function migrate(db: Database.Database, migrations: readonly Migration[]): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`);
+  const applied = new Set(
+    (db.prepare('SELECT id FROM schema_migrations').all() as { id: string }[]).map((r) => r.id),
+  );
+  const record = db.prepare('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)');
+  for (const m of migrations) {
+    if (applied.has(m.id)) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      record.run(m.id, new Date().toISOString());
+    })();
+  }
+}
+
+/**
+ * Opens a corpus directory for writing, creating it when `create` is set. A directory that
+ * exists, is not empty and has no manifest is refused: it is somebody else's data.
+ */
+export function openCorpus(dir: string, options: { create?: boolean; migrations?: readonly Migration[] } = {}): Corpus {
+  const manifest = join(dir, MANIFEST_FILE);
+  if (!existsSync(manifest)) {
+    if (existsSync(dir)) {
+      if (!statSync(dir).isDirectory()) {
+        throw new UsageError('ERR_NOT_A_CORPUS', `Output '${dir}' is a file, not a corpus directory`, {
+          context: { path: dir },
+        });
+      }
+      if (readdirSync(dir).length > 0) {
+        throw new UsageError(
+          'ERR_NOT_A_CORPUS',
+          `Directory '${dir}' is not empty and holds no ${MANIFEST_FILE}: refusing to write into it`,
+          { context: { path: dir } },
+        );
+      }
+    }
+    if (!options.create) {
+      throw new UsageError('ERR_CORPUS_NOT_FOUND', `No corpus at '${dir}' (no ${MANIFEST_FILE})`, {
+        context: { path: dir },
+      });
+    }
+    mkdirSync(dir, { recursive: true });
+  }
+  const db = openDatabase(manifest);
+  migrate(db, [...CORE_MIGRATIONS, ...(options.migrations ?? [])]);
+  return {
+    dir,
+    db,
+    close: () => {
+      if (db.open) db.close();
+    },
+  };
+}
+
+/** Records the start of a stage run; returns a function that records its end. */
+export function recordStageRun(
+  db: Database.Database,
+  stage: string,
+  options: unknown,
+): (outcome: string, summary: unknown) => void {
+  const { lastInsertRowid } = db
+    .prepare('INSERT INTO stage_runs (stage, options, started_at) VALUES (?, ?, ?)')
+    .run(stage, JSON.stringify(options, (_k, v: unknown) => (typeof v === 'function' ? undefined : v)), new Date().toISOString());
+  return (outcome, summary) => {
+    if (!db.open) return;
+    db.prepare('UPDATE stage_runs SET finished_at = ?, outcome = ?, summary = ? WHERE id = ?').run(
+      new Date().toISOString(),
+      outcome,
+      JSON.stringify(summary),
+      lastInsertRowid,
+    );
+  };
+}
+
+/** Count of pairs per status over the whole manifest. */
+export function countByStatus(db: Database.Database): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const row of db.prepare('SELECT status, COUNT(*) AS n FROM pairs GROUP BY status').all() as {
+    status: string;
+    n: number;
+  }[]) {
+    out[row.status] = row.n;
+  }
+  return out;
+}

@@ -1,0 +1,273 @@
+import type { LookupFunction } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { Agent, errors as undiciErrors, request } from 'undici';
+import { RetryableError, SkipItemError } from '../corpus/errors.ts';
+import { checkLiteralHost, guardedLookup, isGuardLifted } from './_net-guard.ts';
+import { RobotsCache } from './_robots-cache.ts';
+
+/** The fetch settings of a crawl (a subset of the resolved crawl options). */
+export interface FetchPolicy {
+  userAgent: string;
+  concurrency: number;
+  perHostConcurrency: number;
+  perHostRate: number;
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  maxBodyBytes: number;
+  maxRedirects: number;
+  retries: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  respectRobots: boolean;
+  respectXRobotsTag: boolean;
+  allowPrivateNetwork: boolean | string[];
+  signal?: AbortSignal | undefined;
+}
+
+/** A successful response, body read in full. */
+export interface Fetched {
+  /** The URL finally answered, after redirects. */
+  url: string;
+  status: number;
+  contentType: string;
+  body: Buffer;
+}
+
+/** X-Robots-Tag directives that opt an image out of dataset use, as img2dataset honours them. */
+const OPT_OUT = new Set(['noai', 'noimageai', 'noindex', 'noimageindex']);
+
+/**
+ * True when an X-Robots-Tag header opts out of our use. Directives may be scoped to a robot
+ * (`googlebot: noindex`); those count only when the robot is us.
+ */
+export function isOptedOut(header: string | string[] | undefined, userAgent: string): boolean {
+  if (header === undefined) return false;
+  const product = userAgent.split('/')[0]?.trim().toLowerCase() ?? '';
+  for (const value of Array.isArray(header) ? header : [header]) {
+    let scope: string | null = null;
+    for (const raw of value.split(',')) {
+      let part = raw.trim().toLowerCase();
+      const colon = /^([a-z0-9_-]+)\s*:\s*(.*)$/.exec(part);
+      if (colon?.[1] !== undefined && !['unavailable_after', 'max-snippet', 'max-image-preview', 'max-video-preview'].includes(colon[1])) {
+        scope = colon[1];
+        part = colon[2] ?? '';
+      }
+      if (OPT_OUT.has(part) && (scope === null || scope === product)) return true;
+    }
+  }
+  return false;
+}
+
+/** Parses Retry-After (seconds or an HTTP date) into milliseconds. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Maps a network-level failure to a manifest status, retryable when a second try may succeed. */
+function classifyNetworkError(err: unknown, url: string): SkipItemError {
+  if (err instanceof SkipItemError) return err;
+  const e = err as { code?: string; message?: string; cause?: unknown };
+  const code = e.code ?? (e.cause as { code?: string } | undefined)?.code ?? '';
+  const message = e.message ?? String(err);
+  const context = { url };
+  if (
+    err instanceof undiciErrors.ConnectTimeoutError ||
+    err instanceof undiciErrors.HeadersTimeoutError ||
+    err instanceof undiciErrors.BodyTimeoutError ||
+    code === 'ETIMEDOUT'
+  ) {
+    return new RetryableError('timeout', message, { cause: err, context });
+  }
+  if (code === 'ENOTFOUND') return new SkipItemError('dns_error', message, { cause: err, context });
+  if (code === 'EAI_AGAIN') return new RetryableError('dns_error', message, { cause: err, context });
+  return new RetryableError('connection_error', `${code ? code + ': ' : ''}${message}`, { cause: err, context });
+}
+
+/**
+ * Fetches URLs politely and safely: global and per-host concurrency, an optional per-host rate,
+ * robots.txt and X-Robots-Tag, connect/headers/body timeouts, a body size cap, manual redirects
+ * (each hop re-checked), retries with exponential backoff and jitter honouring Retry-After, and
+ * an SSRF guard on the address actually connected to.
+ */
+export class Fetcher {
+  readonly policy: FetchPolicy;
+  private readonly guarded: Agent;
+  private readonly open: Agent;
+  private readonly global: LimitFunction;
+  private readonly hosts = new Map<string, { limit: LimitFunction; next: number; interval: number }>();
+  readonly robots: RobotsCache;
+
+  constructor(policy: FetchPolicy) {
+    this.policy = policy;
+    const common = {
+      headersTimeout: policy.headersTimeoutMs,
+      bodyTimeout: policy.bodyTimeoutMs,
+      keepAliveTimeout: 10_000,
+    };
+    this.guarded = new Agent({ ...common, connect: { timeout: policy.connectTimeoutMs, lookup: guardedLookup as unknown as LookupFunction } });
+    this.open = new Agent({ ...common, connect: { timeout: policy.connectTimeoutMs } });
+    this.global = pLimit(policy.concurrency);
+    this.robots = new RobotsCache((url) => this.fetchOnce(url, 'robots'), policy.userAgent);
+  }
+
+  private host(hostKey: string) {
+    let h = this.hosts.get(hostKey);
+    if (h === undefined) {
+      h = {
+        limit: pLimit(this.policy.perHostConcurrency),
+        next: 0,
+        interval: this.policy.perHostRate > 0 ? 1000 / this.policy.perHostRate : 0,
+      };
+      this.hosts.set(hostKey, h);
+    }
+    return h;
+  }
+
+  /**
+   * Fetches `url` with retries; resolves with the body or throws a SkipItemError whose `status`
+   * is what the manifest records (`http_404`, `timeout`, `robots_disallowed`...).
+   */
+  async fetch(url: string, kind: 'image' | 'page'): Promise<Fetched> {
+    let attempt = 0;
+    for (;;) {
+      try {
+        return await this.fetchOnce(url, kind);
+      } catch (err) {
+        const failure = classifyNetworkError(err, url);
+        if (failure instanceof RetryableError && this.policy.signal?.aborted) {
+          throw new SkipItemError('aborted', 'Interrupted before a retry', { cause: failure, context: { url } });
+        }
+        if (!(failure instanceof RetryableError) || attempt >= this.policy.retries) throw failure;
+        const backoff = this.policy.retryBaseMs * 2 ** attempt * (0.5 + Math.random());
+        const wait = failure.retryAfterMs ?? backoff;
+        if (wait > this.policy.retryMaxMs) throw failure;
+        attempt++;
+        try {
+          await sleep(wait, undefined, this.policy.signal ? { signal: this.policy.signal } : {});
+        } catch {
+          throw new SkipItemError('aborted', 'Interrupted while waiting to retry', { cause: failure, context: { url } });
+        }
+      }
+    }
+  }
+
+  /** One attempt, following redirects; `robots` fetches skip the robots and opt-out checks. */
+  private async fetchOnce(startUrl: string, kind: 'image' | 'page' | 'robots'): Promise<Fetched> {
+    let current = startUrl;
+    for (let hop = 0; ; hop++) {
+      let url: URL;
+      try {
+        url = new URL(current);
+      } catch {
+        throw new SkipItemError('invalid_url', `Not a URL: ${current}`, { context: { url: current } });
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new SkipItemError('invalid_url', `Only http(s) URLs are fetched, got ${url.protocol}`, { context: { url: current } });
+      }
+      const lifted = isGuardLifted(url, this.policy.allowPrivateNetwork);
+      if (!lifted) checkLiteralHost(url);
+      if (kind !== 'robots' && this.policy.respectRobots) {
+        const verdict = await this.robots.check(url);
+        if (!verdict.allowed) {
+          throw new SkipItemError(verdict.status, verdict.reason, { context: { url: current } });
+        }
+        if (verdict.crawlDelayMs > 0) {
+          const h = this.host(url.host);
+          h.interval = Math.max(h.interval, verdict.crawlDelayMs);
+        }
+      }
+      const response = await this.request(url, lifted, kind);
+      if (response.status >= 300 && response.status < 400 && response.location !== undefined) {
+        if (hop >= this.policy.maxRedirects) {
+          throw new SkipItemError('too_many_redirects', `More than ${this.policy.maxRedirects} redirects from ${startUrl}`, {
+            context: { url: startUrl },
+          });
+        }
+        current = new URL(response.location, url).href;
+        continue;
+      }
+      return { url: url.href, status: response.status, contentType: response.contentType, body: response.body };
+    }
+  }
+
+  private async request(
+    url: URL,
+    lifted: boolean,
+    kind: 'image' | 'page' | 'robots',
+  ): Promise<{ status: number; contentType: string; body: Buffer; location?: string }> {
+    const host = this.host(url.host);
+    return host.limit(() =>
+      this.global(async () => {
+        if (host.interval > 0) {
+          const now = Date.now();
+          const start = Math.max(now, host.next);
+          host.next = start + host.interval;
+          if (start > now) await sleep(start - now);
+        }
+        const res = await request(url, {
+          method: 'GET',
+          dispatcher: lifted ? this.open : this.guarded,
+          headers: { 'user-agent': this.policy.userAgent, accept: kind === 'image' ? 'image/*,*/*;q=0.8' : '*/*' },
+        });
+        const status = res.statusCode;
+        const headers = res.headers;
+        const location = headerValue(headers, 'location');
+        // Discards the rest of a body we will not use: small ones are drained so the connection
+        // can be reused; dump() destroys the stream past its limit without an unhandled error.
+        const done = (): void => {
+          res.body.on('error', () => undefined);
+          res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+        };
+        if (status >= 300 && status < 400 && location !== undefined) {
+          done();
+          return { status, contentType: '', body: Buffer.alloc(0), location };
+        }
+        if (status < 200 || status >= 300) {
+          done();
+          const message = `HTTP ${status} for ${url.href}`;
+          const context = { url: url.href };
+          if (status === 429 || status >= 500) {
+            const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(headerValue(headers, 'retry-after')) : undefined;
+            throw new RetryableError(`http_${status}`, message, { context, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+          }
+          throw new SkipItemError(`http_${status}`, message, { context });
+        }
+        if (kind !== 'robots' && this.policy.respectXRobotsTag && isOptedOut(headers['x-robots-tag'], this.policy.userAgent)) {
+          done();
+          throw new SkipItemError('opted_out', `X-Robots-Tag: ${String(headers['x-robots-tag'])}`, { context: { url: url.href } });
+        }
+        const declared = Number(headerValue(headers, 'content-length') ?? NaN);
+        if (declared > this.policy.maxBodyBytes) {
+          done();
+          throw new SkipItemError('too_large', `Body of ${declared} bytes exceeds ${this.policy.maxBodyBytes}`, { context: { url: url.href } });
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of res.body) {
+          size += (chunk as Buffer).length;
+          if (size > this.policy.maxBodyBytes) {
+            done();
+            throw new SkipItemError('too_large', `Body exceeds ${this.policy.maxBodyBytes} bytes`, { context: { url: url.href } });
+          }
+          chunks.push(chunk as Buffer);
+        }
+        return { status, contentType: headerValue(headers, 'content-type') ?? '', body: Buffer.concat(chunks, size) };
+      }),
+    );
+  }
+
+  /** Closes every pooled connection. */
+  async close(): Promise<void> {
+    await Promise.all([this.guarded.close(), this.open.close()]);
+  }
+}

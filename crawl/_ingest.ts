@@ -1,0 +1,43 @@
+import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import type { Candidate } from './_candidate.ts';
+
+/** The stable WebDataset key of a pair: md5 of caption + URL, as cc2dataset's uid. */
+export function pairKey(caption: string, url: string): string {
+  return createHash('md5').update(caption + url).digest('hex');
+}
+
+/**
+ * Records candidates as `pending` pairs, in transactions of `batchSize`. A pair already in the
+ * manifest is left as it is, so reading an input twice (after a kill) adds nothing twice.
+ * Returns how many new pairs were recorded.
+ */
+export async function recordCandidates(
+  db: Database.Database,
+  candidates: AsyncIterable<Candidate> | Iterable<Candidate>,
+  source: string,
+  onBatch?: (inserted: number, read: number) => void,
+  batchSize = 2000,
+): Promise<{ read: number; inserted: number }> {
+  const insert = db.prepare(
+    `INSERT OR IGNORE INTO pairs (key, url, page_url, caption, status, source) VALUES (?, ?, ?, ?, 'pending', ?)`,
+  );
+  let batch: Candidate[] = [];
+  let read = 0;
+  let inserted = 0;
+  const flush = db.transaction((rows: Candidate[]) => {
+    for (const c of rows) inserted += insert.run(pairKey(c.caption, c.url), c.url, c.pageUrl, c.caption, source).changes;
+  });
+  for await (const candidate of candidates) {
+    batch.push(candidate);
+    read++;
+    if (batch.length >= batchSize) {
+      flush(batch);
+      batch = [];
+      onBatch?.(inserted, read);
+    }
+  }
+  if (batch.length > 0) flush(batch);
+  onBatch?.(inserted, read);
+  return { read, inserted };
+}

@@ -1,0 +1,210 @@
+/**
+ * The crawl stage: alt-text pairs from web pages, WARC/WAT files and URL lists, downloaded,
+ * resized and written as WebDataset shards with a SQLite manifest.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { countByStatus, openCorpus, recordStageRun, type Corpus } from '../corpus/manifest.ts';
+import { ShardWriter } from '../corpus/shards.ts';
+import { UsageError } from '../corpus/errors.ts';
+import type { Candidate } from './_candidate.ts';
+import { downloadPending } from './_download.ts';
+import { Fetcher } from './_fetcher.ts';
+import { recordCandidates } from './_ingest.ts';
+import { acquireLock } from './_lock.ts';
+import { crawlPages } from './_pages.ts';
+import { assertReadableUrlList, readUrlList } from './_sources/url-list.ts';
+import { assertReadableWarc, readWarc } from './_sources/warc.ts';
+import { resolveCrawlOptions, type CrawlOptions, type CrawlProgress, type ResolvedCrawlOptions } from './options.ts';
+
+export type { CrawlOptions, CrawlProgress, ResizeMode } from './options.ts';
+
+/** What a crawl did, and the state of the corpus after it. */
+export interface CrawlResult {
+  /** The corpus directory. */
+  out: string;
+  /** Pages fetched successfully in this run. */
+  pagesFetched: number;
+  /** New pairs recorded in this run (from pages, WARC and URL lists). */
+  pairsFound: number;
+  /** Pairs whose image was attempted in this run. */
+  attempted: number;
+  /** Pairs stored in a shard in this run. */
+  ok: number;
+  /** Pairs that failed in this run (their status says why). */
+  failed: number;
+  /** Pairs per status over the whole manifest, `pending` included. */
+  byStatus: Record<string, number>;
+  /** Complete shards in the corpus. */
+  shards: number;
+  /** Bytes downloaded in this run. */
+  bytes: number;
+  durationMs: number;
+  /** True when the signal stopped the run early; run again to continue. */
+  interrupted: boolean;
+}
+
+function readSeedFile(path: string): string[] {
+  if (!existsSync(path) || !statSync(path).isFile()) {
+    throw new UsageError('ERR_INPUT_NOT_FOUND', `Seed '${path}' is neither an http(s) URL nor a readable file`, {
+      context: { path },
+    });
+  }
+  return readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+}
+
+/** Expands seed files and checks every seed is an absolute http(s) URL. */
+function resolveSeeds(pages: string[]): string[] {
+  const seeds: string[] = [];
+  for (const entry of pages) {
+    const list = /^https?:\/\//i.test(entry) ? [entry] : readSeedFile(entry);
+    for (const seed of list) {
+      let url: URL;
+      try {
+        url = new URL(seed);
+      } catch {
+        throw new UsageError('ERR_INPUT_MALFORMED', `Seed ${JSON.stringify(seed)} is not a URL`, { context: { url: seed } });
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new UsageError('ERR_INPUT_MALFORMED', `Seed ${JSON.stringify(seed)} is not an http(s) URL`, { context: { url: seed } });
+      }
+      url.hash = '';
+      seeds.push(url.href);
+    }
+  }
+  return seeds;
+}
+
+/** Every input is checked before anything is written: a bad one stops the run with one line. */
+async function validateInputs(opts: ResolvedCrawlOptions, captionColExplicit: boolean): Promise<string[]> {
+  const seeds = resolveSeeds(opts.pages);
+  for (const path of opts.warc) await assertReadableWarc(path);
+  for (const path of opts.urls) {
+    await assertReadableUrlList(path, { urlCol: opts.urlCol, captionCol: opts.captionCol, captionColExplicit });
+  }
+  return seeds;
+}
+
+/** Reads one WARC or URL-list input into the manifest, once: a finished input is not read again. */
+async function ingestInput(
+  corpus: Corpus,
+  kind: 'warc' | 'urls',
+  path: string,
+  candidates: AsyncIterable<Candidate>,
+  report: (read: number) => void,
+): Promise<number> {
+  const source = `${kind}:${resolve(path)}`;
+  const { db } = corpus;
+  const row = db.prepare('SELECT done FROM inputs WHERE source = ?').get(source) as { done: number } | undefined;
+  if (row?.done === 1) return 0;
+  db.prepare('INSERT OR IGNORE INTO inputs (source, kind) VALUES (?, ?)').run(source, kind);
+  const { inserted } = await recordCandidates(db, candidates, source, (_inserted, read) => report(read));
+  db.prepare(`UPDATE inputs SET done = 1, pairs = pairs + ?, finished_at = ? WHERE source = ?`).run(
+    inserted,
+    new Date().toISOString(),
+    source,
+  );
+  return inserted;
+}
+
+/**
+ * Runs the crawl: page crawl, then WARC and URL-list ingestion, then the downloads. Killed at any
+ * moment, it leaves the corpus consistent, and the same call continues where it stopped.
+ */
+export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
+  const started = Date.now();
+  const opts = resolveCrawlOptions(options);
+  const seeds = await validateInputs(opts, options.captionCol !== undefined && options.captionCol !== 'caption');
+  const corpus = openCorpus(opts.out, { create: true });
+  let release: (() => void) | undefined;
+  let fetcher: Fetcher | undefined;
+  let writer: ShardWriter | undefined;
+  let finishRun: ((outcome: string, summary: unknown) => void) | undefined;
+  const progress = (p: CrawlProgress) => opts.onProgress?.(p);
+  try {
+    release = acquireLock(opts.out);
+    finishRun = recordStageRun(corpus.db, 'crawl', { ...opts, signal: undefined });
+    fetcher = new Fetcher({ ...opts, signal: opts.signal });
+    const signal = opts.signal;
+    let pagesFetched = 0;
+    let pairsFound = 0;
+
+    if (seeds.length > 0) {
+      const pages = await crawlPages(corpus.db, fetcher, {
+        seeds,
+        maxDepth: opts.maxDepth,
+        maxPages: opts.maxPages,
+        keepEmptyAlt: opts.keepEmptyAlt,
+        concurrency: Math.min(opts.concurrency, 16),
+        signal,
+        onPage: (fetched, failed) => progress({ phase: 'pages', done: fetched + failed, total: null, ok: fetched, failed }),
+      });
+      pagesFetched = pages.fetched;
+      pairsFound += pages.found;
+    }
+    for (const path of opts.warc) {
+      if (signal?.aborted) break;
+      pairsFound += await ingestInput(corpus, 'warc', path, readWarc(path, { keepEmptyAlt: opts.keepEmptyAlt }), (read) =>
+        progress({ phase: 'ingest', done: read, total: null, ok: read, failed: 0 }),
+      );
+    }
+    for (const path of opts.urls) {
+      if (signal?.aborted) break;
+      pairsFound += await ingestInput(
+        corpus,
+        'urls',
+        path,
+        readUrlList(path, { urlCol: opts.urlCol, captionCol: opts.captionCol }),
+        (read) => progress({ phase: 'ingest', done: read, total: null, ok: read, failed: 0 }),
+      );
+    }
+
+    let counts = { attempted: 0, ok: 0, failed: 0, bytes: 0 };
+    if (opts.download && !signal?.aborted) {
+      writer = await ShardWriter.open(corpus, opts.shardSize);
+      const total = (corpus.db.prepare(`SELECT COUNT(*) AS n FROM pairs WHERE status = 'pending'`).get() as { n: number }).n - writer.pending;
+      let ok = 0;
+      let failed = 0;
+      counts = await downloadPending(corpus.db, fetcher, writer, {
+        concurrency: opts.concurrency,
+        image: opts,
+        signal,
+        onItem: (success) => {
+          if (success) ok++;
+          else failed++;
+          progress({ phase: 'download', done: ok + failed, total, ok, failed });
+        },
+      });
+      if (signal?.aborted) await writer.suspend();
+      else await writer.flush();
+    }
+
+    const shards = (corpus.db.prepare('SELECT COUNT(*) AS n FROM shards').get() as { n: number }).n;
+    const result: CrawlResult = {
+      out: opts.out,
+      pagesFetched,
+      pairsFound,
+      attempted: counts.attempted,
+      ok: counts.ok,
+      failed: counts.failed,
+      byStatus: countByStatus(corpus.db),
+      shards,
+      bytes: counts.bytes,
+      durationMs: Date.now() - started,
+      interrupted: signal?.aborted ?? false,
+    };
+    finishRun(result.interrupted ? 'interrupted' : 'done', result);
+    return result;
+  } catch (err) {
+    if (writer) await writer.suspend().catch(() => undefined);
+    finishRun?.('failed', { error: (err as Error).message });
+    throw err;
+  } finally {
+    await fetcher?.close();
+    release?.();
+    corpus.close();
+  }
+}
