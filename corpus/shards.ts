@@ -80,6 +80,8 @@ export async function scanPartialShard(path: string): Promise<{ samples: SampleM
   const extract = tar.extract();
   extract.on('entry', (header, stream, next) => {
     const chunks: Buffer[] = [];
+    // An entry cut by a kill ends the scan: the pipeline rejects and endOffset stays before it.
+    stream.on('error', (err: unknown) => next(err as Error));
     stream.on('data', (c: unknown) => {
       chunks.push(c as Buffer);
     });

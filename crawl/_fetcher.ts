@@ -50,7 +50,10 @@ export function isOptedOut(header: string | string[] | undefined, userAgent: str
     for (const raw of value.split(',')) {
       let part = raw.trim().toLowerCase();
       const colon = /^([a-z0-9_-]+)\s*:\s*(.*)$/.exec(part);
-      if (colon?.[1] !== undefined && !['unavailable_after', 'max-snippet', 'max-image-preview', 'max-video-preview'].includes(colon[1])) {
+      if (
+        colon?.[1] !== undefined &&
+        !['unavailable_after', 'max-snippet', 'max-image-preview', 'max-video-preview'].includes(colon[1])
+      ) {
         scope = colon[1];
         part = colon[2] ?? '';
       }
@@ -114,7 +117,10 @@ export class Fetcher {
       bodyTimeout: policy.bodyTimeoutMs,
       keepAliveTimeout: 10_000,
     };
-    this.guarded = new Agent({ ...common, connect: { timeout: policy.connectTimeoutMs, lookup: guardedLookup as unknown as LookupFunction } });
+    this.guarded = new Agent({
+      ...common,
+      connect: { timeout: policy.connectTimeoutMs, lookup: guardedLookup as unknown as LookupFunction },
+    });
     this.open = new Agent({ ...common, connect: { timeout: policy.connectTimeoutMs } });
     this.global = pLimit(policy.concurrency);
     this.robots = new RobotsCache((url) => this.fetchOnce(url, 'robots'), policy.userAgent);
@@ -123,6 +129,7 @@ export class Fetcher {
   private host(hostKey: string) {
     let h = this.hosts.get(hostKey);
     if (h === undefined) {
+      if (this.hosts.size >= 50_000) this.forgetIdleHosts();
       h = {
         limit: pLimit(this.policy.perHostConcurrency),
         next: 0,
@@ -155,7 +162,10 @@ export class Fetcher {
         try {
           await sleep(wait, undefined, this.policy.signal ? { signal: this.policy.signal } : {});
         } catch {
-          throw new SkipItemError('aborted', 'Interrupted while waiting to retry', { cause: failure, context: { url } });
+          throw new SkipItemError('aborted', 'Interrupted while waiting to retry', {
+            cause: failure,
+            context: { url },
+          });
         }
       }
     }
@@ -172,7 +182,9 @@ export class Fetcher {
         throw new SkipItemError('invalid_url', `Not a URL: ${current}`, { context: { url: current } });
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new SkipItemError('invalid_url', `Only http(s) URLs are fetched, got ${url.protocol}`, { context: { url: current } });
+        throw new SkipItemError('invalid_url', `Only http(s) URLs are fetched, got ${url.protocol}`, {
+          context: { url: current },
+        });
       }
       const lifted = isGuardLifted(url, this.policy.allowPrivateNetwork);
       if (!lifted) checkLiteralHost(url);
@@ -189,9 +201,13 @@ export class Fetcher {
       const response = await this.request(url, lifted, kind);
       if (response.status >= 300 && response.status < 400 && response.location !== undefined) {
         if (hop >= this.policy.maxRedirects) {
-          throw new SkipItemError('too_many_redirects', `More than ${this.policy.maxRedirects} redirects from ${startUrl}`, {
-            context: { url: startUrl },
-          });
+          throw new SkipItemError(
+            'too_many_redirects',
+            `More than ${this.policy.maxRedirects} redirects from ${startUrl}`,
+            {
+              context: { url: startUrl },
+            },
+          );
         }
         current = new URL(response.location, url).href;
         continue;
@@ -206,14 +222,16 @@ export class Fetcher {
     kind: 'image' | 'page' | 'robots',
   ): Promise<{ status: number; contentType: string; body: Buffer; location?: string }> {
     const host = this.host(url.host);
-    return host.limit(() =>
-      this.global(async () => {
-        if (host.interval > 0) {
-          const now = Date.now();
-          const start = Math.max(now, host.next);
-          host.next = start + host.interval;
-          if (start > now) await sleep(start - now);
-        }
+    // The rate wait happens holding only the host's slot, so a slow host never ties up the
+    // global slots that other hosts could use.
+    return host.limit(async () => {
+      if (host.interval > 0) {
+        const now = Date.now();
+        const start = Math.max(now, host.next);
+        host.next = start + host.interval;
+        if (start > now) await sleep(start - now);
+      }
+      return this.global(async () => {
         const res = await request(url, {
           method: 'GET',
           dispatcher: lifted ? this.open : this.guarded,
@@ -237,19 +255,31 @@ export class Fetcher {
           const message = `HTTP ${status} for ${url.href}`;
           const context = { url: url.href };
           if (status === 429 || status >= 500) {
-            const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(headerValue(headers, 'retry-after')) : undefined;
-            throw new RetryableError(`http_${status}`, message, { context, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+            const retryAfterMs =
+              status === 429 || status === 503 ? parseRetryAfter(headerValue(headers, 'retry-after')) : undefined;
+            throw new RetryableError(`http_${status}`, message, {
+              context,
+              ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+            });
           }
           throw new SkipItemError(`http_${status}`, message, { context });
         }
-        if (kind !== 'robots' && this.policy.respectXRobotsTag && isOptedOut(headers['x-robots-tag'], this.policy.userAgent)) {
+        if (
+          kind !== 'robots' &&
+          this.policy.respectXRobotsTag &&
+          isOptedOut(headers['x-robots-tag'], this.policy.userAgent)
+        ) {
           done();
-          throw new SkipItemError('opted_out', `X-Robots-Tag: ${String(headers['x-robots-tag'])}`, { context: { url: url.href } });
+          throw new SkipItemError('opted_out', `X-Robots-Tag: ${String(headers['x-robots-tag'])}`, {
+            context: { url: url.href },
+          });
         }
         const declared = Number(headerValue(headers, 'content-length') ?? NaN);
         if (declared > this.policy.maxBodyBytes) {
           done();
-          throw new SkipItemError('too_large', `Body of ${declared} bytes exceeds ${this.policy.maxBodyBytes}`, { context: { url: url.href } });
+          throw new SkipItemError('too_large', `Body of ${declared} bytes exceeds ${this.policy.maxBodyBytes}`, {
+            context: { url: url.href },
+          });
         }
         const chunks: Buffer[] = [];
         let size = 0;
@@ -257,13 +287,23 @@ export class Fetcher {
           size += (chunk as Buffer).length;
           if (size > this.policy.maxBodyBytes) {
             done();
-            throw new SkipItemError('too_large', `Body exceeds ${this.policy.maxBodyBytes} bytes`, { context: { url: url.href } });
+            throw new SkipItemError('too_large', `Body exceeds ${this.policy.maxBodyBytes} bytes`, {
+              context: { url: url.href },
+            });
           }
           chunks.push(chunk as Buffer);
         }
         return { status, contentType: headerValue(headers, 'content-type') ?? '', body: Buffer.concat(chunks, size) };
-      }),
-    );
+      });
+    });
+  }
+
+  /** Drops the state of hosts with nothing queued and no rate wait pending (a WARC has millions). */
+  private forgetIdleHosts(): void {
+    const now = Date.now();
+    for (const [key, h] of this.hosts) {
+      if (h.limit.activeCount === 0 && h.limit.pendingCount === 0 && h.next <= now) this.hosts.delete(key);
+    }
   }
 
   /** Closes every pooled connection. */

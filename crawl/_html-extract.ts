@@ -120,8 +120,13 @@ export interface ExtractOptions {
  * attributes, and which element is an `<img>`'s parent. The tests compare it with a cheerio DOM.
  */
 export function extractFromHtml(html: string, pageUrl: string, options: ExtractOptions = {}): ExtractedPage {
-  const scan = new HtmlScan(html, options.links ?? true);
-  scan.run();
+  // Most pages have no <picture>: they are scanned without keeping the tree, and only a page where
+  // one turns up is scanned again with it.
+  let scan = new HtmlScan(html, options.links ?? true, false);
+  if (!scan.run()) {
+    scan = new HtmlScan(html, options.links ?? true, true);
+    scan.run();
+  }
   const base = (scan.baseHref !== undefined && resolveHttpUrl(scan.baseHref, pageUrl)) || pageUrl;
   const resolve = base !== pageUrl || URL.canParse(base) ? resolveAgainstValidBase : resolveHttpUrl;
 
@@ -279,8 +284,8 @@ class HtmlScan {
   private readonly html: string;
   private readonly length: number;
   /**
-   * Open elements, innermost last, as htmlparser2 keeps them. Only tracked when the document has a
-   * `<picture>`: otherwise no img can have one as parent and the tree does not matter.
+   * Whether the open elements are tracked, innermost last, as htmlparser2 keeps them. Only needed
+   * when the document has a `<picture>`: otherwise no img can have one as parent.
    */
   private readonly trackTree: boolean;
   private readonly stack: string[] = [];
@@ -293,19 +298,23 @@ class HtmlScan {
 
   private readonly wantLinks: boolean;
 
-  constructor(html: string, wantLinks: boolean) {
+  /** Set when a `<picture>` tag was met while the tree was not tracked: the scan stopped there. */
+  private sawPicture = false;
+
+  constructor(html: string, wantLinks: boolean, trackTree: boolean) {
     this.html = html;
     this.length = html.length;
     this.wantLinks = wantLinks;
-    this.trackTree = /<picture/i.test(html);
+    this.trackTree = trackTree;
   }
 
-  run(): void {
+  /** Scans the document; false when it must be scanned again with the tree tracked. */
+  run(): boolean {
     const html = this.html;
     let i = 0;
     while (i >= 0 && i < this.length) {
       const lt = html.indexOf('<', i);
-      if (lt < 0 || lt + 1 >= this.length) return;
+      if (lt < 0 || lt + 1 >= this.length) break;
       const c = html.charCodeAt(lt + 1);
       if (isAsciiAlpha(c)) i = this.openTag(lt + 1);
       else if (c === SLASH) i = this.closingTag(lt + 2);
@@ -313,6 +322,7 @@ class HtmlScan {
       else if (c === QUESTION) i = this.after(html.indexOf('>', lt + 2));
       else i = lt + 1;
     }
+    return !this.sawPicture;
   }
 
   /** The index after `gt`, or -1 (stop: the rest of the document is text) when none was found. */
@@ -339,7 +349,7 @@ class HtmlScan {
       if (i + 1 >= this.length) return -1;
       if (html.charCodeAt(i + 1) === DASH) {
         // `<!-->` and `<!--->` are complete comments: the `--` of `<!--` counts towards `-->`.
-        const end = html.indexOf('-->', i);
+        const end = html.indexOf('-->', i + 2);
         return end < 0 ? -1 : end + 3;
       }
       return this.after(html.indexOf('>', i + 2));
@@ -379,6 +389,10 @@ class HtmlScan {
       end++;
     }
     if (end >= this.length) return -1;
+    if (!this.trackTree && end - start === 7 && (html.charCodeAt(start) | 0x20) === 0x70 && html.slice(start, end).toLowerCase() === 'picture') {
+      this.sawPicture = true;
+      return -1;
+    }
 
     // Without a tree to keep, only the names of wanted and raw-text tags matter (at most 8 letters,
     // starting with a, b, i, s, t or x): others are stepped over without being sliced.
@@ -467,7 +481,7 @@ class HtmlScan {
       c = html.charCodeAt(k);
       if (c !== EQ) {
         // No value: `/`, `>` or the next attribute's name is read from here.
-        this.attribute(nameStart, nameEnd, '');
+        if (this.attrs !== null) this.attribute(nameStart, nameEnd, k, k, 0);
         continue;
       }
       k++;
@@ -477,7 +491,7 @@ class HtmlScan {
       if (c === DQ || c === SQ) {
         const close = html.indexOf(c === DQ ? '"' : "'", k + 1);
         if (close < 0) return -1;
-        if (this.attrs !== null) this.attribute(nameStart, nameEnd, html.slice(k + 1, close), c);
+        if (this.attrs !== null) this.attribute(nameStart, nameEnd, k + 1, close, c);
         k = close + 1;
         continue;
       }
@@ -489,18 +503,26 @@ class HtmlScan {
         k++;
       }
       if (k >= n) return -1;
-      if (this.attrs !== null) this.attribute(nameStart, nameEnd, html.slice(valueStart, k), 0);
+      if (this.attrs !== null) this.attribute(nameStart, nameEnd, valueStart, k, 0);
     }
   }
 
-  /** Keeps the first value of a wanted attribute, as htmlparser2 does with duplicates. */
-  private attribute(nameStart: number, nameEnd: number, raw: string, quote = 0): void {
+  /**
+   * Keeps the first value of a wanted attribute, as htmlparser2 does with duplicates. The value is
+   * `html[valueStart, valueEnd)`, quoted with `quote` (0: unquoted or no value).
+   */
+  private attribute(nameStart: number, nameEnd: number, valueStart: number, valueEnd: number, quote: number): void {
     if (this.attrs === null || this.wanted === null) return;
     const length = nameEnd - nameStart;
     if (length < 3 || length > 16) return; // No wanted name is shorter or longer (alt, data-lazy-srcset).
-    const name = this.html.slice(nameStart, nameEnd).toLowerCase();
-    if (!this.wanted.has(name) || this.attrs.has(name)) return;
-    this.attrs.set(name, decodeAttribute(raw, quote));
+    let name = this.html.slice(nameStart, nameEnd);
+    if (!this.wanted.has(name)) {
+      const lower = name.toLowerCase();
+      if (lower === name || !this.wanted.has(lower)) return;
+      name = lower;
+    }
+    if (this.attrs.has(name)) return;
+    this.attrs.set(name, decodeAttribute(this.html.slice(valueStart, valueEnd), quote));
   }
 
   private element(name: string, attrs: Attributes): void {

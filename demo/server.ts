@@ -80,7 +80,9 @@ function resolveTarget(root: string, target: string): Resolved {
 
 function sendStatus(res: ServerResponse, status: number, head: boolean): void {
   const body = `<!doctype html><title>${status}</title><h1>${status}</h1>\n`;
-  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.statusCode = status;
+  res.setHeader('content-type', 'text/html; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(body));
   res.end(head ? undefined : body);
 }
 
@@ -116,11 +118,10 @@ export async function serveDemoSite(dir: string, options: ServeOptions = {}): Pr
       sendStatus(res, 404, head);
       return;
     }
-    res.writeHead(200, {
-      'content-type': contentTypeOf(file),
-      'content-length': info.size,
-      ...headers.get(target.urlPath),
-    });
+    res.statusCode = 200;
+    res.setHeader('content-type', contentTypeOf(file));
+    res.setHeader('content-length', info.size);
+    for (const [name, value] of Object.entries(headers.get(target.urlPath) ?? {})) res.setHeader(name, value);
     if (head) {
       res.end();
       return;
