@@ -1,5 +1,5 @@
 import { defineCommand } from 'citty';
-import { ALT_KINDS, IMAGE_FATES, runDemo, type DemoOptions, type DemoResult } from '../demo/index.ts';
+import { ALT_KINDS, IMAGE_FATES, runDemo, type AltKind, type DemoOptions, type DemoResult, type ImageFate } from '../demo/index.ts';
 import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { summarize } from './crawl.ts';
 import { createProgress, type Progress } from './_progress.ts';
@@ -15,8 +15,26 @@ const flags = {
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-function counts(record: Record<string, number>, order: readonly string[]): string {
-  return order.map((k) => `${k} ${record[k] ?? 0}`).join(', ');
+const KIND_LABELS: Record<AltKind, string> = {
+  name: 'true names',
+  name_in_context: 'names in context',
+  boilerplate: 'boilerplate',
+  filename: 'file names',
+  wrong_image: 'of the wrong image',
+  empty: 'empty',
+  missing: 'missing',
+};
+
+const FATE_LABELS: Record<ImageFate, string> = {
+  ok: 'fine',
+  small: 'too small (32 px)',
+  broken: 'broken links',
+  disallowed: 'under /private/ (robots.txt)',
+  opted_out: 'opted out (X-Robots-Tag)',
+};
+
+function counts<K extends string>(record: Record<K, number>, order: readonly K[], labels: Record<K, string>): string {
+  return order.map((k) => `${record[k] ?? 0} ${labels[k]}`).join(', ');
 }
 
 /** The lines the demo prints at the end: what was built, what the crawl did, where the corpus is. */
@@ -31,8 +49,8 @@ export function demoSummary(result: DemoResult): string[] {
     `site: ${site.images} images on ${site.pages} pages ${site.reused ? '(kept from an earlier run)' : `(built in ${seconds(site.durationMs)})`}, ` +
       `served at ${site.origin}/ from ${site.dir}`,
   );
-  lines.push(`  alt-texts: ${counts(site.byKind, ALT_KINDS)}`);
-  lines.push(`  images: ${counts(site.byFate, IMAGE_FATES)}`);
+  lines.push(`  alt-texts: ${counts(site.byKind, ALT_KINDS, KIND_LABELS)}`);
+  lines.push(`  images: ${counts(site.byFate, IMAGE_FATES, FATE_LABELS)}`);
   if (site.originChanged) {
     lines.push(`  note: the port of the last run was taken, so the crawl records the site again under ${site.origin}`);
   }

@@ -349,7 +349,7 @@ class HtmlScan {
       if (i + 1 >= this.length) return -1;
       if (html.charCodeAt(i + 1) === DASH) {
         // `<!-->` and `<!--->` are complete comments: the `--` of `<!--` counts towards `-->`.
-        const end = html.indexOf('-->', i + 2);
+        const end = html.indexOf('-->', i);
         return end < 0 ? -1 : end + 3;
       }
       return this.after(html.indexOf('>', i + 2));
@@ -578,7 +578,7 @@ class HtmlScan {
     if (VOID_ELEMENTS.has(name)) return;
     const pos = this.stack.lastIndexOf(name);
     // An unmatched `</p>` opens and closes an empty p: no change to the open elements.
-    if (pos < 0) return;
+    if (pos < 0) { if (name !== 'p') return; }
     while (this.stack.length > pos) this.popElement();
   }
 

@@ -640,12 +640,12 @@ export async function buildDemoSite(dir: string, options: DemoSiteOptions = {}):
   const aborted = () => new AltforgeError('ERR_ABORTED', 'Interrupted while building the demo site', { context: { path: target } });
   try {
     await mkdir(tmp, { recursive: true });
-    for (const [path, text] of plan.texts) {
-      bytes += await writeFileIn(tmp, path, text, made);
+    const texts = [...plan.texts, [`/${HEADERS_FILE}`, JSON.stringify(plan.headers, null, 2) + '\n'] as const];
+    for (const [path, text] of texts) {
+      const written = await writeFileIn(tmp, path, text, made);
+      bytes += written;
       files++;
     }
-    bytes += await writeFileIn(tmp, `/${HEADERS_FILE}`, JSON.stringify(plan.headers, null, 2) + '\n', made);
-    files++;
 
     const total = plan.pictures.length;
     let next = 0;
@@ -655,7 +655,9 @@ export async function buildDemoSite(dir: string, options: DemoSiteOptions = {}):
         if (o.signal?.aborted) throw aborted();
         const group = plan.pictures[next++] ?? [];
         for (const picture of group) {
-          bytes += await writeFileIn(tmp, picture.path, await renderPicture(picture), made);
+          // Awaited before the sum: `bytes += await …` would read `bytes` before other workers add to it.
+          const written = await writeFileIn(tmp, picture.path, await renderPicture(picture), made);
+          bytes += written;
           files++;
         }
         o.onProgress?.(++done, total);

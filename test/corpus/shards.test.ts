@@ -1,0 +1,141 @@
+import { existsSync, readFileSync, readdirSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openCorpus, type Corpus } from '../../corpus/manifest.ts';
+import { ShardWriter, scanPartialShard, shardPaths, type Sample } from '../../corpus/shards.ts';
+import { readTar, tempDir } from '../helpers/corpus.ts';
+
+function sample(i: number): Sample {
+  const key = `key${String(i).padStart(4, '0')}`;
+  return {
+    jpg: Buffer.alloc(700 + i * 13, i % 251),
+    meta: {
+      key,
+      url: `http://example.org/${i}.jpg`,
+      page_url: null,
+      caption: `caption ${i}`,
+      width: 10,
+      height: 10,
+      original_width: 20,
+      original_height: 20,
+      sha256: 'ab'.repeat(32),
+      bytes: 1000 + i,
+      http_status: 200,
+    },
+  };
+}
+
+function addPending(corpus: Corpus, samples: Sample[]): void {
+  const insert = corpus.db.prepare(`INSERT INTO pairs (key, url, caption, status) VALUES (?, ?, ?, 'pending')`);
+  for (const s of samples) insert.run(s.meta.key, s.meta.url, s.meta.caption);
+}
+
+function statusOf(corpus: Corpus, key: string): { status: string; shard: number | null } {
+  return corpus.db.prepare('SELECT status, shard FROM pairs WHERE key = ?').get(key) as {
+    status: string;
+    shard: number | null;
+  };
+}
+
+describe('ShardWriter', () => {
+  let dir: { path: string; remove: () => Promise<void> };
+  let corpus: Corpus;
+
+  beforeEach(async () => {
+    dir = await tempDir('altforge-shards-');
+    corpus = openCorpus(join(dir.path, 'c'), { create: true });
+  });
+  afterEach(async () => {
+    corpus.close();
+    await dir.remove();
+  });
+
+  it('commits a full shard: tar, parquet and stats renamed, pairs marked ok with their shard', async () => {
+    const samples = Array.from({ length: 5 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+    const writer = await ShardWriter.open(corpus, 3);
+    for (const s of samples) await writer.add(s);
+    await writer.flush();
+    const p0 = shardPaths(corpus.dir, 0);
+    const p1 = shardPaths(corpus.dir, 1);
+    for (const f of [p0.tar, p0.parquet, p0.stats, p1.tar, p1.parquet, p1.stats]) expect(existsSync(f), f).toBe(true);
+    expect((await readTar(p0.tar)).map((e) => e.name)).toEqual(
+      ['key0000', 'key0001', 'key0002'].flatMap((k) => [`${k}.jpg`, `${k}.txt`, `${k}.json`]),
+    );
+    expect(statusOf(corpus, 'key0004')).toEqual({ status: 'ok', shard: 1 });
+    expect(readdirSync(join(corpus.dir, 'shards')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('continues a shard cut in the middle of an entry, keeping the complete samples and fetching none twice', async () => {
+    const samples = Array.from({ length: 4 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+    const first = await ShardWriter.open(corpus, 10);
+    for (const s of samples.slice(0, 3)) await first.add(s);
+    await first.suspend();
+    const tmp = shardPaths(corpus.dir, 0).tarTmp;
+    // Cut the file 100 bytes into the third sample's jpg, as a SIGKILL mid-write would.
+    const { endOffset: afterTwo } = await scanPartialShard(tmp);
+    expect(afterTwo).toBeGreaterThan(0);
+    const third = 512 + Math.ceil(samples[2]!.jpg.length / 512) * 512;
+    const full = statSync(tmp).size;
+    truncateSync(tmp, full - 1024 - third - 2 * 1024 + 100 + 512);
+    const scan = await scanPartialShard(tmp);
+    expect(scan.samples.map((s) => s.key)).toEqual(['key0000', 'key0001']);
+
+    const second = await ShardWriter.open(corpus, 10);
+    expect([second.has('key0000'), second.has('key0001'), second.has('key0002')]).toEqual([true, true, false]);
+    await second.add(samples[2]!);
+    await second.add(samples[3]!);
+    await second.flush();
+    const names = (await readTar(shardPaths(corpus.dir, 0).tar)).map((e) => e.name);
+    expect(names).toEqual(
+      ['key0000', 'key0001', 'key0002', 'key0003'].flatMap((k) => [`${k}.jpg`, `${k}.txt`, `${k}.json`]),
+    );
+    for (const s of samples) expect(statusOf(corpus, s.meta.key)).toEqual({ status: 'ok', shard: 0 });
+  });
+
+  it('finishes a commit that a kill interrupted after the manifest transaction but before the renames', async () => {
+    const samples = Array.from({ length: 2 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+    const writer = await ShardWriter.open(corpus, 10);
+    for (const s of samples) await writer.add(s);
+    await writer.flush();
+    const p = shardPaths(corpus.dir, 0);
+    // Put the files back where the kill would have left them.
+    renameSync(p.tar, p.tarTmp);
+    renameSync(p.parquet, p.parquetTmp);
+    renameSync(p.stats, p.statsTmp);
+    const reopened = await ShardWriter.open(corpus, 10);
+    expect([existsSync(p.tar), existsSync(p.parquet), existsSync(p.stats)]).toEqual([true, true, true]);
+    expect([existsSync(p.tarTmp), existsSync(p.parquetTmp), existsSync(p.statsTmp)]).toEqual([false, false, false]);
+    expect(reopened.current).toBe(1);
+  });
+
+  it('removes parquet and stats temporaries of a shard the manifest never recorded', async () => {
+    const writer = await ShardWriter.open(corpus, 10);
+    await writer.suspend();
+    const p = shardPaths(corpus.dir, 0);
+    writeFileSync(p.parquetTmp, 'partial');
+    writeFileSync(p.statsTmp, '{');
+    await ShardWriter.open(corpus, 10);
+    expect([existsSync(p.parquetTmp), existsSync(p.statsTmp)]).toEqual([false, false]);
+  });
+
+  it('commits a shard that holds only failures, so its stats count them', async () => {
+    corpus.db
+      .prepare(
+        `INSERT INTO pairs (key, url, caption, status, error_message, shard) VALUES ('f1', 'http://x/1', 'c', 'http_404', 'gone', 0)`,
+      )
+      .run();
+    const writer = await ShardWriter.open(corpus, 10);
+    await writer.flush();
+    const p = shardPaths(corpus.dir, 0);
+    expect(await readTar(p.tar)).toEqual([]);
+    const stats = JSON.parse(readFileSync(p.stats, 'utf8')) as {
+      count: number;
+      successes: number;
+      failures: Record<string, number>;
+    };
+    expect(stats).toMatchObject({ count: 1, successes: 0, failures: { http_404: 1 } });
+  });
+});
