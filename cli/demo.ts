@@ -1,12 +1,26 @@
 import { defineCommand } from 'citty';
-import { ALT_KINDS, IMAGE_FATES, runDemo, type AltKind, type DemoOptions, type DemoResult, type ImageFate } from '../demo/index.ts';
+import {
+  ALT_KINDS,
+  IMAGE_FATES,
+  runDemo,
+  type AltKind,
+  type DemoOptions,
+  type DemoResult,
+  type ImageFate,
+} from '../demo/index.ts';
 import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { summarize } from './crawl.ts';
 import { createProgress, type Progress } from './_progress.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
 
 const flags = {
-  out: { type: 'string', description: 'Demo directory: site/, corpus/ (created, or continued)', default: './altforge-demo', valueHint: 'DIR', alias: 'o' },
+  out: {
+    type: 'string',
+    description: 'Demo directory: site/, corpus/ (created, or continued)',
+    default: './altforge-demo',
+    valueHint: 'DIR',
+    alias: 'o',
+  },
   images: { type: 'integer', description: 'Images on the demo site', default: 2000, valueHint: 'N' },
   seed: { type: 'integer', description: 'Seed of the site (alt-texts, failures, sizes)', default: 1, valueHint: 'N' },
   json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
@@ -75,7 +89,11 @@ export const demoCommand = defineCommand({
   args: cittyArgs(flags),
   async run({ rawArgs }) {
     const { values } = parseFlags(rawArgs, flags);
-    const { json, progress: showProgress, ...rest } = values as Record<string, unknown> & { json?: boolean; progress?: boolean };
+    const {
+      json,
+      progress: showProgress,
+      ...rest
+    } = values as Record<string, unknown> & { json?: boolean; progress?: boolean };
     const barsOn = showProgress !== false && json !== true;
     // One bar per stage: the site build, then the crawl (whose bar follows its own phases).
     let bar: Progress | undefined;

@@ -60,10 +60,16 @@ export function emojiPool(): EmojiPool {
   try {
     jsonPath = require.resolve('emoji-datasource-twitter/emoji.json');
   } catch (err) {
-    throw new CriticalError('ERR_DEMO_DATA_MISSING', 'The demo needs the emoji-datasource-twitter package: run npm ci', { cause: err });
+    throw new CriticalError(
+      'ERR_DEMO_DATA_MISSING',
+      'The demo needs the emoji-datasource-twitter package: run npm ci',
+      { cause: err },
+    );
   }
   const imageDir = join(dirname(jsonPath), 'img', 'twitter', '64');
-  const records = (JSON.parse(readFileSync(jsonPath, 'utf8')) as EmojiRecord[]).toSorted((a, b) => a.sort_order - b.sort_order);
+  const records = (JSON.parse(readFileSync(jsonPath, 'utf8')) as EmojiRecord[]).toSorted(
+    (a, b) => a.sort_order - b.sort_order,
+  );
   const seen = new Set<string>();
   const base: Emoji[] = [];
   const variants: Emoji[] = [];

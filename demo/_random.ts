@@ -62,10 +62,17 @@ export function shuffle<T>(random: Random, items: T[]): T[] {
  * leave. A category with a fraction above 0 gets at least one item while `rest` has one to give:
  * a small demo still shows every case.
  */
-export function quotas<K extends string>(total: number, fractions: Readonly<Record<K, number>>, rest: K): Record<K, number> {
+export function quotas<K extends string>(
+  total: number,
+  fractions: Readonly<Record<K, number>>,
+  rest: K,
+): Record<K, number> {
   const keys = Object.keys(fractions) as K[];
   const given = keys.filter((k) => k !== rest);
-  const share = { ...fractions, [rest]: Math.max(0, 1 - given.reduce((sum, k) => sum + fractions[k], 0)) } as Record<K, number>;
+  const share = { ...fractions, [rest]: Math.max(0, 1 - given.reduce((sum, k) => sum + fractions[k], 0)) } as Record<
+    K,
+    number
+  >;
   const all = [...given, rest];
   const counts = {} as Record<K, number>;
   let assigned = 0;
@@ -75,7 +82,7 @@ export function quotas<K extends string>(total: number, fractions: Readonly<Reco
   }
   const byRemainder = all
     .map((k, order) => ({ k, order, remainder: share[k] * total - counts[k] }))
-    .sort((a, b) => b.remainder - a.remainder || a.order - b.order);
+    .toSorted((a, b) => b.remainder - a.remainder || a.order - b.order);
   for (let i = 0; assigned < total; i++, assigned++) {
     const entry = byRemainder[i % byRemainder.length];
     if (entry !== undefined) counts[entry.k]++;

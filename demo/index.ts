@@ -23,7 +23,19 @@ import { buildDemoSite, type AltKind, type BuiltSite, type ImageFate } from './s
 
 export type { DemoOptions, DemoProgress } from './options.ts';
 export { ALT_KINDS, IMAGE_FATES, MAX_IMAGES, buildDemoSite, readDemoSite } from './site.ts';
-export type { AltKind, AltMix, BuiltSite, DemoImage, DemoPage, DemoSite, DemoSiteOptions, DemoSiteParams, FateMix, ImageFate, ImageMarkup } from './site.ts';
+export type {
+  AltKind,
+  AltMix,
+  BuiltSite,
+  DemoImage,
+  DemoPage,
+  DemoSite,
+  DemoSiteOptions,
+  DemoSiteParams,
+  FateMix,
+  ImageFate,
+  ImageMarkup,
+} from './site.ts';
 export { serveDemoSite } from './server.ts';
 export type { DemoServer, ServeOptions } from './server.ts';
 
@@ -110,12 +122,21 @@ function claimOut(out: string, images: number, seed: number): DemoState {
         { context: { path: out, stage: 'demo' } },
       );
     }
-    return { generator: 'altforge-demo', images, seed, origin: typeof previous.origin === 'string' ? previous.origin : null };
+    return {
+      generator: 'altforge-demo',
+      images,
+      seed,
+      origin: typeof previous.origin === 'string' ? previous.origin : null,
+    };
   }
   if (existsSync(out) && readdirSync(out).length > 0) {
-    throw new UsageError('ERR_NOT_A_DEMO', `Directory '${out}' is not empty and holds no ${STATE_FILE}: refusing to write into it`, {
-      context: { path: out, stage: 'demo' },
-    });
+    throw new UsageError(
+      'ERR_NOT_A_DEMO',
+      `Directory '${out}' is not empty and holds no ${STATE_FILE}: refusing to write into it`,
+      {
+        context: { path: out, stage: 'demo' },
+      },
+    );
   }
   const state: DemoState = { generator: 'altforge-demo', images, seed, origin: null };
   mkdirSync(out, { recursive: true });

@@ -36,7 +36,9 @@ const schema = z.strictObject({
   out: z.string().min(1, 'expected a directory').default('./altforge-demo'),
   images: z.number().int(imagesMessage).min(1, imagesMessage).max(MAX_IMAGES, imagesMessage).default(2000),
   seed: z.number().int('expected a safe integer').min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).default(1),
-  onProgress: z.custom<(progress: DemoProgress) => void>((v) => typeof v === 'function', 'expected a function').optional(),
+  onProgress: z
+    .custom<(progress: DemoProgress) => void>((v) => typeof v === 'function', 'expected a function')
+    .optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
 });
 

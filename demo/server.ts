@@ -93,7 +93,8 @@ function sendStatus(res: ServerResponse, status: number, head: boolean): void {
 export async function serveDemoSite(dir: string, options: ServeOptions = {}): Promise<DemoServer> {
   const root = resolve(dir);
   const headers = readHeaders(root);
-  const log: WriteStream | undefined = options.accessLog === undefined ? undefined : createWriteStream(options.accessLog, { flags: 'a' });
+  const log: WriteStream | undefined =
+    options.accessLog === undefined ? undefined : createWriteStream(options.accessLog, { flags: 'a' });
   log?.on('error', () => undefined);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -137,7 +138,9 @@ export async function serveDemoSite(dir: string, options: ServeOptions = {}): Pr
       res.on('finish', () => {
         const size = res.getHeader('content-length') ?? '-';
         const agent = (req.headers['user-agent'] ?? '-').replace(/"/g, '');
-        log.write(`127.0.0.1 - - [${new Date().toISOString()}] "${req.method} ${req.url} HTTP/${req.httpVersion}" ${res.statusCode} ${String(size)} "-" "${agent}"\n`);
+        log.write(
+          `127.0.0.1 - - [${new Date().toISOString()}] "${req.method} ${req.url} HTTP/${req.httpVersion}" ${res.statusCode} ${String(size)} "-" "${agent}"\n`,
+        );
       });
     }
     handle(req, res).catch(() => {

@@ -36,7 +36,15 @@ export const PRIVATE_FILES: ReadonlySet<string> = new Set([SITE_FILE, HEADERS_FI
 /** What an image's alt attribute holds. */
 export type AltKind = 'name' | 'name_in_context' | 'boilerplate' | 'filename' | 'wrong_image' | 'empty' | 'missing';
 /** Every alt kind, in the order summaries list them. */
-export const ALT_KINDS: readonly AltKind[] = ['name', 'name_in_context', 'boilerplate', 'filename', 'wrong_image', 'empty', 'missing'];
+export const ALT_KINDS: readonly AltKind[] = [
+  'name',
+  'name_in_context',
+  'boilerplate',
+  'filename',
+  'wrong_image',
+  'empty',
+  'missing',
+];
 
 /** What happens when the image is fetched. */
 export type ImageFate = 'ok' | 'small' | 'broken' | 'disallowed' | 'opted_out';
@@ -199,10 +207,17 @@ const siteSchema = z.strictObject({
     .max(MAX_IMAGES, `expected an integer in [1, ${MAX_IMAGES}]`)
     .default(2000),
   seed: z.number().int('expected a safe integer').min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).default(1),
-  pageSize: z.number().int('expected an integer in [1, 1000]').min(1, 'expected an integer in [1, 1000]').max(1000, 'expected an integer in [1, 1000]').default(40),
+  pageSize: z
+    .number()
+    .int('expected an integer in [1, 1000]')
+    .min(1, 'expected an integer in [1, 1000]')
+    .max(1000, 'expected an integer in [1, 1000]')
+    .default(40),
   altMix: altMixSchema.default(() => altMixSchema.parse({})),
   fates: fatesSchema.default(() => fatesSchema.parse({})),
-  onProgress: z.custom<(done: number, total: number) => void>((v) => typeof v === 'function', 'expected a function').optional(),
+  onProgress: z
+    .custom<(done: number, total: number) => void>((v) => typeof v === 'function', 'expected a function')
+    .optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
 });
 
@@ -217,7 +232,14 @@ function paramsOf(o: ResolvedSiteOptions): DemoSiteParams {
     images: o.images,
     seed: o.seed,
     pageSize: o.pageSize,
-    altMix: { nameInContext: a.nameInContext, boilerplate: a.boilerplate, filename: a.filename, wrongImage: a.wrongImage, empty: a.empty, missing: a.missing },
+    altMix: {
+      nameInContext: a.nameInContext,
+      boilerplate: a.boilerplate,
+      filename: a.filename,
+      wrongImage: a.wrongImage,
+      empty: a.empty,
+      missing: a.missing,
+    },
     fates: { small: f.small, broken: f.broken, disallowed: f.disallowed, optedOut: f.optedOut },
   };
 }
@@ -233,7 +255,20 @@ const SITE_TITLE = 'Emoji Gallery';
 const SOFT_BACKGROUNDS = ['#f4f1ea', '#eef3f8', '#f6eef0', '#eef6ee', '#fdf6e3', '#f0f0f0', '#fff4e0', '#eeeefa'];
 
 /** Alt-texts that many unrelated images share; the first ones are the commonest on the web. */
-const BOILERPLATE = ['image', 'image', 'image', 'icon', 'icon', 'photo', 'photo', '1920x1080', 'picture', 'thumbnail', 'Untitled', 'logo'];
+const BOILERPLATE = [
+  'image',
+  'image',
+  'image',
+  'icon',
+  'icon',
+  'photo',
+  'photo',
+  '1920x1080',
+  'picture',
+  'thumbnail',
+  'Untitled',
+  'logo',
+];
 
 interface Background {
   r: number;
@@ -272,11 +307,21 @@ function slugOf(category: string): string {
 }
 
 function escapeHtml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  return text
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
 }
 
 function parseColour(hex: string, alpha = 1): Background {
-  return { r: parseInt(hex.slice(1, 3), 16), g: parseInt(hex.slice(3, 5), 16), b: parseInt(hex.slice(5, 7), 16), alpha };
+  return {
+    r: parseInt(hex.slice(1, 3), 16),
+    g: parseInt(hex.slice(3, 5), 16),
+    b: parseInt(hex.slice(5, 7), 16),
+    alpha,
+  };
 }
 
 /** `grinning face` from `Grinning face`; names with capitals inside (`Andorra Flag`) are kept. */
@@ -303,8 +348,9 @@ function contextAlt(random: Random, name: string, onWhite: boolean): string {
   return pick(random, templates)();
 }
 
+const pad = (n: number): string => String(n).padStart(2, '0');
+
 function filenameAlt(random: Random, emoji: Emoji, path: string): string {
-  const pad = (n: number) => String(n).padStart(2, '0');
   const choices = [
     () => emoji.image,
     () => basename(path),
@@ -318,7 +364,14 @@ function filenameAlt(random: Random, emoji: Emoji, path: string): string {
   return pick(random, choices)();
 }
 
-function altFor(kind: AltKind, random: Random, emoji: Emoji, path: string, onWhite: boolean, others: readonly Emoji[]): string | null {
+function altFor(
+  kind: AltKind,
+  random: Random,
+  emoji: Emoji,
+  path: string,
+  onWhite: boolean,
+  others: readonly Emoji[],
+): string | null {
   switch (kind) {
     case 'name':
       return emoji.name;
@@ -383,23 +436,41 @@ function planSite(o: ResolvedSiteOptions): Plan {
   const params = paramsOf(o);
   const { base, variants } = emojiPool();
   // The base emoji first, so a small site shows as many different subjects as possible.
-  const subjects = [...shuffle(createRandom(o.seed, 'subjects'), [...base]), ...shuffle(createRandom(o.seed, 'variants'), [...variants])];
+  const subjects = [
+    ...shuffle(createRandom(o.seed, 'subjects'), [...base]),
+    ...shuffle(createRandom(o.seed, 'variants'), [...variants]),
+  ];
   const n = o.images;
   const a = o.altMix;
   const kinds = dealt(
     createRandom(o.seed, 'kinds'),
     quotas<AltKind>(
       n,
-      { name: 0, name_in_context: a.nameInContext, boilerplate: a.boilerplate, filename: a.filename, wrong_image: a.wrongImage, empty: a.empty, missing: a.missing },
+      {
+        name: 0,
+        name_in_context: a.nameInContext,
+        boilerplate: a.boilerplate,
+        filename: a.filename,
+        wrong_image: a.wrongImage,
+        empty: a.empty,
+        missing: a.missing,
+      },
       'name',
     ),
   );
   const f = o.fates;
   const fates = dealt(
     createRandom(o.seed, 'fates'),
-    quotas<ImageFate>(n, { ok: 0, small: f.small, broken: f.broken, disallowed: f.disallowed, opted_out: f.optedOut }, 'ok'),
+    quotas<ImageFate>(
+      n,
+      { ok: 0, small: f.small, broken: f.broken, disallowed: f.disallowed, opted_out: f.optedOut },
+      'ok',
+    ),
   );
-  const markups = dealt(createRandom(o.seed, 'markup'), quotas<ImageMarkup>(n, { src: 0, srcset: 0.1, lazy: 0.15 }, 'src'));
+  const markups = dealt(
+    createRandom(o.seed, 'markup'),
+    quotas<ImageMarkup>(n, { src: 0, srcset: 0.1, lazy: 0.15 }, 'src'),
+  );
 
   const categories = [...new Set(base.map((e) => e.category))];
   const byCategory = new Map<string, { image: DemoImage; pictures: Picture[] }[]>(categories.map((c) => [c, []]));
@@ -416,7 +487,15 @@ function planSite(o: ResolvedSiteOptions): Plan {
 
     let picture: Omit<Picture, 'path'>;
     if (fate === 'small') {
-      picture = { source: emoji.file, width: 32, height: 32, emojiSize: 32, background: parseColour('#ffffff', 0), format: 'png', quality: 0 };
+      picture = {
+        source: emoji.file,
+        width: 32,
+        height: 32,
+        emojiSize: 32,
+        background: parseColour('#ffffff', 0),
+        format: 'png',
+        quality: 0,
+      };
     } else {
       const width = randomInt(random, 256, 512);
       const height = random() < 0.6 ? width : randomInt(random, 256, 512);
@@ -438,16 +517,23 @@ function planSite(o: ResolvedSiteOptions): Plan {
     const dir = fate === 'small' ? '/static/icons' : `${fate === 'disallowed' ? '/private' : ''}/media/${slug}`;
     const pictures: Picture[] = [];
     if (markup === 'srcset') {
-      const half = { width: Math.round(picture.width / 2), height: Math.round(picture.height / 2), emojiSize: Math.round(picture.emojiSize / 2) };
+      const half = {
+        width: Math.round(picture.width / 2),
+        height: Math.round(picture.height / 2),
+        emojiSize: Math.round(picture.emojiSize / 2),
+      };
       pictures.push({ ...picture, path: `${dir}/${stem}-${i}-${picture.width}w.${ext}` });
       pictures.push({ ...picture, ...half, path: `${dir}/${stem}-${i}-${half.width}w.${ext}` });
     } else {
       pictures.push({ ...picture, path: `${dir}/${stem}-${i}.${ext}` });
     }
     const main = pictures[0] as Picture;
-    const onWhite = picture.background.alpha === 0 || (picture.background.r === 255 && picture.background.g === 255 && picture.background.b === 255);
+    const onWhite =
+      picture.background.alpha === 0 ||
+      (picture.background.r === 255 && picture.background.g === 255 && picture.background.b === 255);
     const alt = altFor(kind, createRandom(o.seed, `alt:${i}`), emoji, main.path, onWhite, base);
-    if (fate === 'opted_out') headers[main.path] = { 'X-Robots-Tag': pick(random, ['noai', 'noai, noimageai', 'noimageai']) };
+    if (fate === 'opted_out')
+      headers[main.path] = { 'X-Robots-Tag': pick(random, ['noai', 'noai, noimageai', 'noimageai']) };
 
     const image: DemoImage = {
       index: i,
@@ -497,12 +583,18 @@ function planSite(o: ResolvedSiteOptions): Plan {
       const body = `<h1>${escapeHtml(section.category)}</h1>\n<ul class="grid">\n${grid}\n</ul>\n<nav class="pages">${pager}</nav>`;
       texts.set(`${path}index.html`, htmlPage(title, nav, body));
       pages.push({ path, depth: 0, images: items.length });
-      links.set(path, ['/', ...sections.map((s) => `/c/${s.slug}/`), ...Array.from({ length: count }, (_, k) => pagePath(k + 1))]);
+      links.set(path, [
+        '/',
+        ...sections.map((s) => `/c/${s.slug}/`),
+        ...Array.from({ length: count }, (_, k) => pagePath(k + 1)),
+      ]);
     }
   }
   const home =
     `<h1>${SITE_TITLE}</h1>\n<p>${n} emoji in ${sections.length} sections.</p>\n<ul class="sections">\n` +
-    sections.map((s) => `<li><a href="/c/${s.slug}/">${escapeHtml(s.category)}</a> (${s.items.length})</li>`).join('\n') +
+    sections
+      .map((s) => `<li><a href="/c/${s.slug}/">${escapeHtml(s.category)}</a> (${s.items.length})</li>`)
+      .join('\n') +
     `\n</ul>`;
   texts.set('/index.html', htmlPage(SITE_TITLE, nav, home));
   texts.set('/robots.txt', 'User-agent: *\nDisallow: /private/\n');
@@ -588,7 +680,9 @@ function isAlive(pid: number): boolean {
 async function removeLeftovers(dir: string): Promise<void> {
   const parent = dirname(dir);
   if (!existsSync(parent)) return;
-  const pattern = new RegExp(`^${basename(dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(?:tmp|old)-(\\d+)-[0-9a-f]{8}$`);
+  const pattern = new RegExp(
+    `^${basename(dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(?:tmp|old)-(\\d+)-[0-9a-f]{8}$`,
+  );
   for (const name of readdirSync(parent)) {
     const pid = pattern.exec(name)?.[1];
     if (pid !== undefined && !isAlive(Number(pid))) await rm(join(parent, name), { recursive: true, force: true });
@@ -625,9 +719,13 @@ export async function buildDemoSite(dir: string, options: DemoSiteOptions = {}):
     return { dir: target, site: existing, reused: true, durationMs: Date.now() - started };
   }
   if (existing === null && existsSync(target) && readdirSync(target).length > 0) {
-    throw new UsageError('ERR_NOT_A_DEMO_SITE', `Directory '${target}' is not empty and holds no demo site: refusing to write into it`, {
-      context: { path: target },
-    });
+    throw new UsageError(
+      'ERR_NOT_A_DEMO_SITE',
+      `Directory '${target}' is not empty and holds no demo site: refusing to write into it`,
+      {
+        context: { path: target },
+      },
+    );
   }
   await removeLeftovers(target);
 
@@ -637,7 +735,8 @@ export async function buildDemoSite(dir: string, options: DemoSiteOptions = {}):
   const made = new Set<string>();
   let files = 0;
   let bytes = 0;
-  const aborted = () => new AltforgeError('ERR_ABORTED', 'Interrupted while building the demo site', { context: { path: target } });
+  const aborted = () =>
+    new AltforgeError('ERR_ABORTED', 'Interrupted while building the demo site', { context: { path: target } });
   try {
     await mkdir(tmp, { recursive: true });
     const texts = [...plan.texts, [`/${HEADERS_FILE}`, JSON.stringify(plan.headers, null, 2) + '\n'] as const];
@@ -650,9 +749,11 @@ export async function buildDemoSite(dir: string, options: DemoSiteOptions = {}):
     const total = plan.pictures.length;
     let next = 0;
     let done = 0;
+    // Set by the first worker that fails; the others stop at their next image.
+    const failed: { error?: unknown } = {};
+    const stopped = () => 'error' in failed || o.signal?.aborted === true;
     const worker = async () => {
-      while (next < total) {
-        if (o.signal?.aborted) throw aborted();
+      while (next < total && !stopped()) {
         const group = plan.pictures[next++] ?? [];
         for (const picture of group) {
           // Awaited before the sum: `bytes += await …` would read `bytes` before other workers add to it.
@@ -663,7 +764,15 @@ export async function buildDemoSite(dir: string, options: DemoSiteOptions = {}):
         o.onProgress?.(++done, total);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(RENDER_CONCURRENCY, total) }, worker));
+    // Every worker is let finish before the temporary directory is removed on a failure.
+    await Promise.all(
+      Array.from({ length: Math.min(RENDER_CONCURRENCY, total) }, () =>
+        worker().catch((err: unknown) => {
+          if (!('error' in failed)) failed.error = err;
+        }),
+      ),
+    );
+    if ('error' in failed) throw failed.error;
     if (o.signal?.aborted) throw aborted();
 
     const site: DemoSite = { ...plan.site, files, bytes };

@@ -250,6 +250,7 @@ const TRICKY = [
   `<!-- a -- b --!><img src="hidden.jpg"> --><img src="shown.jpg" alt="s">`,
   `<!><img src="eaten.jpg" alt="e">><img src="ok.jpg" alt="o">`,
   `<!-x><img src="e2.jpg" alt="e">><img src="ok2.jpg" alt="o">`,
+  `<!-><img src="e3.jpg" alt="e">><img src="ok3.jpg" alt="o">`,
   `<!DOCTYPE html><![CDATA[<img src="cdata.jpg" alt="c">]]><img src="after.jpg" alt="a">`,
   `<![CDAT<img src="x.jpg" alt="x">><img src="y.jpg" alt="y">`,
   `<?xml version="1.0"?><img src="pi.jpg" alt="pi">`,
@@ -329,7 +330,7 @@ function tagSoup(seed: number): string {
     () => pick(['<div>', '</div>', '<p>', '</p>', '<span>', '</span>', '<li>', '<ul>', '</ul>', '<table>', '<td>', '<tr>', '</table>']),
     () => pick(['<svg>', '</svg>', '<math>', '</math>', '<mi>', '</mi>', '<g/>', '<br>', '</br>', '</img>']),
     () => pick(['<script>', '</script>', '</script ', '<style>', '</style>', '<title>', '</title>', '<textarea>', '</textarea>', '<xmp>']),
-    () => pick(['<!--', '-->', '<!-->', '--!>', '<![CDATA[', ']]>', '<!DOCTYPE html>', '<!', '<?x ', '</', '<', '>', '/>', '/', '=', '"', "'"]),
+    () => pick(['<!--', '-->', '<!-->', '--!>', '<![CDATA[', ']]>', '<!DOCTYPE html>', '<!', '<?x ', '</', '<', '>', '/>', '/', '-', '=', '"', "'"]),
     () => pick([' ', '\n', 'text', '&amp;', '&lt;img src=e.jpg&gt;', 'word ', '&#60;']),
   ];
   let html = '';

@@ -4,7 +4,14 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { UsageError } from '../../corpus/errors.ts';
-import { buildDemoSite, readDemoSite, runDemo, type DemoImage, type DemoResult, type DemoSite } from '../../demo/index.ts';
+import {
+  buildDemoSite,
+  readDemoSite,
+  runDemo,
+  type DemoImage,
+  type DemoResult,
+  type DemoSite,
+} from '../../demo/index.ts';
 import { lines, runCli } from '../helpers/cli.ts';
 import { countByStatus, readManifest, readShards, tempDir, type Manifest, type ShardFile } from '../helpers/corpus.ts';
 
@@ -22,7 +29,9 @@ async function fileHashes(dir: string): Promise<Record<string, string>> {
   for (const entry of entries) {
     if (!entry.isFile()) continue;
     const path = join(entry.parentPath, entry.name);
-    out[path.slice(dir.length + 1)] = createHash('md5').update(await readFile(path)).digest('hex');
+    out[path.slice(dir.length + 1)] = createHash('md5')
+      .update(await readFile(path))
+      .digest('hex');
   }
   return Object.fromEntries(Object.entries(out).toSorted(([a], [b]) => a.localeCompare(b)));
 }
@@ -66,7 +75,15 @@ afterAll(async () => {
 describe('altforge demo', () => {
   test('builds a site whose alt-texts and fates come in exact proportions', () => {
     expect(first.site?.images).toBe(IMAGES);
-    expect(first.site?.byKind).toEqual({ name: 60, name_in_context: 18, boilerplate: 12, filename: 7, wrong_image: 7, empty: 10, missing: 6 });
+    expect(first.site?.byKind).toEqual({
+      name: 60,
+      name_in_context: 18,
+      boilerplate: 12,
+      filename: 7,
+      wrong_image: 7,
+      empty: 10,
+      missing: 6,
+    });
     expect(first.site?.byFate).toEqual({ ok: 107, small: 4, broken: 5, disallowed: 3, opted_out: 1 });
     expect(first.site?.pages).toBe(site.pages.length);
     expect(first.site?.reused).toBe(false);
@@ -94,7 +111,8 @@ describe('altforge demo', () => {
 
   test('records each pair with the status its image deserves', () => {
     const expectedCounts: Record<string, number> = {};
-    for (const image of recorded()) expectedCounts[image.expectedStatus as string] = (expectedCounts[image.expectedStatus as string] ?? 0) + 1;
+    for (const image of recorded())
+      expectedCounts[image.expectedStatus as string] = (expectedCounts[image.expectedStatus as string] ?? 0) + 1;
     expect(countByStatus(manifest.pairs)).toEqual(expectedCounts);
     expect(first.crawl?.byStatus).toEqual(expectedCounts);
     for (const image of recorded()) {
@@ -153,7 +171,14 @@ describe('altforge demo', () => {
     const siteFiles = await fileHashes(join(out, 'site'));
     const second = await runDemo({ out, images: IMAGES, seed: SEED });
     expect(second.site).toMatchObject({ reused: true, origin, originChanged: false });
-    expect(second.crawl).toMatchObject({ pagesFetched: 0, pairsFound: 0, attempted: 0, ok: 0, failed: 0, interrupted: false });
+    expect(second.crawl).toMatchObject({
+      pagesFetched: 0,
+      pairsFound: 0,
+      attempted: 0,
+      ok: 0,
+      failed: 0,
+      interrupted: false,
+    });
     expect(readManifest(join(out, 'corpus'))).toEqual(manifest);
     expect(await fileHashes(join(out, 'corpus', 'shards'))).toEqual(shardBytes);
     expect(await fileHashes(join(out, 'site'))).toEqual(siteFiles);
@@ -178,7 +203,9 @@ describe('altforge demo', () => {
     await expect(runDemo({ out: join(work.path, 'never'), images: 0 })).rejects.toThrow(
       "Option 'demo.images': expected an integer in [1, 50000], got `0`",
     );
-    await expect(runDemo({ out: join(work.path, 'never'), colour: 'red' } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
+    await expect(runDemo({ out: join(work.path, 'never'), colour: 'red' } as never)).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+    });
     expect(existsSync(join(work.path, 'never'))).toBe(false);
   });
 });
@@ -242,9 +269,13 @@ describe('altforge demo (command line)', () => {
     const text = await runCli(['demo', '--out', dir, '--images', '40', '--seed', '5']);
     expect(text.code).toBe(0);
     const printed = lines(text.stderr);
-    expect(printed[0]).toMatch(/^site: 40 images on \d+ pages \(built in [\d.]+ s\), served at http:\/\/127\.0\.0\.1:\d+\/ from /);
+    expect(printed[0]).toMatch(
+      /^site: 40 images on \d+ pages \(built in [\d.]+ s\), served at http:\/\/127\.0\.0\.1:\d+\/ from /,
+    );
     expect(printed.some((line) => line.startsWith('crawl: '))).toBe(true);
-    expect(printed.at(-1)).toMatch(new RegExp(`^corpus: ${join(dir, 'corpus').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `));
+    expect(printed.at(-1)).toMatch(
+      new RegExp(`^corpus: ${join(dir, 'corpus').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `),
+    );
 
     const json = await runCli(['demo', '--out', dir, '--images', '40', '--seed', '5', '--json']);
     expect(json.code).toBe(0);
