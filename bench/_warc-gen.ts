@@ -135,7 +135,7 @@ function img(g: Gen, host: string, usesPicture: boolean): string {
   return `<img src="${imageUrl(g, host, w)}"${altAttr} width="${w}" height="${Math.round(w * 0.66)}">`;
 }
 
-function paragraph(g: Gen, host: string): string {
+function paragraph(g: Gen): string {
   const parts: string[] = [];
   const n = g.range(3, 9);
   for (let i = 0; i < n; i++) {
@@ -146,7 +146,6 @@ function paragraph(g: Gen, host: string): string {
     if (g.chance(0.04)) s += ` <a href="https://${g.pick(HOSTS)}/${g.slug()}" rel="nofollow">${g.phrase(1, 3)}</a>`;
     parts.push(s + '.');
   }
-  void host;
   return `<p>${parts.join(' ')}</p>\n`;
 }
 
@@ -183,7 +182,7 @@ function page(g: Gen, host: string, path: string): string {
   let imgLeft = images;
   // Interleave paragraphs and images until the page reaches its size.
   while (written + scriptBytes + footerReserve < target || imgLeft > 0) {
-    const s = imgLeft > 0 && g.chance(0.35) ? `<figure class="wp-block-image">${img(g, host, usesPicture)}<figcaption>${g.title(3, 10)}</figcaption></figure>\n` : paragraph(g, host);
+    const s = imgLeft > 0 && g.chance(0.35) ? `<figure class="wp-block-image">${img(g, host, usesPicture)}<figcaption>${g.title(3, 10)}</figcaption></figure>\n` : paragraph(g);
     if (s.startsWith('<figure')) imgLeft--;
     out.push(s);
     written += s.length;

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Candidate } from './_candidate.ts';
 
 /** The stable WebDataset key of a pair: md5 of caption + URL, as cc2dataset's uid. */
 export function pairKey(caption: string, url: string): string {
-  return createHash('md5').update(caption + url).digest('hex');
+  return hash('md5', caption + url);
 }
 
 /**

@@ -3,13 +3,14 @@
  * (one member per record, as Common Crawl writes them), as a stream: one record in memory at a time.
  *
  * The records are framed here rather than by warcio's WARCParser: warcio reads through several
- * layers of async generators per record and, measured on the bench file, its framing alone ran at
- * ~55% of zlib's speed, against ~95% for this reader. warcio still writes the test fixtures and
- * serves there as the reference reader. Framing a WARC takes little: a header block up to
- * CRLF CRLF, a block of Content-Length bytes, CRLF CRLF.
+ * layers of async generators per record, and on the bench file its framing alone (fed by node's
+ * zlib, no HTML parsing) ran at ~55% of zlib's speed, against ~90-100% for this reader. warcio still
+ * writes the test fixtures and serves there as the reference reader. Framing a WARC takes little:
+ * a header block up to CRLF CRLF, a block of Content-Length bytes, CRLF CRLF.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import { TextDecoder } from 'node:util';
 import {
   brotliDecompressSync,
@@ -21,7 +22,7 @@ import {
   type Gunzip,
   type ZlibOptions,
 } from 'node:zlib';
-import type { TransformOptions } from 'node:stream';
+import type { Readable, TransformOptions } from 'node:stream';
 import { UsageError } from '../../corpus/errors.ts';
 import type { Candidate } from '../_candidate.ts';
 import { collapseWhitespace, extractFromHtml, resolveHttpUrl } from '../_html-extract.ts';
@@ -47,8 +48,14 @@ const HEAD_BYTES = 64 * 1024;
 const HTTP_PEEK_BYTES = 64 * 1024;
 /** How much of an untyped payload is searched for `<html`, and of any for `<meta charset>`. */
 const SNIFF_BYTES = 1024;
+/** Bytes joined beyond what a record needs, so that a header search does not join byte by byte. */
+const JOIN_SLACK = 16 * 1024;
 /** Chunks read from disk and inflated: large ones keep zlib busy on its own thread. */
 const CHUNK_BYTES = 256 * 1024;
+/** How much inflated data may wait for the parser before the stream is paused. */
+const QUEUED_BYTES = 8 * CHUNK_BYTES;
+/** How much is parsed between two turns of the event loop, which keep zlib fed. */
+const YIELD_EVERY_BYTES = 64 * 1024;
 
 const WARC_MAGIC = /^WARC\/1\.\d/;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -91,13 +98,28 @@ async function readHead(handle: FileHandle, path: string): Promise<Buffer> {
   }
 }
 
+/**
+ * The start of the first gzip member's content. Only that member is inflated (raw deflate after
+ * its header), so that what follows it in `head`, even if broken, does not matter here.
+ */
+function inflateFirstMember(head: Buffer): Buffer {
+  const flags = head[3] ?? 0;
+  let offset = 10;
+  if (flags & 0x04) offset += 2 + (head.readUInt16LE(offset) || 0); // FEXTRA
+  if (flags & 0x08) offset = head.indexOf(0, offset) + 1; // FNAME
+  if (flags & 0x10) offset = head.indexOf(0, offset) + 1; // FCOMMENT
+  if (flags & 0x02) offset += 2; // FHCRC
+  if (offset <= 0 || offset >= head.length) throw new Error('no gzip member in the head');
+  // A sync flush decodes what the head holds without requiring the member to be complete.
+  return inflateRawSync(head.subarray(offset), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+}
+
 /** Throws unless `head` starts a WARC file: `WARC/1.x`, plain or as the start of a first gzip member. */
 function checkHead(head: Buffer, path: string): void {
   let start: Buffer = head;
   if (isGzip(head)) {
     try {
-      // A sync flush decodes what the head holds without requiring the member to be complete.
-      start = gunzipSync(head, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+      start = inflateFirstMember(head);
     } catch (error) {
       throw malformed(path, 'the gzip data cannot be inflated', 'at byte 0', error);
     }
@@ -133,6 +155,8 @@ class ByteCursor {
   /** Offset in the stream of `buffer[0]`. */
   private base = 0;
   private ended = false;
+  /** The unjoined rest of a chunk that ensure() took only the start of. */
+  private pending: Buffer | null = null;
   private readonly chunks: AsyncIterator<Buffer>;
 
   constructor(chunks: AsyncIterator<Buffer>) {
@@ -149,6 +173,11 @@ class ByteCursor {
   }
 
   private async next(): Promise<Buffer | null> {
+    if (this.pending !== null) {
+      const pending = this.pending;
+      this.pending = null;
+      return pending;
+    }
     while (!this.ended) {
       const result = await this.chunks.next();
       if (result.done === true) this.ended = true;
@@ -157,7 +186,10 @@ class ByteCursor {
     return null;
   }
 
-  /** Makes `n` bytes available; false when the stream ends before. */
+  /**
+   * Makes `n` bytes available; false when the stream ends before. Only what is needed (and at most
+   * JOIN_SLACK more) is joined: the rest of the last chunk waits, unjoined, for the next call.
+   */
   async ensure(n: number): Promise<boolean> {
     if (this.available >= n) return true;
     const parts = [this.buffer.subarray(this.position)];
@@ -169,8 +201,15 @@ class ByteCursor {
         complete = false;
         break;
       }
-      parts.push(chunk);
-      have += chunk.length;
+      const wanted = n + JOIN_SLACK - have;
+      if (chunk.length > wanted) {
+        parts.push(chunk.subarray(0, wanted));
+        this.pending = chunk.subarray(wanted);
+        have += wanted;
+      } else {
+        parts.push(chunk);
+        have += chunk.length;
+      }
     }
     this.base += this.position;
     this.buffer = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, have);
@@ -233,6 +272,59 @@ class ByteCursor {
   }
 }
 
+/**
+ * The chunks of a stream one by one, as they were produced. A stream's own async iterator calls
+ * read(), which joins everything buffered into one new Buffer: a copy of all the data, in large
+ * allocations. The stream is paused while `maxQueued` bytes wait.
+ */
+function chunksOf(stream: Readable, maxQueued: number): AsyncIterator<Buffer> {
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let ended = false;
+  let error: unknown = null;
+  let wake: (() => void) | null = null;
+  const signal = (): void => {
+    const resume = wake;
+    wake = null;
+    resume?.();
+  };
+  stream.on('data', (chunk: Buffer) => {
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= maxQueued) stream.pause();
+    signal();
+  });
+  stream.on('end', () => {
+    ended = true;
+    signal();
+  });
+  stream.on('error', (cause) => {
+    error ??= cause;
+    signal();
+  });
+  stream.on('close', () => {
+    if (!ended) error ??= new Error('the stream closed before its end');
+    signal();
+  });
+  return {
+    async next(): Promise<IteratorResult<Buffer>> {
+      for (;;) {
+        const chunk = queue.shift();
+        if (chunk !== undefined) {
+          queued -= chunk.length;
+          if (stream.isPaused() && queued < maxQueued / 2) stream.resume();
+          return { value: chunk, done: false };
+        }
+        if (error !== null) throw error;
+        if (ended) return { value: undefined, done: true };
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    },
+  };
+}
+
 interface HeaderBlock {
   firstLine: string;
   /** Lower-cased names; repeated headers joined with ", ". */
@@ -241,13 +333,22 @@ interface HeaderBlock {
 
 /** Parses `first line CRLF (name: value CRLF)*`, with folded continuation lines. */
 function parseHeaderBlock(text: string): HeaderBlock {
-  const lines = text.split(/\r?\n/);
   const headers = new Map<string, string>();
+  let firstLine: string | null = null;
   let last: string | null = null;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string;
+  let position = 0;
+  while (position < text.length) {
+    let end = text.indexOf('\n', position);
+    if (end < 0) end = text.length;
+    const line = text.slice(position, end > position && text.charCodeAt(end - 1) === 0x0d ? end - 1 : end);
+    position = end + 1;
+    if (firstLine === null) {
+      firstLine = line.trim();
+      continue;
+    }
     if (line === '') continue;
-    if ((line.startsWith(' ') || line.startsWith('\t')) && last !== null) {
+    const c = line.charCodeAt(0);
+    if ((c === 0x20 || c === 0x09) && last !== null) {
       headers.set(last, `${headers.get(last) ?? ''} ${line.trim()}`);
       continue;
     }
@@ -259,7 +360,7 @@ function parseHeaderBlock(text: string): HeaderBlock {
     headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
     last = name;
   }
-  return { firstLine: (lines[0] ?? '').trim(), headers };
+  return { firstLine: firstLine ?? '', headers };
 }
 
 // --- Payloads ------------------------------------------------------------------------------------
@@ -404,17 +505,19 @@ function targetUri(headers: Map<string, string>): string | null {
 /** Thrown inside the reader when the stream ends in the middle of a record. */
 class CutShort extends Error {}
 
+/** Steps over a record's block: it holds no candidates. */
+async function skipBlock(cursor: ByteCursor, length: number): Promise<Candidate[]> {
+  if (!(await cursor.skip(length))) throw new CutShort();
+  return [];
+}
+
 /**
  * Reads one record's block from the cursor (just past its header) and returns its candidates.
  * Records that cannot hold any are stepped over without being joined in memory.
  */
 async function recordCandidates(cursor: ByteCursor, record: HeaderBlock, length: number, keepEmptyAlt: boolean): Promise<Candidate[]> {
   const type = record.headers.get('warc-type');
-  const skip = async (): Promise<Candidate[]> => {
-    if (!(await cursor.skip(length))) throw new CutShort();
-    return [];
-  };
-  if (length > MAX_PARSED_PAYLOAD_BYTES) return skip();
+  if (length > MAX_PARSED_PAYLOAD_BYTES) return skipBlock(cursor, length);
 
   if (type === 'response') {
     // See the HTTP headers first: most non-HTML responses are then skipped without being joined.
@@ -424,11 +527,11 @@ async function recordCandidates(cursor: ByteCursor, record: HeaderBlock, length:
       if (!(await cursor.ensure(length))) throw new CutShort();
       httpEnd = cursor.peek(length).indexOf(CRLFCRLF);
     }
-    if (httpEnd < 0) return skip();
+    if (httpEnd < 0) return skipBlock(cursor, length);
     const http = parseHeaderBlock(cursor.peek(httpEnd).toString('latin1'));
     const contentType = http.headers.get('content-type');
     const typed = contentType !== undefined && contentType.trim() !== '';
-    if (!http.firstLine.startsWith('HTTP/') || (typed && !isHtmlType(contentType))) return skip();
+    if (!http.firstLine.startsWith('HTTP/') || (typed && !isHtmlType(contentType))) return skipBlock(cursor, length);
     if (!(await cursor.ensure(length))) throw new CutShort();
     const block = cursor.take(length);
     const body = decodeBody(block.subarray(httpEnd + 4), http.headers);
@@ -454,7 +557,7 @@ async function recordCandidates(cursor: ByteCursor, record: HeaderBlock, length:
     }
     return watCandidates(json, targetUri(record.headers), keepEmptyAlt);
   }
-  return skip();
+  return skipBlock(cursor, length);
 }
 
 /**
@@ -469,9 +572,11 @@ async function recordCandidates(cursor: ByteCursor, record: HeaderBlock, length:
 export async function* readWarc(path: string, options: WarcReadOptions): AsyncGenerator<Candidate> {
   const handle = await openInput(path);
   let head: Buffer;
+  let fileSize: number;
   try {
     head = await readHead(handle, path);
     checkHead(head, path);
+    fileSize = (await handle.stat().catch((error: unknown) => Promise.reject(notFound(path, error)))).size;
   } catch (error) {
     await handle.close();
     throw error;
@@ -489,41 +594,44 @@ export async function* readWarc(path: string, options: WarcReadOptions): AsyncGe
   });
   if (isGzip(head)) {
     // The buffer ahead (stream options reach zlib's Transform, though ZlibOptions does not list them).
-    const streamOptions: ZlibOptions & TransformOptions = { chunkSize: CHUNK_BYTES, highWaterMark: 16 * CHUNK_BYTES };
+    const streamOptions: ZlibOptions & TransformOptions = { chunkSize: CHUNK_BYTES, highWaterMark: 4 * CHUNK_BYTES };
     gunzip = createGunzip(streamOptions);
     gunzip.on('error', (error) => {
       failure ??= error;
       file.destroy();
     });
-    file.on('data', (chunk) => {
-      bytesRead += chunk.length;
-    });
     file.pipe(gunzip);
   }
-  async function* counted(): AsyncGenerator<Buffer> {
-    for await (const chunk of file as AsyncIterable<Buffer>) {
-      bytesRead += chunk.length;
-      yield chunk;
-    }
-  }
-  const cursor = new ByteCursor(gunzip === null ? counted() : gunzip[Symbol.asyncIterator]());
+  file.on('data', (chunk) => {
+    bytesRead += chunk.length;
+  });
+  const cursor = new ByteCursor(chunksOf(gunzip ?? file, QUEUED_BYTES));
 
   /** Where a record starts: its offset, and for gzip also how far zlib has read the file. */
   const where = (offset: number): string =>
     gunzip === null ? `near byte ${offset}` : `near byte ${offset} of the gunzipped data (compressed byte ~${gunzip.bytesWritten})`;
 
   let reported = 0;
+  let yieldedAt = 0;
   try {
     for (;;) {
       let recordStart = cursor.offset;
       let candidates: Candidate[];
+      if (recordStart - yieldedAt >= YIELD_EVERY_BYTES) {
+        // While buffered chunks last, awaiting them never leaves the microtask queue, and zlib's
+        // (and the file's) completions, which start their next piece of work, would wait until the
+        // buffer ran dry: inflating and parsing would take turns instead of running side by side.
+        yieldedAt = recordStart;
+        await setImmediatePromise();
+      }
       try {
         if (!(await cursor.skipNewlines())) break;
         recordStart = cursor.offset;
         await cursor.ensure(5);
         const magic = cursor.peek(5).toString('latin1');
         if (magic !== 'WARC/') {
-          const found = JSON.stringify(cursor.peek(24).toString('latin1'));
+          const line = cursor.peek(64).toString('latin1');
+          const found = JSON.stringify(line.slice(0, line.indexOf('\n') + 1 || undefined));
           throw malformed(path, `expected a WARC/1.x record, found ${found}`, where(recordStart));
         }
         const headerLength = await cursor.find(CRLFCRLF, MAX_HEADER_BYTES);
@@ -541,13 +649,18 @@ export async function* readWarc(path: string, options: WarcReadOptions): AsyncGe
       } catch (error) {
         throw failureOf(path, failure ?? error, where(recordStart));
       }
-      yield* candidates;
       if (options.onBytes !== undefined && bytesRead !== reported) {
         reported = bytesRead;
         options.onBytes(bytesRead);
       }
+      yield* candidates;
     }
     if (failure !== null) throw failureOf(path, failure, where(cursor.offset));
+    // zlib stops without an error at bytes that do not start a gzip member: a broken member header
+    // would otherwise end the file early, silently.
+    if (gunzip !== null && gunzip.bytesWritten < fileSize) {
+      throw malformed(path, `the data from compressed byte ${gunzip.bytesWritten} on is not gzip`, where(cursor.offset));
+    }
   } finally {
     gunzip?.destroy();
     file.destroy();

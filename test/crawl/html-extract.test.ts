@@ -142,6 +142,71 @@ describe('extractFromHtml', () => {
   });
 });
 
+describe('extractFromHtml URL resolution', () => {
+  const BASES = [
+    'https://example.com/dir/page.html',
+    'https://example.com',
+    'http://user:pw@example.com:8080/a/b/?q=1#f',
+    'https://EXAMPLE.com:443/x/y',
+    'https://xn--bcher-kva.example/x/',
+    'http://[::1]/x/',
+    'http://127.0.0.1:3000/a',
+    'https://example.com/a b/c%20d/',
+    'file:///tmp/x.html',
+  ];
+  const PIECES = ['https://', 'http://', 'HTTP://', '//', '/', './', '../', '.', '..', 'a', 'B', 'img', '.jpg', '?', '#', '%2e', '%2E', '%41', '%', ':', '@', '~', "'", ' ', '\t', '\\', 'xn--', '0x7f', '127', '.0', 'example', '.com', 'ex.org', ':8080', ':443', '&', '=', ';', ',', '+', '(', ')', '*', '$', '!', '\u00e9', '{', '|', '`', '<', '>', '^', '[', ']', 'data:', 'javascript:', 'sub-', '-'];
+
+  function ref(seed: number): string {
+    let a = seed >>> 0;
+    const random = (): number => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    let out = '';
+    const n = 1 + Math.floor(random() * 8);
+    for (let i = 0; i < n; i++) out += PIECES[Math.floor(random() * PIECES.length)];
+    return out;
+  }
+
+  const attribute = (value: string) => value.replace(/&/g, '&amp;').replace(/"/g, '&quot;');
+
+  it('resolves the URL parser’s special cases exactly as resolveHttpUrl does', () => {
+    const references = [
+      'http://ex.127/a', 'http://a.0x7f/x', 'http://a.b.1/x', 'http://1.2.3.4/x', 'https://xn--bcher-kva.example/x',
+      'https://a.com:443/x', 'http://a.com:80/x', 'https://a.com:8443/x', 'https://A.com/x', 'https://a.com/./x',
+      'https://a.com/a/../b', 'https://a.com/a/%2E%2E/b', 'x/%2e%2e/y', 'a:b', 'a1+.-:b/c', './a', '../a', 'a?b#c',
+      'https://a.com', 'https://a.com?x', '/a b', 'https://a.com/\u00e9', "https://a.com/?q='x'", "https://a.com/it's",
+      'http://a.com/x\\y', '//cdn.example.com/x.jpg', '?q=1', 'https://a.com/x?y?z', 'https://a.com//x//y', '/', 'a',
+      'https://user@a.com/x', 'https://a.com./x', 'https://-a.com/x', 'https://a-.b-c.com/x', '%zz/a', '/%zz?%zz',
+      'https://xn--a.com/x', 'https://a.xn--zz/x', 'https://ab--c.com/x', 'https://a.com/{x}', 'https://a.com/x|y', 'https://a.com/x`y', 'https://a.com/x^y', 'https://a.com/[x]',
+    ];
+    for (const base of BASES) {
+      for (const reference of references) {
+        const page = extractFromHtml(`<img src="${attribute(reference)}" alt="x">`, base);
+        expect([base, reference, page.images[0]?.url ?? null]).toEqual([base, reference, resolveHttpUrl(reference, base)]);
+      }
+    }
+  });
+
+  it('resolves image and link URLs exactly as resolveHttpUrl does, for 20000 seeded references', () => {
+    const mismatches: string[] = [];
+    let resolved = 0;
+    for (let seed = 1; seed <= 20_000; seed++) {
+      const reference = ref(seed);
+      const base = BASES[seed % BASES.length] as string;
+      const page = extractFromHtml(`<img src="${attribute(reference)}" alt="x"><a href="${attribute(reference)}">l</a>`, base);
+      const expected = reference.trim().startsWith('data:') ? null : resolveHttpUrl(reference, base);
+      if (expected !== null) resolved++;
+      if ((page.images[0]?.url ?? null) !== expected || (page.links[0] ?? null) !== expected) mismatches.push(`${base} ${reference}`);
+    }
+    expect(mismatches).toEqual([]);
+    expect(resolved).toBeGreaterThan(8000);
+  });
+});
+
 describe('collapseWhitespace', () => {
   it('collapses runs of whitespace including NBSP and trims', () => {
     expect(collapseWhitespace('\u00a0 a \n\n b\t\u00a0c  ')).toBe('a b c');
@@ -253,6 +318,7 @@ const TRICKY = [
   `<!-><img src="e3.jpg" alt="e">><img src="ok3.jpg" alt="o">`,
   `<!DOCTYPE html><![CDATA[<img src="cdata.jpg" alt="c">]]><img src="after.jpg" alt="a">`,
   `<![CDAT<img src="x.jpg" alt="x">><img src="y.jpg" alt="y">`,
+  `<![CDA><img src="x.jpg" alt="x">`,
   `<?xml version="1.0"?><img src="pi.jpg" alt="pi">`,
   `</ img><img src="a.jpg" alt="a"></ ><img src="b.jpg" alt="b"></3 <img src="c.jpg"> ><img src="d.jpg" alt="d">`,
   `<script type="text/template"><img src="tpl.jpg" alt="t"></script ><img src="a.jpg" alt="a">`,
@@ -272,6 +338,7 @@ const TRICKY = [
   `<picture><svg><source srcset="svg.jpg 900w"/></svg><img src="p.jpg" alt="p"></picture>`,
   `<picture><svg><g/><img src="in-svg.jpg" alt="s"></svg></picture>`,
   `<picture><math><mi/><source srcset="m.jpg 9w"></math><img src="p.jpg" alt="p"></picture>`,
+  `<picture><source srcset="s.jpg 900w"><svg></svg><span/><img src="p.jpg" alt="p"></picture>`,
   `<picture><img src="a.jpg" alt="a"/><picture><source srcset="n.jpg 50w"><img src="b.jpg" alt="b"></picture><source srcset="o.jpg 60w"></picture>`,
   `<picture><table><td><source srcset="t.jpg 10w"><tr><img src="p.jpg" alt="p"></table></picture>`,
   `<picture></p><source srcset="s.jpg 10w"><img src="p.jpg" alt="p"></picture>`,
@@ -328,9 +395,9 @@ function tagSoup(seed: number): string {
     () => `<a${attrs()}>`,
     () => `</a>`,
     () => pick(['<div>', '</div>', '<p>', '</p>', '<span>', '</span>', '<li>', '<ul>', '</ul>', '<table>', '<td>', '<tr>', '</table>']),
-    () => pick(['<svg>', '</svg>', '<math>', '</math>', '<mi>', '</mi>', '<g/>', '<br>', '</br>', '</img>']),
+    () => pick(['<svg>', '</svg>', '<math>', '</math>', '<mi>', '</mi>', '<g/>', '<span/>', '<div/>', '<br>', '</br>', '</img>']),
     () => pick(['<script>', '</script>', '</script ', '<style>', '</style>', '<title>', '</title>', '<textarea>', '</textarea>', '<xmp>']),
-    () => pick(['<!--', '-->', '<!-->', '--!>', '<![CDATA[', ']]>', '<!DOCTYPE html>', '<!', '<?x ', '</', '<', '>', '/>', '/', '-', '=', '"', "'"]),
+    () => pick(['<!--', '-->', '<!-->', '--!>', '<![CDATA[', '<![CDA', ']]>', '<!DOCTYPE html>', '<!', '<?x ', '</', '<', '>', '/>', '/', '-', '=', '"', "'"]),
     () => pick([' ', '\n', 'text', '&amp;', '&lt;img src=e.jpg&gt;', 'word ', '&#60;']),
   ];
   let html = '';
