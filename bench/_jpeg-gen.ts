@@ -56,7 +56,10 @@ export async function benchImages(count: number, onProgress?: (done: number) => 
       const r = rng(1000 + t);
       const raw = Buffer.alloc(1280 * 1280 * 3);
       for (let i = 0; i < raw.length; i++) raw[i] = 70 + Math.floor(r() * 120);
-      return sharp(raw, { raw: { width: 1280, height: 1280, channels: 3 } }).blur(1.1).png({ compressionLevel: 1 }).toBuffer();
+      return sharp(raw, { raw: { width: 1280, height: 1280, channels: 3 } })
+        .blur(1.1)
+        .png({ compressionLevel: 1 })
+        .toBuffer();
     }),
   );
   let done = 0;

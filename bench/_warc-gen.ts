@@ -50,7 +50,38 @@ class Gen {
 
   constructor(seed: number) {
     this.random = prng(seed);
-    const syllables = ['ka', 'lo', 'mi', 'ren', 'sa', 'to', 'vel', 'dar', 'en', 'is', 'or', 'pa', 'qu', 'ri', 'st', 'th', 'un', 'ba', 'ce', 'dro', 'fa', 'gi', 'ho', 'la', 'ne', 'po', 'ru', 'si', 'te', 'vo'];
+    const syllables = [
+      'ka',
+      'lo',
+      'mi',
+      'ren',
+      'sa',
+      'to',
+      'vel',
+      'dar',
+      'en',
+      'is',
+      'or',
+      'pa',
+      'qu',
+      'ri',
+      'st',
+      'th',
+      'un',
+      'ba',
+      'ce',
+      'dro',
+      'fa',
+      'gi',
+      'ho',
+      'la',
+      'ne',
+      'po',
+      'ru',
+      'si',
+      'te',
+      'vo',
+    ];
     this.words = [];
     for (let i = 0; i < 3000; i++) {
       let w = '';
@@ -165,15 +196,30 @@ function page(g: Gen, host: string, path: string): string {
   const target = Math.round(Math.exp(Math.log(3_000) + g.random() * (Math.log(50_000) - Math.log(3_000))));
   const title = g.title(3, 9);
   const out: string[] = [];
-  out.push(`<!DOCTYPE html>\n<html lang="en-US">\n<head>\n<meta charset="UTF-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>${title} &#8211; ${host}</title>\n`);
-  out.push(`<link rel="stylesheet" href="/wp-content/themes/${g.word()}/style.css?ver=${g.hex(8)}" media="all">\n<link rel="canonical" href="https://${host}${path}">\n<meta property="og:title" content="${title}">\n`);
+  out.push(
+    `<!DOCTYPE html>\n<html lang="en-US">\n<head>\n<meta charset="UTF-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>${title} &#8211; ${host}</title>\n`,
+  );
+  out.push(
+    `<link rel="stylesheet" href="/wp-content/themes/${g.word()}/style.css?ver=${g.hex(8)}" media="all">\n<link rel="canonical" href="https://${host}${path}">\n<meta property="og:title" content="${title}">\n`,
+  );
   if (g.chance(0.1)) out.push(`<base href="https://${host}/">\n`);
-  out.push(`<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}gtag("js",new Date());gtag("config","G-${g.hex(10).toUpperCase()}");</script>\n`);
-  out.push(`<style>.${g.word()}{margin:0 auto;max-width:${g.range(900, 1400)}px}.${g.word()} a{color:#${g.hex(6)}}@media (max-width:768px){.${g.word()}{display:none}}</style>\n</head>\n`);
-  out.push(`<body class="post-template-default single single-post postid-${g.int(99999)}">\n<header class="site-header"><a href="/" class="custom-logo-link" rel="home"><img src="/wp-content/uploads/logo.png" class="custom-logo" alt="${host}"></a>\n<nav class="main-navigation"><ul id="menu-primary" class="menu">`);
+  out.push(
+    `<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}gtag("js",new Date());gtag("config","G-${g.hex(10).toUpperCase()}");</script>\n`,
+  );
+  out.push(
+    `<style>.${g.word()}{margin:0 auto;max-width:${g.range(900, 1400)}px}.${g.word()} a{color:#${g.hex(6)}}@media (max-width:768px){.${g.word()}{display:none}}</style>\n</head>\n`,
+  );
+  out.push(
+    `<body class="post-template-default single single-post postid-${g.int(99999)}">\n<header class="site-header"><a href="/" class="custom-logo-link" rel="home"><img src="/wp-content/uploads/logo.png" class="custom-logo" alt="${host}"></a>\n<nav class="main-navigation"><ul id="menu-primary" class="menu">`,
+  );
   const navItems = g.range(8, 40);
-  for (let i = 0; i < navItems; i++) out.push(`<li class="menu-item menu-item-${g.int(9999)}"><a href="/category/${g.slug()}/">${g.title(1, 3)}</a></li>`);
-  out.push(`</ul></nav></header>\n<main id="main" class="site-main"><article class="post type-post status-publish"><h1 class="entry-title">${title}</h1>\n<div class="entry-content">\n`);
+  for (let i = 0; i < navItems; i++)
+    out.push(
+      `<li class="menu-item menu-item-${g.int(9999)}"><a href="/category/${g.slug()}/">${g.title(1, 3)}</a></li>`,
+    );
+  out.push(
+    `</ul></nav></header>\n<main id="main" class="site-main"><article class="post type-post status-publish"><h1 class="entry-title">${title}</h1>\n<div class="entry-content">\n`,
+  );
   const images = g.range(5, 30);
   const usesPicture = g.chance(0.1);
   let written = out.reduce((n, s) => n + s.length, 0);
@@ -182,7 +228,10 @@ function page(g: Gen, host: string, path: string): string {
   let imgLeft = images;
   // Interleave paragraphs and images until the page reaches its size.
   while (written + scriptBytes + footerReserve < target || imgLeft > 0) {
-    const s = imgLeft > 0 && g.chance(0.35) ? `<figure class="wp-block-image">${img(g, host, usesPicture)}<figcaption>${g.title(3, 10)}</figcaption></figure>\n` : paragraph(g);
+    const s =
+      imgLeft > 0 && g.chance(0.35)
+        ? `<figure class="wp-block-image">${img(g, host, usesPicture)}<figcaption>${g.title(3, 10)}</figcaption></figure>\n`
+        : paragraph(g);
     if (s.startsWith('<figure')) imgLeft--;
     out.push(s);
     written += s.length;
@@ -193,7 +242,9 @@ function page(g: Gen, host: string, path: string): string {
   }
   out.push(`</div></article>\n<aside class="widget-area"><h2>Related</h2><ul>`);
   for (let i = 0; i < g.range(3, 8); i++) out.push(`<li><a href="/${g.slug()}/">${g.title(3, 8)}</a></li>`);
-  out.push(`</ul></aside></main>\n<footer class="site-footer"><p>&copy; 20${g.range(10, 24)} ${host}. ${g.phrase(5, 12)}</p><a href="/privacy-policy/">Privacy</a> <a href="#top">Top</a></footer>\n`);
+  out.push(
+    `</ul></aside></main>\n<footer class="site-footer"><p>&copy; 20${g.range(10, 24)} ${host}. ${g.phrase(5, 12)}</p><a href="/privacy-policy/">Privacy</a> <a href="#top">Top</a></footer>\n`,
+  );
   out.push(`<script src="/wp-includes/js/jquery/jquery.min.js?ver=3.7.1" id="jquery-core-js"></script>\n`);
   if (scriptBytes > 0) out.push(script(g, scriptBytes));
   out.push(`</body>\n</html>\n`);
@@ -210,7 +261,9 @@ function recordId(g: Gen): string {
 }
 
 function warcRecord(headers: [string, string][], block: Buffer): Buffer {
-  const head = ['WARC/1.0', ...headers.map(([k, v]) => `${k}: ${v}`), `Content-Length: ${block.length}`, '', ''].join('\r\n');
+  const head = ['WARC/1.0', ...headers.map(([k, v]) => `${k}: ${v}`), `Content-Length: ${block.length}`, '', ''].join(
+    '\r\n',
+  );
   return Buffer.concat([Buffer.from(head, 'utf8'), block, Buffer.from('\r\n\r\n')]);
 }
 
@@ -238,7 +291,18 @@ export async function ensureBenchWarc(options: GenerateOptions = {}): Promise<Ge
   };
 
   const info = Buffer.from('software: altforge bench generator\r\nformat: WARC File Format 1.0\r\n');
-  await write(warcRecord([['WARC-Type', 'warcinfo'], ['WARC-Date', '2024-01-01T00:00:00Z'], ['WARC-Filename', 'bench.warc.gz'], ['WARC-Record-ID', recordId(g)], ['Content-Type', 'application/warc-fields']], info));
+  await write(
+    warcRecord(
+      [
+        ['WARC-Type', 'warcinfo'],
+        ['WARC-Date', '2024-01-01T00:00:00Z'],
+        ['WARC-Filename', 'bench.warc.gz'],
+        ['WARC-Record-ID', recordId(g)],
+        ['Content-Type', 'application/warc-fields'],
+      ],
+      info,
+    ),
+  );
 
   while (stats.uncompressedBytes < targetBytes) {
     const host = g.pick(HOSTS);
@@ -246,8 +310,21 @@ export async function ensureBenchWarc(options: GenerateOptions = {}): Promise<Ge
     const url = `https://${host}${pagePath}`;
     const date = isoDate(g);
     const requestId = recordId(g);
-    const request = Buffer.from(`GET ${pagePath} HTTP/1.1\r\nUser-Agent: CCBot/2.0 (https://commoncrawl.org/faq/)\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: br,gzip\r\nHost: ${host}\r\nConnection: Keep-Alive\r\n\r\n`);
-    await write(warcRecord([['WARC-Type', 'request'], ['WARC-Date', date], ['WARC-Record-ID', requestId], ['WARC-Target-URI', url], ['Content-Type', 'application/http; msgtype=request']], request));
+    const request = Buffer.from(
+      `GET ${pagePath} HTTP/1.1\r\nUser-Agent: CCBot/2.0 (https://commoncrawl.org/faq/)\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: br,gzip\r\nHost: ${host}\r\nConnection: Keep-Alive\r\n\r\n`,
+    );
+    await write(
+      warcRecord(
+        [
+          ['WARC-Type', 'request'],
+          ['WARC-Date', date],
+          ['WARC-Record-ID', requestId],
+          ['WARC-Target-URI', url],
+          ['Content-Type', 'application/http; msgtype=request'],
+        ],
+        request,
+      ),
+    );
 
     const binary = g.chance(0.04);
     let body: Buffer;
@@ -265,13 +342,40 @@ export async function ensureBenchWarc(options: GenerateOptions = {}): Promise<Ge
       contentType = g.chance(0.8) ? 'text/html; charset=UTF-8' : 'text/html';
     }
     const http = Buffer.concat([
-      Buffer.from(`HTTP/1.1 200 OK\r\nDate: ${new Date(date).toUTCString()}\r\nServer: nginx\r\nContent-Type: ${contentType}\r\nX-Crawler-Content-Length: ${body.length}\r\nContent-Length: ${body.length}\r\nVary: Accept-Encoding\r\nCache-Control: max-age=600\r\n\r\n`),
+      Buffer.from(
+        `HTTP/1.1 200 OK\r\nDate: ${new Date(date).toUTCString()}\r\nServer: nginx\r\nContent-Type: ${contentType}\r\nX-Crawler-Content-Length: ${body.length}\r\nContent-Length: ${body.length}\r\nVary: Accept-Encoding\r\nCache-Control: max-age=600\r\n\r\n`,
+      ),
       body,
     ]);
-    await write(warcRecord([['WARC-Type', 'response'], ['WARC-Date', date], ['WARC-Record-ID', recordId(g)], ['WARC-Concurrent-To', requestId], ['WARC-Target-URI', url], ['WARC-IP-Address', `10.${g.int(256)}.${g.int(256)}.${g.int(256)}`], ['Content-Type', 'application/http; msgtype=response']], http));
+    await write(
+      warcRecord(
+        [
+          ['WARC-Type', 'response'],
+          ['WARC-Date', date],
+          ['WARC-Record-ID', recordId(g)],
+          ['WARC-Concurrent-To', requestId],
+          ['WARC-Target-URI', url],
+          ['WARC-IP-Address', `10.${g.int(256)}.${g.int(256)}.${g.int(256)}`],
+          ['Content-Type', 'application/http; msgtype=response'],
+        ],
+        http,
+      ),
+    );
 
     const meta = Buffer.from(`fetchTimeMs: ${g.range(50, 3000)}\r\ncharset-detected: UTF-8\r\n`);
-    await write(warcRecord([['WARC-Type', 'metadata'], ['WARC-Date', date], ['WARC-Record-ID', recordId(g)], ['WARC-Concurrent-To', requestId], ['WARC-Target-URI', url], ['Content-Type', 'application/warc-fields']], meta));
+    await write(
+      warcRecord(
+        [
+          ['WARC-Type', 'metadata'],
+          ['WARC-Date', date],
+          ['WARC-Record-ID', recordId(g)],
+          ['WARC-Concurrent-To', requestId],
+          ['WARC-Target-URI', url],
+          ['Content-Type', 'application/warc-fields'],
+        ],
+        meta,
+      ),
+    );
   }
 
   out.end();

@@ -15,7 +15,13 @@ import { benchImages } from './_jpeg-gen.ts';
 
 const COUNT = Number(process.env['BENCH_CRAWL_COUNT'] ?? 5000);
 const CONCURRENCY = Number(process.env['BENCH_CRAWL_CONCURRENCY'] ?? 64);
-const policy = { resizeMode: 'keep_ratio', imageSize: 256, upscale: false, jpegQuality: 95, maxPixels: 178_956_970 } as const;
+const policy = {
+  resizeMode: 'keep_ratio',
+  imageSize: 256,
+  upscale: false,
+  jpegQuality: 95,
+  maxPixels: 178_956_970,
+} as const;
 
 process.stderr.write(`generating ${COUNT} JPEGs (cached after the first run)...\n`);
 const images = await benchImages(COUNT, (done) => {
@@ -43,14 +49,21 @@ for (const parallel of [4, 8, 16]) floors[parallel] = await floor(parallel);
 const floorRate = Math.max(...Object.values(floors));
 
 // The crawl: a URL list of the same images served from a separate loopback process.
-const server = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '_image-server.ts'), dirname(images[0]?.file ?? '')], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+const server = spawn(
+  process.execPath,
+  ['--import', 'tsx', join(import.meta.dirname, '_image-server.ts'), dirname(images[0]?.file ?? '')],
+  {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
 const [portLine] = (await once(server.stdout, 'data')) as [Buffer];
 const origin = `http://127.0.0.1:${portLine.toString().trim()}`;
 const work = mkdtempSync(join(tmpdir(), 'altforge-bench-crawl-'));
 const list = join(work, 'urls.jsonl');
-writeFileSync(list, images.map((i) => JSON.stringify({ url: `${origin}/img/${basename(i.file)}`, caption: i.caption })).join('\n') + '\n');
+writeFileSync(
+  list,
+  images.map((i) => JSON.stringify({ url: `${origin}/img/${basename(i.file)}`, caption: i.caption })).join('\n') + '\n',
+);
 process.stderr.write(`crawling ${COUNT} images from ${origin} at concurrency ${CONCURRENCY}...\n`);
 const start = performance.now();
 const result = await runCrawl({
@@ -72,11 +85,18 @@ const report = {
   images: COUNT,
   sizeKB: { p5: pct(0.05), median: pct(0.5), p95: pct(0.95), meanKB: Math.round(totalBytes / COUNT / 1024) },
   floorImagesPerSec: Object.fromEntries(Object.entries(floors).map(([k, v]) => [`parallel${k}`, Number(v.toFixed(1))])),
-  crawl: { ok: result.ok, failed: result.failed, seconds: Number(seconds.toFixed(2)), imagesPerSec: Number(crawlRate.toFixed(1)) },
+  crawl: {
+    ok: result.ok,
+    failed: result.failed,
+    seconds: Number(seconds.toFixed(2)),
+    imagesPerSec: Number(crawlRate.toFixed(1)),
+  },
   ratioToFloor: Number((crawlRate / floorRate).toFixed(3)),
   target: 0.85,
 };
 console.log(`floor (sharp alone, best of 4/8/16 parallel): ${floorRate.toFixed(1)} images/s`);
-console.log(`crawl (HTTP + sha256 + sharp + shards + manifest): ${crawlRate.toFixed(1)} images/s, ${result.ok} ok, ${result.failed} failed`);
+console.log(
+  `crawl (HTTP + sha256 + sharp + shards + manifest): ${crawlRate.toFixed(1)} images/s, ${result.ok} ok, ${result.failed} failed`,
+);
 console.log(`ratio: ${(100 * report.ratioToFloor).toFixed(1)} % of the floor (target >= 85 %)`);
 console.log(JSON.stringify(report));

@@ -23,16 +23,22 @@ import { ensureBenchWarc } from './_warc-gen.ts';
 const TARGET_BYTES = Number(process.env['BENCH_WARC_BYTES'] ?? 110_000_000);
 const ROUNDS = Number(process.env['BENCH_WARC_ROUNDS'] ?? 5);
 
-process.stderr.write(`preparing a WARC.gz of ~${Math.round(TARGET_BYTES / 1e6)} MB of HTML (cached after the first run)...\n`);
+process.stderr.write(
+  `preparing a WARC.gz of ~${Math.round(TARGET_BYTES / 1e6)} MB of HTML (cached after the first run)...\n`,
+);
 const genStart = performance.now();
 const warc = await ensureBenchWarc({ targetBytes: TARGET_BYTES });
 const genSeconds = (performance.now() - genStart) / 1000;
 const mb = warc.bytes / 1e6;
-process.stderr.write(`  ${warc.path}: ${mb.toFixed(1)} MB on disk, ${(warc.uncompressedBytes / 1e6).toFixed(1)} MB inflated, ${warc.records} records (${genSeconds.toFixed(1)} s)\n`);
+process.stderr.write(
+  `  ${warc.path}: ${mb.toFixed(1)} MB on disk, ${(warc.uncompressedBytes / 1e6).toFixed(1)} MB inflated, ${warc.records} records (${genSeconds.toFixed(1)} s)\n`,
+);
 
 /** Gunzips the file and discards the output; `tuned` uses readWarc's chunk sizes. */
 async function zlibOnly(tuned: boolean): Promise<number> {
-  const options: ZlibOptions & { highWaterMark?: number } = tuned ? { chunkSize: 256 * 1024, highWaterMark: 4 * 1024 * 1024 } : {};
+  const options: ZlibOptions & { highWaterMark?: number } = tuned
+    ? { chunkSize: 256 * 1024, highWaterMark: 4 * 1024 * 1024 }
+    : {};
   const start = performance.now();
   await pipeline(
     createReadStream(warc.path, tuned ? { highWaterMark: 256 * 1024 } : {}),
@@ -114,10 +120,13 @@ const rows: [string, number, number, string][] = [
   ['zlib gunzip (node defaults)', best(times.zlibDefault), median(times.zlibDefault), pct(middle(ratios.zlibDefault))],
   ['readWarc -> candidates', best(times.readWarc), median(times.readWarc), pct(middle(ratios.readWarc))],
 ];
-if (runCrawl !== null) rows.push(['runCrawl -> manifest (no download)', best(times.full), median(times.full), pct(middle(ratios.full))]);
+if (runCrawl !== null)
+  rows.push(['runCrawl -> manifest (no download)', best(times.full), median(times.full), pct(middle(ratios.full))]);
 
 const cpu = cpus()[0]?.model ?? 'unknown';
-console.log(`\nWARC read speed, ${mb.toFixed(1)} MB compressed / ${(warc.uncompressedBytes / 1e6).toFixed(1)} MB inflated, ${warc.htmlPages} HTML pages, ${ROUNDS} rounds`);
+console.log(
+  `\nWARC read speed, ${mb.toFixed(1)} MB compressed / ${(warc.uncompressedBytes / 1e6).toFixed(1)} MB inflated, ${warc.htmlPages} HTML pages, ${ROUNDS} rounds`,
+);
 console.log(`machine: ${cpu}, ${cpus().length} cores`);
 console.log(`"of zlib": median over the rounds of (zlib's time in that round / the path's time)\n`);
 console.log(`${'path'.padEnd(38)}${'best MB/s'.padStart(11)}${'median'.padStart(9)}${'of zlib'.padStart(9)}`);
@@ -125,13 +134,21 @@ for (const [name, rate, med, share] of rows) {
   console.log(`${name.padEnd(38)}${rate.toFixed(1).padStart(11)}${med.toFixed(1).padStart(9)}${share.padStart(9)}`);
 }
 console.log(`${'readWarc, first (cold) pass'.padEnd(38)}${(mb / cold.seconds).toFixed(1).padStart(11)}`);
-console.log(`\ncandidates: ${candidates}${runCrawl !== null ? `, pairs recorded: ${pairs}` : ' (crawl/index.ts has no runCrawl: full path not measured)'}`);
+console.log(
+  `\ncandidates: ${candidates}${runCrawl !== null ? `, pairs recorded: ${pairs}` : ' (crawl/index.ts has no runCrawl: full path not measured)'}`,
+);
 const round1 = (x: number) => Math.round(x * 10) / 10;
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 console.log(
   JSON.stringify({
     bench: 'warc',
-    file: { path: warc.path, compressedMB: round1(mb), inflatedMB: round1(warc.uncompressedBytes / 1e6), records: warc.records, htmlPages: warc.htmlPages },
+    file: {
+      path: warc.path,
+      compressedMB: round1(mb),
+      inflatedMB: round1(warc.uncompressedBytes / 1e6),
+      records: warc.records,
+      htmlPages: warc.htmlPages,
+    },
     machine: { cpu, cores: cpus().length },
     rounds: ROUNDS,
     zlibMBps: round1(zlibRate),

@@ -48,8 +48,13 @@ export function cittyArgs(specs: FlagSpecs): ArgsDef {
  * be repeated, numbers are checked here so the message names the flag as the user typed it.
  * Only flags the user gave appear in the result, keyed by their camelCase option name.
  */
-export function parseFlags(rawArgs: string[], specs: FlagSpecs): { values: Record<string, unknown>; positionals: string[] } {
-  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+export function parseFlags(
+  rawArgs: string[],
+  specs: FlagSpecs,
+): { values: Record<string, unknown>; positionals: string[] } {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
   const byFlag = new Map<string, string>();
   for (const [name, spec] of Object.entries(specs)) {
     const flag = kebab(name);
@@ -62,7 +67,13 @@ export function parseFlags(rawArgs: string[], specs: FlagSpecs): { values: Recor
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: rawArgs, options, strict: true, allowPositionals: true, allowNegative: true } as Parameters<typeof parseArgs>[0]);
+    parsed = parseArgs({
+      args: rawArgs,
+      options,
+      strict: true,
+      allowPositionals: true,
+      allowNegative: true,
+    } as Parameters<typeof parseArgs>[0]);
   } catch (err) {
     throw new UsageError('ERR_USAGE', (err as Error).message.split('\n')[0] ?? 'Invalid arguments');
   }
@@ -73,8 +84,16 @@ export function parseFlags(rawArgs: string[], specs: FlagSpecs): { values: Recor
     if (name === undefined || spec === undefined) continue;
     if (spec.type === 'integer' || spec.type === 'number') {
       const n = Number(raw);
-      if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n) || (spec.type === 'integer' && !Number.isInteger(n))) {
-        throw new UsageError('ERR_USAGE', `Flag --${flag}: expected ${spec.type === 'integer' ? 'an integer' : 'a number'}, got \`${String(raw)}\``);
+      if (
+        typeof raw !== 'string' ||
+        raw.trim() === '' ||
+        !Number.isFinite(n) ||
+        (spec.type === 'integer' && !Number.isInteger(n))
+      ) {
+        throw new UsageError(
+          'ERR_USAGE',
+          `Flag --${flag}: expected ${spec.type === 'integer' ? 'an integer' : 'a number'}, got \`${String(raw)}\``,
+        );
       }
       values[name] = n;
     } else if (spec.choices && typeof raw === 'string' && !spec.choices.includes(raw)) {

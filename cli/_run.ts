@@ -30,10 +30,12 @@ export function setExitCode(code: number): void {
 export function reportError(err: unknown): number {
   const isUsage =
     err instanceof UsageError ||
-    (err instanceof Error && ['EARG', 'E_UNKNOWN_COMMAND', 'E_NO_COMMAND'].includes((err as { code?: string }).code ?? ''));
+    (err instanceof Error &&
+      ['EARG', 'E_UNKNOWN_COMMAND', 'E_NO_COMMAND'].includes((err as { code?: string }).code ?? ''));
   const message = err instanceof Error ? err.message : String(err);
   const code = err instanceof AltforgeError ? ` [${err.code}]` : '';
   process.stderr.write(`altforge: ${message.split('\n')[0]}${code}\n`);
-  if (!isUsage && process.env['ALTFORGE_DEBUG'] && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+  if (!isUsage && process.env['ALTFORGE_DEBUG'] && err instanceof Error && err.stack)
+    process.stderr.write(err.stack + '\n');
   return isUsage ? 2 : 1;
 }

@@ -6,9 +6,17 @@ import { interruptSignal, setExitCode } from './_run.ts';
 
 const flags = {
   out: { type: 'string', description: 'Corpus directory to create or continue', valueHint: 'DIR', alias: 'o' },
-  pages: { type: 'list', description: 'Seed page URL, or a file of URLs (one per line); positional arguments are seeds too', valueHint: 'URL|FILE' },
+  pages: {
+    type: 'list',
+    description: 'Seed page URL, or a file of URLs (one per line); positional arguments are seeds too',
+    valueHint: 'URL|FILE',
+  },
   warc: { type: 'list', description: 'Common Crawl WARC or WAT file, plain or .gz', valueHint: 'FILE' },
-  urls: { type: 'list', description: 'URL list: .jsonl .json .tsv .csv .parquet .txt (optionally .gz)', valueHint: 'FILE' },
+  urls: {
+    type: 'list',
+    description: 'URL list: .jsonl .json .tsv .csv .parquet .txt (optionally .gz)',
+    valueHint: 'FILE',
+  },
   urlCol: { type: 'string', description: 'URL column of --urls lists', default: 'url', valueHint: 'NAME' },
   captionCol: { type: 'string', description: 'Caption column of --urls lists', default: 'caption', valueHint: 'NAME' },
   maxDepth: { type: 'integer', description: 'Link depth followed from the seed pages', default: 2, valueHint: 'N' },
@@ -17,25 +25,74 @@ const flags = {
   download: { type: 'boolean', description: 'Download images (--no-download only lists the pairs)', default: true },
   concurrency: { type: 'integer', description: 'Requests in flight over all hosts', default: 64, valueHint: 'N' },
   perHostConcurrency: { type: 'integer', description: 'Requests in flight to one host', default: 16, valueHint: 'N' },
-  perHostRate: { type: 'number', description: 'Most requests per second to one host (0: no limit)', default: 0, valueHint: 'R' },
+  perHostRate: {
+    type: 'number',
+    description: 'Most requests per second to one host (0: no limit)',
+    default: 0,
+    valueHint: 'R',
+  },
   connectTimeoutMs: { type: 'integer', description: 'Connect timeout', default: 10000, valueHint: 'MS' },
-  headersTimeoutMs: { type: 'integer', description: 'Timeout for the response headers', default: 20000, valueHint: 'MS' },
+  headersTimeoutMs: {
+    type: 'integer',
+    description: 'Timeout for the response headers',
+    default: 20000,
+    valueHint: 'MS',
+  },
   bodyTimeoutMs: { type: 'integer', description: 'Timeout between two body chunks', default: 20000, valueHint: 'MS' },
-  maxBodyBytes: { type: 'integer', description: 'Largest response body accepted', default: 20971520, valueHint: 'BYTES' },
+  maxBodyBytes: {
+    type: 'integer',
+    description: 'Largest response body accepted',
+    default: 20971520,
+    valueHint: 'BYTES',
+  },
   maxRedirects: { type: 'integer', description: 'Redirects followed (at most 5)', default: 5, valueHint: 'N' },
   retries: { type: 'integer', description: 'Retries after a timeout, reset, 5xx or 429', default: 3, valueHint: 'N' },
-  retryBaseMs: { type: 'integer', description: 'First backoff pause (doubles, with jitter)', default: 500, valueHint: 'MS' },
-  retryMaxMs: { type: 'integer', description: 'Longest pause honoured (Retry-After or backoff)', default: 60000, valueHint: 'MS' },
+  retryBaseMs: {
+    type: 'integer',
+    description: 'First backoff pause (doubles, with jitter)',
+    default: 500,
+    valueHint: 'MS',
+  },
+  retryMaxMs: {
+    type: 'integer',
+    description: 'Longest pause honoured (Retry-After or backoff)',
+    default: 60000,
+    valueHint: 'MS',
+  },
   respectRobots: { type: 'boolean', description: 'Obey robots.txt (--no-respect-robots to ignore it)', default: true },
-  respectXRobotsTag: { type: 'boolean', description: 'Honour X-Robots-Tag noai/noimageai/noindex/noimageindex', default: true },
+  respectXRobotsTag: {
+    type: 'boolean',
+    description: 'Honour X-Robots-Tag noai/noimageai/noindex/noimageindex',
+    default: true,
+  },
   userAgent: { type: 'string', description: 'User-Agent header, also the robots.txt name', valueHint: 'UA' },
   allowPrivateNetwork: { type: 'boolean', description: 'Lift the SSRF guard for every host (local use only)' },
-  allowPrivateHost: { type: 'list', description: 'Lift the SSRF guard for this host or host:port only', valueHint: 'HOST' },
-  resizeMode: { type: 'string', description: 'Resize mode', valueHint: 'MODE', default: 'keep_ratio', choices: ['no', 'border', 'keep_ratio', 'keep_ratio_largest', 'center_crop'] },
-  imageSize: { type: 'integer', description: 'Target size in px (shorter side for keep_ratio)', default: 256, valueHint: 'PX' },
+  allowPrivateHost: {
+    type: 'list',
+    description: 'Lift the SSRF guard for this host or host:port only',
+    valueHint: 'HOST',
+  },
+  resizeMode: {
+    type: 'string',
+    description: 'Resize mode',
+    valueHint: 'MODE',
+    default: 'keep_ratio',
+    choices: ['no', 'border', 'keep_ratio', 'keep_ratio_largest', 'center_crop'],
+  },
+  imageSize: {
+    type: 'integer',
+    description: 'Target size in px (shorter side for keep_ratio)',
+    default: 256,
+    valueHint: 'PX',
+  },
   upscale: { type: 'boolean', description: 'Enlarge images smaller than --image-size (keep_ratio modes)' },
   jpegQuality: { type: 'integer', description: 'JPEG quality of stored images', default: 95, valueHint: 'Q' },
-  maxPixels: { type: 'integer', description: 'Largest decoded image (decompression bomb guard)', default: 178956970, valueHint: 'PX' },
+  maxPixels: {
+    type: 'integer',
+    description: 'Largest decoded image (decompression bomb guard)',
+    default: 178956970,
+    valueHint: 'PX',
+  },
   shardSize: { type: 'integer', description: 'Samples per WebDataset shard', default: 10000, valueHint: 'N' },
   json: { type: 'boolean', description: 'Print the summary as JSON on stdout' },
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
@@ -64,10 +121,20 @@ export const crawlCommand = defineCommand({
     description:
       'Crawl alt-text pairs from pages, WARC/WAT files or URL lists into WebDataset shards and a SQLite manifest. Rerun the same command to continue after a kill.',
   },
-  args: { seeds: { type: 'positional', required: false, description: 'Seed page URLs (same as --pages)' }, ...cittyArgs(flags) },
+  args: {
+    seeds: { type: 'positional', required: false, description: 'Seed page URLs (same as --pages)' },
+    ...cittyArgs(flags),
+  },
   async run({ rawArgs }) {
     const { values, positionals } = parseFlags(rawArgs, flags);
-    const { json, progress: showProgress, allowPrivateNetwork, allowPrivateHost, pages, ...rest } = values as Record<string, unknown> & {
+    const {
+      json,
+      progress: showProgress,
+      allowPrivateNetwork,
+      allowPrivateHost,
+      pages,
+      ...rest
+    } = values as Record<string, unknown> & {
       json?: boolean;
       progress?: boolean;
       allowPrivateNetwork?: boolean;
@@ -78,7 +145,11 @@ export const crawlCommand = defineCommand({
     const options = {
       ...rest,
       pages: [...positionals, ...(pages ?? [])],
-      ...(allowPrivateNetwork ? { allowPrivateNetwork: true } : allowPrivateHost ? { allowPrivateNetwork: allowPrivateHost } : {}),
+      ...(allowPrivateNetwork
+        ? { allowPrivateNetwork: true }
+        : allowPrivateHost
+          ? { allowPrivateNetwork: allowPrivateHost }
+          : {}),
       onProgress: (p) => bar.update(p.phase, p.done, p.total, p.ok, p.failed),
       signal: interruptSignal(),
     } as CrawlOptions;

@@ -4,7 +4,10 @@ import { crawlCommand } from './crawl.ts';
 import { demoCommand } from './demo.ts';
 import { reportError } from './_run.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string; description: string };
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+  description: string;
+};
 
 /** The `altforge` command: one subcommand per stage, each a thin wrapper over its `run<Stage>`. */
 export const main = defineCommand({

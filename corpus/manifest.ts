@@ -93,15 +93,17 @@ function openDatabase(path: string): Database.Database {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 10000');
+  // Bulk ingestion is fsync-bound at the default checkpoint interval (1000 pages): checkpointing
+  // every ~80 MB of WAL and a 64 MiB page cache halve the cost of a row (measured: 13 -> 6 us).
+  db.pragma('wal_autocheckpoint = 20000');
+  db.pragma('cache_size = -65536');
   return db;
 }
 
 /** Applies the migrations not yet recorded in `schema_migrations`, each in its own transaction. */
 export function migrate(db: Database.Database, migrations: readonly Migration[]): void {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`);
-  const applied = new Set(
-    (db.prepare('SELECT id FROM schema_migrations').all() as { id: string }[]).map((r) => r.id),
-  );
+  const applied = new Set((db.prepare('SELECT id FROM schema_migrations').all() as { id: string }[]).map((r) => r.id));
   const record = db.prepare('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)');
   for (const m of migrations) {
     if (applied.has(m.id)) continue;
@@ -157,9 +159,11 @@ export function recordStageRun(
   stage: string,
   options: unknown,
 ): (outcome: string, summary: unknown) => void {
-  const { lastInsertRowid } = db
-    .prepare('INSERT INTO stage_runs (stage, options, started_at) VALUES (?, ?, ?)')
-    .run(stage, JSON.stringify(options, (_k, v: unknown) => (typeof v === 'function' ? undefined : v)), new Date().toISOString());
+  const { lastInsertRowid } = db.prepare('INSERT INTO stage_runs (stage, options, started_at) VALUES (?, ?, ?)').run(
+    stage,
+    JSON.stringify(options, (_k, v: unknown) => (typeof v === 'function' ? undefined : v)),
+    new Date().toISOString(),
+  );
   return (outcome, summary) => {
     if (!db.open) return;
     db.prepare('UPDATE stage_runs SET finished_at = ?, outcome = ?, summary = ? WHERE id = ?').run(

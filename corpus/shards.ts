@@ -193,9 +193,7 @@ export class ShardWriter {
     const { dir, db } = this.corpus;
     mkdirSync(join(dir, 'shards'), { recursive: true });
     mkdirSync(join(dir, 'stats'), { recursive: true });
-    const recorded = new Set(
-      (db.prepare('SELECT shard FROM shards').all() as { shard: number }[]).map((r) => r.shard),
-    );
+    const recorded = new Set((db.prepare('SELECT shard FROM shards').all() as { shard: number }[]).map((r) => r.shard));
     const maxRecorded = (db.prepare('SELECT MAX(shard) AS m FROM shards').get() as { m: number | null }).m;
     this.current = maxRecorded === null ? 0 : maxRecorded + 1;
 
@@ -342,7 +340,10 @@ export class ShardWriter {
     db.transaction(() => {
       for (const s of samples) {
         const { changes } = update.run({ ...s, shard, now });
-        if (changes !== 1) throw new CriticalError('ERR_MANIFEST_MISMATCH', `Sample ${s.key} has no manifest row`, { context: { shard } });
+        if (changes !== 1)
+          throw new CriticalError('ERR_MANIFEST_MISMATCH', `Sample ${s.key} has no manifest row`, {
+            context: { shard },
+          });
       }
       db.prepare('INSERT INTO shards (shard, count, successes, bytes, committed_at) VALUES (?, ?, ?, ?, ?)').run(
         shard,

@@ -107,7 +107,14 @@ export async function downloadPending(
       const httpStatus = /^http_(\d{3})$/.exec(err.status)?.[1];
       const now = new Date().toISOString();
       for (const row of group) {
-        fail.run(err.status, err.message, httpStatus === undefined ? null : Number(httpStatus), writer.current, now, row.key);
+        fail.run(
+          err.status,
+          err.message,
+          httpStatus === undefined ? null : Number(httpStatus),
+          writer.current,
+          now,
+          row.key,
+        );
         counts.failed++;
         settings.onItem?.(false);
       }

@@ -67,11 +67,15 @@ function resolveAgainstValidBase(ref: string, base: string): string | null {
 // no dot segment (nor `%2e`), no fragment, no port, no user info; for absolute URLs a lower-case
 // host of at least two labels whose last starts with a letter (so not an IPv4 address) and no
 // `xn--` label (no IDNA to apply). Anything else goes through the URL class.
-const PLAIN_PATH = "[A-Za-z0-9\\-._~!$&()*+,;=:@%/]*";
-const PLAIN_QUERY = "(?:\\?[A-Za-z0-9\\-._~!$&()*+,;=:@%/?]*)?";
-const PLAIN_ABSOLUTE = new RegExp(`^https?://[a-z0-9][a-z0-9-]*(?:\\.[a-z0-9-]+)*\\.[a-z][a-z0-9-]*/${PLAIN_PATH}${PLAIN_QUERY}$`);
+const PLAIN_PATH = '[A-Za-z0-9\\-._~!$&()*+,;=:@%/]*';
+const PLAIN_QUERY = '(?:\\?[A-Za-z0-9\\-._~!$&()*+,;=:@%/?]*)?';
+const PLAIN_ABSOLUTE = new RegExp(
+  `^https?://[a-z0-9][a-z0-9-]*(?:\\.[a-z0-9-]+)*\\.[a-z][a-z0-9-]*/${PLAIN_PATH}${PLAIN_QUERY}$`,
+);
 const PLAIN_ROOTED = new RegExp(`^/(?!/)${PLAIN_PATH}${PLAIN_QUERY}$`);
-const PLAIN_RELATIVE = new RegExp(`^[A-Za-z0-9\\-_~!$&()*+,;=@%][A-Za-z0-9\\-._~!$&()*+,;=@%]*(?:/${PLAIN_PATH})?${PLAIN_QUERY}$`);
+const PLAIN_RELATIVE = new RegExp(
+  `^[A-Za-z0-9\\-_~!$&()*+,;=@%][A-Za-z0-9\\-._~!$&()*+,;=@%]*(?:/${PLAIN_PATH})?${PLAIN_QUERY}$`,
+);
 const NOT_PLAIN = /\/\.|%2e|xn--/i;
 
 /**
@@ -81,7 +85,8 @@ const NOT_PLAIN = /\/\.|%2e|xn--/i;
  */
 function resolverFor(base: string): (ref: string) => string | null {
   const url = new URL(base);
-  const plainBase = (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '';
+  const plainBase =
+    (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '';
   const origin = `${url.protocol}//${url.host}`;
   const directory = origin + url.pathname.slice(0, url.pathname.lastIndexOf('/') + 1);
   return (ref) => {
@@ -167,7 +172,8 @@ export function extractFromHtml(html: string, pageUrl: string, options: ExtractO
     scan.run();
   }
   const base = (scan.baseHref !== undefined && resolveHttpUrl(scan.baseHref, pageUrl)) || pageUrl;
-  const resolve = base !== pageUrl || URL.canParse(base) ? resolverFor(base) : (ref: string) => resolveHttpUrl(ref, base);
+  const resolve =
+    base !== pageUrl || URL.canParse(base) ? resolverFor(base) : (ref: string) => resolveHttpUrl(ref, base);
 
   const images: ExtractedImage[] = [];
   for (const img of scan.images) {
@@ -265,15 +271,67 @@ const OPEN_IMPLIES_CLOSE = new Map<string, ReadonlySet<string>>([
   ['optgroup', new Set(['optgroup', 'option'])],
   ['dd', DD_DT],
   ['dt', DD_DT],
-  ...['address', 'article', 'aside', 'blockquote', 'details', 'div', 'dl', 'fieldset', 'figcaption', 'figure', 'footer', 'form', 'header', 'hr', 'main', 'nav', 'ol', 'pre', 'section', 'table', 'ul'].map((t) => [t, P_TAG] as const),
+  ...[
+    'address',
+    'article',
+    'aside',
+    'blockquote',
+    'details',
+    'div',
+    'dl',
+    'fieldset',
+    'figcaption',
+    'figure',
+    'footer',
+    'form',
+    'header',
+    'hr',
+    'main',
+    'nav',
+    'ol',
+    'pre',
+    'section',
+    'table',
+    'ul',
+  ].map((t) => [t, P_TAG] as const),
   ['rt', RT_RP],
   ['rp', RT_RP],
   ['tbody', TABLE_SECTIONS],
   ['tfoot', TABLE_SECTIONS],
 ]);
-const VOID_ELEMENTS = new Set(['area', 'base', 'basefont', 'br', 'col', 'command', 'embed', 'frame', 'hr', 'img', 'input', 'isindex', 'keygen', 'link', 'meta', 'param', 'source', 'track', 'wbr']);
+const VOID_ELEMENTS = new Set([
+  'area',
+  'base',
+  'basefont',
+  'br',
+  'col',
+  'command',
+  'embed',
+  'frame',
+  'hr',
+  'img',
+  'input',
+  'isindex',
+  'keygen',
+  'link',
+  'meta',
+  'param',
+  'source',
+  'track',
+  'wbr',
+]);
 const FOREIGN_CONTEXT_ELEMENTS = new Set(['math', 'svg']);
-const HTML_INTEGRATION_ELEMENTS = new Set(['mi', 'mo', 'mn', 'ms', 'mtext', 'annotation-xml', 'foreignobject', 'desc', 'title']);
+const HTML_INTEGRATION_ELEMENTS = new Set([
+  'mi',
+  'mo',
+  'mn',
+  'ms',
+  'mtext',
+  'annotation-xml',
+  'foreignobject',
+  'desc',
+  'title',
+]);
 
 /**
  * A run of ordinary attributes (`name="v"`, `name='v'`, `name=v`, `name`), each as htmlparser2's
@@ -427,7 +485,12 @@ class HtmlScan {
       end++;
     }
     if (end >= this.length) return -1;
-    if (!this.trackTree && end - start === 7 && (html.charCodeAt(start) | 0x20) === 0x70 && html.slice(start, end).toLowerCase() === 'picture') {
+    if (
+      !this.trackTree &&
+      end - start === 7 &&
+      (html.charCodeAt(start) | 0x20) === 0x70 &&
+      html.slice(start, end).toLowerCase() === 'picture'
+    ) {
       this.sawPicture = true;
       return -1;
     }
@@ -565,10 +628,10 @@ class HtmlScan {
 
   private element(name: string, attrs: Attributes): void {
     if (name === 'img') {
-      const parent = this.trackTree ? this.stackPictures[this.stackPictures.length - 1] ?? null : null;
+      const parent = this.trackTree ? (this.stackPictures[this.stackPictures.length - 1] ?? null) : null;
       this.images.push({ attrs, picture: parent });
     } else if (name === 'source') {
-      const parent = this.trackTree ? this.stackPictures[this.stackPictures.length - 1] ?? null : null;
+      const parent = this.trackTree ? (this.stackPictures[this.stackPictures.length - 1] ?? null) : null;
       parent?.sources.push(attrs);
     } else if (name === 'a') {
       const href = attrs.get('href');

@@ -71,9 +71,7 @@ export async function processImage(bytes: Buffer, policy: ImagePolicy): Promise<
       .flatten({ background: '#ffffff' });
     const resize = resizeOptions(policy);
     if (resize !== null) pipeline = pipeline.resize(resize);
-    const { data, info } = await pipeline
-      .jpeg({ quality: policy.jpegQuality })
-      .toBuffer({ resolveWithObject: true });
+    const { data, info } = await pipeline.jpeg({ quality: policy.jpegQuality }).toBuffer({ resolveWithObject: true });
     return { jpg: data, width: info.width, height: info.height, originalWidth, originalHeight };
   } catch (err) {
     const message = (err as Error).message;

@@ -26,7 +26,8 @@ export async function recordCandidates(
   let read = 0;
   let inserted = 0;
   const flush = db.transaction((rows: Candidate[]) => {
-    for (const c of rows) inserted += insert.run(pairKey(c.caption, c.url), c.url, c.pageUrl, c.caption, source).changes;
+    for (const c of rows)
+      inserted += insert.run(pairKey(c.caption, c.url), c.url, c.pageUrl, c.caption, source).changes;
   });
   for await (const candidate of candidates) {
     batch.push(candidate);

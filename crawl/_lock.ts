@@ -33,7 +33,9 @@ export function acquireLock(dir: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(readFileSync(path, 'utf8'));
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new UsageError('ERR_CORPUS_LOCKED', `Corpus '${dir}' is being written by process ${pid}`, { context: { path: dir } });
+        throw new UsageError('ERR_CORPUS_LOCKED', `Corpus '${dir}' is being written by process ${pid}`, {
+          context: { path: dir },
+        });
       }
       unlinkSync(path);
     }

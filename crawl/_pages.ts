@@ -43,7 +43,11 @@ function decode(body: Buffer, contentType: string): string {
  * where it stopped: each fetched page, its images and its new links are recorded in one
  * transaction, and pages still `pending` are fetched on the next run.
  */
-export async function crawlPages(db: Database.Database, fetcher: Fetcher, settings: PageCrawlSettings): Promise<{ fetched: number; found: number }> {
+export async function crawlPages(
+  db: Database.Database,
+  fetcher: Fetcher,
+  settings: PageCrawlSettings,
+): Promise<{ fetched: number; found: number }> {
   const addPage = db.prepare(`INSERT OR IGNORE INTO pages (url, depth, status) VALUES (?, ?, 'pending')`);
   const insertPair = db.prepare(
     `INSERT OR IGNORE INTO pairs (key, url, page_url, caption, status, source) VALUES (?, ?, ?, ?, 'pending', 'pages')`,
@@ -55,7 +59,8 @@ export async function crawlPages(db: Database.Database, fetcher: Fetcher, settin
     for (const seed of settings.seeds) addPage.run(seed, 0);
   })();
 
-  const visited = () => (db.prepare(`SELECT COUNT(*) AS n FROM pages WHERE status != 'pending'`).get() as { n: number }).n;
+  const visited = () =>
+    (db.prepare(`SELECT COUNT(*) AS n FROM pages WHERE status != 'pending'`).get() as { n: number }).n;
   let fetched = 0;
   let failed = 0;
   let found = 0;
@@ -63,7 +68,8 @@ export async function crawlPages(db: Database.Database, fetcher: Fetcher, settin
 
   const record = db.transaction((page: { url: string; depth: number }, candidates: Candidate[], links: string[]) => {
     let inserted = 0;
-    for (const c of candidates) inserted += insertPair.run(pairKey(c.caption, c.url), c.url, c.pageUrl, c.caption).changes;
+    for (const c of candidates)
+      inserted += insertPair.run(pairKey(c.caption, c.url), c.url, c.pageUrl, c.caption).changes;
     if (page.depth < settings.maxDepth) {
       const site = siteOf(page.url);
       for (const link of links) if (siteOf(link) === site) addPage.run(link, page.depth + 1);
@@ -96,9 +102,9 @@ export async function crawlPages(db: Database.Database, fetcher: Fetcher, settin
   );
   let budget = settings.maxPages - visited();
   while (budget > 0 && !settings.signal?.aborted) {
-    const batch = (nextPending.all(settings.maxDepth, Math.min(budget, settings.concurrency * 4)) as { url: string; depth: number }[]).filter(
-      (p) => !inFlight.has(p.url),
-    );
+    const batch = (
+      nextPending.all(settings.maxDepth, Math.min(budget, settings.concurrency * 4)) as { url: string; depth: number }[]
+    ).filter((p) => !inFlight.has(p.url));
     if (batch.length === 0) break;
     // A batch is one depth level at most wide; pages of the batch run concurrently.
     const depth = batch[0]?.depth;

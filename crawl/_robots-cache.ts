@@ -15,7 +15,8 @@ export interface RobotsVerdict {
   crawlDelayMs: number;
 }
 
-type Entry = { kind: 'rules'; robot: Robot } | { kind: 'allow-all' } | { kind: 'refuse'; status: string; reason: string };
+type Entry =
+  { kind: 'rules'; robot: Robot } | { kind: 'allow-all' } | { kind: 'refuse'; status: string; reason: string };
 
 /** Most origins whose robots.txt is kept in memory; the oldest is dropped first. */
 const MAX_ORIGINS = 10_000;

@@ -66,10 +66,14 @@ function resolveSeeds(pages: string[]): string[] {
       try {
         url = new URL(seed);
       } catch {
-        throw new UsageError('ERR_INPUT_MALFORMED', `Seed ${JSON.stringify(seed)} is not a URL`, { context: { url: seed } });
+        throw new UsageError('ERR_INPUT_MALFORMED', `Seed ${JSON.stringify(seed)} is not a URL`, {
+          context: { url: seed },
+        });
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new UsageError('ERR_INPUT_MALFORMED', `Seed ${JSON.stringify(seed)} is not an http(s) URL`, { context: { url: seed } });
+        throw new UsageError('ERR_INPUT_MALFORMED', `Seed ${JSON.stringify(seed)} is not an http(s) URL`, {
+          context: { url: seed },
+        });
       }
       url.hash = '';
       seeds.push(url.href);
@@ -140,15 +144,20 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
         keepEmptyAlt: opts.keepEmptyAlt,
         concurrency: Math.min(opts.concurrency, 16),
         signal,
-        onPage: (fetched, failed) => progress({ phase: 'pages', done: fetched + failed, total: null, ok: fetched, failed }),
+        onPage: (fetched, failed) =>
+          progress({ phase: 'pages', done: fetched + failed, total: null, ok: fetched, failed }),
       });
       pagesFetched = pages.fetched;
       pairsFound += pages.found;
     }
     for (const path of opts.warc) {
       if (signal?.aborted) break;
-      pairsFound += await ingestInput(corpus, 'warc', path, readWarc(path, { keepEmptyAlt: opts.keepEmptyAlt }), (read) =>
-        progress({ phase: 'ingest', done: read, total: null, ok: read, failed: 0 }),
+      pairsFound += await ingestInput(
+        corpus,
+        'warc',
+        path,
+        readWarc(path, { keepEmptyAlt: opts.keepEmptyAlt }),
+        (read) => progress({ phase: 'ingest', done: read, total: null, ok: read, failed: 0 }),
       );
     }
     for (const path of opts.urls) {
@@ -165,7 +174,9 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
     let counts = { attempted: 0, ok: 0, failed: 0, bytes: 0 };
     if (opts.download && !signal?.aborted) {
       writer = await ShardWriter.open(corpus, opts.shardSize);
-      const total = (corpus.db.prepare(`SELECT COUNT(*) AS n FROM pairs WHERE status = 'pending'`).get() as { n: number }).n - writer.pending;
+      const total =
+        (corpus.db.prepare(`SELECT COUNT(*) AS n FROM pairs WHERE status = 'pending'`).get() as { n: number }).n -
+        writer.pending;
       let ok = 0;
       let failed = 0;
       counts = await downloadPending(corpus.db, fetcher, writer, {

@@ -144,7 +144,10 @@ export function resolveCrawlOptions(options: CrawlOptions): ResolvedCrawlOptions
   const path = issue?.path.join('.') ?? '';
   const received = path
     .split('.')
-    .reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), options);
+    .reduce<unknown>(
+      (v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined),
+      options,
+    );
   const detail =
     issue?.code === 'unrecognized_keys'
       ? `unknown option(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`

@@ -125,7 +125,11 @@ function checkHead(head: Buffer, path: string): void {
     }
   }
   if (!WARC_MAGIC.test(start.subarray(0, 16).toString('latin1'))) {
-    throw malformed(path, `it does not start with a WARC/1.x record${isGzip(head) ? ' (once gunzipped)' : ''}`, 'at byte 0');
+    throw malformed(
+      path,
+      `it does not start with a WARC/1.x record${isGzip(head) ? ' (once gunzipped)' : ''}`,
+      'at byte 0',
+    );
   }
 }
 
@@ -515,7 +519,12 @@ async function skipBlock(cursor: ByteCursor, length: number): Promise<Candidate[
  * Reads one record's block from the cursor (just past its header) and returns its candidates.
  * Records that cannot hold any are stepped over without being joined in memory.
  */
-async function recordCandidates(cursor: ByteCursor, record: HeaderBlock, length: number, keepEmptyAlt: boolean): Promise<Candidate[]> {
+async function recordCandidates(
+  cursor: ByteCursor,
+  record: HeaderBlock,
+  length: number,
+  keepEmptyAlt: boolean,
+): Promise<Candidate[]> {
   const type = record.headers.get('warc-type');
   if (length > MAX_PARSED_PAYLOAD_BYTES) return skipBlock(cursor, length);
 
@@ -609,7 +618,9 @@ export async function* readWarc(path: string, options: WarcReadOptions): AsyncGe
 
   /** Where a record starts: its offset, and for gzip also how far zlib has read the file. */
   const where = (offset: number): string =>
-    gunzip === null ? `near byte ${offset}` : `near byte ${offset} of the gunzipped data (compressed byte ~${gunzip.bytesWritten})`;
+    gunzip === null
+      ? `near byte ${offset}`
+      : `near byte ${offset} of the gunzipped data (compressed byte ~${gunzip.bytesWritten})`;
 
   let reported = 0;
   let yieldedAt = 0;
@@ -659,7 +670,11 @@ export async function* readWarc(path: string, options: WarcReadOptions): AsyncGe
     // zlib stops without an error at bytes that do not start a gzip member: a broken member header
     // would otherwise end the file early, silently.
     if (gunzip !== null && gunzip.bytesWritten < fileSize) {
-      throw malformed(path, `the data from compressed byte ${gunzip.bytesWritten} on is not gzip`, where(cursor.offset));
+      throw malformed(
+        path,
+        `the data from compressed byte ${gunzip.bytesWritten} on is not gzip`,
+        where(cursor.offset),
+      );
     }
   } finally {
     gunzip?.destroy();

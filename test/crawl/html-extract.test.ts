@@ -154,7 +154,66 @@ describe('extractFromHtml URL resolution', () => {
     'https://example.com/a b/c%20d/',
     'file:///tmp/x.html',
   ];
-  const PIECES = ['https://', 'http://', 'HTTP://', '//', '/', './', '../', '.', '..', 'a', 'B', 'img', '.jpg', '?', '#', '%2e', '%2E', '%41', '%', ':', '@', '~', "'", ' ', '\t', '\\', 'xn--', '0x7f', '127', '.0', 'example', '.com', 'ex.org', ':8080', ':443', '&', '=', ';', ',', '+', '(', ')', '*', '$', '!', '\u00e9', '{', '|', '`', '<', '>', '^', '[', ']', 'data:', 'javascript:', 'sub-', '-'];
+  const PIECES = [
+    'https://',
+    'http://',
+    'HTTP://',
+    '//',
+    '/',
+    './',
+    '../',
+    '.',
+    '..',
+    'a',
+    'B',
+    'img',
+    '.jpg',
+    '?',
+    '#',
+    '%2e',
+    '%2E',
+    '%41',
+    '%',
+    ':',
+    '@',
+    '~',
+    "'",
+    ' ',
+    '\t',
+    '\\',
+    'xn--',
+    '0x7f',
+    '127',
+    '.0',
+    'example',
+    '.com',
+    'ex.org',
+    ':8080',
+    ':443',
+    '&',
+    '=',
+    ';',
+    ',',
+    '+',
+    '(',
+    ')',
+    '*',
+    '$',
+    '!',
+    '\u00e9',
+    '{',
+    '|',
+    '`',
+    '<',
+    '>',
+    '^',
+    '[',
+    ']',
+    'data:',
+    'javascript:',
+    'sub-',
+    '-',
+  ];
 
   function ref(seed: number): string {
     let a = seed >>> 0;
@@ -175,18 +234,60 @@ describe('extractFromHtml URL resolution', () => {
 
   it('resolves the URL parser’s special cases exactly as resolveHttpUrl does', () => {
     const references = [
-      'http://ex.127/a', 'http://a.0x7f/x', 'http://a.b.1/x', 'http://1.2.3.4/x', 'https://xn--bcher-kva.example/x',
-      'https://a.com:443/x', 'http://a.com:80/x', 'https://a.com:8443/x', 'https://A.com/x', 'https://a.com/./x',
-      'https://a.com/a/../b', 'https://a.com/a/%2E%2E/b', 'x/%2e%2e/y', 'a:b', 'a1+.-:b/c', './a', '../a', 'a?b#c',
-      'https://a.com', 'https://a.com?x', '/a b', 'https://a.com/\u00e9', "https://a.com/?q='x'", "https://a.com/it's",
-      'http://a.com/x\\y', '//cdn.example.com/x.jpg', '?q=1', 'https://a.com/x?y?z', 'https://a.com//x//y', '/', 'a',
-      'https://user@a.com/x', 'https://a.com./x', 'https://-a.com/x', 'https://a-.b-c.com/x', '%zz/a', '/%zz?%zz',
-      'https://xn--a.com/x', 'https://a.xn--zz/x', 'https://ab--c.com/x', 'https://a.com/{x}', 'https://a.com/x|y', 'https://a.com/x`y', 'https://a.com/x^y', 'https://a.com/[x]',
+      'http://ex.127/a',
+      'http://a.0x7f/x',
+      'http://a.b.1/x',
+      'http://1.2.3.4/x',
+      'https://xn--bcher-kva.example/x',
+      'https://a.com:443/x',
+      'http://a.com:80/x',
+      'https://a.com:8443/x',
+      'https://A.com/x',
+      'https://a.com/./x',
+      'https://a.com/a/../b',
+      'https://a.com/a/%2E%2E/b',
+      'x/%2e%2e/y',
+      'a:b',
+      'a1+.-:b/c',
+      './a',
+      '../a',
+      'a?b#c',
+      'https://a.com',
+      'https://a.com?x',
+      '/a b',
+      'https://a.com/\u00e9',
+      "https://a.com/?q='x'",
+      "https://a.com/it's",
+      'http://a.com/x\\y',
+      '//cdn.example.com/x.jpg',
+      '?q=1',
+      'https://a.com/x?y?z',
+      'https://a.com//x//y',
+      '/',
+      'a',
+      'https://user@a.com/x',
+      'https://a.com./x',
+      'https://-a.com/x',
+      'https://a-.b-c.com/x',
+      '%zz/a',
+      '/%zz?%zz',
+      'https://xn--a.com/x',
+      'https://a.xn--zz/x',
+      'https://ab--c.com/x',
+      'https://a.com/{x}',
+      'https://a.com/x|y',
+      'https://a.com/x`y',
+      'https://a.com/x^y',
+      'https://a.com/[x]',
     ];
     for (const base of BASES) {
       for (const reference of references) {
         const page = extractFromHtml(`<img src="${attribute(reference)}" alt="x">`, base);
-        expect([base, reference, page.images[0]?.url ?? null]).toEqual([base, reference, resolveHttpUrl(reference, base)]);
+        expect([base, reference, page.images[0]?.url ?? null]).toEqual([
+          base,
+          reference,
+          resolveHttpUrl(reference, base),
+        ]);
       }
     }
   });
@@ -197,10 +298,14 @@ describe('extractFromHtml URL resolution', () => {
     for (let seed = 1; seed <= 20_000; seed++) {
       const reference = ref(seed);
       const base = BASES[seed % BASES.length] as string;
-      const page = extractFromHtml(`<img src="${attribute(reference)}" alt="x"><a href="${attribute(reference)}">l</a>`, base);
+      const page = extractFromHtml(
+        `<img src="${attribute(reference)}" alt="x"><a href="${attribute(reference)}">l</a>`,
+        base,
+      );
       const expected = reference.trim().startsWith('data:') ? null : resolveHttpUrl(reference, base);
       if (expected !== null) resolved++;
-      if ((page.images[0]?.url ?? null) !== expected || (page.links[0] ?? null) !== expected) mismatches.push(`${base} ${reference}`);
+      if ((page.images[0]?.url ?? null) !== expected || (page.links[0] ?? null) !== expected)
+        mismatches.push(`${base} ${reference}`);
     }
     expect(mismatches).toEqual([]);
     expect(resolved).toBeGreaterThan(8000);
@@ -380,7 +485,16 @@ function tagSoup(seed: number): string {
     const n = Math.floor(random() * 4);
     for (let i = 0; i < n; i++) {
       const name = pick(['src', 'SRC', 'alt', 'srcset', 'data-src', 'href', 'class', 'x', '=q', 'alt/']);
-      const value = pick([`"v${i}.jpg"`, `'w${i}.jpg 2x'`, `u${i}.jpg`, '', `"a > b"`, `"&amp;&lt;"`, `"${pick(['1x', '9w', 'z.jpg 5w, y.jpg 7w'])}"`, `'it"s'`]);
+      const value = pick([
+        `"v${i}.jpg"`,
+        `'w${i}.jpg 2x'`,
+        `u${i}.jpg`,
+        '',
+        `"a > b"`,
+        `"&amp;&lt;"`,
+        `"${pick(['1x', '9w', 'z.jpg 5w, y.jpg 7w'])}"`,
+        `'it"s'`,
+      ]);
       s += pick([' ', '\n', '', '  ']) + name + (value === '' ? '' : pick(['=', ' = ', '=']) + value);
     }
     return s;
@@ -394,10 +508,72 @@ function tagSoup(seed: number): string {
     () => `<base${attrs()}>`,
     () => `<a${attrs()}>`,
     () => `</a>`,
-    () => pick(['<div>', '</div>', '<p>', '</p>', '<span>', '</span>', '<li>', '<ul>', '</ul>', '<table>', '<td>', '<tr>', '</table>']),
-    () => pick(['<svg>', '</svg>', '<math>', '</math>', '<mi>', '</mi>', '<g/>', '<span/>', '<div/>', '<br>', '</br>', '</img>']),
-    () => pick(['<script>', '</script>', '</script ', '<style>', '</style>', '<title>', '</title>', '<textarea>', '</textarea>', '<xmp>']),
-    () => pick(['<!--', '-->', '<!-->', '--!>', '<![CDATA[', '<![CDA', ']]>', '<!DOCTYPE html>', '<!', '<?x ', '</', '<', '>', '/>', '/', '-', '=', '"', "'"]),
+    () =>
+      pick([
+        '<div>',
+        '</div>',
+        '<p>',
+        '</p>',
+        '<span>',
+        '</span>',
+        '<li>',
+        '<ul>',
+        '</ul>',
+        '<table>',
+        '<td>',
+        '<tr>',
+        '</table>',
+      ]),
+    () =>
+      pick([
+        '<svg>',
+        '</svg>',
+        '<math>',
+        '</math>',
+        '<mi>',
+        '</mi>',
+        '<g/>',
+        '<span/>',
+        '<div/>',
+        '<br>',
+        '</br>',
+        '</img>',
+      ]),
+    () =>
+      pick([
+        '<script>',
+        '</script>',
+        '</script ',
+        '<style>',
+        '</style>',
+        '<title>',
+        '</title>',
+        '<textarea>',
+        '</textarea>',
+        '<xmp>',
+      ]),
+    () =>
+      pick([
+        '<!--',
+        '-->',
+        '<!-->',
+        '--!>',
+        '<![CDATA[',
+        '<![CDA',
+        ']]>',
+        '<!DOCTYPE html>',
+        '<!',
+        '<?x ',
+        '</',
+        '<',
+        '>',
+        '/>',
+        '/',
+        '-',
+        '=',
+        '"',
+        "'",
+      ]),
     () => pick([' ', '\n', 'text', '&amp;', '&lt;img src=e.jpg&gt;', 'word ', '&#60;']),
   ];
   let html = '';
@@ -407,15 +583,19 @@ function tagSoup(seed: number): string {
 }
 
 describe('extractFromHtml against a DOM', () => {
-  it.each(TRICKY.map((html, i) => [i, html] as const))('finds what a cheerio DOM finds in tricky markup #%i', (_, html) => {
-    expect(extractFromHtml(html, PAGE)).toEqual(extractWithDom(html, PAGE));
-  });
+  it.each(TRICKY.map((html, i) => [i, html] as const))(
+    'finds what a cheerio DOM finds in tricky markup #%i',
+    (_, html) => {
+      expect(extractFromHtml(html, PAGE)).toEqual(extractWithDom(html, PAGE));
+    },
+  );
 
   it('finds what a cheerio DOM finds in 3000 seeded tag soups', () => {
     const mismatches: string[] = [];
     for (let seed = 1; seed <= 3000; seed++) {
       const html = tagSoup(seed);
-      if (JSON.stringify(extractFromHtml(html, PAGE)) !== JSON.stringify(extractWithDom(html, PAGE))) mismatches.push(html);
+      if (JSON.stringify(extractFromHtml(html, PAGE)) !== JSON.stringify(extractWithDom(html, PAGE)))
+        mismatches.push(html);
     }
     expect(mismatches).toEqual([]);
   });

@@ -205,7 +205,9 @@ describe('readWarc on broken files', () => {
       })(),
     );
     expect(error.code).toBe('ERR_INPUT_MALFORMED_WARC');
-    expect(error.message).toMatch(new RegExp(`^WARC file '${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' is malformed near byte \\d+`));
+    expect(error.message).toMatch(
+      new RegExp(`^WARC file '${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' is malformed near byte \\d+`),
+    );
     expect(got).toEqual(WARC_CANDIDATES.slice(0, got.length));
     expect(got.length).toBeGreaterThan(0);
   });
@@ -222,7 +224,10 @@ describe('readWarc on broken files', () => {
   it('names the byte offset of garbage found between records', async () => {
     const bytes = await warcFixtureBytes({ gzip: false });
     const at = bytes.indexOf('WARC/1.1', bytes.indexOf('Rooted on base host'));
-    const path = await file('garbage.warc', Buffer.concat([bytes.subarray(0, at), Buffer.from('garbage in the middle\r\n'), bytes.subarray(at)]));
+    const path = await file(
+      'garbage.warc',
+      Buffer.concat([bytes.subarray(0, at), Buffer.from('garbage in the middle\r\n'), bytes.subarray(at)]),
+    );
     const error = await failure(collect(path));
     expect(error.code).toBe('ERR_INPUT_MALFORMED_WARC');
     expect(error.message).toBe(
@@ -264,17 +269,22 @@ describe('readWarc on broken files', () => {
         {
           url,
           type: 'response',
-          httpHeaders: contentEncoding === null ? { 'Content-Type': 'text/html' } : { 'Content-Type': 'text/html', 'Content-Encoding': contentEncoding },
+          httpHeaders:
+            contentEncoding === null
+              ? { 'Content-Type': 'text/html' }
+              : { 'Content-Type': 'text/html', 'Content-Encoding': contentEncoding },
         },
         [new TextEncoder().encode(`<img src="/x.jpg" alt="from ${url}">`)],
       );
     const parts = await Promise.all(
-      [page('https://a.example/', 'gzip'), page('https://b.example/', 'zstd'), page('https://c.example/', null)].map((r) =>
-        WARCSerializer.serialize(r, { gzip: true }),
+      [page('https://a.example/', 'gzip'), page('https://b.example/', 'zstd'), page('https://c.example/', null)].map(
+        (r) => WARCSerializer.serialize(r, { gzip: true }),
       ),
     );
     const path = await file('undecodable.warc.gz', Buffer.concat(parts));
-    expect(await collect(path)).toEqual([{ url: 'https://c.example/x.jpg', caption: 'from https://c.example/', pageUrl: 'https://c.example/' }]);
+    expect(await collect(path)).toEqual([
+      { url: 'https://c.example/x.jpg', caption: 'from https://c.example/', pageUrl: 'https://c.example/' },
+    ]);
   });
 });
 
@@ -290,7 +300,11 @@ describe('readWarc on a large file', () => {
     for await (const candidate of readWarc(path, { keepEmptyAlt: false, onBytes: (n) => progress.push(n) })) {
       if (count === 0) {
         readWhenFirst = progress.at(-1) ?? -1;
-        expect(candidate).toEqual({ url: 'https://large.example.com/a/0.jpg', caption: 'First 0', pageUrl: 'https://large.example.com/p/0' });
+        expect(candidate).toEqual({
+          url: 'https://large.example.com/a/0.jpg',
+          caption: 'First 0',
+          pageUrl: 'https://large.example.com/p/0',
+        });
       }
       count++;
     }
