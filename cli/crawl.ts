@@ -1,4 +1,5 @@
 import { defineCommand } from 'citty';
+import { UsageError } from '../corpus/errors.ts';
 import { runCrawl, type CrawlOptions, type CrawlResult } from '../crawl/index.ts';
 import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
@@ -153,7 +154,9 @@ export const crawlCommand = defineCommand({
       onProgress: (p) => bar.update(p.phase, p.done, p.total, p.ok, p.failed),
       signal: interruptSignal(),
     } as CrawlOptions;
-    if (options.out === undefined) options.out = '';
+    if (options.out === undefined) {
+      throw new UsageError('ERR_USAGE', 'Missing --out DIR: the corpus directory to create or continue');
+    }
     let result: CrawlResult;
     try {
       result = await runCrawl(options);
