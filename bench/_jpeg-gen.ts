@@ -7,20 +7,9 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
+import { mulberry32 } from '../corpus/random.ts';
 
 const require = createRequire(import.meta.url);
-
-/** A small deterministic PRNG (mulberry32), so every run generates the same files. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface BenchImage {
   file: string;
@@ -49,11 +38,11 @@ export async function benchImages(count: number, onProgress?: (done: number) => 
   }
   if (existsSync(dir) && readdirSync(dir).filter((f) => f.endsWith('.jpg')).length === count) return images;
   mkdirSync(dir, { recursive: true });
-  const random = rng(42);
+  const random = mulberry32(42);
   // A few noise textures, blurred a little so JPEG sizes look like photographs.
   const tiles = await Promise.all(
     Array.from({ length: 6 }, async (_, t) => {
-      const r = rng(1000 + t);
+      const r = mulberry32(1000 + t);
       const raw = Buffer.alloc(1280 * 1280 * 3);
       for (let i = 0; i < raw.length; i++) raw[i] = 70 + Math.floor(r() * 120);
       return sharp(raw, { raw: { width: 1280, height: 1280, channels: 3 } })

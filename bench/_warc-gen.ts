@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { mulberry32 } from '../corpus/random.ts';
 
 /** Bumped whenever the generated content changes, so a stale cache is never reused. */
 const GENERATOR_VERSION = 3;
@@ -32,24 +33,12 @@ export interface GenerateOptions {
   dir?: string;
 }
 
-/** mulberry32: small, fast and good enough for generating text. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Gen {
   readonly random: () => number;
   readonly words: string[];
 
   constructor(seed: number) {
-    this.random = prng(seed);
+    this.random = mulberry32(seed);
     const syllables = [
       'ka',
       'lo',

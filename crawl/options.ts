@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { UsageError, shown } from '../corpus/errors.ts';
+import { UsageError } from '../corpus/errors.ts';
+import { parseOptions } from '../corpus/options.ts';
 
 /** How images are resized, as in img2dataset. */
 export type ResizeMode = 'no' | 'border' | 'keep_ratio' | 'keep_ratio_largest' | 'center_crop';
@@ -131,28 +132,11 @@ export type ResolvedCrawlOptions = z.output<typeof schema>;
  * ``Option 'crawl.jpegQuality': expected an integer in [1, 100], got `400` ``.
  */
 export function resolveCrawlOptions(options: CrawlOptions): ResolvedCrawlOptions {
-  const parsed = schema.safeParse(options);
-  if (parsed.success) {
-    if (parsed.data.pages.length + parsed.data.warc.length + parsed.data.urls.length === 0) {
-      throw new UsageError('ERR_NO_INPUT', 'Nothing to crawl: give --pages, --warc or --urls', {
-        context: { stage: 'crawl' },
-      });
-    }
-    return parsed.data;
+  const resolved = parseOptions(schema, options, 'crawl');
+  if (resolved.pages.length + resolved.warc.length + resolved.urls.length === 0) {
+    throw new UsageError('ERR_NO_INPUT', 'Nothing to crawl: give --pages, --warc or --urls', {
+      context: { stage: 'crawl' },
+    });
   }
-  const issue = parsed.error.issues[0];
-  const path = issue?.path.join('.') ?? '';
-  const received = path
-    .split('.')
-    .reduce<unknown>(
-      (v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined),
-      options,
-    );
-  const detail =
-    issue?.code === 'unrecognized_keys'
-      ? `unknown option(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`
-      : `${issue?.message ?? 'invalid'}, got ${shown(received)}`;
-  throw new UsageError('ERR_INVALID_OPTION', `Option 'crawl${path ? '.' + path : ''}': ${detail}`, {
-    context: { stage: 'crawl', option: path },
-  });
+  return resolved;
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CrawlProgress } from '../crawl/index.ts';
 import { MAX_IMAGES } from './site.ts';
-import { parseOptions } from './_validate.ts';
+import { parseOptions } from '../corpus/options.ts';
 
 /** Progress of the demo: the site build (`stage: 'site'`), then the crawl's own phases. */
 export interface DemoProgress {

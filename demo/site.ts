@@ -20,8 +20,8 @@ import sharp from 'sharp';
 import { z } from 'zod';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import { emojiPool, type Emoji } from './_emoji.ts';
-import { createRandom, dealt, pick, quotas, randomInt, shuffle, type Random } from './_random.ts';
-import { parseOptions } from './_validate.ts';
+import { createRandom, dealt, pick, quotas, randomInt, shuffle, type Random } from '../corpus/random.ts';
+import { parseOptions } from '../corpus/options.ts';
 
 /** Bump when the way the site is generated changes, so a cached site of an older make is rebuilt. */
 export const SITE_VERSION = 1;

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { UsageError, shown } from '../corpus/errors.ts';
+import { UsageError, shown } from './errors.ts';
 
 /**
  * Validates options once at an entry with a zod schema. A failure is a usage error whose message

@@ -1,6 +1,6 @@
 /**
- * Seeded randomness for the demo site: every choice the site builder makes comes from here, so a
- * seed reproduces the site byte for byte.
+ * Seeded randomness: every generated site, fixture and benchmark input draws from here, so a seed
+ * reproduces it byte for byte.
  */
 
 /** A uniform number in [0, 1) on each call. */
@@ -23,7 +23,12 @@ function hashString(text: string): number {
  * from its own stream, so changing how one is made does not reshuffle the others.
  */
 export function createRandom(seed: number, stream: string): Random {
-  let state = hashString(`${seed}:${stream}`);
+  return mulberry32(hashString(`${seed}:${stream}`));
+}
+
+/** mulberry32: a small, fast 32-bit generator, good enough for generating data. */
+export function mulberry32(seed: number): Random {
+  let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
     let t = state;
