@@ -6,39 +6,43 @@ export interface Progress {
   stop(): void;
 }
 
+const WITH_TOTAL = '{phase} [{bar}] {value}/{total} | {rate}/s | ok {okPct}% | ETA {eta_formatted}';
+// Phases whose size is not known in advance (pages being discovered, a WARC being read).
+const WITHOUT_TOTAL = '{phase} {value} done | {rate}/s | ok {okPct}%';
+
 /** Creates a progress bar on stderr when it is a terminal, or a no-op. */
 export function createProgress(enabled: boolean): Progress {
   if (!enabled || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar(
-    {
-      stream: process.stderr,
-      format: '{phase} [{bar}] {value}/{totalShown} | {rate}/s | ok {okPct}% | ETA {eta_formatted}',
-      hideCursor: true,
-      etaBuffer: 200,
-      fps: 5,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  let bar: cliProgress.SingleBar | null = null;
   let phase = '';
   let started = Date.now();
   return {
     update(nextPhase, done, total, ok, failed) {
-      if (nextPhase !== phase) {
-        if (phase !== '') bar.stop();
+      if (nextPhase !== phase || bar === null) {
+        bar?.stop();
         phase = nextPhase;
         started = Date.now();
-        bar.start(total ?? 0, 0, { phase: phase.padEnd(8), totalShown: '?', rate: '0', okPct: '-' });
+        bar = new cliProgress.SingleBar(
+          {
+            stream: process.stderr,
+            format: total === null ? WITHOUT_TOTAL : WITH_TOTAL,
+            hideCursor: true,
+            etaBuffer: 200,
+            fps: 5,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(total ?? 0, 0, { phase: phase.padEnd(8), rate: '0', okPct: '-' });
       }
       const elapsed = (Date.now() - started) / 1000;
       if (total !== null) bar.setTotal(total);
       bar.update(done, {
-        totalShown: total === null ? '?' : String(total),
         rate: elapsed > 0 ? (done / elapsed).toFixed(1) : '0',
         okPct: ok + failed > 0 ? ((100 * ok) / (ok + failed)).toFixed(1) : '-',
       });
     },
     stop() {
-      if (phase !== '') bar.stop();
+      bar?.stop();
     },
   };
 }
