@@ -8,6 +8,22 @@ export function pairKey(caption: string, url: string): string {
 }
 
 /**
+ * Returns a function that records candidates as `pending` pairs and says how many were new. A pair
+ * already in the manifest is left as it is. The caller runs it inside its own transaction.
+ */
+export function pairInserter(db: Database.Database): (candidates: readonly Candidate[], source: string) => number {
+  const insert = db.prepare(
+    `INSERT OR IGNORE INTO pairs (key, url, page_url, caption, status, source) VALUES (?, ?, ?, ?, 'pending', ?)`,
+  );
+  return (candidates, source) => {
+    let inserted = 0;
+    for (const c of candidates)
+      inserted += insert.run(pairKey(c.caption, c.url), c.url, c.pageUrl, c.caption, source).changes;
+    return inserted;
+  };
+}
+
+/**
  * Records candidates as `pending` pairs, in transactions of `batchSize`. A pair already in the
  * manifest is left as it is, so reading an input twice (after a kill) adds nothing twice.
  * Returns how many new pairs were recorded.
@@ -19,15 +35,12 @@ export async function recordCandidates(
   onBatch?: (inserted: number, read: number) => void,
   batchSize = 2000,
 ): Promise<{ read: number; inserted: number }> {
-  const insert = db.prepare(
-    `INSERT OR IGNORE INTO pairs (key, url, page_url, caption, status, source) VALUES (?, ?, ?, ?, 'pending', ?)`,
-  );
+  const insertPairs = pairInserter(db);
   let batch: Candidate[] = [];
   let read = 0;
   let inserted = 0;
   const flush = db.transaction((rows: Candidate[]) => {
-    for (const c of rows)
-      inserted += insert.run(pairKey(c.caption, c.url), c.url, c.pageUrl, c.caption, source).changes;
+    inserted += insertPairs(rows, source);
   });
   for await (const candidate of candidates) {
     batch.push(candidate);

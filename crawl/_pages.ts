@@ -3,7 +3,8 @@ import { SkipItemError } from '../corpus/errors.ts';
 import type { Candidate } from './_candidate.ts';
 import type { Fetcher } from './_fetcher.ts';
 import { extractFromHtml } from './_html-extract.ts';
-import { pairKey } from './_ingest.ts';
+import { decodeHtml, imageCandidates, isHtmlType, sniffsAsHtml } from './_html-page.ts';
+import { pairInserter } from './_ingest.ts';
 
 export interface PageCrawlSettings {
   seeds: string[];
@@ -20,24 +21,6 @@ export function siteOf(url: string): string {
   return new URL(url).hostname.replace(/^www\./, '');
 }
 
-function looksLikeHtml(contentType: string, body: Buffer): boolean {
-  if (/html|xhtml/i.test(contentType)) return true;
-  if (contentType !== '' && !/text\/plain|octet-stream/i.test(contentType)) return false;
-  return /<(!doctype html|html|head|body)\b/i.test(body.subarray(0, 1024).toString('latin1'));
-}
-
-function charsetOf(contentType: string): string {
-  return /charset\s*=\s*"?([\w-]+)/i.exec(contentType)?.[1] ?? 'utf-8';
-}
-
-function decode(body: Buffer, contentType: string): string {
-  try {
-    return new TextDecoder(charsetOf(contentType)).decode(body);
-  } catch {
-    return new TextDecoder('utf-8').decode(body);
-  }
-}
-
 /**
  * Bounded same-site crawl. The frontier lives in the `pages` table, so a killed crawl resumes
  * where it stopped: each fetched page, its images and its new links are recorded in one
@@ -49,9 +32,7 @@ export async function crawlPages(
   settings: PageCrawlSettings,
 ): Promise<{ fetched: number; found: number }> {
   const addPage = db.prepare(`INSERT OR IGNORE INTO pages (url, depth, status) VALUES (?, ?, 'pending')`);
-  const insertPair = db.prepare(
-    `INSERT OR IGNORE INTO pairs (key, url, page_url, caption, status, source) VALUES (?, ?, ?, ?, 'pending', 'pages')`,
-  );
+  const insertPairs = pairInserter(db);
   const finishPage = db.prepare(
     `UPDATE pages SET status = ?, error_message = ?, images = ?, fetched_at = ? WHERE url = ?`,
   );
@@ -67,9 +48,7 @@ export async function crawlPages(
   const inFlight = new Set<string>();
 
   const record = db.transaction((page: { url: string; depth: number }, candidates: Candidate[], links: string[]) => {
-    let inserted = 0;
-    for (const c of candidates)
-      inserted += insertPair.run(pairKey(c.caption, c.url), c.url, c.pageUrl, c.caption).changes;
+    const inserted = insertPairs(candidates, 'pages');
     if (page.depth < settings.maxDepth) {
       const site = siteOf(page.url);
       for (const link of links) if (siteOf(link) === site) addPage.run(link, page.depth + 1);
@@ -81,13 +60,13 @@ export async function crawlPages(
   const processPage = async (page: { url: string; depth: number }): Promise<void> => {
     try {
       const response = await fetcher.fetch(page.url, 'page');
-      if (!looksLikeHtml(response.contentType, response.body)) {
+      const type = response.contentType;
+      const untyped = type === '' || /text\/plain|octet-stream/i.test(type);
+      if (!isHtmlType(type) && !(untyped && sniffsAsHtml(response.body))) {
         throw new SkipItemError('not_html', `Content-Type '${response.contentType}' is not HTML`);
       }
-      const { images, links } = extractFromHtml(decode(response.body, response.contentType), response.url);
-      const candidates: Candidate[] = images
-        .filter((img) => img.hasAlt || settings.keepEmptyAlt)
-        .map((img) => ({ url: img.url, caption: img.alt, pageUrl: page.url }));
+      const { images, links } = extractFromHtml(decodeHtml(response.body, type), response.url);
+      const candidates = imageCandidates(images, page.url, settings.keepEmptyAlt);
       found += record(page, candidates, links);
       fetched++;
     } catch (err) {

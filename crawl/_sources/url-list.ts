@@ -14,6 +14,7 @@ import { parquetMetadataAsync, parquetRead, parquetSchema } from 'hyparquet';
 import type { AsyncBuffer, CompressionCodec, Compressors, FileMetaData, ParquetRow } from 'hyparquet';
 import { UsageError } from '../../corpus/errors.ts';
 import type { Candidate } from '../_candidate.ts';
+import { collapseWhitespace } from '../_html-extract.ts';
 
 /** The formats of a URL list. */
 export type UrlListFormat = 'jsonl' | 'json' | 'tsv' | 'csv' | 'parquet' | 'txt';
@@ -135,10 +136,6 @@ interface ReadSpec {
   /** Stop after the checks that need no rows (parquet reads its footer only). */
   headOnly: boolean;
   onBytes: ((bytesRead: number) => void) | undefined;
-}
-
-function collapseWhitespace(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
 }
 
 async function* readRows(format: UrlListFormat, spec: ReadSpec): AsyncGenerator<RawRow> {

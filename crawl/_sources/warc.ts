@@ -11,7 +11,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
-import { TextDecoder } from 'node:util';
 import {
   brotliDecompressSync,
   constants as zlibConstants,
@@ -26,6 +25,7 @@ import type { Readable, TransformOptions } from 'node:stream';
 import { UsageError } from '../../corpus/errors.ts';
 import type { Candidate } from '../_candidate.ts';
 import { collapseWhitespace, extractFromHtml, resolveHttpUrl } from '../_html-extract.ts';
+import { decodeHtml, imageCandidates, isHtmlType, sniffsAsHtml } from '../_html-page.ts';
 
 /** Options of {@link readWarc}. */
 export interface WarcReadOptions {
@@ -46,8 +46,6 @@ const MAX_HEADER_BYTES = 1024 * 1024;
 const HEAD_BYTES = 64 * 1024;
 /** How much of a response is read first to see its HTTP headers, before deciding to skip it. */
 const HTTP_PEEK_BYTES = 64 * 1024;
-/** How much of an untyped payload is searched for `<html`, and of any for `<meta charset>`. */
-const SNIFF_BYTES = 1024;
 /** Bytes joined beyond what a record needs, so that a header search does not join byte by byte. */
 const JOIN_SLACK = 16 * 1024;
 /** Chunks read from disk and inflated: large ones keep zlib busy on its own thread. */
@@ -414,56 +412,7 @@ function decodeBody(body: Buffer, headers: Map<string, string>): Buffer | null {
   return null;
 }
 
-const decoders = new Map<string, TextDecoder>();
-
-/** A decoder for the charset label, or UTF-8 when the label is unknown to TextDecoder. */
-function decoderFor(label: string | null): TextDecoder {
-  const key = (label ?? 'utf-8').toLowerCase();
-  let decoder = decoders.get(key);
-  if (decoder === undefined) {
-    try {
-      decoder = new TextDecoder(key);
-    } catch {
-      decoder = decoderFor(null);
-    }
-    decoders.set(key, decoder);
-  }
-  return decoder;
-}
-
-const CHARSET_PARAMETER = /charset\s*=\s*["']?\s*([^\s;"',]+)/i;
-const META_CHARSET = /<meta[^>]*?charset\s*=\s*["']?\s*([a-z0-9_.:()-]+)/i;
-
-/**
- * The charset of an HTML payload: the Content-Type's, else a `<meta charset>` (or http-equiv) in
- * the first KiB, as browsers pre-scan for it; null means UTF-8.
- */
-function charsetOf(contentType: string | undefined, body: Buffer): string | null {
-  const fromHeader = contentType === undefined ? undefined : CHARSET_PARAMETER.exec(contentType)?.[1];
-  if (fromHeader !== undefined) return fromHeader;
-  return META_CHARSET.exec(body.toString('latin1', 0, SNIFF_BYTES))?.[1] ?? null;
-}
-
-function isHtmlType(contentType: string): boolean {
-  const type = contentType.toLowerCase();
-  return type.includes('text/html') || type.includes('application/xhtml+xml');
-}
-
-function sniffsAsHtml(body: Buffer): boolean {
-  return body.toString('latin1', 0, SNIFF_BYTES).toLowerCase().includes('<html');
-}
-
 // --- Candidates ----------------------------------------------------------------------------------
-
-/** Candidates of one HTML page. */
-function htmlCandidates(html: string, pageUrl: string, keepEmptyAlt: boolean): Candidate[] {
-  const out: Candidate[] = [];
-  for (const image of extractFromHtml(html, pageUrl, { links: false }).images) {
-    if (image.hasAlt) out.push({ url: image.url, caption: image.alt, pageUrl });
-    else if (keepEmptyAlt) out.push({ url: image.url, caption: '', pageUrl });
-  }
-  return out;
-}
 
 function field(value: unknown, key: string): unknown {
   return value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
@@ -548,11 +497,11 @@ async function recordCandidates(
     if (body === null || pageUrl === null || (!typed && !sniffsAsHtml(body))) return [];
     let html: string;
     try {
-      html = decoderFor(charsetOf(contentType, body)).decode(body);
+      html = decodeHtml(body, contentType);
     } catch {
       return [];
     }
-    return htmlCandidates(html, pageUrl, keepEmptyAlt);
+    return imageCandidates(extractFromHtml(html, pageUrl, { links: false }).images, pageUrl, keepEmptyAlt);
   }
 
   if (type === 'metadata' && (record.headers.get('content-type') ?? '').toLowerCase().includes('application/json')) {
@@ -560,7 +509,7 @@ async function recordCandidates(
     const block = cursor.take(length);
     let json: unknown;
     try {
-      json = JSON.parse(decoderFor(null).decode(block));
+      json = JSON.parse(decodeHtml(block, 'charset=utf-8'));
     } catch {
       return [];
     }
