@@ -186,3 +186,12 @@ export function countByStatus(db: Database.Database): Record<string, number> {
   }
   return out;
 }
+
+/**
+ * Whether `table` has `column`: stages read the columns of stages that may not have run yet
+ * (train skips `dup_of` only when dedup has added it).
+ */
+export function hasColumn(db: Database.Database, table: string, column: string): boolean {
+  const rows = db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as Array<{ name: string }>;
+  return rows.some((r) => r.name === column);
+}
