@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
+import { benchCommand } from './bench.ts';
 import { crawlCommand } from './crawl.ts';
+import { dedupCommand } from './dedup.ts';
 import { demoCommand } from './demo.ts';
+import { doctorCommand } from './doctor.ts';
+import { exportCommand } from './export.ts';
+import { filterCommand } from './filter.ts';
+import { scoreCommand } from './score.ts';
+import { trainCommand } from './train.ts';
 import { reportError } from './_run.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -12,7 +19,17 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 /** The `altforge` command: one subcommand per stage, each a thin wrapper over its `run<Stage>`. */
 export const main = defineCommand({
   meta: { name: 'altforge', version: pkg.version, description: pkg.description },
-  subCommands: { crawl: crawlCommand, demo: demoCommand },
+  subCommands: {
+    crawl: crawlCommand,
+    dedup: dedupCommand,
+    bench: benchCommand,
+    demo: demoCommand,
+    filter: filterCommand,
+    export: exportCommand,
+    train: trainCommand,
+    score: scoreCommand,
+    doctor: doctorCommand,
+  },
 });
 
 /** Finds the subcommand named in argv (for `--help` of a subcommand). */

@@ -315,8 +315,9 @@ describe('errors', () => {
   ])('refuses %s without the URL column, naming the columns it has', async (name, content) => {
     const path = await fixture(name, content());
     const message = `URL list '${path}' has no URL column 'url' (--url-col); its columns are: link, caption`;
-    for (const attempt of [assertReadableUrlList(path, DEFAULTS), collect(path)]) {
-      const error = await usageError(attempt);
+    // Started one at a time: a second promise rejecting while the first is awaited would be unhandled.
+    for (const attempt of [() => assertReadableUrlList(path, DEFAULTS), () => collect(path)]) {
+      const error = await usageError(attempt());
       expect(error.code).toBe('ERR_INPUT_MISSING_COLUMN');
       expect(error.message).toBe(message);
     }
@@ -337,8 +338,8 @@ describe('errors', () => {
 
   it('refuses a missing file and a directory with ERR_INPUT_NOT_FOUND', async () => {
     const missing = join(dir, 'nope', 'list.csv');
-    for (const attempt of [assertReadableUrlList(missing, DEFAULTS), collect(missing)]) {
-      const error = await usageError(attempt);
+    for (const attempt of [() => assertReadableUrlList(missing, DEFAULTS), () => collect(missing)]) {
+      const error = await usageError(attempt());
       expect(error.code).toBe('ERR_INPUT_NOT_FOUND');
       expect(error.message).toBe(`URL list '${missing}' not found`);
     }

@@ -1,0 +1,159 @@
+import { defineCommand } from 'citty';
+import { UsageError } from '../corpus/errors.ts';
+import {
+  defaultRegistryPath,
+  listBenchmarks,
+  openRegistry,
+  removeBenchmark,
+  type BenchmarkInfo,
+} from '../corpus/registry.ts';
+import { registerBenchmark, type RegisterOptions, type RegisterResult } from '../dedup/index.ts';
+import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { createProgress } from './_progress.ts';
+import { interruptSignal, setExitCode } from './_run.ts';
+
+const benchDb = {
+  type: 'string',
+  description: 'Benchmark registry (SQLite); default $XDG_DATA_HOME/altforge/benchmarks.sqlite',
+  valueHint: 'FILE',
+} as const;
+
+const addFlags = {
+  name: { type: 'string', description: 'Name to register the test set under', valueHint: 'NAME' },
+  images: {
+    type: 'string',
+    description: 'Folder of images, WebDataset shards (.tar or a folder of them), or an IDX image file (.gz ok)',
+    valueHint: 'PATH',
+  },
+  captions: {
+    type: 'string',
+    description: 'Captions: COCO .json, .jsonl (image, caption) or image<TAB>caption lines',
+    valueHint: 'FILE',
+  },
+  labels: {
+    type: 'string',
+    description: 'IDX label file (default: the labels-idx1 file beside the images)',
+    valueHint: 'FILE',
+  },
+  kind: { type: 'string', description: 'Kind of test set', choices: ['images', 'classification'], valueHint: 'KIND' },
+  benchDb,
+  concurrency: { type: 'integer', description: 'Images fingerprinted at once', default: 4, valueHint: 'N' },
+  json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
+  progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
+} satisfies FlagSpecs;
+
+const listFlags = {
+  benchDb,
+  json: { type: 'boolean', description: 'Print the list as JSON on stdout' },
+} satisfies FlagSpecs;
+const removeFlags = {
+  name: { type: 'string', description: 'Registered test set to remove', valueHint: 'NAME' },
+  benchDb,
+} satisfies FlagSpecs;
+
+/** One line that says what a registration did. */
+export function summarizeAdd(result: RegisterResult, registry: string): string {
+  const b = result.benchmark;
+  const bad =
+    result.unreadable.length > 0
+      ? `; ${result.unreadable.length} unreadable: ${result.unreadable
+          .slice(0, 5)
+          .map((u) => `${u.imageId} (${u.error})`)
+          .join(', ')}${result.unreadable.length > 5 ? ', ...' : ''}`
+      : '';
+  const unmatched =
+    result.unmatchedCaptions > 0 ? `; ${result.unmatchedCaptions} caption lines name no image of the set` : '';
+  const state = result.interrupted
+    ? ' interrupted (run the same command to continue)'
+    : result.added === 0
+      ? ' already registered, nothing to do'
+      : '';
+  return (
+    `bench add ${b.name}${state}: ${b.images} images (${b.kind}, ${b.sourceKind}), ${result.added} new, ${result.skipped} already there, ` +
+    `${b.captions} captions${bad}${unmatched}; ${(result.durationMs / 1000).toFixed(1)} s -> ${registry}`
+  );
+}
+
+function describe(b: BenchmarkInfo): string {
+  return `${b.name}\t${b.kind}\t${b.images} images\t${b.unreadable} unreadable\t${b.captions} captions\t${b.complete ? 'complete' : 'incomplete'}\t${b.source}`;
+}
+
+const addCommand = defineCommand({
+  meta: {
+    name: 'add',
+    description:
+      'Register a test set: fingerprints, sha256 and captions of every image. Re-adding the same set is idempotent.',
+  },
+  args: cittyArgs(addFlags),
+  async run({ rawArgs }) {
+    const { values } = parseFlags(rawArgs, addFlags);
+    const {
+      json,
+      progress: showProgress,
+      ...rest
+    } = values as Record<string, unknown> & { json?: boolean; progress?: boolean };
+    if (rest['name'] === undefined)
+      throw new UsageError('ERR_USAGE', 'Missing --name NAME: the name to register the test set under');
+    if (rest['images'] === undefined)
+      throw new UsageError('ERR_USAGE', 'Missing --images PATH: a folder, WebDataset shards or an IDX file');
+    const bar = createProgress(showProgress !== false && json !== true);
+    const options = {
+      ...rest,
+      onProgress: (p) => bar.update('register', p.done, p.total, p.ok, p.failed),
+      signal: interruptSignal(),
+    } as RegisterOptions;
+    let result: RegisterResult;
+    try {
+      result = await registerBenchmark(options);
+    } finally {
+      bar.stop();
+    }
+    if (json) process.stdout.write(JSON.stringify(result) + '\n');
+    else process.stderr.write(summarizeAdd(result, options.benchDb ?? defaultRegistryPath()) + '\n');
+    if (result.interrupted) setExitCode(130);
+  },
+});
+
+const listCommand = defineCommand({
+  meta: { name: 'list', description: 'List the registered test sets' },
+  args: cittyArgs(listFlags),
+  run({ rawArgs }) {
+    const { values } = parseFlags(rawArgs, listFlags);
+    const path = (values['benchDb'] as string | undefined) ?? defaultRegistryPath();
+    const registry = openRegistry(path);
+    try {
+      const list = listBenchmarks(registry);
+      if (values['json']) process.stdout.write(JSON.stringify(list) + '\n');
+      else if (list.length === 0) process.stderr.write(`no benchmarks registered in ${path}\n`);
+      else process.stdout.write(list.map(describe).join('\n') + '\n');
+    } finally {
+      registry.close();
+    }
+  },
+});
+
+const removeCommand = defineCommand({
+  meta: { name: 'remove', description: 'Remove a registered test set and its fingerprints' },
+  args: cittyArgs(removeFlags),
+  run({ rawArgs }) {
+    const { values } = parseFlags(rawArgs, removeFlags);
+    const name = values['name'] as string | undefined;
+    if (name === undefined) throw new UsageError('ERR_USAGE', 'Missing --name NAME: the test set to remove');
+    const path = (values['benchDb'] as string | undefined) ?? defaultRegistryPath();
+    const registry = openRegistry(path);
+    try {
+      const removed = removeBenchmark(registry, name);
+      process.stderr.write(
+        `bench remove ${removed.name}: ${removed.images} images and their fingerprints removed from ${path}\n`,
+      );
+    } finally {
+      registry.close();
+    }
+  },
+});
+
+/** `altforge bench add|list|remove`: the registry of test sets dedup matches corpora against. */
+export const benchCommand = defineCommand({
+  meta: { name: 'bench', description: 'Register downstream test sets (benchmarks) that dedup keeps out of corpora' },
+  subCommands: { add: addCommand, list: listCommand, remove: removeCommand },
+});

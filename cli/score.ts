@@ -1,0 +1,87 @@
+import { defineCommand } from 'citty';
+import { UsageError } from '../corpus/errors.ts';
+// The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
+import type { ScoreOptions, ScoreResult } from '../train/index.ts';
+import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { createProgress } from './_progress.ts';
+import { interruptSignal } from './_run.ts';
+
+const flags = {
+  corpus: { type: 'string', description: 'Corpus directory whose pairs are scored', valueHint: 'DIR', alias: 'c' },
+  checkpoint: {
+    type: 'string',
+    description: 'Checkpoint file, or a run directory of altforge train',
+    valueHint: 'PATH',
+  },
+  backend: {
+    type: 'string',
+    description: 'Compute backend',
+    default: 'auto',
+    valueHint: 'NAME',
+    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
+  },
+  batchSize: { type: 'integer', description: 'Pairs per scoring batch', default: 256, valueHint: 'N' },
+  seed: { type: 'integer', description: 'Seed of the random batches', default: 1, valueHint: 'N' },
+  completion: { type: 'boolean', description: 'Also write completed captions for likely-noisy pairs', default: true },
+  completionThreshold: {
+    type: 'number',
+    description: 'Noise probability above which a caption is completed',
+    default: 0.5,
+    valueHint: 'P',
+  },
+  json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
+  progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
+} satisfies FlagSpecs;
+
+/** One line that says what scoring did. */
+export function summarizeScore(result: ScoreResult): string {
+  return (
+    `score: ${result.scored} pairs scored, ${result.noisy} likely noisy (noise_prob > 0.5), mean ${result.meanNoise.toFixed(3)}, ` +
+    `${result.completed} completed captions, separation ${result.separation.toFixed(2)}` +
+    `${result.missingImages ? `, ${result.missingImages} images unreadable` : ''}; ` +
+    `${(result.durationMs / 1000).toFixed(1)} s -> ${result.corpus}/manifest.sqlite (pairs.noise_prob, pairs.completed_caption)`
+  );
+}
+
+export const scoreCommand = defineCommand({
+  meta: {
+    name: 'score',
+    description:
+      "Write each pair's noise probability (and a completed caption for likely-noisy pairs) to the corpus manifest, using a trained checkpoint; the filter stage reads it with --max-noise-prob.",
+  },
+  args: cittyArgs(flags),
+  async run({ rawArgs }) {
+    const { values } = parseFlags(rawArgs, flags);
+    const {
+      json,
+      progress: showProgress,
+      ...rest
+    } = values as Record<string, unknown> & {
+      json?: boolean;
+      progress?: boolean;
+    };
+    if (rest['corpus'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to score');
+    if (rest['checkpoint'] === undefined) {
+      throw new UsageError('ERR_USAGE', 'Missing --checkpoint PATH: a checkpoint of altforge train');
+    }
+    const bar = createProgress(showProgress !== false && json !== true);
+    const options = {
+      ...rest,
+      onProgress: (p) => bar.update(p.phase, p.done, p.total, p.done, 0),
+      signal: interruptSignal(),
+    } as ScoreOptions;
+    let result: ScoreResult;
+    try {
+      const { runScore } = await import('../train/index.ts');
+      result = await runScore(options);
+    } finally {
+      bar.stop();
+    }
+    if (json) process.stdout.write(JSON.stringify(result) + '\n');
+    else {
+      const { describeBackends } = await import('../train/index.ts');
+      process.stderr.write(describeBackends(result.backend) + '\n');
+      process.stderr.write(summarizeScore(result) + '\n');
+    }
+  },
+});

@@ -1,0 +1,203 @@
+import cliProgress from 'cli-progress';
+import { defineCommand } from 'citty';
+import { UsageError } from '../corpus/errors.ts';
+// The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
+import type { TrainOptions, TrainProgress, TrainResult } from '../train/index.ts';
+import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { interruptSignal, setExitCode } from './_run.ts';
+
+const flags = {
+  corpus: { type: 'list', description: 'Corpus directory to train on', valueHint: 'DIR', alias: 'c' },
+  out: {
+    type: 'string',
+    description: 'Run directory: checkpoint.ckpt, metrics.jsonl, noise.json',
+    valueHint: 'DIR',
+    alias: 'o',
+  },
+  backend: {
+    type: 'string',
+    description: 'Compute backend',
+    default: 'auto',
+    valueHint: 'NAME',
+    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
+  },
+  preset: { type: 'string', description: 'Model size', default: 'tiny', valueHint: 'NAME', choices: ['tiny', 'small'] },
+  imageSize: { type: 'integer', description: "Input image size (overrides the preset's)", valueHint: 'PX' },
+  epochs: { type: 'integer', description: 'Passes over the data', default: 10, valueHint: 'N' },
+  batchSize: { type: 'integer', description: 'Pairs per step', default: 256, valueHint: 'N' },
+  lr: { type: 'number', description: 'Peak learning rate', default: 0.0005, valueHint: 'LR' },
+  lrWarmupSteps: { type: 'integer', description: 'Learning-rate warm-up steps', default: 50, valueHint: 'N' },
+  weightDecay: { type: 'number', description: 'AdamW weight decay', default: 0.1, valueHint: 'WD' },
+  labelSmoothing: { type: 'number', description: 'Label smoothing (ALIGN: 0.1)', default: 0, valueHint: 'EPS' },
+  vocabSize: { type: 'integer', description: 'Tokenizer vocabulary size', default: 4096, valueHint: 'N' },
+  seed: { type: 'integer', description: 'Seed of weights, data order, augmentation', default: 1, valueHint: 'N' },
+  cropScale: {
+    type: 'number',
+    description: 'Random resized crop: smallest area kept (1: no crop)',
+    default: 1,
+    valueHint: 'F',
+  },
+  flip: { type: 'boolean', description: 'Random left-right flips' },
+  includeFiltered: { type: 'boolean', description: 'Also train on pairs the filter stage rejected' },
+  includeDuplicates: { type: 'boolean', description: 'Also train on pairs dedup marked as duplicates' },
+  robust: {
+    type: 'string',
+    description: 'Noise-robust training',
+    default: 'none',
+    valueHint: 'MODE',
+    choices: ['none', 'nlip'],
+  },
+  robustMode: {
+    type: 'string',
+    description: 'How noise enters the loss',
+    default: 'soft',
+    valueHint: 'MODE',
+    choices: ['soft', 'weight'],
+  },
+  warmupEpochs: {
+    type: 'integer',
+    description: 'Vanilla epochs before the first noise estimate',
+    default: 2,
+    valueHint: 'N',
+  },
+  noiseEma: {
+    type: 'number',
+    description: 'Weight of the previous noise estimate (EMA)',
+    default: 0.5,
+    valueHint: 'F',
+  },
+  minSeparation: {
+    type: 'number',
+    description: "Act only when the mixture's components are this far apart (Ashman's D; 0: always)",
+    default: 2,
+    valueHint: 'D',
+  },
+  maxNoiseFraction: {
+    type: 'number',
+    description: 'Act only when the high-loss component holds at most this fraction of pairs',
+    default: 0.7,
+    valueHint: 'F',
+  },
+  robustFloor: {
+    type: 'number',
+    description: 'Smallest clean target / weight a pair keeps',
+    default: 0,
+    valueHint: 'F',
+  },
+  robustThreshold: { type: 'number', description: 'Hard split at this noise probability', valueHint: 'P' },
+  completion: { type: 'boolean', description: 'Noise completion: train noisy pairs on captions of retrieved concepts' },
+  completionThreshold: {
+    type: 'number',
+    description: 'Noise probability above which pairs are completed',
+    default: 0.5,
+    valueHint: 'P',
+  },
+  checkpointEvery: {
+    type: 'integer',
+    description: 'Checkpoint every N steps (and at the end)',
+    default: 500,
+    valueHint: 'N',
+  },
+  maxSteps: { type: 'integer', description: 'Stop (with a checkpoint) at this global step', valueHint: 'N' },
+  resume: { type: 'boolean', description: 'Continue the run in --out from its checkpoint' },
+  json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
+  progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
+} satisfies FlagSpecs;
+
+/** One line that says what the run did. */
+export function summarizeTrain(result: TrainResult): string {
+  const noise = result.noise
+    ? `; noise: ${result.noise.noiseProb.filter((p) => p > 0.5).length} of ${result.pairs} pairs above 0.5`
+    : '';
+  const stop = result.stoppedBy === 'signal' ? ' interrupted' : result.stoppedBy === 'maxSteps' ? ' (max steps)' : '';
+  return (
+    `train${stop}: ${result.pairs} pairs, step ${result.step} (${result.stepsRun} this run, ${result.stepsPerEpoch}/epoch at batch ${result.batchSize}), ` +
+    `loss ${result.lastLoss === null ? '-' : result.lastLoss.toFixed(4)}, ${result.pairsPerSecond.toFixed(1)} pairs/s on ${result.backend.backend}` +
+    `${noise}; ${(result.durationMs / 1000).toFixed(1)} s -> ${result.checkpoint}`
+  );
+}
+
+/** A progress bar for decoding, harmonisation and training, with the loss and an ETA. */
+function trainBar(enabled: boolean): { update(p: TrainProgress): void; stop(): void } {
+  if (!enabled || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  let bar: cliProgress.SingleBar | null = null;
+  let phase = '';
+  return {
+    update(p) {
+      if (p.phase !== phase || bar === null) {
+        bar?.stop();
+        phase = p.phase;
+        bar = new cliProgress.SingleBar(
+          {
+            stream: process.stderr,
+            format: `${p.phase.padEnd(9)} [{bar}] {value}/{total} | epoch {epoch} | loss {loss} | ETA {eta_formatted}`,
+            hideCursor: true,
+            etaBuffer: 50,
+            fps: 5,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(p.total, 0, { epoch: p.epoch + 1, loss: '-' });
+      }
+      bar.setTotal(p.total);
+      bar.update(p.done, { epoch: p.epoch + 1, loss: p.loss === undefined ? '-' : p.loss.toFixed(4) });
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
+export const trainCommand = defineCommand({
+  meta: {
+    name: 'train',
+    description:
+      'Train a contrastive dual encoder (ViT + text transformer) on the kept pairs of one or more corpora, vanilla or noise-robust (--robust nlip). Ctrl-C stops with a checkpoint; --resume continues.',
+  },
+  args: {
+    dirs: { type: 'positional', required: false, description: 'Corpus directories (same as --corpus)' },
+    ...cittyArgs(flags),
+  },
+  async run({ rawArgs }) {
+    const { values, positionals } = parseFlags(rawArgs, flags);
+    const {
+      json,
+      progress: showProgress,
+      corpus,
+      imageSize,
+      ...rest
+    } = values as Record<string, unknown> & {
+      json?: boolean;
+      progress?: boolean;
+      corpus?: string[];
+      imageSize?: number;
+    };
+    const dirs = [...positionals, ...(corpus ?? [])];
+    if (dirs.length === 0) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to train on');
+    if (rest['out'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --out DIR: the run directory');
+    const bar = trainBar(showProgress !== false && json !== true);
+    const options = {
+      ...rest,
+      corpus: dirs,
+      ...(imageSize !== undefined ? { model: { imageSize } } : {}),
+      onProgress: (p: TrainProgress) => bar.update(p),
+      signal: interruptSignal(),
+    } as TrainOptions;
+    let result: TrainResult;
+    try {
+      const { runTrain } = await import('../train/index.ts');
+      result = await runTrain(options);
+    } finally {
+      bar.stop();
+    }
+    if (json) {
+      const noise = result.noise ? { ...result.noise, noiseProb: Array.from(result.noise.noiseProb) } : null;
+      process.stdout.write(JSON.stringify({ ...result, noise }) + '\n');
+    } else {
+      const { describeBackends } = await import('../train/index.ts');
+      process.stderr.write(describeBackends(result.backend) + '\n');
+      process.stderr.write(summarizeTrain(result) + '\n');
+    }
+    if (result.stoppedBy === 'signal') setExitCode(130);
+  },
+});

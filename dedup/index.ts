@@ -1,0 +1,580 @@
+/**
+ * The dedup stage: finds the pairs of a corpus whose image is a near-duplicate of a registered
+ * test image (or whose caption is a registered test caption), and near-duplicate clusters inside
+ * the corpus. It records, never deletes: `pairs.dup_of` says what a pair duplicates, and the
+ * filter and train stages skip pairs where it is set.
+ *
+ * Per shard, in one transaction: the corpus images' fingerprints (cached in `dedup_prints`, so
+ * later runs against other benchmarks only look up), every match per benchmark in
+ * `dedup_matches`, and `pairs.dup_*` recomputed from them. A killed run loses at most the shard in
+ * flight; the same call continues and gives the same result.
+ */
+import pLimit from 'p-limit';
+import { UsageError } from '../corpus/errors.ts';
+import { isCorpus, openCorpus, recordStageRun, type Corpus, type Migration } from '../corpus/manifest.ts';
+import {
+  defaultRegistryPath,
+  getBenchmark,
+  openRegistry,
+  type BenchmarkInfo,
+  type Registry,
+} from '../corpus/registry.ts';
+import { readShard } from '../corpus/shard-reader.ts';
+import { shardPaths } from '../corpus/shards.ts';
+import { normaliseCaption } from '../corpus/text.ts';
+import { decodePixels, FINGERPRINT_VERSION, queryFromPixels } from './fingerprint.ts';
+import { MihIndex, storedHash } from './_mih.ts';
+import { agreement, verified, type VerifyThresholds } from './_verify.ts';
+import { resolveDedupOptions, type DedupOptions, type DedupProgress, type ResolvedDedupOptions } from './options.ts';
+import { toUnsigned } from './phash.ts';
+
+export type { DedupOptions, DedupProgress } from './options.ts';
+export { registerBenchmark, type RegisterOptions, type RegisterProgress, type RegisterResult } from './register.ts';
+export { hamming, hashHex, phashGrid, type HashBasis } from './phash.ts';
+export {
+  FINGERPRINT_VERSION,
+  plainPhash,
+  queryFingerprint,
+  registeredFingerprint,
+  type Fingerprint,
+  type Variant,
+} from './fingerprint.ts';
+
+/** The `benchmark` of within-corpus rows in `dedup_matches`. */
+export const WITHIN = '@within';
+
+/** The dedup stage's columns and tables in the corpus manifest. */
+export const DEDUP_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 'dedup/001-dup-of',
+    sql: `
+      ALTER TABLE pairs ADD COLUMN dup_of TEXT;
+      ALTER TABLE pairs ADD COLUMN dup_kind TEXT;
+      ALTER TABLE pairs ADD COLUMN dup_distance INTEGER;
+      ALTER TABLE pairs ADD COLUMN dup_fingerprint TEXT;
+      CREATE INDEX pairs_dup_of ON pairs(dup_of);
+      CREATE TABLE dedup_prints (
+        key TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        hash INTEGER,
+        p0 INTEGER, p1 INTEGER, p2 INTEGER, p3 INTEGER,
+        thumb BLOB
+      );
+      CREATE INDEX dedup_prints_p0 ON dedup_prints(p0, hash, key);
+      CREATE INDEX dedup_prints_p1 ON dedup_prints(p1, hash, key);
+      CREATE INDEX dedup_prints_p2 ON dedup_prints(p2, hash, key);
+      CREATE INDEX dedup_prints_p3 ON dedup_prints(p3, hash, key);
+      CREATE TABLE dedup_matches (
+        key TEXT NOT NULL,
+        benchmark TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        distance INTEGER,
+        fingerprint TEXT NOT NULL,
+        correlation REAL,
+        colour_difference REAL,
+        PRIMARY KEY (key, benchmark)
+      ) WITHOUT ROWID;
+      CREATE INDEX dedup_matches_benchmark ON dedup_matches(benchmark);
+      CREATE TABLE dedup_done (
+        benchmark TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        params TEXT NOT NULL,
+        PRIMARY KEY (benchmark, shard)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+/** What a dedup run found, per benchmark. */
+export interface BenchmarkMatches {
+  /** Pairs whose image is a verified near-duplicate of a test image. */
+  image: number;
+  /** Pairs whose image bytes are a test image's bytes. */
+  sha256: number;
+  /** Pairs whose normalised caption is a test caption (and whose image did not match). */
+  caption: number;
+}
+
+/** What a dedup run did, and the state of the corpus after it. */
+export interface DedupResult {
+  corpus: string;
+  /** Pairs with status `ok` in committed shards. */
+  pairs: number;
+  /** Images fingerprinted in this run (the others were cached). */
+  fingerprinted: number;
+  /** Corpus images that could not be decoded: their keys (they are not matched). */
+  unreadable: string[];
+  /** Shards matched in this run (the others were already done with the same parameters). */
+  shardsMatched: number;
+  /** Matches per benchmark named, over the whole corpus. */
+  byBenchmark: Record<string, BenchmarkMatches>;
+  /** Near-duplicate clusters inside the corpus (--within): clusters and pairs pointing to a representative. */
+  within: { clusters: number; duplicates: number } | null;
+  /** Pairs with `dup_of` set, over the whole corpus. */
+  flagged: number;
+  durationMs: number;
+  interrupted: boolean;
+}
+
+interface PairRow {
+  key: string;
+  sha256: string | null;
+  caption: string;
+}
+
+interface Print {
+  key: string;
+  hash: bigint;
+  thumb: Uint8Array;
+}
+
+interface Match {
+  key: string;
+  benchmark: string;
+  imageId: string;
+  kind: 'sha256' | 'image' | 'caption';
+  distance: number | null;
+  fingerprint: string;
+  correlation: number | null;
+  colourDifference: number | null;
+}
+
+const KIND_RANK = `CASE m.kind WHEN 'sha256' THEN 0 WHEN 'image' THEN 1 WHEN 'caption' THEN 2 ELSE 3 END`;
+
+/** Recomputes `pairs.dup_*` of one pair from its matches: a test set before the corpus itself, then exact, image, caption. */
+const RECOMPUTE_SQL = `
+  UPDATE pairs SET (dup_of, dup_kind, dup_distance, dup_fingerprint) = (
+    SELECT CASE WHEN m.benchmark = '${WITHIN}' THEN m.image_id ELSE m.benchmark || '/' || m.image_id END,
+           CASE WHEN m.benchmark = '${WITHIN}' THEN 'within' ELSE m.kind END, m.distance, m.fingerprint
+      FROM dedup_matches m WHERE m.key = pairs.key
+     ORDER BY m.benchmark = '${WITHIN}', ${KIND_RANK}, m.distance, m.benchmark LIMIT 1)
+  WHERE key = ?`;
+
+/** Fingerprints the images of `keys` in one shard; undecodable ones come back with their error. */
+async function fingerprintShard(
+  corpus: Corpus,
+  shard: number,
+  keys: ReadonlySet<string>,
+  concurrency: number,
+): Promise<{ prints: Print[]; failed: Array<{ key: string; error: string }> }> {
+  const limit = pLimit(concurrency);
+  const jobs: Array<Promise<Print | { key: string; error: string }>> = [];
+  const { tar } = shardPaths(corpus.dir, shard);
+  for await (const sample of readShard(tar, keys)) {
+    jobs.push(
+      limit(async () => {
+        try {
+          const print = queryFromPixels(await decodePixels(sample.jpg));
+          const v = print.variants[0];
+          if (v === undefined) throw new Error('no fingerprint');
+          return { key: sample.key, hash: v.hash, thumb: v.thumb };
+        } catch (err) {
+          return { key: sample.key, error: (err as Error).message.split('\n')[0] ?? 'decode error' };
+        }
+      }),
+    );
+  }
+  const prints: Print[] = [];
+  const failed: Array<{ key: string; error: string }> = [];
+  const seen = new Set<string>();
+  for (const r of await Promise.all(jobs)) {
+    seen.add(r.key);
+    if ('error' in r) failed.push(r);
+    else prints.push(r);
+  }
+  for (const key of keys) if (!seen.has(key)) failed.push({ key, error: `not found in ${tar}` });
+  return { prints, failed };
+}
+
+/** Matching against the registry: exact bytes, hash + verification, caption. */
+class BenchmarkMatcher {
+  private readonly index: MihIndex<{ hash: bigint; id: bigint; benchmark_id: bigint }>;
+  private readonly bySha;
+  private readonly byCaption;
+  private readonly hashRow;
+  private readonly names: Map<number, string>;
+
+  constructor(
+    registry: Registry,
+    benchmarks: BenchmarkInfo[],
+    private readonly maxDistance: number,
+    private readonly thresholds: VerifyThresholds,
+    private readonly captions: boolean,
+  ) {
+    const db = registry.db;
+    this.index = new MihIndex(db, 'bench_hashes', ['id', 'benchmark_id']);
+    this.bySha = db.prepare(
+      `SELECT benchmark_id, image_id FROM bench_images WHERE sha256 = ? AND status = 'ok' ORDER BY image_id`,
+    );
+    this.byCaption = db.prepare(
+      `SELECT benchmark_id, image_id FROM bench_captions WHERE normalised = ? ORDER BY image_id`,
+    );
+    this.hashRow = db.prepare('SELECT image_id, variant, thumb FROM bench_hashes WHERE id = ?');
+    this.names = new Map(benchmarks.map((b) => [b.id, b.name]));
+  }
+
+  /** The best match per benchmark for one pair. */
+  match(pair: PairRow, print: Print | undefined): Match[] {
+    const best = new Map<string, Match>();
+    if (pair.sha256) {
+      for (const row of this.bySha.all(pair.sha256) as { benchmark_id: number; image_id: string }[]) {
+        const benchmark = this.names.get(row.benchmark_id);
+        if (benchmark === undefined || best.has(benchmark)) continue;
+        best.set(benchmark, {
+          key: pair.key,
+          benchmark,
+          imageId: row.image_id,
+          kind: 'sha256',
+          distance: 0,
+          fingerprint: 'sha256',
+          correlation: null,
+          colourDifference: null,
+        });
+      }
+    }
+    if (print) {
+      for (const hit of this.index.lookup(print.hash, this.maxDistance)) {
+        const benchmark = this.names.get(Number(hit.row.benchmark_id));
+        if (benchmark === undefined) continue;
+        const current = best.get(benchmark);
+        if (current && (current.kind === 'sha256' || (current.distance ?? 0) < hit.distance)) continue;
+        const row = this.hashRow.get(hit.row.id) as { image_id: string; variant: string; thumb: Buffer };
+        const a = agreement(print.thumb, row.thumb);
+        if (!verified(a, this.thresholds)) continue;
+        if (current && current.distance === hit.distance && (current.correlation ?? 0) >= a.correlation) continue;
+        best.set(benchmark, {
+          key: pair.key,
+          benchmark,
+          imageId: row.image_id,
+          kind: 'image',
+          distance: hit.distance,
+          fingerprint: a.mirrored ? `${row.variant}+mirror` : row.variant,
+          correlation: Number(a.correlation.toFixed(4)),
+          colourDifference: Number(a.colourDifference.toFixed(2)),
+        });
+      }
+    }
+    const normalised = normaliseCaption(pair.caption);
+    if (this.captions && normalised !== '') {
+      for (const row of this.byCaption.all(normalised) as { benchmark_id: number; image_id: string }[]) {
+        const benchmark = this.names.get(row.benchmark_id);
+        if (benchmark === undefined || best.has(benchmark)) continue;
+        best.set(benchmark, {
+          key: pair.key,
+          benchmark,
+          imageId: row.image_id,
+          kind: 'caption',
+          distance: null,
+          fingerprint: 'caption',
+          correlation: null,
+          colourDifference: null,
+        });
+      }
+    }
+    return [...best.values()];
+  }
+}
+
+/** Checks the registry and the benchmark names before the corpus is touched. */
+function openBenchmarks(opts: ResolvedDedupOptions): { registry: Registry; benchmarks: BenchmarkInfo[] } | null {
+  if (opts.against.length === 0) return null;
+  const registry = openRegistry(opts.benchDb ?? defaultRegistryPath());
+  try {
+    const benchmarks = [...new Set(opts.against)].map((name) => getBenchmark(registry, name));
+    for (const b of benchmarks) {
+      if (b.images === 0) {
+        throw new UsageError('ERR_EMPTY_BENCHMARK', `Benchmark '${b.name}' has no readable images: add it again`, {
+          context: { path: registry.path },
+        });
+      }
+    }
+    return { registry, benchmarks };
+  } catch (err) {
+    registry.close();
+    throw err;
+  }
+}
+
+/**
+ * Runs dedup on a corpus: `against` named benchmarks and/or `within` the corpus. Killed at any
+ * moment, it leaves the manifest consistent, and the same call continues.
+ */
+export async function runDedup(options: DedupOptions): Promise<DedupResult> {
+  const started = Date.now();
+  const opts = resolveDedupOptions(options);
+  if (!isCorpus(opts.corpus)) {
+    throw new UsageError('ERR_CORPUS_NOT_FOUND', `No corpus at '${opts.corpus}' (no manifest.sqlite)`, {
+      context: { path: opts.corpus, stage: 'dedup' },
+    });
+  }
+  const opened = openBenchmarks(opts);
+  let corpus: Corpus | undefined;
+  let finishRun: ((outcome: string, summary: unknown) => void) | undefined;
+  try {
+    corpus = openCorpus(opts.corpus, { migrations: DEDUP_MIGRATIONS });
+    finishRun = recordStageRun(corpus.db, 'dedup', { ...opts, signal: undefined, onProgress: undefined });
+    const result = await dedupCorpus(corpus, opts, opened);
+    result.durationMs = Date.now() - started;
+    finishRun(result.interrupted ? 'interrupted' : 'ok', result);
+    return result;
+  } catch (err) {
+    finishRun?.('failed', { error: (err as Error).message });
+    throw err;
+  } finally {
+    corpus?.close();
+    opened?.registry.close();
+  }
+}
+
+async function dedupCorpus(
+  corpus: Corpus,
+  opts: ResolvedDedupOptions,
+  opened: { registry: Registry; benchmarks: BenchmarkInfo[] } | null,
+): Promise<DedupResult> {
+  const { db } = corpus;
+  const thresholds = { minCorrelation: opts.minCorrelation, maxColourDifference: opts.maxColourDifference };
+  const progress = (p: DedupProgress) => opts.onProgress?.(p);
+  const shards = (db.prepare('SELECT shard FROM shards ORDER BY shard').all() as { shard: number }[]).map(
+    (r) => r.shard,
+  );
+  const pairsOf = db.prepare(`SELECT key, sha256, caption FROM pairs WHERE shard = ? AND status = 'ok' ORDER BY key`);
+  const missingPrints = db.prepare(
+    `SELECT p.key FROM pairs p LEFT JOIN dedup_prints d ON d.key = p.key AND d.version = ?
+      WHERE p.shard = ? AND p.status = 'ok' AND d.key IS NULL`,
+  );
+  const printsOf = db
+    .prepare(
+      `SELECT d.key, d.hash, d.thumb FROM dedup_prints d JOIN pairs p ON p.key = d.key
+        WHERE p.shard = ? AND p.status = 'ok' AND d.status = 'ok' AND d.version = ?`,
+    )
+    .safeIntegers(true);
+  const insertPrint = db.prepare(
+    `INSERT OR REPLACE INTO dedup_prints (key, version, status, error, hash, p0, p1, p2, p3, thumb)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const doneParams = db.prepare('SELECT params FROM dedup_done WHERE benchmark = ? AND shard = ?');
+  const setDone = db.prepare('INSERT OR REPLACE INTO dedup_done (benchmark, shard, params) VALUES (?, ?, ?)');
+  const deleteMatch = db.prepare('DELETE FROM dedup_matches WHERE key = ? AND benchmark = ?');
+  const insertMatch = db.prepare(
+    `INSERT OR REPLACE INTO dedup_matches (key, benchmark, image_id, kind, distance, fingerprint, correlation, colour_difference)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const recompute = db.prepare(RECOMPUTE_SQL);
+
+  const matcher = opened
+    ? new BenchmarkMatcher(opened.registry, opened.benchmarks, opts.maxDistance, thresholds, opts.captions)
+    : null;
+  const paramsOf = (b: BenchmarkInfo) =>
+    JSON.stringify({
+      benchmark: b.id,
+      registered: b.updatedAt,
+      version: FINGERPRINT_VERSION,
+      maxDistance: opts.maxDistance,
+      captions: opts.captions,
+      thresholds,
+    });
+
+  let fingerprinted = 0;
+  let shardsMatched = 0;
+  let interrupted = false;
+  let done = 0;
+  const total = (
+    db.prepare(`SELECT COUNT(*) AS n FROM pairs WHERE status = 'ok' AND shard IN (SELECT shard FROM shards)`).get() as {
+      n: number;
+    }
+  ).n;
+  for (const shard of shards) {
+    if (opts.signal?.aborted) {
+      interrupted = true;
+      break;
+    }
+    const pairs = pairsOf.all(shard) as PairRow[];
+    const missing = new Set((missingPrints.all(FINGERPRINT_VERSION, shard) as { key: string }[]).map((r) => r.key));
+    const fresh =
+      missing.size > 0 ? await fingerprintShard(corpus, shard, missing, opts.concurrency) : { prints: [], failed: [] };
+    const todo = opened
+      ? opened.benchmarks.filter(
+          (b) => (doneParams.get(b.name, shard) as { params: string } | undefined)?.params !== paramsOf(b),
+        )
+      : [];
+    let matches: Match[] = [];
+    if (todo.length > 0 && matcher) {
+      const prints = new Map<string, Print>();
+      for (const row of printsOf.all(shard, FINGERPRINT_VERSION) as Array<{
+        key: string;
+        hash: bigint;
+        thumb: Buffer;
+      }>) {
+        prints.set(row.key, { key: row.key, hash: toUnsigned(row.hash), thumb: row.thumb });
+      }
+      for (const p of fresh.prints) prints.set(p.key, p);
+      const names = new Set(todo.map((b) => b.name));
+      for (const pair of pairs)
+        matches.push(...matcher.match(pair, prints.get(pair.key)).filter((m) => names.has(m.benchmark)));
+    }
+    db.transaction(() => {
+      for (const p of fresh.prints) {
+        const s = storedHash(p.hash);
+        insertPrint.run(p.key, FINGERPRINT_VERSION, 'ok', null, s.hash, s.p0, s.p1, s.p2, s.p3, Buffer.from(p.thumb));
+      }
+      for (const f of fresh.failed)
+        insertPrint.run(f.key, FINGERPRINT_VERSION, 'unreadable', f.error, null, null, null, null, null, null);
+      if (todo.length === 0) return;
+      for (const pair of pairs) for (const b of todo) deleteMatch.run(pair.key, b.name);
+      for (const m of matches) {
+        insertMatch.run(
+          m.key,
+          m.benchmark,
+          m.imageId,
+          m.kind,
+          m.distance,
+          m.fingerprint,
+          m.correlation,
+          m.colourDifference,
+        );
+      }
+      for (const b of todo) setDone.run(b.name, shard, paramsOf(b));
+      for (const pair of pairs) recompute.run(pair.key);
+    })();
+    fingerprinted += fresh.prints.length + fresh.failed.length;
+    if (todo.length > 0) shardsMatched++;
+    matches = [];
+    done += pairs.length;
+    progress({ phase: opened ? 'match' : 'fingerprint', done, total });
+  }
+
+  let within: DedupResult['within'] = null;
+  if (opts.within && !interrupted) {
+    if (opts.signal?.aborted) interrupted = true;
+    else within = clusterWithin(corpus, opts, thresholds, progress);
+  }
+
+  const unreadable = (
+    db
+      .prepare(`SELECT key FROM dedup_prints WHERE status != 'ok' AND version = ? ORDER BY key`)
+      .all(FINGERPRINT_VERSION) as {
+      key: string;
+    }[]
+  ).map((r) => r.key);
+  const byBenchmark: Record<string, BenchmarkMatches> = {};
+  for (const b of opened?.benchmarks ?? []) {
+    const counts = { image: 0, sha256: 0, caption: 0 };
+    for (const row of db
+      .prepare('SELECT kind, COUNT(*) AS n FROM dedup_matches WHERE benchmark = ? GROUP BY kind')
+      .all(b.name) as {
+      kind: keyof BenchmarkMatches;
+      n: number;
+    }[]) {
+      counts[row.kind] = row.n;
+    }
+    byBenchmark[b.name] = counts;
+  }
+  const flagged = (db.prepare('SELECT COUNT(*) AS n FROM pairs WHERE dup_of IS NOT NULL').get() as { n: number }).n;
+  return {
+    corpus: opts.corpus,
+    pairs: total,
+    fingerprinted,
+    unreadable,
+    shardsMatched,
+    byBenchmark,
+    within,
+    flagged,
+    durationMs: 0,
+    interrupted,
+  };
+}
+
+/**
+ * Near-duplicate clusters inside the corpus: every fingerprint looked up in the corpus's own
+ * index, verified pairs joined (union-find), and in each cluster the pair with the largest
+ * original image (then the smallest key) kept as the representative that the others point to.
+ * Written in one transaction that replaces the previous --within result.
+ */
+function clusterWithin(
+  corpus: Corpus,
+  opts: ResolvedDedupOptions,
+  thresholds: VerifyThresholds,
+  progress: (p: DedupProgress) => void,
+): { clusters: number; duplicates: number } {
+  const { db } = corpus;
+  const rows = db
+    .prepare(
+      `SELECT d.key, d.hash FROM dedup_prints d JOIN pairs p ON p.key = d.key
+        WHERE d.status = 'ok' AND d.version = ? AND p.status = 'ok' ORDER BY d.key`,
+    )
+    .safeIntegers(true)
+    .all(FINGERPRINT_VERSION) as Array<{ key: string; hash: bigint }>;
+  const indexOf = new Map(rows.map((r, i) => [r.key, i]));
+  const parent = Int32Array.from(rows, (_, i) => i);
+  const find = (i: number): number => {
+    while (parent[i] !== i) {
+      parent[i] = parent[parent[i] as number] as number;
+      i = parent[i] as number;
+    }
+    return i;
+  };
+  const index = new MihIndex<{ hash: bigint; key: string }>(db, 'dedup_prints', ['key']);
+  const thumbOf = db.prepare('SELECT thumb FROM dedup_prints WHERE key = ?');
+  const best = new Map<string, { distance: number; correlation: number; mirrored: boolean }>();
+  rows.forEach((row, i) => {
+    const thumb = (thumbOf.get(row.key) as { thumb: Buffer }).thumb;
+    for (const hit of index.lookup(toUnsigned(row.hash), opts.maxDistance)) {
+      const j = indexOf.get(hit.row.key);
+      if (j === undefined || j <= i) continue;
+      const other = (thumbOf.get(hit.row.key) as { thumb: Buffer }).thumb;
+      const a = agreement(thumb, other);
+      if (!verified(a, thresholds)) continue;
+      const ri = find(i);
+      const rj = find(j);
+      if (ri !== rj) parent[Math.max(ri, rj)] = Math.min(ri, rj);
+      const edge = `${row.key} ${hit.row.key}`;
+      best.set(edge, { distance: hit.distance, correlation: a.correlation, mirrored: a.mirrored });
+    }
+    if (i % 1000 === 999) progress({ phase: 'within', done: i + 1, total: rows.length });
+  });
+  const members = new Map<number, number[]>();
+  for (let i = 0; i < rows.length; i++) {
+    const r = find(i);
+    const list = members.get(r) ?? [];
+    list.push(i);
+    members.set(r, list);
+  }
+  const sizeOf = db.prepare('SELECT COALESCE(original_width * original_height, 0) AS px FROM pairs WHERE key = ?');
+  const links: Array<{ key: string; representative: string; distance: number | null; fingerprint: string }> = [];
+  let clusters = 0;
+  for (const list of members.values()) {
+    if (list.length < 2) continue;
+    clusters++;
+    const keys = list.map((i) => (rows[i] as { key: string }).key);
+    const ranked = keys
+      .map((key) => ({ key, px: (sizeOf.get(key) as { px: number }).px }))
+      .sort((a, b) => b.px - a.px || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const representative = (ranked[0] as { key: string }).key;
+    for (const { key } of ranked.slice(1)) {
+      const edge = best.get(key < representative ? `${key} ${representative}` : `${representative} ${key}`);
+      links.push({
+        key,
+        representative,
+        distance: edge?.distance ?? null,
+        fingerprint: edge ? (edge.mirrored ? 'base+mirror' : 'base') : 'cluster',
+      });
+    }
+  }
+  const previous = (
+    db.prepare(`SELECT key FROM dedup_matches WHERE benchmark = ?`).all(WITHIN) as { key: string }[]
+  ).map((r) => r.key);
+  const insert = db.prepare(
+    `INSERT INTO dedup_matches (key, benchmark, image_id, kind, distance, fingerprint) VALUES (?, '${WITHIN}', ?, 'within', ?, ?)`,
+  );
+  const recompute = db.prepare(RECOMPUTE_SQL);
+  db.transaction(() => {
+    db.prepare('DELETE FROM dedup_matches WHERE benchmark = ?').run(WITHIN);
+    for (const l of links) insert.run(l.key, l.representative, l.distance, l.fingerprint);
+    for (const key of new Set([...previous, ...links.map((l) => l.key)])) recompute.run(key);
+  })();
+  progress({ phase: 'within', done: rows.length, total: rows.length });
+  return { clusters, duplicates: links.length };
+}

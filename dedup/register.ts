@@ -1,0 +1,258 @@
+/**
+ * Registering a test set (`altforge bench add`): every image is fingerprinted and recorded in the
+ * registry with its sha256, label and captions, in batched transactions. Re-adding the same set
+ * is idempotent: images already recorded are skipped, so an interrupted registration continues.
+ */
+import { createHash } from 'node:crypto';
+import pLimit from 'p-limit';
+import { z } from 'zod';
+import { UsageError } from '../corpus/errors.ts';
+import { parseOptions } from '../corpus/options.ts';
+import { normaliseCaption } from '../corpus/text.ts';
+import {
+  defaultRegistryPath,
+  findBenchmark,
+  getBenchmark,
+  openRegistry,
+  type BenchmarkInfo,
+  type BenchmarkKind,
+} from '../corpus/registry.ts';
+import { FINGERPRINT_VERSION, registeredFingerprint, type Fingerprint } from './fingerprint.ts';
+import { openImageSource, readCaptions, type InputImage } from './_inputs.ts';
+import { storedHash } from './_mih.ts';
+
+/** Progress of a registration. */
+export interface RegisterProgress {
+  done: number;
+  total: number | null;
+  ok: number;
+  failed: number;
+}
+
+/** Options of {@link registerBenchmark}. */
+export interface RegisterOptions {
+  /** Name the set is registered under (`flickr30k-test`). */
+  name: string;
+  /** A folder of images, WebDataset shards (a `.tar` or a folder of them), or an IDX image file. */
+  images: string;
+  /** Captions: COCO JSON, JSONL (`image`, `caption`) or `image<TAB>caption` lines. @default none */
+  captions?: string;
+  /** IDX label file. @default the `*-labels-idx1-ubyte[.gz]` beside the images, if any */
+  labels?: string;
+  /** `images` or `classification`. @default 'classification' for labelled IDX, else 'images' */
+  kind?: BenchmarkKind;
+  /** The registry database. @default `$XDG_DATA_HOME/altforge/benchmarks.sqlite` */
+  benchDb?: string;
+  /** Images fingerprinted at once. @default 4 */
+  concurrency?: number;
+  onProgress?: (progress: RegisterProgress) => void;
+  /** Aborting stops after the batch in flight; `bench add` again continues. */
+  signal?: AbortSignal;
+}
+
+/** What a registration did. */
+export interface RegisterResult {
+  benchmark: BenchmarkInfo;
+  /** Images fingerprinted in this run. */
+  added: number;
+  /** Images already registered, skipped. */
+  skipped: number;
+  /** Images that could not be read in this run: id and why. */
+  unreadable: Array<{ imageId: string; error: string }>;
+  /** Caption lines whose image is not in the set. */
+  unmatchedCaptions: number;
+  durationMs: number;
+  interrupted: boolean;
+}
+
+const schema = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .max(100)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'expected letters, digits, dot, dash or underscore'),
+  images: z.string().min(1),
+  captions: z.string().min(1).optional(),
+  labels: z.string().min(1).optional(),
+  kind: z.enum(['images', 'classification']).optional(),
+  benchDb: z.string().min(1).optional(),
+  concurrency: z.number().int().min(1).max(64).default(4),
+  onProgress: z.custom<(p: RegisterProgress) => void>((v) => typeof v === 'function').optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
+});
+
+const BATCH = 256;
+
+interface Prepared {
+  input: InputImage;
+  sha256: string | null;
+  fingerprint: Fingerprint | null;
+  error: string | null;
+}
+
+/** Registers a test set, or continues an interrupted registration of the same set. */
+export async function registerBenchmark(options: RegisterOptions): Promise<RegisterResult> {
+  const started = Date.now();
+  const opts = parseOptions(schema, options, 'bench');
+  const source = openImageSource(opts.images, opts.labels === undefined ? {} : { labels: opts.labels });
+  const captions = opts.captions === undefined ? new Map<string, string[]>() : readCaptions(opts.captions);
+  const kind: BenchmarkKind = opts.kind ?? (source.classNames !== null ? 'classification' : 'images');
+  const registry = openRegistry(opts.benchDb ?? defaultRegistryPath(), { create: true });
+  try {
+    const { db } = registry;
+    const now = new Date().toISOString();
+    const existing = findBenchmark(registry, opts.name);
+    if (existing && (existing.source !== source.path || existing.fingerprintVersion !== FINGERPRINT_VERSION)) {
+      throw new UsageError(
+        'ERR_BENCHMARK_EXISTS',
+        existing.source !== source.path
+          ? `Benchmark '${opts.name}' is already registered from '${existing.source}': remove it first (altforge bench remove --name ${opts.name})`
+          : `Benchmark '${opts.name}' was registered with fingerprints ${existing.fingerprintVersion}: remove it and add it again`,
+        { context: { path: existing.source } },
+      );
+    }
+    if (!existing) {
+      db.prepare(
+        `INSERT INTO benchmarks (name, kind, source, source_kind, class_names, fingerprint_version, complete, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)`,
+      ).run(
+        opts.name,
+        kind,
+        source.path,
+        source.kind,
+        source.classNames && JSON.stringify(source.classNames),
+        FINGERPRINT_VERSION,
+        now,
+        now,
+      );
+    }
+    const benchmarkId = getBenchmark(registry, opts.name).id;
+    const done = new Set(
+      (
+        db.prepare('SELECT image_id FROM bench_images WHERE benchmark_id = ?').all(benchmarkId) as {
+          image_id: string;
+        }[]
+      ).map((r) => r.image_id),
+    );
+
+    const insertImage = db.prepare(
+      `INSERT OR REPLACE INTO bench_images (benchmark_id, image_id, status, error, sha256, width, height, label, class_name, path, member, image)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const insertHash = db.prepare(
+      `INSERT OR REPLACE INTO bench_hashes (benchmark_id, image_id, variant, hash, p0, p1, p2, p3, thumb)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const insertCaption = db.prepare(
+      `INSERT OR IGNORE INTO bench_captions (benchmark_id, image_id, caption, normalised) VALUES (?, ?, ?, ?)`,
+    );
+    const commit = db.transaction((batch: Prepared[]) => {
+      for (const { input, sha256, fingerprint, error } of batch) {
+        const label = input.label;
+        insertImage.run(
+          benchmarkId,
+          input.imageId,
+          fingerprint ? 'ok' : 'unreadable',
+          error,
+          sha256,
+          fingerprint?.width ?? null,
+          fingerprint?.height ?? null,
+          label,
+          label !== null && source.classNames ? (source.classNames[label] ?? null) : null,
+          input.path,
+          input.member,
+          input.storeBytes ? input.bytes : null,
+        );
+        for (const v of fingerprint?.variants ?? []) {
+          const s = storedHash(v.hash);
+          insertHash.run(benchmarkId, input.imageId, v.name, s.hash, s.p0, s.p1, s.p2, s.p3, Buffer.from(v.thumb));
+        }
+        for (const caption of [...input.captions, ...(captions.get(input.imageId) ?? [])]) {
+          insertCaption.run(benchmarkId, input.imageId, caption, normaliseCaption(caption));
+        }
+      }
+      db.prepare('UPDATE benchmarks SET updated_at = ? WHERE id = ?').run(new Date().toISOString(), benchmarkId);
+    });
+
+    const limit = pLimit(opts.concurrency);
+    const prepare = (input: InputImage): Promise<Prepared> =>
+      limit(async () => {
+        if (input.bytes === null) return { input, sha256: null, fingerprint: null, error: input.error ?? 'unreadable' };
+        const sha256 = createHash('sha256').update(input.bytes).digest('hex');
+        try {
+          return { input, sha256, fingerprint: await registeredFingerprint(input.bytes), error: null };
+        } catch (err) {
+          return { input, sha256, fingerprint: null, error: (err as Error).message.split('\n')[0] ?? 'decode error' };
+        }
+      });
+
+    const unreadable: RegisterResult['unreadable'] = [];
+    let added = 0;
+    let ok = 0;
+    let failed = 0;
+    let interrupted = false;
+    const total = source.count;
+    const report = () => opts.onProgress?.({ done: done.size + added, total, ok, failed });
+    let pending: Promise<Prepared>[] = [];
+    const flush = async () => {
+      const batch = await Promise.all(pending);
+      pending = [];
+      commit(batch);
+      for (const p of batch) {
+        added++;
+        if (p.fingerprint) ok++;
+        else {
+          failed++;
+          unreadable.push({ imageId: p.input.imageId, error: p.error ?? 'unreadable' });
+        }
+      }
+      report();
+    };
+    for await (const input of source.images(done)) {
+      pending.push(prepare(input));
+      if (pending.length >= BATCH) {
+        await flush();
+        if (opts.signal?.aborted) {
+          interrupted = true;
+          break;
+        }
+      }
+    }
+    if (!interrupted) {
+      await flush();
+      db.prepare('UPDATE benchmarks SET complete = 1, updated_at = ? WHERE id = ?').run(
+        new Date().toISOString(),
+        benchmarkId,
+      );
+    }
+    // Captions of images already registered in an earlier run (a caption file given later).
+    if (captions.size > 0 && done.size > 0) {
+      db.transaction(() => {
+        for (const imageId of done) {
+          for (const caption of captions.get(imageId) ?? [])
+            insertCaption.run(benchmarkId, imageId, caption, normaliseCaption(caption));
+        }
+      })();
+    }
+    const imageIds = new Set(
+      (
+        db.prepare('SELECT image_id FROM bench_images WHERE benchmark_id = ?').all(benchmarkId) as {
+          image_id: string;
+        }[]
+      ).map((r) => r.image_id),
+    );
+    let unmatchedCaptions = 0;
+    for (const [imageId, list] of captions) if (!imageIds.has(imageId)) unmatchedCaptions += list.length;
+    return {
+      benchmark: getBenchmark(registry, opts.name),
+      added,
+      skipped: done.size,
+      unreadable,
+      unmatchedCaptions,
+      durationMs: Date.now() - started,
+      interrupted,
+    };
+  } finally {
+    registry.close();
+  }
+}

@@ -1,0 +1,287 @@
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasColumn, openCorpus } from '../../corpus/manifest.ts';
+import { ShardWriter } from '../../corpus/shards.ts';
+import { registerBenchmark, runDedup } from '../../dedup/index.ts';
+import { lines, runCli } from '../helpers/cli.ts';
+import { tempDir } from '../helpers/corpus.ts';
+import { emojiFile } from '../fixtures/transforms.ts';
+
+const REGISTERED = ['1f600.png', '1f355.png', '1f436.png', '1f680.png', '1f44b.png', '1f3e0.png'];
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const white = (file: string) => sharp(readFileSync(file)).flatten({ background: '#ffffff' });
+
+interface Item {
+  key: string;
+  caption: string;
+  jpg: Buffer;
+  /** What dup_of must say after --against. */
+  expected: string | null;
+}
+
+let work: { path: string; remove: () => Promise<void> };
+let benchDb: string;
+let items: Item[];
+
+/** Writes `items` as a corpus of shards of `shardSize` samples. */
+async function writeCorpus(dir: string, list: Item[], shardSize: number): Promise<void> {
+  const corpus = openCorpus(dir, { create: true });
+  const insert = corpus.db.prepare(`INSERT INTO pairs (key, url, caption, status) VALUES (?, ?, ?, 'pending')`);
+  for (const item of list) insert.run(item.key, `http://x.test/${item.key}.jpg`, item.caption);
+  const writer = await ShardWriter.open(corpus, shardSize);
+  for (const item of list) {
+    const { width = 0, height = 0 } = await sharp(item.jpg).metadata();
+    await writer.add({
+      jpg: item.jpg,
+      meta: {
+        key: item.key,
+        url: `http://x.test/${item.key}.jpg`,
+        page_url: null,
+        caption: item.caption,
+        width,
+        height,
+        original_width: width,
+        original_height: height,
+        sha256: sha256(item.jpg),
+        bytes: item.jpg.length,
+        http_status: 200,
+      },
+    });
+  }
+  await writer.flush();
+  corpus.close();
+}
+
+function dupColumns(dir: string) {
+  const corpus = openCorpus(dir);
+  try {
+    return corpus.db.prepare('SELECT key, dup_of, dup_kind, dup_fingerprint FROM pairs ORDER BY key').all() as Array<{
+      key: string;
+      dup_of: string | null;
+      dup_kind: string | null;
+      dup_fingerprint: string | null;
+    }>;
+  } finally {
+    corpus.close();
+  }
+}
+
+beforeAll(async () => {
+  work = await tempDir('dedup-stage');
+  const bench = join(work.path, 'bench');
+  mkdirSync(bench);
+  for (const name of REGISTERED) copyFileSync(emojiFile('twitter', name), join(bench, name));
+  benchDb = join(work.path, 'registry.sqlite');
+  const captions = join(work.path, 'captions.jsonl');
+  (await import('node:fs')).writeFileSync(
+    captions,
+    JSON.stringify({ image: '1f3e0.png', caption: 'A House with a garden' }) + '\n',
+  );
+  await registerBenchmark({ name: 'emoji-test', images: bench, captions, benchDb });
+  items = [
+    {
+      key: 'a-jpeg',
+      caption: 'smile',
+      jpg: await white(emojiFile('twitter', '1f600.png')).jpeg({ quality: 40 }).toBuffer(),
+      expected: 'emoji-test/1f600.png',
+    },
+    {
+      key: 'b-flip',
+      caption: 'pizza',
+      jpg: await white(emojiFile('twitter', '1f355.png')).flop().jpeg({ quality: 90 }).toBuffer(),
+      expected: 'emoji-test/1f355.png',
+    },
+    {
+      key: 'c-border',
+      caption: 'dog',
+      jpg: await sharp(await white(emojiFile('twitter', '1f436.png')).png().toBuffer())
+        .extend({ top: 15, bottom: 12, left: 18, right: 10, background: '#803020' })
+        .jpeg({ quality: 90 })
+        .toBuffer(),
+      expected: 'emoji-test/1f436.png',
+    },
+    {
+      key: 'd-resize',
+      caption: 'rocket',
+      jpg: await white(emojiFile('twitter', '1f680.png')).resize(120, 120).jpeg({ quality: 90 }).toBuffer(),
+      expected: 'emoji-test/1f680.png',
+    },
+    {
+      key: 'e-exact',
+      caption: 'wave',
+      jpg: readFileSync(emojiFile('twitter', '1f44b.png')),
+      expected: 'emoji-test/1f44b.png',
+    },
+    {
+      key: 'f-caption',
+      caption: '  a house WITH a garden ',
+      jpg: await white(emojiFile('twitter', '1f333.png')).jpeg().toBuffer(),
+      expected: 'emoji-test/1f3e0.png',
+    },
+    {
+      key: 'g-google',
+      caption: 'smile',
+      jpg: await white(emojiFile('google', '1f600.png')).jpeg().toBuffer(),
+      expected: null,
+    },
+    {
+      key: 'h-apple',
+      caption: 'pizza',
+      jpg: await white(emojiFile('apple', '1f355.png')).jpeg().toBuffer(),
+      expected: null,
+    },
+    {
+      key: 'i-tone',
+      caption: 'wave',
+      jpg: await white(emojiFile('twitter', '1f44b-1f3ff.png')).jpeg().toBuffer(),
+      expected: null,
+    },
+    {
+      key: 'j-other',
+      caption: 'cat',
+      jpg: await white(emojiFile('twitter', '1f431.png')).jpeg().toBuffer(),
+      expected: null,
+    },
+    {
+      key: 'k-other',
+      caption: 'car',
+      jpg: await white(emojiFile('twitter', '1f697.png')).jpeg().toBuffer(),
+      expected: null,
+    },
+  ];
+});
+afterAll(async () => {
+  await work.remove();
+});
+
+describe('dedup --against', () => {
+  it('flags copies, exact files and leaked captions with dup_of, and leaves other pictures alone', async () => {
+    const dir = join(work.path, 'corpus-a');
+    await writeCorpus(dir, items, 4);
+    const result = await runDedup({ corpus: dir, against: ['emoji-test'], benchDb });
+    expect(result.byBenchmark).toEqual({ 'emoji-test': { image: 4, sha256: 1, caption: 1 } });
+    expect(result.flagged).toBe(6);
+    expect(result.fingerprinted).toBe(items.length);
+    const rows = dupColumns(dir);
+    expect(rows.map((r) => [r.key, r.dup_of])).toEqual(items.map((item) => [item.key, item.expected]));
+    expect(rows.find((r) => r.key === 'e-exact')).toMatchObject({ dup_kind: 'sha256', dup_fingerprint: 'sha256' });
+    expect(rows.find((r) => r.key === 'f-caption')).toMatchObject({ dup_kind: 'caption', dup_fingerprint: 'caption' });
+    expect(rows.find((r) => r.key === 'b-flip')?.dup_fingerprint).toMatch(/\+mirror$/);
+  });
+
+  it('gives the same result on a rerun and fingerprints nothing again', async () => {
+    const dir = join(work.path, 'corpus-a');
+    const before = dupColumns(dir);
+    const again = await runDedup({ corpus: dir, against: ['emoji-test'], benchDb });
+    expect(again.fingerprinted).toBe(0);
+    expect(again.shardsMatched).toBe(0);
+    expect(dupColumns(dir)).toEqual(before);
+  });
+
+  it('continues after an interruption and ends where an uninterrupted run ends', async () => {
+    const dir = join(work.path, 'corpus-b');
+    await writeCorpus(dir, items, 3);
+    const controller = new AbortController();
+    const first = await runDedup({
+      corpus: dir,
+      against: ['emoji-test'],
+      benchDb,
+      signal: controller.signal,
+      onProgress: () => controller.abort(),
+    });
+    expect(first.interrupted).toBe(true);
+    expect(first.shardsMatched).toBe(1);
+    const second = await runDedup({ corpus: dir, against: ['emoji-test'], benchDb });
+    expect(second.interrupted).toBe(false);
+    expect(second.shardsMatched).toBe(3);
+    expect(dupColumns(dir).map((r) => [r.key, r.dup_of])).toEqual(items.map((item) => [item.key, item.expected]));
+  });
+});
+
+describe('dedup --within', () => {
+  it('points the near-duplicates of a cluster to one representative, the largest image', async () => {
+    const dir = join(work.path, 'corpus-c');
+    const pizza = await white(emojiFile('twitter', '1f355.png')).png().toBuffer();
+    const list: Item[] = [
+      {
+        key: 'p1',
+        caption: 'pizza',
+        jpg: await sharp(pizza).resize(200, 200).jpeg({ quality: 90 }).toBuffer(),
+        expected: null,
+      },
+      { key: 'p2', caption: 'pizza', jpg: await sharp(pizza).jpeg({ quality: 50 }).toBuffer(), expected: 'p1' },
+      { key: 'p3', caption: 'pizza', jpg: await sharp(pizza).flop().jpeg({ quality: 80 }).toBuffer(), expected: 'p1' },
+      {
+        key: 'q1',
+        caption: 'cat',
+        jpg: await white(emojiFile('twitter', '1f431.png')).jpeg().toBuffer(),
+        expected: null,
+      },
+      {
+        key: 'q2',
+        caption: 'cat',
+        jpg: await white(emojiFile('google', '1f431.png')).jpeg().toBuffer(),
+        expected: null,
+      },
+      {
+        key: 'r1',
+        caption: 'car',
+        jpg: await white(emojiFile('twitter', '1f697.png')).resize(100, 100).jpeg().toBuffer(),
+        expected: null,
+      },
+      {
+        key: 'r2',
+        caption: 'car',
+        jpg: await white(emojiFile('twitter', '1f697.png')).grayscale().jpeg().toBuffer(),
+        expected: 'r1',
+      },
+    ];
+    await writeCorpus(dir, list, 3);
+    const result = await runDedup({ corpus: dir, within: true });
+    expect(result.within).toEqual({ clusters: 2, duplicates: 3 });
+    const rows = dupColumns(dir);
+    expect(rows.map((r) => [r.key, r.dup_of])).toEqual(list.map((item) => [item.key, item.expected]));
+    expect(rows.filter((r) => r.dup_of !== null).every((r) => r.dup_kind === 'within')).toBe(true);
+  });
+});
+
+describe('altforge dedup (CLI)', () => {
+  it('refuses an unknown benchmark with one line and exit code 2, leaving the manifest untouched', async () => {
+    const dir = join(work.path, 'corpus-d');
+    await writeCorpus(dir, items.slice(0, 2), 10);
+    const res = await runCli(['dedup', '--corpus', dir, '--against', 'nope', '--bench-db', benchDb]);
+    expect(res.code).toBe(2);
+    expect(lines(res.stderr)).toEqual([expect.stringMatching(/Unknown benchmark 'nope'.*\[ERR_UNKNOWN_BENCHMARK\]/)]);
+    const corpus = openCorpus(dir);
+    expect(hasColumn(corpus.db, 'pairs', 'dup_of')).toBe(false);
+    corpus.close();
+  });
+
+  it('refuses a directory without a manifest with exit code 2', async () => {
+    const res = await runCli([
+      'dedup',
+      '--corpus',
+      join(work.path, 'bench'),
+      '--against',
+      'emoji-test',
+      '--bench-db',
+      benchDb,
+    ]);
+    expect(res.code).toBe(2);
+    expect(lines(res.stderr)).toEqual([expect.stringContaining('[ERR_CORPUS_NOT_FOUND]')]);
+  });
+
+  it('prints one summary line with what it flagged', async () => {
+    const dir = join(work.path, 'corpus-d');
+    const res = await runCli(['dedup', '--corpus', dir, '--against', 'emoji-test', '--bench-db', benchDb]);
+    expect(res.code).toBe(0);
+    expect(lines(res.stderr)).toEqual([
+      expect.stringMatching(
+        /^dedup: 2 pairs, 2 fingerprinted now; emoji-test: 2 near-duplicates, 0 exact, 0 caption leaks; 2 pairs flagged \(dup_of\);/,
+      ),
+    ]);
+  });
+});

@@ -1,0 +1,265 @@
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FASHION_MNIST_CLASSES, readIdx } from '../../corpus/idx.ts';
+import { openCorpus } from '../../corpus/manifest.ts';
+import { iterateImages, listBenchmarks, openRegistry, readImageBytes } from '../../corpus/registry.ts';
+import { ShardWriter } from '../../corpus/shards.ts';
+import { registerBenchmark } from '../../dedup/index.ts';
+import { lines, runCli } from '../helpers/cli.ts';
+import { tempDir } from '../helpers/corpus.ts';
+import { emojiFile } from '../fixtures/transforms.ts';
+
+const EMOJI = ['1f600.png', '1f355.png', '1f436.png', '1f680.png', '2764-fe0f.png', '1f44b.png'];
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+const FASHION = '/usr/share/datasets/fashion-mnist';
+
+let work: { path: string; remove: () => Promise<void> };
+let folder: string;
+
+beforeAll(async () => {
+  work = await tempDir('dedup-registry');
+  folder = join(work.path, 'images');
+  mkdirSync(join(folder, 'sub'), { recursive: true });
+  for (const [i, name] of EMOJI.entries())
+    copyFileSync(emojiFile('twitter', name), join(folder, i < 3 ? name : join('sub', name)));
+  writeFileSync(join(folder, 'notes.txt'), 'not an image');
+  writeFileSync(
+    join(work.path, 'captions.tsv'),
+    [
+      '1f600.png#0\tA grinning face',
+      '1f600.png#1\tA happy  FACE',
+      'sub/1f680.png#0\tA rocket',
+      'missing.png#0\tNobody',
+    ].join('\n') + '\n',
+  );
+});
+afterAll(async () => {
+  await work.remove();
+});
+
+describe('bench add (library)', () => {
+  it('records every image of a folder with its sha256, fingerprints and captions', async () => {
+    const benchDb = join(work.path, 'folder.sqlite');
+    const result = await registerBenchmark({
+      name: 'emoji-six',
+      images: folder,
+      captions: join(work.path, 'captions.tsv'),
+      benchDb,
+    });
+    expect(result.added).toBe(6);
+    expect(result.unreadable).toEqual([]);
+    expect(result.unmatchedCaptions).toBe(1);
+    expect(result.benchmark).toMatchObject({
+      name: 'emoji-six',
+      kind: 'images',
+      sourceKind: 'folder',
+      images: 6,
+      captions: 3,
+      complete: true,
+    });
+    const registry = openRegistry(benchDb);
+    try {
+      const images = [...iterateImages(registry, 'emoji-six')];
+      expect(images.map((i) => i.imageId)).toEqual([
+        '1f355.png',
+        '1f436.png',
+        '1f600.png',
+        'sub/1f44b.png',
+        'sub/1f680.png',
+        'sub/2764-fe0f.png',
+      ]);
+      for (const image of images) {
+        const bytes = readFileSync(join(folder, image.imageId));
+        expect(image.sha256).toBe(sha256(bytes));
+        expect(await readImageBytes(registry, 'emoji-six', image)).toEqual(bytes);
+      }
+      expect(images.find((i) => i.imageId === '1f600.png')?.captions).toEqual(['A grinning face', 'A happy  FACE']);
+      const normalised = registry.db.prepare('SELECT normalised FROM bench_captions ORDER BY normalised').all();
+      expect(normalised).toEqual([
+        { normalised: 'a grinning face' },
+        { normalised: 'a happy face' },
+        { normalised: 'a rocket' },
+      ]);
+      const variants = registry.db
+        .prepare('SELECT variant, COUNT(*) AS n FROM bench_hashes GROUP BY variant ORDER BY variant')
+        .all();
+      expect(variants).toEqual(
+        ['base', 'crop', 'crop-bl', 'crop-br', 'crop-tl', 'crop-tr'].map((variant) => ({ variant, n: 6 })),
+      );
+    } finally {
+      registry.close();
+    }
+  });
+
+  it('changes nothing when the same set is added again', async () => {
+    const benchDb = join(work.path, 'folder.sqlite');
+    const dump = () => {
+      const registry = openRegistry(benchDb);
+      try {
+        return ['bench_images', 'bench_hashes', 'bench_captions'].map((t) =>
+          registry.db.prepare(`SELECT * FROM ${t} ORDER BY 1, 2, 3`).all(),
+        );
+      } finally {
+        registry.close();
+      }
+    };
+    const before = dump();
+    const again = await registerBenchmark({
+      name: 'emoji-six',
+      images: folder,
+      captions: join(work.path, 'captions.tsv'),
+      benchDb,
+    });
+    expect(again.added).toBe(0);
+    expect(again.skipped).toBe(6);
+    expect(dump()).toEqual(before);
+  });
+
+  it('registers Fashion-MNIST IDX images as PNGs with their labels and class names', async () => {
+    const images = readIdx(join(FASHION, 't10k-images-idx3-ubyte.gz'));
+    const labels = readIdx(join(FASHION, 't10k-labels-idx1-ubyte.gz'));
+    // The first 40 test images and labels, written back as a smaller IDX pair.
+    const n = 40;
+    const header = (dims: number[]) => {
+      const b = Buffer.alloc(4 + 4 * dims.length);
+      b.writeUInt8(0x08, 2);
+      b.writeUInt8(dims.length, 3);
+      dims.forEach((d, i) => b.writeUInt32BE(d, 4 + 4 * i));
+      return b;
+    };
+    const dir = join(work.path, 'fashion');
+    mkdirSync(dir, { recursive: true });
+    const imagesFile = join(dir, 'small-fashion-images-idx3-ubyte.gz');
+    writeFileSync(imagesFile, gzipSync(Buffer.concat([header([n, 28, 28]), images.data.subarray(0, n * 784)])));
+    writeFileSync(
+      join(dir, 'small-fashion-labels-idx1-ubyte.gz'),
+      gzipSync(Buffer.concat([header([n]), labels.data.subarray(0, n)])),
+    );
+    const benchDb = join(work.path, 'fashion.sqlite');
+    const result = await registerBenchmark({ name: 'fashion-mnist-test', images: imagesFile, benchDb });
+    expect(result.benchmark).toMatchObject({
+      kind: 'classification',
+      sourceKind: 'idx',
+      images: n,
+      classNames: [...FASHION_MNIST_CLASSES],
+    });
+    const registry = openRegistry(benchDb);
+    try {
+      const rows = [...iterateImages(registry, 'fashion-mnist-test')].sort(
+        (a, b) => Number(a.imageId) - Number(b.imageId),
+      );
+      expect(rows.map((r) => r.label)).toEqual([...labels.data.subarray(0, n)]);
+      expect(rows.map((r) => r.className)).toEqual(
+        [...labels.data.subarray(0, n)].map((l) => FASHION_MNIST_CLASSES[l]),
+      );
+      const png = await readImageBytes(registry, 'fashion-mnist-test', rows[7]!);
+      expect((await sharp(png).metadata()).channels).toBe(1);
+      const { data, info } = await sharp(png).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height]).toEqual([28, 28]);
+      expect(Buffer.from(data)).toEqual(Buffer.from(images.data.subarray(7 * 784, 8 * 784)));
+    } finally {
+      registry.close();
+    }
+  });
+
+  it('registers WebDataset shards with the captions stored in them', async () => {
+    const corpus = openCorpus(join(work.path, 'shard-corpus'), { create: true });
+    const insert = corpus.db.prepare(`INSERT INTO pairs (key, url, caption, status) VALUES (?, ?, ?, 'pending')`);
+    const writer = await ShardWriter.open(corpus, 10);
+    for (const [i, name] of EMOJI.slice(0, 4).entries()) {
+      const jpg = await sharp(emojiFile('twitter', name)).flatten({ background: '#ffffff' }).jpeg().toBuffer();
+      const key = `k${i}`;
+      insert.run(key, `http://x.test/${i}`, `caption ${i}`);
+      await writer.add({
+        jpg,
+        meta: {
+          key,
+          url: `http://x.test/${i}`,
+          page_url: null,
+          caption: `caption ${i}`,
+          width: 64,
+          height: 64,
+          original_width: 64,
+          original_height: 64,
+          sha256: sha256(jpg),
+          bytes: jpg.length,
+          http_status: 200,
+        },
+      });
+    }
+    await writer.flush();
+    corpus.close();
+    const benchDb = join(work.path, 'shards.sqlite');
+    const result = await registerBenchmark({
+      name: 'from-shards',
+      images: join(work.path, 'shard-corpus', 'shards'),
+      benchDb,
+    });
+    expect(result.benchmark).toMatchObject({ sourceKind: 'shards', images: 4, captions: 4 });
+    const registry = openRegistry(benchDb);
+    try {
+      const rows = [...iterateImages(registry, 'from-shards')];
+      expect(rows.map((r) => [r.imageId, r.captions])).toEqual([0, 1, 2, 3].map((i) => [`k${i}`, [`caption ${i}`]]));
+      expect(sha256(await readImageBytes(registry, 'from-shards', rows[2]!))).toBe(rows[2]!.sha256);
+    } finally {
+      registry.close();
+    }
+  });
+});
+
+describe('altforge bench (CLI)', () => {
+  it('records an unreadable image, goes on, and names it in the summary', async () => {
+    const dir = join(work.path, 'with-broken');
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(emojiFile('twitter', '1f600.png'), join(dir, 'good.png'));
+    writeFileSync(join(dir, 'broken.jpg'), Buffer.from('this is not a JPEG'));
+    const benchDb = join(work.path, 'cli.sqlite');
+    const res = await runCli(['bench', 'add', '--name', 'broken-set', '--images', dir, '--bench-db', benchDb]);
+    expect(res.code).toBe(0);
+    expect(lines(res.stderr)).toHaveLength(1);
+    expect(res.stderr).toMatch(
+      /^bench add broken-set: 1 images .* 2 new, 0 already there, 0 captions; 1 unreadable: broken\.jpg \(/,
+    );
+    const list = await runCli(['bench', 'list', '--bench-db', benchDb, '--json']);
+    expect(list.code).toBe(0);
+    const parsed = JSON.parse(list.stdout) as Array<{ name: string; images: number; unreadable: number }>;
+    expect(parsed.map((b) => [b.name, b.images, b.unreadable])).toEqual([['broken-set', 1, 1]]);
+  });
+
+  it('removes a set and everything recorded for it', async () => {
+    const benchDb = join(work.path, 'cli.sqlite');
+    const res = await runCli(['bench', 'remove', '--name', 'broken-set', '--bench-db', benchDb]);
+    expect(res.code).toBe(0);
+    const registry = openRegistry(benchDb);
+    try {
+      expect(listBenchmarks(registry)).toEqual([]);
+      for (const t of ['bench_images', 'bench_hashes', 'bench_captions']) {
+        expect(registry.db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get()).toEqual({ n: 0 });
+      }
+    } finally {
+      registry.close();
+    }
+  });
+
+  it('refuses an empty image folder with one line and exit code 2, creating no registry', async () => {
+    const dir = join(work.path, 'empty');
+    mkdirSync(dir, { recursive: true });
+    const benchDb = join(work.path, 'never.sqlite');
+    const res = await runCli(['bench', 'add', '--name', 'empty', '--images', dir, '--bench-db', benchDb]);
+    expect(res.code).toBe(2);
+    expect(lines(res.stderr)).toEqual([expect.stringContaining('[ERR_EMPTY_INPUT]')]);
+    expect(existsSync(benchDb)).toBe(false);
+  });
+
+  it('refuses to remove an unknown benchmark with exit code 2', async () => {
+    const res = await runCli(['bench', 'remove', '--name', 'nope', '--bench-db', join(work.path, 'folder.sqlite')]);
+    expect(res.code).toBe(2);
+    expect(lines(res.stderr)).toEqual([
+      expect.stringMatching(/Unknown benchmark 'nope' .*registered: emoji-six.*\[ERR_UNKNOWN_BENCHMARK\]/),
+    ]);
+  });
+});

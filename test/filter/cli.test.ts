@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { runFilter } from '../../filter/index.ts';
+import { makeManifest, type PairSpec } from '../fixtures/manifest.ts';
+import { lines, pollUntil, runCli, startCli } from '../helpers/cli.ts';
+import { tempDir } from '../helpers/corpus.ts';
+
+let tmp: { path: string; remove: () => Promise<void> };
+beforeAll(async () => {
+  tmp = await tempDir('altforge-filter-cli-');
+});
+afterAll(async () => {
+  await tmp.remove();
+});
+
+function column(dir: string): Array<string | null> {
+  const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+  try {
+    return db.prepare('SELECT filter_reason FROM pairs ORDER BY rowid').pluck().all() as Array<string | null>;
+  } finally {
+    db.close();
+  }
+}
+
+describe('altforge filter', () => {
+  it('prints the per-rule table and examples, and --json gives the same counts', async () => {
+    const dir = join(tmp.path, 'small');
+    const pairs: PairSpec[] = [];
+    for (let i = 0; i < 12; i++) pairs.push({ caption: 'image', url: `http://b/${i}.jpg` });
+    for (let i = 0; i < 5; i++) pairs.push({ caption: `a good caption number ${i}` });
+    pairs.push({ caption: 'tiny picture of a cat', width: 64, height: 64 });
+    makeManifest(dir, pairs);
+    const human = await runCli(['filter', '--corpus', dir, '--nsfw', 'none', '--dry-run']);
+    expect(human.code).toBe(0);
+    const out = lines(human.stdout);
+    expect(out[0]).toBe(
+      'filter (dry run, nothing written): 18 stored pairs in 1 corpus dir(s), preset align: kept 5 (27.8%), dropped 13',
+    );
+    expect(out.find((l) => l.startsWith('shared_caption'))).toMatch(
+      /^shared_caption\s+applied\s+caption shared by at most 10 images\s+12 \(66\.7%\)\s+12$/,
+    );
+    expect(out).toContain('shared_caption:');
+    expect(out.find((l) => l.includes('"image"'))).toMatch(/12 images share it/);
+
+    const json = await runCli(['filter', '--corpus', dir, '--nsfw', 'none', '--json']);
+    expect(json.code).toBe(0);
+    const result = JSON.parse(json.stdout) as { kept: number; byReason: Record<string, number> };
+    expect(result.kept).toBe(5);
+    expect(result.byReason).toMatchObject({ shared_caption: 12, image_size: 1 });
+    expect(column(dir).filter((r) => r === null)).toHaveLength(5);
+  });
+
+  it('refuses bad input on one line with exit code 2 and writes nothing', async () => {
+    const missing = await runCli(['filter', '--corpus', join(tmp.path, 'nope')]);
+    expect(missing.code).toBe(2);
+    expect(lines(missing.stderr)).toEqual([expect.stringMatching(/No corpus at '.*nope' \(no manifest\.sqlite\)/)]);
+
+    const dir = join(tmp.path, 'bad');
+    makeManifest(dir, [{ caption: 'one two three' }]);
+    const badRule = await runCli(['filter', '--corpus', dir, '--skip-rule', 'colour']);
+    expect(badRule.code).toBe(2);
+    expect(lines(badRule.stderr)).toHaveLength(1);
+    expect(badRule.stderr).toMatch(/skipRules/);
+    const noCorpus = await runCli(['filter']);
+    expect(noCorpus.code).toBe(2);
+    const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+    const cols = (db.prepare('SELECT name FROM pragma_table_info(?)').all('pairs') as { name: string }[]).map(
+      (c) => c.name,
+    );
+    db.close();
+    expect(cols).not.toContain('filter_reason');
+  });
+
+  it('keeps the previous column whole when killed, and a rerun gives the uninterrupted result', async () => {
+    // Large enough that the run is still counting when it is killed.
+    const pairs: PairSpec[] = [];
+    for (let i = 0; i < 300_000; i++) {
+      pairs.push({
+        caption: `word${i % 1009} term${i % 101} thing${(i * 7) % 4093}`,
+        width: 150 + (i % 200),
+        height: 300,
+      });
+    }
+    const dir = join(tmp.path, 'kill');
+    const reference = join(tmp.path, 'kill-reference');
+    makeManifest(dir, pairs);
+    cpSync(dir, reference, { recursive: true });
+    // Run A completes: its column is the one a killed run B must leave intact.
+    await runFilter({ corpus: dir, nsfw: 'none', minSide: 250 });
+    const afterA = column(dir);
+    expect(new Set(afterA)).toEqual(new Set([null, 'image_size']));
+
+    const run = startCli(['filter', '--corpus', dir, '--nsfw', 'none', '--min-side', '180', '--vocab-min-count', '40']);
+    const started = await pollUntil(
+      () => (existsSync(join(dir, '.filter-work.sqlite')) ? true : undefined),
+      () => run.hasExited(),
+      5,
+    );
+    expect(started).toBe(true);
+    run.signal('SIGKILL');
+    const killed = await run.exited;
+    expect(killed.signal).toBe('SIGKILL');
+    expect(column(dir)).toEqual(afterA);
+
+    const rerun = await runCli([
+      'filter',
+      '--corpus',
+      dir,
+      '--nsfw',
+      'none',
+      '--min-side',
+      '180',
+      '--vocab-min-count',
+      '40',
+    ]);
+    expect(rerun.code).toBe(0);
+    await runFilter({ corpus: reference, nsfw: 'none', minSide: 180, vocabMinCount: 40 });
+    const expected = column(reference);
+    expect(column(dir)).toEqual(expected);
+    expect(expected).not.toEqual(afterA);
+    expect(existsSync(join(dir, '.filter-work.sqlite'))).toBe(false);
+  });
+});

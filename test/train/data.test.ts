@@ -1,0 +1,121 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import sharp from 'sharp';
+import { buildImageStore, decodeSquare, epochOrder, listPairs, sampleCrop, toModelInput } from '../../train/data.ts';
+import { tempDir } from '../helpers/corpus.ts';
+import { makeEmojiCorpus, type CorpusPair } from './_corpus.ts';
+
+let work: { path: string; remove: () => Promise<void> };
+let corpusA: string;
+let corpusB: string;
+let pairsA: CorpusPair[];
+
+beforeAll(async () => {
+  work = await tempDir('train-data');
+  corpusA = join(work.path, 'a');
+  corpusB = join(work.path, 'b');
+  pairsA = await makeEmojiCorpus(corpusA, { count: 12, shardSize: 5 });
+  await makeEmojiCorpus(corpusB, { count: 4, offset: 20, shardSize: 10 });
+  // What the filter and dedup stages will add: one pair rejected, one duplicate, one failed crawl.
+  const db = new Database(join(corpusA, 'manifest.sqlite'));
+  db.exec(`ALTER TABLE pairs ADD COLUMN filter_reason TEXT; ALTER TABLE pairs ADD COLUMN dup_of TEXT;`);
+  db.prepare(`UPDATE pairs SET filter_reason = 'too_short' WHERE key = ?`).run(pairsA[0]?.key);
+  db.prepare(`UPDATE pairs SET dup_of = ? WHERE key = ?`).run(pairsA[2]?.key, pairsA[1]?.key);
+  db.prepare(`INSERT INTO pairs (key, url, caption, status) VALUES ('f', 'http://x/f.jpg', 'gone', 'http_404')`).run();
+  db.close();
+});
+
+afterAll(async () => {
+  await work.remove();
+});
+
+describe('training data', () => {
+  test('lists only kept pairs: ok, not filtered, not duplicates', () => {
+    const { pairs, counts } = listPairs({ corpus: [corpusA] });
+    expect(pairs.map((p) => p.key).sort()).toEqual(
+      pairsA
+        .slice(2)
+        .map((p) => p.key)
+        .sort(),
+    );
+    expect(counts).toEqual([{ ok: 12, filtered: 1, duplicates: 1, used: 10 }]);
+    expect(listPairs({ corpus: [corpusA], includeFiltered: true, includeDuplicates: true }).pairs).toHaveLength(12);
+  });
+
+  test('reads several corpora, prefixing ids with the corpus index, in a stable order', () => {
+    const { pairs } = listPairs({ corpus: [corpusA, corpusB] });
+    expect(pairs).toHaveLength(14);
+    expect(pairs.filter((p) => p.id.startsWith('1:'))).toHaveLength(4);
+    expect(listPairs({ corpus: [corpusA, corpusB] }).pairs).toEqual(pairs);
+  });
+
+  test('refuses a directory without a manifest', () => {
+    expect(() => listPairs({ corpus: [join(work.path, 'nothing')] })).toThrow(
+      expect.objectContaining({ code: 'ERR_CORPUS_NOT_FOUND' }),
+    );
+  });
+
+  test('decodes every image from the shards into the cache, in memory or spilled to a file', async () => {
+    const { pairs } = listPairs({ corpus: [corpusA] });
+    const inMemory = await buildImageStore({ corpus: [corpusA] }, pairs, { baseSize: 16, spillDir: work.path });
+    const spilled = await buildImageStore({ corpus: [corpusA] }, pairs, {
+      baseSize: 16,
+      spillDir: work.path,
+      memoryLimitBytes: 100,
+    });
+    expect(inMemory.missing).toEqual([]);
+    expect(spilled.missing).toEqual([]);
+    const order = [3, 0, 9];
+    const a = await inMemory.store.read(order);
+    const b = await spilled.store.read(order);
+    expect(a.length).toBe(3 * 16 * 16 * 3);
+    expect(Buffer.from(b).equals(Buffer.from(a))).toBe(true);
+    // The cached image of a pair is its shard image decoded the same way.
+    const pair = pairsA.find((p) => p.key === pairs[9]?.key) as CorpusPair;
+    const direct = await decodeSquare(
+      await sharp(pair.emoji.file).resize(48, 48).flatten({ background: '#fff' }).jpeg({ quality: 90 }).toBuffer(),
+      16,
+    );
+    expect(Buffer.from(a.subarray(2 * 768, 3 * 768)).equals(direct)).toBe(true);
+    await inMemory.store.close();
+    await spilled.store.close();
+  });
+
+  test('reports pairs whose sample is missing from its shard', async () => {
+    const { pairs } = listPairs({ corpus: [corpusA] });
+    const ghost = { ...pairs[0]!, key: 'not-in-any-shard', id: 'not-in-any-shard' };
+    const { missing, store } = await buildImageStore({ corpus: [corpusA] }, [...pairs, ghost], {
+      baseSize: 8,
+      spillDir: work.path,
+    });
+    expect(missing).toEqual([pairs.length]);
+    await store.close();
+  });
+
+  test('decodes in-memory raw pixels, grey or RGBA, to RGB on white', async () => {
+    const grey = { pixels: new Uint8Array(4).fill(100), width: 2, height: 2, channels: 1 as const };
+    const clear = { pixels: new Uint8Array(16), width: 2, height: 2, channels: 4 as const };
+    expect(Array.from(await decodeSquare(grey, 2))).toEqual(Array(12).fill(100));
+    expect(Array.from(await decodeSquare(clear, 2))).toEqual(Array(12).fill(255));
+  });
+
+  test('copies the whole image unchanged without augmentation, and mirrors it with a flip', () => {
+    const base = 4;
+    const src = Uint8Array.from({ length: base * base * 3 }, (_, i) => i * 5);
+    const plain = toModelInput(src, 1, base, base, null, null);
+    expect(plain).toEqual(Float32Array.from(src, (v) => v / 255));
+    const flipped = new Float32Array(base * base * 3);
+    sampleCrop(src, 0, base, { x: 0, y: 0, w: base, h: base }, true, flipped, 0, base);
+    // Pixel (row 1, col 0) of the flipped image is pixel (row 1, col 3) of the source.
+    expect(flipped.subarray(12, 15)).toEqual(Float32Array.from(src.subarray(21, 24), (v) => v / 255));
+  });
+
+  test('shuffles each epoch differently and each seed reproducibly', () => {
+    const e0 = epochOrder(50, 1, 0);
+    expect([...e0].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(epochOrder(50, 1, 0)).toEqual(e0);
+    expect(epochOrder(50, 1, 1)).not.toEqual(e0);
+    expect(epochOrder(50, 2, 0)).not.toEqual(e0);
+  });
+});

@@ -1,0 +1,110 @@
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runScore, runTrain } from '../../train/index.ts';
+import { tempDir } from '../helpers/corpus.ts';
+import { makeEmojiCorpus, type CorpusPair } from './_corpus.ts';
+
+const TOY = {
+  imageSize: 16,
+  patchSize: 8,
+  visionWidth: 32,
+  visionDepth: 1,
+  visionHeads: 2,
+  textWidth: 32,
+  textDepth: 1,
+  textHeads: 2,
+  contextLength: 8,
+  embedDim: 16,
+};
+
+let work: { path: string; remove: () => Promise<void> };
+let corpus: string;
+let pairs: CorpusPair[];
+let run: string;
+
+beforeAll(async () => {
+  work = await tempDir('train-score');
+  corpus = join(work.path, 'corpus');
+  pairs = await makeEmojiCorpus(corpus, { count: 20, shardSize: 8 });
+  const db = new Database(join(corpus, 'manifest.sqlite'));
+  db.exec(`ALTER TABLE pairs ADD COLUMN filter_reason TEXT`);
+  db.prepare(`UPDATE pairs SET filter_reason = 'too_short' WHERE key = ?`).run(pairs[0]?.key);
+  db.prepare(
+    `INSERT INTO pairs (key, url, caption, status) VALUES ('gone', 'http://x/y.jpg', 'gone', 'http_404')`,
+  ).run();
+  db.close();
+  run = join(work.path, 'run');
+  await runTrain({
+    corpus: [corpus],
+    out: run,
+    backend: 'cpu',
+    model: TOY,
+    vocabSize: 300,
+    epochs: 3,
+    batchSize: 8,
+    lr: 3e-3,
+  });
+});
+
+afterAll(async () => {
+  await work.remove();
+});
+
+describe('runScore', () => {
+  test("writes every stored pair's noise probability to the manifest, filtered pairs included", async () => {
+    const result = await runScore({ corpus, checkpoint: run, backend: 'cpu', batchSize: 8, completionThreshold: 0 });
+    expect(result.scored).toBe(20);
+    const db = new Database(join(corpus, 'manifest.sqlite'), { readonly: true });
+    const rows = db
+      .prepare(`SELECT key, status, noise_prob, completed_caption FROM pairs ORDER BY key`)
+      .all() as Array<{
+      key: string;
+      status: string;
+      noise_prob: number | null;
+      completed_caption: string | null;
+    }>;
+    const migrations = db.prepare(`SELECT id FROM schema_migrations WHERE id LIKE 'train/%'`).all();
+    const runs = db.prepare(`SELECT stage, outcome FROM stage_runs WHERE stage = 'score'`).all();
+    db.close();
+    expect(migrations).toEqual([{ id: 'train/001-noise' }]);
+    expect(runs).toEqual([{ stage: 'score', outcome: 'done' }]);
+    for (const row of rows) {
+      if (row.status !== 'ok') {
+        expect(row.noise_prob).toBeNull();
+        continue;
+      }
+      expect(row.noise_prob).toBeGreaterThanOrEqual(0);
+      expect(row.noise_prob).toBeLessThanOrEqual(1);
+    }
+    expect(rows.filter((r) => r.noise_prob !== null)).toHaveLength(20);
+    // With threshold 0 every pair with any noise probability gets a caption of retrieved concepts.
+    const completed = rows.filter((r) => r.completed_caption !== null);
+    expect(completed).toHaveLength(rows.filter((r) => (r.noise_prob ?? 0) > 0).length);
+    expect(result.completed).toBe(completed.length);
+    for (const r of completed) expect(r.completed_caption?.split(' ').length).toBeGreaterThanOrEqual(1);
+    expect(result.noisy).toBe(rows.filter((r) => (r.noise_prob ?? 0) > 0.5).length);
+  });
+
+  test('scores again over the earlier values, and refuses a file that is not a checkpoint', async () => {
+    const again = await runScore({
+      corpus,
+      checkpoint: join(run, 'checkpoint.ckpt'),
+      backend: 'cpu',
+      batchSize: 8,
+      completion: false,
+    });
+    expect(again.completed).toBe(0);
+    const db = new Database(join(corpus, 'manifest.sqlite'), { readonly: true });
+    const left = db.prepare(`SELECT COUNT(*) AS n FROM pairs WHERE completed_caption IS NOT NULL`).get() as {
+      n: number;
+    };
+    db.close();
+    expect(left.n).toBe(0);
+    await expect(
+      runScore({ corpus, checkpoint: join(corpus, 'manifest.sqlite'), backend: 'cpu' }),
+    ).rejects.toMatchObject({
+      code: 'ERR_CHECKPOINT_CORRUPT',
+    });
+  });
+});

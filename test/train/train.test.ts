@@ -1,0 +1,204 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createRandom, shuffle } from '../../corpus/random.ts';
+import { readCheckpoint } from '../../train/checkpoint.ts';
+import {
+  CHECKPOINT_FILE,
+  METRICS_FILE,
+  NOISE_FILE,
+  readMetrics,
+  runTrain,
+  type TrainOptions,
+} from '../../train/index.ts';
+import { emoji, type Emoji } from '../fixtures/images.ts';
+import { tempDir } from '../helpers/corpus.ts';
+import { emojiJpeg, makeEmojiCorpus } from './_corpus.ts';
+
+/** A model small enough to train a few steps in a second on the cpu backend. */
+const TOY = {
+  imageSize: 16,
+  patchSize: 8,
+  visionWidth: 32,
+  visionDepth: 1,
+  visionHeads: 2,
+  textWidth: 32,
+  textDepth: 1,
+  textHeads: 2,
+  contextLength: 8,
+  embedDim: 16,
+};
+
+let work: { path: string; remove: () => Promise<void> };
+let corpus: string;
+let run = 0;
+
+function options(extra: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    corpus: [corpus],
+    out: join(work.path, `run-${++run}`),
+    backend: 'cpu',
+    model: TOY,
+    vocabSize: 300,
+    epochs: 4,
+    batchSize: 8,
+    lr: 3e-3,
+    lrWarmupSteps: 2,
+    ...extra,
+  };
+}
+
+const stepLosses = (out: string) =>
+  readMetrics(join(out, METRICS_FILE))
+    .filter((r) => r.kind === 'step')
+    .map((r) => [r.step, r.loss as number]);
+
+beforeAll(async () => {
+  work = await tempDir('train-run');
+  corpus = join(work.path, 'corpus');
+  await makeEmojiCorpus(corpus, { count: 16, shardSize: 10 });
+});
+
+afterAll(async () => {
+  await work.remove();
+});
+
+describe('runTrain', () => {
+  test('trains on the kept pairs, lowers the loss, and writes a checkpoint and JSONL metrics', async () => {
+    const opts = options({ epochs: 8 });
+    const result = await runTrain(opts);
+    expect(result.backend.backend).toBe('cpu');
+    expect(result.pairs).toBe(16);
+    expect(result.stepsPerEpoch).toBe(2);
+    expect(result.step).toBe(16);
+    expect(result.stoppedBy).toBe('done');
+    expect(result.noise).toBeNull();
+    expect(existsSync(join(opts.out, CHECKPOINT_FILE))).toBe(true);
+    expect(readdirSync(opts.out).filter((n) => n.includes('.tmp'))).toEqual([]);
+    const records = readMetrics(join(opts.out, METRICS_FILE));
+    const steps = records.filter((r) => r.kind === 'step');
+    expect(steps.map((r) => r.step)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    for (const r of steps) {
+      expect(Object.keys(r)).toEqual(expect.arrayContaining(['loss', 'temperature', 'lr', 'pairsPerSecond', 'epoch']));
+    }
+    const first = (steps[0]?.loss as number) + (steps[1]?.loss as number);
+    const last = (steps[14]?.loss as number) + (steps[15]?.loss as number);
+    expect(last).toBeLessThan(first * 0.8);
+    expect(records.at(-1)).toMatchObject({ kind: 'end', step: 16, stoppedBy: 'done' });
+  });
+
+  test('resumes so that the loss curve matches an uninterrupted run with the same seed', async () => {
+    const robust = {
+      robust: 'nlip',
+      warmupEpochs: 1,
+      minSeparation: 0,
+      completion: true,
+      epochs: 4,
+      checkpointEvery: 3,
+    } as const;
+    const whole = options(robust);
+    const full = await runTrain(whole);
+    const parted = options(robust);
+    const firstPart = await runTrain({ ...parted, maxSteps: 5 });
+    expect(firstPart.stoppedBy).toBe('maxSteps');
+    expect(firstPart.step).toBe(5);
+    const rest = await runTrain({ ...parted, resume: true });
+    expect(rest.resumedFrom).toBe(5);
+    expect(rest.stepsRun).toBe(3);
+    const a = stepLosses(whole.out);
+    const b = stepLosses(parted.out);
+    expect(b.map(([s]) => s)).toEqual(a.map(([s]) => s));
+    b.forEach(([, loss], i) => expect(loss).toBeCloseTo(a[i]?.[1] as number, 4));
+    expect(Array.from(rest.noise?.noiseProb ?? [])).toEqual(
+      Array.from(full.noise?.noiseProb ?? []).map((p) => expect.closeTo(p, 4)),
+    );
+    expect(rest.noise?.completedCaption).toEqual(full.noise?.completedCaption);
+  });
+
+  test('refuses to overwrite a run without resume, and a resume with another model config', async () => {
+    const first = options({ maxSteps: 1 });
+    await runTrain(first);
+    await expect(runTrain(first)).rejects.toMatchObject({ code: 'ERR_RUN_EXISTS' });
+    await expect(runTrain({ ...first, resume: true, model: { ...TOY, visionWidth: 64 } })).rejects.toMatchObject({
+      code: 'ERR_CHECKPOINT_MISMATCH',
+      message: expect.stringContaining('visionWidth 32, this run asks for 64'),
+    });
+    await expect(runTrain({ ...options(), resume: true })).rejects.toMatchObject({ code: 'ERR_CHECKPOINT_NOT_FOUND' });
+  });
+
+  test('refuses an empty or fully filtered corpus with one clear line', async () => {
+    const filtered = join(work.path, 'filtered');
+    await makeEmojiCorpus(filtered, { count: 3, offset: 40 });
+    const db = new Database(join(filtered, 'manifest.sqlite'));
+    db.exec(`ALTER TABLE pairs ADD COLUMN filter_reason TEXT; UPDATE pairs SET filter_reason = 'too_short'`);
+    db.close();
+    const error = await runTrain({ ...options(), corpus: [filtered] }).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'ERR_EMPTY_CORPUS',
+      message: expect.stringContaining('found 0 (' + filtered + ': 3 ok, 3 filtered, 0 duplicates)'),
+    });
+    expect((error as Error).message).not.toContain('\n');
+  });
+
+  test('stops on a NaN loss naming the step and keeps the last good checkpoint', async () => {
+    // A learning rate of 1e12 blows the weights up within a few steps.
+    const opts = options({ lr: 1e12, lrWarmupSteps: 0, weightDecay: 0, checkpointEvery: 1, epochs: 50 });
+    const error = await runTrain(opts).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'ERR_NAN_LOSS',
+      message: expect.stringMatching(
+        /^Loss became (NaN|-?Infinity) at step \d+ \(epoch 1\); .*last good checkpoint \(step \d+\) is kept/,
+      ),
+    });
+    const failedStep = Number(/at step (\d+)/.exec((error as Error).message)?.[1]);
+    expect(failedStep).toBeGreaterThan(1);
+    const kept = readCheckpoint<{ step: number; lastLoss: number }>(join(opts.out, CHECKPOINT_FILE));
+    expect(kept.meta.step).toBe(failedStep - 1);
+    expect(Number.isFinite(kept.meta.lastLoss)).toBe(true);
+    for (const t of kept.tensors.values()) expect(t.data.every((v) => Number.isFinite(v))).toBe(true);
+    expect(stepLosses(opts.out).map(([step]) => step)).toEqual(Array.from({ length: failedStep - 1 }, (_, i) => i + 1));
+  });
+
+  test('trains on pairs in memory and finds the pairs whose caption names another image', async () => {
+    // Four emoji, eight pairs each; eight of the 32 captions name the next emoji instead.
+    const classes = ['cat', 'pizza', 'rocket', 'deciduous_tree'].map((name) => emoji(name));
+    const images = await Promise.all(classes.map((e) => emojiJpeg(e)));
+    const noisy = new Set(
+      shuffle(
+        createRandom(3, 'noisy'),
+        Array.from({ length: 32 }, (_, i) => i),
+      ).slice(0, 8),
+    );
+    const captionOf = (i: number) => `${(classes[noisy.has(i) ? (i + 1) % 4 : i % 4] as Emoji).name} number ${i}`;
+    const result = await runTrain({
+      ...options(),
+      corpus: undefined,
+      pairs: Array.from({ length: 32 }, (_, i) => ({
+        id: `p${i}`,
+        caption: captionOf(i),
+        image: images[i % 4] as Buffer,
+      })),
+      batchSize: 16,
+      epochs: 12,
+      robust: 'nlip',
+      warmupEpochs: 4,
+      robustMode: 'weight',
+    });
+    const noise = result.noise;
+    expect(noise?.ids).toEqual(Array.from({ length: 32 }, (_, i) => `p${i}`));
+    const probs = Array.from(noise?.noiseProb ?? []);
+    expect(probs.every((p) => p >= 0 && p <= 1)).toBe(true);
+    // Most shuffled pairs are found (a toy model memorises a few of them), and no clean pair is flagged.
+    const found = [...noisy].filter((i) => (probs[i] as number) > 0.5);
+    expect(found.length).toBeGreaterThanOrEqual(6);
+    const flaggedClean = probs.filter((p, i) => !noisy.has(i) && p > 0.1);
+    expect(flaggedClean).toEqual([]);
+    const saved = JSON.parse(readFileSync(join(result.out, NOISE_FILE), 'utf8')) as {
+      ids: string[];
+      noiseProb: number[];
+    };
+    expect(saved.ids).toEqual(noise?.ids);
+    expect(saved.noiseProb).toEqual(probs);
+  });
+});

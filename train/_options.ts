@@ -1,0 +1,248 @@
+/**
+ * Options of `runTrain` and `runScore`: the interfaces users read (TSDoc, `@default`) and the zod
+ * schemas that validate them once at the entry.
+ */
+import { z } from 'zod';
+import { UsageError } from '../corpus/errors.ts';
+import { parseOptions } from '../corpus/options.ts';
+import type { MemoryPair } from './data.ts';
+
+/** Backends, as `selectBackend` takes them. */
+export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'] as const;
+
+/** Overrides of the preset's architecture (vocabulary size comes from the tokenizer). */
+export interface ModelOverrides {
+  imageSize?: number;
+  patchSize?: number;
+  visionWidth?: number;
+  visionDepth?: number;
+  visionHeads?: number;
+  textWidth?: number;
+  textDepth?: number;
+  textHeads?: number;
+  contextLength?: number;
+  embedDim?: number;
+}
+
+/** Progress of a training run, for a progress bar. */
+export interface TrainProgress {
+  phase: 'decode' | 'train' | 'harmonise';
+  done: number;
+  total: number;
+  epoch: number;
+  /** Last step's loss (train phase). */
+  loss?: number;
+}
+
+/** Options of {@link runTrain}. Give `corpus` or `pairs`. */
+export interface TrainOptions {
+  /** Corpus directories whose kept pairs are trained on. */
+  corpus?: string[];
+  /** Pairs in memory instead of a corpus (eval's `compare`). */
+  pairs?: MemoryPair[];
+  /** Also train on pairs the filter stage rejected. @default false */
+  includeFiltered?: boolean;
+  /** Also train on pairs the dedup stage marked as duplicates. @default false */
+  includeDuplicates?: boolean;
+  /** Run directory: `checkpoint.ckpt`, `metrics.jsonl`, `noise.json`. Created if missing. */
+  out: string;
+  /** Compute backend. @default 'auto' */
+  backend?: (typeof BACKEND_CHOICES)[number];
+  /** Model preset. @default 'tiny' */
+  preset?: 'tiny' | 'small';
+  /** Architecture overrides of the preset. @default {} */
+  model?: ModelOverrides;
+  /** Tokenizer vocabulary size learned from the captions. @default 4096 */
+  vocabSize?: number;
+  /** Passes over the data. @default 10 */
+  epochs?: number;
+  /** Pairs per step (capped at the number of pairs). @default 256 */
+  batchSize?: number;
+  /** Peak learning rate (linear warm-up, then cosine decay to 0). @default 5e-4 */
+  lr?: number;
+  /** Learning-rate warm-up steps. @default 50 */
+  lrWarmupSteps?: number;
+  /** AdamW decoupled weight decay (not applied to gains, biases and the temperature). @default 0.1 */
+  weightDecay?: number;
+  /** Label smoothing of the contrastive targets (ALIGN: 0.1). @default 0 */
+  labelSmoothing?: number;
+  /** Seed of the weights, the data order and the augmentation. @default 1 */
+  seed?: number;
+  /** Random resized crop: smallest area fraction kept (1 disables crops). @default 1 */
+  cropScale?: number;
+  /** Random left-right flips. @default false */
+  flip?: boolean;
+  /** Noise-robust training: `none` (vanilla) or `nlip`. @default 'none' */
+  robust?: 'none' | 'nlip';
+  /** How the noise probability enters the loss: `soft` targets or `weight`s. @default 'soft' */
+  robustMode?: 'soft' | 'weight';
+  /** Epochs of vanilla training before the first harmonisation. @default 2 */
+  warmupEpochs?: number;
+  /** Weight of the previous noise estimate in the per-epoch EMA. @default 0.5 */
+  noiseEma?: number;
+  /** Act on the mixture only when its components are at least this far apart (Ashman's D). @default 2 */
+  minSeparation?: number;
+  /** Act on the mixture only when its high-loss component holds at most this fraction of the pairs. @default 0.7 */
+  maxNoiseFraction?: number;
+  /** Smallest clean target or weight a pair keeps. @default 0 */
+  robustFloor?: number;
+  /** Hard split at this noise probability instead of using the probability itself. @default null */
+  robustThreshold?: number | null;
+  /** Variance floor of the mixture. @default 5e-4 */
+  varianceFloor?: number;
+  /** Noise completion: train likely-noisy pairs against captions made of retrieved concepts. @default false */
+  completion?: boolean;
+  /** Noise probability above which a pair is completed. @default 0.5 */
+  completionThreshold?: number;
+  /** Concepts per completed caption. @default 3 */
+  completionTopK?: number;
+  /** Weight of the completion loss. @default 0.5 */
+  completionWeight?: number;
+  /** Size of the concept vocabulary (frequent caption words). @default 512 */
+  conceptVocabSize?: number;
+  /** Write a checkpoint every this many steps (and at the end). @default 500 */
+  checkpointEvery?: number;
+  /** Continue from `<out>/checkpoint.ckpt`. @default false */
+  resume?: boolean;
+  /** Stop (with a checkpoint) once this global step is reached; null runs every epoch. @default null */
+  maxSteps?: number | null;
+  /** Largest decoded-image cache kept in memory, in MiB; beyond it the cache spills to a file in `out`. @default 2048 */
+  memoryLimitMb?: number;
+  /** Called as work advances. */
+  onProgress?: (progress: TrainProgress) => void;
+  /** Aborting it stops after the current step, with a checkpoint. */
+  signal?: AbortSignal;
+}
+
+const positiveInt = z.number().int().positive();
+const fraction = z.number().min(0).max(1);
+
+const trainSchema = z.strictObject({
+  corpus: z.array(z.string().min(1)).min(1).optional(),
+  pairs: z.array(z.custom<MemoryPair>((v) => v !== null && typeof v === 'object')).optional(),
+  includeFiltered: z.boolean().default(false),
+  includeDuplicates: z.boolean().default(false),
+  out: z.string().min(1),
+  backend: z.enum(BACKEND_CHOICES).default('auto'),
+  preset: z.enum(['tiny', 'small']).default('tiny'),
+  model: z
+    .strictObject({
+      imageSize: positiveInt.max(1024).optional(),
+      patchSize: positiveInt.optional(),
+      visionWidth: positiveInt.optional(),
+      visionDepth: positiveInt.optional(),
+      visionHeads: positiveInt.optional(),
+      textWidth: positiveInt.optional(),
+      textDepth: positiveInt.optional(),
+      textHeads: positiveInt.optional(),
+      contextLength: z.number().int().min(2).optional(),
+      embedDim: positiveInt.optional(),
+    })
+    .default({}),
+  vocabSize: z.number().int().min(261).max(1_000_000).default(4096),
+  epochs: positiveInt.max(100_000).default(10),
+  batchSize: z.number().int().min(2).max(65_536).default(256),
+  lr: z.number().positive().default(5e-4),
+  lrWarmupSteps: z.number().int().min(0).default(50),
+  weightDecay: z.number().min(0).max(10).default(0.1),
+  labelSmoothing: z.number().min(0).max(0.5).default(0),
+  seed: z.number().int().min(0).default(1),
+  cropScale: z.number().gt(0).max(1).default(1),
+  flip: z.boolean().default(false),
+  robust: z.enum(['none', 'nlip']).default('none'),
+  robustMode: z.enum(['soft', 'weight']).default('soft'),
+  warmupEpochs: z.number().int().min(0).default(2),
+  noiseEma: z.number().min(0).lt(1).default(0.5),
+  minSeparation: z.number().min(0).default(2),
+  maxNoiseFraction: fraction.default(0.7),
+  robustFloor: fraction.default(0),
+  robustThreshold: fraction.nullable().default(null),
+  varianceFloor: z.number().positive().max(1).default(5e-4),
+  completion: z.boolean().default(false),
+  completionThreshold: fraction.default(0.5),
+  completionTopK: positiveInt.max(16).default(3),
+  completionWeight: z.number().min(0).max(10).default(0.5),
+  conceptVocabSize: positiveInt.max(100_000).default(512),
+  checkpointEvery: positiveInt.default(500),
+  resume: z.boolean().default(false),
+  maxSteps: positiveInt.nullable().default(null),
+  memoryLimitMb: positiveInt.default(2048),
+  onProgress: z.custom<(p: TrainProgress) => void>((v) => typeof v === 'function').optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
+});
+
+/** Train options with every default filled in. */
+export type ResolvedTrainOptions = z.output<typeof trainSchema>;
+
+/** Validates train options once; exactly one of `corpus` and `pairs` must be given. */
+export function resolveTrainOptions(options: TrainOptions): ResolvedTrainOptions {
+  const resolved = parseOptions(trainSchema, options, 'train');
+  if ((resolved.corpus === undefined) === (resolved.pairs === undefined)) {
+    throw new UsageError('ERR_NO_INPUT', 'Give the pairs to train on: --corpus DIR (one or more), or pairs in memory', {
+      context: { stage: 'train' },
+    });
+  }
+  if (resolved.completion && resolved.robust !== 'nlip') {
+    throw new UsageError('ERR_INVALID_OPTION', "Option 'train.completion': noise completion needs robust 'nlip'", {
+      context: { stage: 'train', option: 'completion' },
+    });
+  }
+  return resolved;
+}
+
+/** Progress of scoring. */
+export interface ScoreProgress {
+  phase: 'decode' | 'score';
+  done: number;
+  total: number;
+}
+
+/** Options of {@link runScore}. */
+export interface ScoreOptions {
+  /** Corpus directory whose pairs are scored (every `ok` pair, filtered and duplicates included). */
+  corpus: string;
+  /** A checkpoint file, or a run directory holding `checkpoint.ckpt`. */
+  checkpoint: string;
+  /** Compute backend. @default 'auto' */
+  backend?: (typeof BACKEND_CHOICES)[number];
+  /** Pairs per scoring batch: each pair's loss is taken against the others of its batch. @default 256 */
+  batchSize?: number;
+  /** Seed of the random batches. @default 1 */
+  seed?: number;
+  /** Variance floor of the mixture. @default 5e-4 */
+  varianceFloor?: number;
+  /** Also write `completed_caption` for pairs whose noise probability exceeds `completionThreshold`. @default true */
+  completion?: boolean;
+  /** @default 0.5 */
+  completionThreshold?: number;
+  /** @default 3 */
+  completionTopK?: number;
+  /** @default 512 */
+  conceptVocabSize?: number;
+  /** @default 2048 */
+  memoryLimitMb?: number;
+  onProgress?: (progress: ScoreProgress) => void;
+  signal?: AbortSignal;
+}
+
+const scoreSchema = z.strictObject({
+  corpus: z.string().min(1),
+  checkpoint: z.string().min(1),
+  backend: z.enum(BACKEND_CHOICES).default('auto'),
+  batchSize: z.number().int().min(2).max(65_536).default(256),
+  seed: z.number().int().min(0).default(1),
+  varianceFloor: z.number().positive().max(1).default(5e-4),
+  completion: z.boolean().default(true),
+  completionThreshold: fraction.default(0.5),
+  completionTopK: positiveInt.max(16).default(3),
+  conceptVocabSize: positiveInt.max(100_000).default(512),
+  memoryLimitMb: positiveInt.default(2048),
+  onProgress: z.custom<(p: ScoreProgress) => void>((v) => typeof v === 'function').optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
+});
+
+export type ResolvedScoreOptions = z.output<typeof scoreSchema>;
+
+export function resolveScoreOptions(options: ScoreOptions): ResolvedScoreOptions {
+  return parseOptions(scoreSchema, options, 'score');
+}

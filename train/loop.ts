@@ -1,0 +1,377 @@
+/**
+ * The training loop: seeded batches from the image cache, one AdamW step per batch on the
+ * contrastive loss (with per-pair soft targets or weights once NLIP harmonisation has run),
+ * per-epoch noise harmonisation and completion, metrics, checkpoints, and a clean stop on NaN.
+ * Everything random is derived from (seed, epoch, step), so a resumed run replays the same batches.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { CriticalError } from '../corpus/errors.ts';
+import { createRandom, shuffle, type Random } from '../corpus/random.ts';
+import { epochOrder, toModelInput, type AugmentOptions, type ImageStore, type PairRef } from './data.ts';
+import { contrastiveLoss } from './loss.ts';
+import type { MetricsLog } from './metrics-log.ts';
+import { MAX_LOGIT_SCALE, type DualEncoder } from './model.ts';
+import { cleanValues, completeCaptions, conceptVocabulary, harmonise, noiseStats } from './noise.ts';
+import type { AdamW } from './_optimizer.ts';
+import type { ResolvedTrainOptions, TrainProgress } from './_options.ts';
+import { prefetch } from './_prefetch.ts';
+import type { Tokenizer } from './tokenizer.ts';
+
+/** The pairs, their decoded images and their tokenised captions. */
+export interface TrainData {
+  pairs: readonly PairRef[];
+  store: ImageStore;
+  /** `[pairs, contextLength]` token rows. */
+  tokens: Int32Array;
+  contextLength: number;
+  imageSize: number;
+  augment: AugmentOptions;
+}
+
+/** What a run carries from step to step, and what a checkpoint stores. */
+export interface LoopState {
+  /** Steps done (the next step's index). */
+  step: number;
+  /** Noise probability per pair (NLIP), null before the first harmonisation. */
+  noiseProb: Float32Array | null;
+  /** Last epoch whose harmonisation has run (-1: none). */
+  harmonisedEpoch: number;
+  /** Completed caption per pair (null: not completed). */
+  completed: Array<string | null> | null;
+  /** Loss of the last step. */
+  lastLoss: number | null;
+  /** Step of the last checkpoint written (or resumed from), null when none yet. */
+  checkpointStep: number | null;
+}
+
+/** Everything the loop needs. */
+export interface LoopContext {
+  model: DualEncoder;
+  optimizer: AdamW;
+  tokenizer: Tokenizer;
+  data: TrainData;
+  options: ResolvedTrainOptions;
+  log: MetricsLog;
+  /** Writes a checkpoint of the state (called every `checkpointEvery` steps and at the end). */
+  checkpoint: (state: LoopState) => void;
+  onProgress?: (progress: TrainProgress) => void;
+}
+
+/** How the loop ended. */
+export interface LoopOutcome {
+  state: LoopState;
+  stepsRun: number;
+  stoppedBy: 'done' | 'maxSteps' | 'signal';
+  /** Training throughput over this run's steps. */
+  pairsPerSecond: number;
+}
+
+/** Pairs per step and steps per epoch for `n` pairs. */
+export function batchGeometry(n: number, batchSize: number): { batch: number; stepsPerEpoch: number } {
+  const batch = Math.min(batchSize, n);
+  return { batch, stepsPerEpoch: Math.floor(n / batch) };
+}
+
+/** Linear warm-up to `peak`, then cosine decay to 0 at `total` steps. */
+export function learningRate(step: number, total: number, peak: number, warmup: number): number {
+  if (warmup > 0 && step < warmup) return (peak * (step + 1)) / warmup;
+  const span = Math.max(1, total - warmup);
+  const progress = Math.min(1, (step - warmup) / span);
+  return 0.5 * peak * (1 + Math.cos(Math.PI * progress));
+}
+
+/** Copies the token rows of `indices`. */
+function gatherTokens(data: TrainData, indices: readonly number[]): Int32Array {
+  const L = data.contextLength;
+  const out = new Int32Array(indices.length * L);
+  indices.forEach((idx, k) => out.set(data.tokens.subarray(idx * L, (idx + 1) * L), k * L));
+  return out;
+}
+
+/** One batch ready for the backend. */
+interface Batch {
+  indices: number[];
+  images: Float32Array;
+  tokens: Int32Array;
+}
+
+async function loadBatch(data: TrainData, indices: number[], random: Random | null): Promise<Batch> {
+  const pixels = await data.store.read(indices);
+  const images = toModelInput(
+    pixels,
+    indices.length,
+    data.store.baseSize,
+    data.imageSize,
+    random === null ? null : data.augment,
+    random,
+  );
+  return { indices, images, tokens: gatherTokens(data, indices) };
+}
+
+/**
+ * Each pair's contrastive loss against the others of a fixed-size random batch, without
+ * gradients, plus its image embedding. The last batch is topped up with pairs from the start of
+ * the permutation (their losses are not counted twice).
+ */
+export async function pairLosses(
+  model: DualEncoder,
+  data: TrainData,
+  batchSize: number,
+  random: Random,
+  onBatch?: (done: number, total: number) => void,
+): Promise<{ losses: Float32Array; imageEmbeddings: Float32Array; dim: number }> {
+  const n = data.pairs.length;
+  const b = Math.min(batchSize, n);
+  const order = shuffle(
+    random,
+    Array.from({ length: n }, (_, i) => i),
+  );
+  const losses = new Float32Array(n);
+  let imageEmbeddings = new Float32Array(0);
+  let dim = 0;
+  const starts: number[] = [];
+  for (let s = 0; s < n; s += b) starts.push(s);
+  async function* batches() {
+    for (const s of starts) {
+      const indices = order.slice(s, s + b);
+      for (let k = 0; indices.length < b; k++) indices.push(order[k] as number);
+      yield { fresh: Math.min(b, n - s), batch: await loadBatch(data, indices, null) };
+    }
+  }
+  let done = 0;
+  for await (const { fresh, batch } of prefetch(batches(), 2)) {
+    const [perPair, img] = tf.tidy(() => {
+      const x = tf.tensor4d(batch.images, [b, data.imageSize, data.imageSize, 3]);
+      const t = tf.tensor2d(batch.tokens, [b, data.contextLength], 'int32');
+      const imgEmb = model.encodeImages(x);
+      const txtEmb = model.encodeTexts(t);
+      return [contrastiveLoss(imgEmb, txtEmb, model.logitScale).perPair, imgEmb] as const;
+    });
+    const lossValues = (await perPair.data()) as Float32Array;
+    const embValues = (await img.data()) as Float32Array;
+    if (dim === 0) {
+      dim = img.shape[1] as number;
+      imageEmbeddings = new Float32Array(n * dim);
+    }
+    perPair.dispose();
+    img.dispose();
+    for (let k = 0; k < fresh; k++) {
+      const idx = batch.indices[k] as number;
+      losses[idx] = lossValues[k] as number;
+      imageEmbeddings.set(embValues.subarray(k * dim, (k + 1) * dim), idx * dim);
+    }
+    done += fresh;
+    onBatch?.(done, n);
+  }
+  return { losses, imageEmbeddings, dim };
+}
+
+/** Text-tower embeddings of single-word captions, `[concepts, dim]`. */
+export function embedConcepts(model: DualEncoder, tokenizer: Tokenizer, concepts: readonly string[]): Float32Array {
+  const L = model.config.contextLength;
+  const chunks: Float32Array[] = [];
+  for (let s = 0; s < concepts.length; s += 256) {
+    const part = concepts.slice(s, s + 256);
+    const rows = new Int32Array(part.length * L);
+    part.forEach((c, k) => tokenizer.encode(c, L, rows.subarray(k * L, (k + 1) * L)));
+    const emb = tf.tidy(() => model.encodeTexts(tf.tensor2d(rows, [part.length, L], 'int32')));
+    chunks.push(emb.dataSync() as Float32Array);
+    emb.dispose();
+  }
+  const out = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
+
+/** NLIP harmonisation (and completion) at the start of `epoch`; updates `state` and logs a record. */
+async function harmoniseEpoch(ctx: LoopContext, state: LoopState, epoch: number): Promise<void> {
+  const { model, data, options } = ctx;
+  const n = data.pairs.length;
+  const { losses, imageEmbeddings, dim } = await pairLosses(
+    model,
+    data,
+    options.batchSize,
+    createRandom(options.seed, `harmonise:${epoch}`),
+    (done, total) => ctx.onProgress?.({ phase: 'harmonise', done, total, epoch }),
+  );
+  const result = harmonise(losses, state.noiseProb, {
+    ema: options.noiseEma,
+    minSeparation: options.minSeparation,
+    varianceFloor: options.varianceFloor,
+    maxNoiseFraction: options.maxNoiseFraction,
+  });
+  state.noiseProb = result.noiseProb;
+  state.harmonisedEpoch = epoch;
+  let completedCount = 0;
+  if (options.completion) {
+    const concepts = conceptVocabulary(
+      data.pairs.map((p) => p.caption),
+      { size: options.conceptVocabSize },
+    );
+    const completed: Array<string | null> = Array.from({ length: n }, () => null);
+    const noisy: number[] = [];
+    for (let i = 0; i < n; i++) if ((result.noiseProb[i] as number) > options.completionThreshold) noisy.push(i);
+    if (concepts.length > 0 && noisy.length > 0) {
+      const conceptEmb = embedConcepts(model, ctx.tokenizer, concepts);
+      const imgs = new Float32Array(noisy.length * dim);
+      noisy.forEach((idx, k) => imgs.set(imageEmbeddings.subarray(idx * dim, (idx + 1) * dim), k * dim));
+      const captions = completeCaptions(
+        imgs,
+        conceptEmb,
+        concepts,
+        dim,
+        Math.min(options.completionTopK, concepts.length),
+      );
+      noisy.forEach((idx, k) => (completed[idx] = captions[k] as string));
+      completedCount = noisy.length;
+    }
+    state.completed = completed;
+  }
+  const stats = noiseStats(result.noiseProb);
+  ctx.log.append({
+    kind: 'epoch',
+    step: state.step,
+    epoch,
+    noiseMean: stats.mean,
+    noisyPairs: stats.aboveHalf,
+    separation: result.separation,
+    acted: result.acted,
+    gmmMeans: result.gmm.means,
+    gmmVariances: result.gmm.variances,
+    gmmWeights: result.gmm.weights,
+    lossMean: losses.reduce((a, b) => a + b, 0) / n,
+    completed: completedCount,
+  });
+}
+
+/** Runs the remaining steps of the run described by `ctx.options`, from `state.step`. */
+export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopOutcome> {
+  const { model, data, options, optimizer } = ctx;
+  const n = data.pairs.length;
+  const { batch: B, stepsPerEpoch } = batchGeometry(n, options.batchSize);
+  const totalSteps = options.epochs * stepsPerEpoch;
+  const lastStep = options.maxSteps === null ? totalSteps : Math.min(totalSteps, options.maxSteps);
+  const trainable = model.variables;
+  const maxLogit = MAX_LOGIT_SCALE;
+  const L = data.contextLength;
+  let stepsRun = 0;
+  let trainMs = 0;
+  let stoppedBy: LoopOutcome['stoppedBy'] = 'done';
+
+  outer: for (let epoch = Math.floor(state.step / stepsPerEpoch); epoch < options.epochs; epoch++) {
+    if (state.step >= lastStep) break;
+    if (options.robust === 'nlip' && epoch >= options.warmupEpochs && state.harmonisedEpoch < epoch) {
+      await harmoniseEpoch(ctx, state, epoch);
+    }
+    const order = epochOrder(n, options.seed, epoch);
+    const first = state.step - epoch * stepsPerEpoch;
+    async function* batches() {
+      for (let s = first; s < stepsPerEpoch; s++) {
+        const globalStep = epoch * stepsPerEpoch + s;
+        const random = createRandom(options.seed, `augment:${globalStep}`);
+        yield loadBatch(data, order.slice(s * B, (s + 1) * B), random);
+      }
+    }
+    for await (const batch of prefetch(batches(), 2)) {
+      if (state.step >= lastStep) {
+        stoppedBy = 'maxSteps';
+        break outer;
+      }
+      if (options.signal?.aborted) {
+        stoppedBy = 'signal';
+        break outer;
+      }
+      const started = performance.now();
+      const lr = learningRate(state.step, totalSteps, options.lr, options.lrWarmupSteps);
+      const robust = options.robust === 'nlip' && state.noiseProb !== null;
+      const clean = robust
+        ? cleanValues(state.noiseProb as Float32Array, batch.indices, {
+            mode: options.robustMode,
+            floor: options.robustFloor,
+            threshold: options.robustThreshold,
+          })
+        : null;
+      // Completion: the batch's completed pairs, as a selection of image rows and their captions.
+      const aux = state.completed
+        ? batch.indices.flatMap((idx, k) =>
+            state.completed?.[idx] ? [{ k, caption: state.completed[idx] as string }] : [],
+          )
+        : [];
+      const { value, grads } = tf.variableGrads(() => {
+        const x = tf.tensor4d(batch.images, [B, data.imageSize, data.imageSize, 3]);
+        const t = tf.tensor2d(batch.tokens, [B, L], 'int32');
+        const img = model.encodeImages(x);
+        const txt = model.encodeTexts(t);
+        const lossOptions = {
+          labelSmoothing: options.labelSmoothing,
+          ...(clean === null
+            ? {}
+            : options.robustMode === 'soft'
+              ? { targets: tf.tensor1d(clean) }
+              : { weights: tf.tensor1d(clean) }),
+        };
+        let loss = contrastiveLoss(img, txt, model.logitScale, lossOptions).loss;
+        if (aux.length >= 2 && options.completionWeight > 0) {
+          // A one-hot selection by matmul, not gather: gather's gradient is missing on wasm.
+          const select = new Float32Array(aux.length * B);
+          aux.forEach(({ k }, r) => (select[r * B + k] = 1));
+          const auxImg = tf.matMul(tf.tensor2d(select, [aux.length, B]), img);
+          const rows = new Int32Array(aux.length * L);
+          aux.forEach(({ caption }, r) => ctx.tokenizer.encode(caption, L, rows.subarray(r * L, (r + 1) * L)));
+          const auxTxt = model.encodeTexts(tf.tensor2d(rows, [aux.length, L], 'int32'));
+          loss = tf.add(
+            loss,
+            tf.mul(contrastiveLoss(auxImg as tf.Tensor2D, auxTxt, model.logitScale).loss, options.completionWeight),
+          );
+        }
+        return loss as tf.Scalar;
+      }, trainable);
+      const lossValue = (value.dataSync() as Float32Array)[0] as number;
+      value.dispose();
+      if (!Number.isFinite(lossValue)) {
+        tf.dispose(grads);
+        throw new CriticalError(
+          'ERR_NAN_LOSS',
+          `Loss became ${lossValue} at step ${state.step + 1} (epoch ${epoch + 1}); stopped without saving it: ` +
+            (state.checkpointStep === null
+              ? 'no checkpoint had been written yet (lower --lr, or check the data)'
+              : `the last good checkpoint (step ${state.checkpointStep}) is kept (lower --lr, or check the data)`),
+          { context: { stage: 'train' } },
+        );
+      }
+      optimizer.apply(grads, lr);
+      tf.dispose(grads);
+      tf.tidy(() => {
+        model.logitScale.assign(tf.minimum(model.logitScale, tf.scalar(maxLogit)));
+      });
+      const elapsed = performance.now() - started;
+      trainMs += elapsed;
+      state.step++;
+      state.lastLoss = lossValue;
+      stepsRun++;
+      const logit = (model.logitScale.dataSync() as Float32Array)[0] as number;
+      ctx.log.append({
+        kind: 'step',
+        step: state.step,
+        epoch,
+        loss: lossValue,
+        temperature: Math.exp(-logit),
+        lr,
+        pairsPerSecond: (B * 1000) / Math.max(elapsed, 1e-3),
+        ...(state.noiseProb ? { noiseMean: noiseStats(state.noiseProb).mean } : {}),
+        ...(aux.length > 0 ? { completedInBatch: aux.length } : {}),
+      });
+      ctx.onProgress?.({ phase: 'train', done: state.step, total: lastStep, epoch, loss: lossValue });
+      if (state.step % options.checkpointEvery === 0 && state.step < lastStep) {
+        ctx.checkpoint(state);
+        state.checkpointStep = state.step;
+      }
+    }
+  }
+  if (stoppedBy === 'done' && state.step >= lastStep && lastStep < totalSteps) stoppedBy = 'maxSteps';
+  return { state, stepsRun, stoppedBy, pairsPerSecond: trainMs > 0 ? (stepsRun * B * 1000) / trainMs : 0 };
+}

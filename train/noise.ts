@@ -1,0 +1,147 @@
+/**
+ * NLIP-style noise handling. Harmonisation turns per-pair losses into a noise probability (a
+ * two-component mixture over min-max normalised losses, EMA over epochs) and that probability
+ * into what the loss uses: a soft target or a weight per pair. Completion gives pairs that look
+ * noisy an auxiliary caption made of the concepts the image tower finds in the image.
+ */
+import { normaliseCaption, wordTokens } from '../corpus/text.ts';
+import { fitGmm, highPosterior, minMaxNormalise, separation, type Gmm1d } from './gmm.ts';
+
+/** Options of {@link harmonise}. */
+export interface HarmoniseOptions {
+  /** Weight of the previous estimate in the EMA (0: use this epoch's alone). @default 0.5 */
+  ema: number;
+  /**
+   * Act on the split only when Ashman's D of the two components reaches this; below it the
+   * epoch's estimate is "all clean" (a mixture fitted to clean data still splits it). 0 always acts.
+   * @default 2
+   */
+  minSeparation: number;
+  /** Variance floor of the mixture. @default 5e-4 */
+  varianceFloor: number;
+  /**
+   * Act only when the high-loss component holds at most this fraction of the pairs: a model that
+   * has not learned the data yet (or learned it wrongly) can put most pairs in the high-loss hump.
+   * @default 0.7
+   */
+  maxNoiseFraction: number;
+}
+
+/** What one harmonisation found. */
+export interface HarmoniseResult {
+  /** Noise probability per pair after the EMA. */
+  noiseProb: Float32Array;
+  gmm: Gmm1d;
+  /** Ashman's D of the fitted components. */
+  separation: number;
+  /** Whether the split was clear enough to act on this epoch. */
+  acted: boolean;
+}
+
+/**
+ * Fits the mixture to `losses` (per pair, any scale) and blends the high-loss posterior into
+ * `previous` (null on the first harmonisation).
+ */
+export function harmonise(
+  losses: ArrayLike<number>,
+  previous: Float32Array | null,
+  options: HarmoniseOptions,
+): HarmoniseResult {
+  const normalised = minMaxNormalise(losses);
+  const gmm = fitGmm(normalised, { varianceFloor: options.varianceFloor });
+  const d = separation(gmm);
+  const acted = d >= options.minSeparation && gmm.weights[1] <= options.maxNoiseFraction;
+  const noiseProb = new Float32Array(normalised.length);
+  for (let i = 0; i < normalised.length; i++) {
+    const fresh = acted ? highPosterior(gmm, normalised[i] as number) : 0;
+    noiseProb[i] = previous === null ? fresh : options.ema * (previous[i] as number) + (1 - options.ema) * fresh;
+  }
+  return { noiseProb, gmm, separation: d, acted };
+}
+
+/** How the loss uses the noise probability. */
+export interface RobustTargetOptions {
+  mode: 'soft' | 'weight';
+  /** Smallest clean probability / weight a pair keeps. @default 0 */
+  floor: number;
+  /** When set, a hard split: pairs above it get `floor`, the others 1; null uses the probability. @default null */
+  threshold: number | null;
+}
+
+/** The clean value per pair of a batch: a soft target or a weight, by `mode`. */
+export function cleanValues(
+  noiseProb: Float32Array,
+  indices: readonly number[],
+  options: RobustTargetOptions,
+): Float32Array {
+  const out = new Float32Array(indices.length);
+  indices.forEach((idx, k) => {
+    const noise = noiseProb[idx] as number;
+    const clean = options.threshold === null ? 1 - noise : noise > options.threshold ? 0 : 1;
+    out[k] = Math.max(options.floor, clean);
+  });
+  return out;
+}
+
+/** Summary statistics of noise probabilities, for the metrics log. */
+export function noiseStats(noiseProb: Float32Array, threshold = 0.5): { mean: number; aboveHalf: number } {
+  let sum = 0;
+  let above = 0;
+  for (const p of noiseProb) {
+    sum += p;
+    if (p > threshold) above++;
+  }
+  return { mean: noiseProb.length ? sum / noiseProb.length : 0, aboveHalf: above };
+}
+
+/**
+ * The concept vocabulary of noise completion: the most frequent words of the captions, skipping
+ * those in more than `maxDocumentFraction` of them (function words, boilerplate), single
+ * characters that are not letters of a logographic script, and pure numbers.
+ */
+export function conceptVocabulary(
+  captions: readonly string[],
+  options: { size: number; minCount?: number; maxDocumentFraction?: number },
+): string[] {
+  const counts = new Map<string, number>();
+  for (const caption of captions) {
+    for (const w of new Set(wordTokens(normaliseCaption(caption)))) counts.set(w, (counts.get(w) ?? 0) + 1);
+  }
+  const maxDocs = (options.maxDocumentFraction ?? 0.3) * captions.length;
+  const minCount = options.minCount ?? 2;
+  return [...counts.entries()]
+    .filter(([w, n]) => n >= minCount && n <= Math.max(minCount, maxDocs) && !/^\p{N}+$/u.test(w))
+    .filter(([w]) => Array.from(w).length > 1 || /\p{Script=Han}|\p{Extended_Pictographic}/u.test(w))
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .slice(0, options.size)
+    .map(([w]) => w);
+}
+
+/**
+ * The `k` concepts whose text embeddings are closest to each image embedding (both L2-normalised,
+ * row-major `[n, dim]` and `[concepts, dim]`), joined by spaces into an auxiliary caption.
+ */
+export function completeCaptions(
+  imageEmbeddings: Float32Array,
+  conceptEmbeddings: Float32Array,
+  concepts: readonly string[],
+  dim: number,
+  k: number,
+): string[] {
+  const n = imageEmbeddings.length / dim;
+  const out: string[] = [];
+  const scores = new Float32Array(concepts.length);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < concepts.length; c++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++)
+        s += (imageEmbeddings[i * dim + d] as number) * (conceptEmbeddings[c * dim + d] as number);
+      scores[c] = s;
+    }
+    const top = Array.from(scores.keys())
+      .sort((a, b) => (scores[b] as number) - (scores[a] as number) || a - b)
+      .slice(0, k);
+    out.push(top.map((c) => concepts[c]).join(' '));
+  }
+  return out;
+}
