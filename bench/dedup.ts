@@ -1,12 +1,15 @@
 /**
  * `npm run bench:dedup`:
- * 1. the multi-index hash lookup in SQLite against a linear scan (JavaScript, popcount over typed
- *    arrays) in the same run, with 100k and 1M stored synthetic 64-bit hashes (clustered, as real
- *    hashes are), at the default distance 8;
+ * 1. the multi-index hash lookup against a linear scan (JavaScript, popcount over typed arrays) in
+ *    the same run: 1M synthetic corpus fingerprints (clustered, as real ones are) against 100k
+ *    registered images (6 hashes each, in SQLite with indexed part columns), at the default
+ *    distance 8; through the in-memory mirror of the part indexes (what a dedup run uses) and,
+ *    on a sample, through SQLite statements;
  * 2. fingerprinting (decode + trim + hash + thumbnail) against the sharp decode floor;
  * 3. the accuracy suite at full size, next to the plain 64-bit pHash baseline.
- * Sizes: BENCH_DEDUP_SMALL=100000 BENCH_DEDUP_LARGE=1000000 BENCH_DEDUP_ACCURACY=500 (0 skips);
- * BENCH_DEDUP_DISTANCE=8 (the lookup distance of part 1).
+ * Sizes: BENCH_DEDUP_REGISTERED=100000 BENCH_DEDUP_CORPUS=1000000 BENCH_DEDUP_LINEAR_SAMPLE=300
+ * BENCH_DEDUP_FINGERPRINTS=1000 BENCH_DEDUP_ACCURACY=500 (0 skips a part); BENCH_DEDUP_DISTANCE=8
+ * (the lookup distance of part 1).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -14,14 +17,18 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { mulberry32 } from '../corpus/random.ts';
-import { MihIndex, storedHash } from '../dedup/_mih.ts';
+import { loadMihTable, MihIndex, storedHash } from '../dedup/_mih.ts';
 import { popcount32 } from '../dedup/phash.ts';
 import { queryFingerprint } from '../dedup/index.ts';
 import { evaluateAccuracy } from '../test/dedup/_accuracy.ts';
 import { asStored, buildAccuracySet, emojiConcepts, emojiFile } from '../test/fixtures/transforms.ts';
 
-const SMALL = Number(process.env['BENCH_DEDUP_SMALL'] ?? 100_000);
-const LARGE = Number(process.env['BENCH_DEDUP_LARGE'] ?? 1_000_000);
+const REGISTERED = Number(process.env['BENCH_DEDUP_REGISTERED'] ?? 100_000);
+const CORPUS = Number(process.env['BENCH_DEDUP_CORPUS'] ?? 1_000_000);
+const LINEAR_SAMPLE = Number(process.env['BENCH_DEDUP_LINEAR_SAMPLE'] ?? 300);
+const FINGERPRINTS = Number(process.env['BENCH_DEDUP_FINGERPRINTS'] ?? 1000);
+/** Hashes per registered image: the base and five crops. */
+const VARIANTS = 6;
 const ACCURACY = Number(process.env['BENCH_DEDUP_ACCURACY'] ?? 500);
 const MAX_DISTANCE = Number(process.env['BENCH_DEDUP_DISTANCE'] ?? 8);
 const work = mkdtempSync(join(tmpdir(), 'altforge-bench-dedup-'));
@@ -33,103 +40,144 @@ const report: Record<string, unknown> = {
   node: process.version,
 };
 
-/** Hashes around 1/20 as many centres, up to 12 bits away: many near neighbours, like real corpora. */
-function makeHashes(n: number): { hi: Uint32Array; lo: Uint32Array } {
-  const hi = new Uint32Array(n);
-  const lo = new Uint32Array(n);
-  const centres = Math.max(1, Math.floor(n / 20));
-  const ch = Uint32Array.from({ length: centres }, rand32);
-  const cl = Uint32Array.from({ length: centres }, rand32);
-  for (let i = 0; i < n; i++) {
-    const c = Math.floor(random() * centres);
-    let h = ch[c] as number;
-    let l = cl[c] as number;
-    const flips = Math.floor(random() * 13);
-    for (let f = 0; f < flips; f++) {
-      const b = Math.floor(random() * 64);
-      if (b < 32) l ^= 1 << b;
-      else h ^= 1 << (b - 32);
-    }
-    hi[i] = h >>> 0;
-    lo[i] = l >>> 0;
-  }
-  return { hi, lo };
-}
 const big = (hi: number, lo: number) => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 
-async function indexBench(n: number) {
-  const stored = makeHashes(n);
-  const db = new Database(join(work, `mih-${n}.sqlite`));
+/** Flips `count` random bits of hi:lo in place at position i. */
+function flip(hi: Uint32Array, lo: Uint32Array, i: number, count: number): void {
+  for (let f = 0; f < count; f++) {
+    const b = Math.floor(random() * 64);
+    if (b < 32) lo[i] = ((lo[i] as number) ^ (1 << b)) >>> 0;
+    else hi[i] = ((hi[i] as number) ^ (1 << (b - 32))) >>> 0;
+  }
+}
+
+/**
+ * The index against a linear scan, as a dedup run uses it: `registered` test images stored the way
+ * the registry stores them (base hash + 5 crop hashes each, a few bits from the base; a SQLite
+ * table with the parts p0..p3 as indexed columns), looked up by `corpus` corpus fingerprints
+ * (clustered: near-duplicates inside the corpus; 5 % are copies of a registered image, 0-8 bits
+ * away). The in-memory mirror is read from the part columns in the same run and its load counted.
+ */
+async function indexBench(registered: number, corpusSize: number) {
+  const n = registered * VARIANTS;
+  const shi = new Uint32Array(n);
+  const slo = new Uint32Array(n);
+  for (let r = 0; r < registered; r++) {
+    const base = r * VARIANTS;
+    shi[base] = rand32();
+    slo[base] = rand32();
+    for (let v = 1; v < VARIANTS; v++) {
+      shi[base + v] = shi[base] as number;
+      slo[base + v] = slo[base] as number;
+      flip(shi, slo, base + v, 2 + Math.floor(random() * 9));
+    }
+  }
+  const db = new Database(join(work, `mih-${registered}.sqlite`));
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = OFF');
   db.exec(
-    `CREATE TABLE h (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, p0 INTEGER, p1 INTEGER, p2 INTEGER, p3 INTEGER)`,
+    `CREATE TABLE h (id INTEGER PRIMARY KEY, benchmark_id INTEGER NOT NULL, hash INTEGER NOT NULL, p0 INTEGER, p1 INTEGER, p2 INTEGER, p3 INTEGER)`,
   );
-  const insert = db.prepare('INSERT INTO h (hash, p0, p1, p2, p3) VALUES (?, ?, ?, ?, ?)');
+  const insert = db.prepare('INSERT INTO h (id, benchmark_id, hash, p0, p1, p2, p3) VALUES (?, 1, ?, ?, ?, ?, ?)');
   let t = performance.now();
   db.transaction(() => {
     for (let i = 0; i < n; i++) {
-      const s = storedHash(big(stored.hi[i] as number, stored.lo[i] as number));
-      insert.run(s.hash, s.p0, s.p1, s.p2, s.p3);
+      const s = storedHash(big(shi[i] as number, slo[i] as number));
+      insert.run(i + 1, s.hash, s.p0, s.p1, s.p2, s.p3);
     }
   })();
-  for (let k = 0; k < 4; k++) db.exec(`CREATE INDEX h${k} ON h(p${k}, hash, id)`);
+  for (let k = 0; k < 4; k++) db.exec(`CREATE INDEX h${k} ON h(p${k}, hash, benchmark_id)`);
   const buildSeconds = (performance.now() - t) / 1000;
-  // Queries: half near a stored hash (0-8 bits away), half random.
-  const queries = Array.from({ length: n >= 1_000_000 ? 5000 : 20_000 }, (_, q) => {
-    if (q % 2) return big(rand32(), rand32());
-    const i = Math.floor(random() * n);
-    let h = stored.hi[i] as number;
-    let l = stored.lo[i] as number;
-    for (let f = Math.floor(random() * 9); f > 0; f--) {
-      const b = Math.floor(random() * 64);
-      if (b < 32) l ^= 1 << b;
-      else h ^= 1 << (b - 32);
-    }
-    return big(h, l);
-  });
-  const index = new MihIndex<{ hash: bigint; id: bigint }>(db, 'h', ['id']);
-  t = performance.now();
-  let hits = 0;
-  for (const q of queries) hits += index.lookup(q, MAX_DISTANCE).length;
-  const indexQps = queries.length / ((performance.now() - t) / 1000);
-  // Linear scan: every stored hash, per query.
-  const linearQueries = queries.slice(0, n >= 1_000_000 ? 200 : 1000);
-  t = performance.now();
-  let linearHits = 0;
-  let linearOfIndexed = 0;
-  for (const q of linearQueries) {
-    const qh = Number(q >> 32n) >>> 0;
-    const ql = Number(q & 0xffffffffn) >>> 0;
-    for (let i = 0; i < n; i++) {
-      if (
-        popcount32(((stored.hi[i] as number) ^ qh) >>> 0) + popcount32(((stored.lo[i] as number) ^ ql) >>> 0) <=
-        MAX_DISTANCE
-      )
-        linearHits++;
+
+  // Corpus fingerprints: clusters of near-duplicates (1 centre per 20), 5 % copies of registered images.
+  const qhi = new Uint32Array(corpusSize);
+  const qlo = new Uint32Array(corpusSize);
+  const centres = Math.max(1, Math.floor(corpusSize / 20));
+  const chi = Uint32Array.from({ length: centres }, rand32);
+  const clo = Uint32Array.from({ length: centres }, rand32);
+  for (let q = 0; q < corpusSize; q++) {
+    if (random() < 0.05) {
+      const s = Math.floor(random() * n);
+      qhi[q] = shi[s] as number;
+      qlo[q] = slo[s] as number;
+      flip(qhi, qlo, q, Math.floor(random() * 9));
+    } else {
+      const c = Math.floor(random() * centres);
+      qhi[q] = chi[c] as number;
+      qlo[q] = clo[c] as number;
+      flip(qhi, qlo, q, Math.floor(random() * 13));
     }
   }
-  const linearQps = linearQueries.length / ((performance.now() - t) / 1000);
-  for (const q of linearQueries) linearOfIndexed += index.lookup(q, MAX_DISTANCE).length;
+
+  // The in-memory mirror of the part indexes, read from SQLite, then every corpus fingerprint.
+  t = performance.now();
+  const { table } = loadMihTable<{ id: number }>(db, 'h', ['id']);
+  const loadSeconds = (performance.now() - t) / 1000;
+  t = performance.now();
+  let hits = 0;
+  for (let q = 0; q < corpusSize; q++)
+    hits += table.lookupHalves(qhi[q] as number, qlo[q] as number, MAX_DISTANCE).length;
+  const lookupSeconds = (performance.now() - t) / 1000;
+  const tableQps = corpusSize / lookupSeconds;
+
+  // The same lookups through SQLite (the statement per lookup of MihIndex), on a sample.
+  const sqlSample = Math.min(corpusSize, 2000);
+  const sqlIndex = new MihIndex<{ hash: bigint; id: bigint }>(db, 'h', ['id']);
+  t = performance.now();
+  for (let q = 0; q < sqlSample; q++) sqlIndex.lookup(big(qhi[q] as number, qlo[q] as number), MAX_DISTANCE);
+  const sqlQps = sqlSample / ((performance.now() - t) / 1000);
+
+  // Linear scan: every stored hash per query, on a sample; the same hits checked query by query.
+  const linearSample = Math.min(corpusSize, LINEAR_SAMPLE);
+  t = performance.now();
+  const linearCounts = new Uint32Array(linearSample);
+  for (let q = 0; q < linearSample; q++) {
+    const qh = qhi[q] as number;
+    const ql = qlo[q] as number;
+    let c = 0;
+    for (let i = 0; i < n; i++) {
+      if (popcount32(((shi[i] as number) ^ qh) >>> 0) + popcount32(((slo[i] as number) ^ ql) >>> 0) <= MAX_DISTANCE)
+        c++;
+    }
+    linearCounts[q] = c;
+  }
+  const linearQps = linearSample / ((performance.now() - t) / 1000);
+  let same = true;
+  for (let q = 0; q < linearSample; q++)
+    if (table.lookupHalves(qhi[q] as number, qlo[q] as number, MAX_DISTANCE).length !== linearCounts[q]) same = false;
   db.close();
   const row = {
-    stored: n,
-    buildSeconds: Number(buildSeconds.toFixed(1)),
-    indexQueriesPerSec: Math.round(indexQps),
+    registered,
+    storedHashes: n,
+    corpusFingerprints: corpusSize,
+    sqliteBuildSeconds: Number(buildSeconds.toFixed(1)),
+    mirrorLoadSeconds: Number(loadSeconds.toFixed(2)),
+    mirrorLookupSeconds: Number(lookupSeconds.toFixed(2)),
+    mirrorQueriesPerSec: Math.round(tableQps),
+    sqliteQueriesPerSec: Math.round(sqlQps),
     linearQueriesPerSec: Number(linearQps.toFixed(1)),
-    speedup: Number((indexQps / linearQps).toFixed(1)),
-    hitsPerQuery: Number((hits / queries.length).toFixed(2)),
-    sameHitsAsLinear: linearHits === linearOfIndexed,
-    secondsFor1MQueries: { index: Math.round(1e6 / indexQps), linear: Math.round(1e6 / linearQps) },
+    linearSample,
+    speedup: Number((tableQps / linearQps).toFixed(1)),
+    speedupWithLoad: Number((corpusSize / (loadSeconds + lookupSeconds) / linearQps).toFixed(1)),
+    sqliteSpeedup: Number((sqlQps / linearQps).toFixed(2)),
+    hitsPerQuery: Number((hits / corpusSize).toFixed(2)),
+    sameHitsAsLinear: same,
+    secondsForCorpus: {
+      mirror: Number((loadSeconds + lookupSeconds).toFixed(1)),
+      sqlite: Math.round(corpusSize / sqlQps),
+      linear: Math.round(corpusSize / linearQps),
+    },
   };
   console.log(
-    `index ${n.toLocaleString()} stored: MIH ${row.indexQueriesPerSec} q/s, linear ${row.linearQueriesPerSec} q/s -> ${row.speedup}x (same hits: ${row.sameHitsAsLinear})`,
+    `index: ${corpusSize.toLocaleString()} corpus fingerprints against ${registered.toLocaleString()} registered (${n.toLocaleString()} hashes), distance ${MAX_DISTANCE}:\n` +
+      `  in-memory mirror ${row.mirrorQueriesPerSec} q/s (load ${row.mirrorLoadSeconds} s + lookups ${row.mirrorLookupSeconds} s), ` +
+      `SQLite ${row.sqliteQueriesPerSec} q/s, linear ${row.linearQueriesPerSec} q/s -> ${row.speedup}x (${row.speedupWithLoad}x with the load; SQLite ${row.sqliteSpeedup}x), same hits: ${same}`,
   );
   return row;
 }
 
 async function fingerprintBench() {
-  const concepts = emojiConcepts().slice(0, 1000);
+  const concepts = emojiConcepts().slice(0, FINGERPRINTS);
   const images: Buffer[] = [];
   for (const [i, c] of concepts.entries()) {
     const size = 64 + (i % 4) * 64;
@@ -161,9 +209,8 @@ async function fingerprintBench() {
 }
 
 try {
-  report['index'] = [];
-  for (const n of [SMALL, LARGE].filter((x) => x > 0)) (report['index'] as unknown[]).push(await indexBench(n));
-  report['fingerprint'] = await fingerprintBench();
+  if (REGISTERED > 0 && CORPUS > 0) report['index'] = await indexBench(REGISTERED, CORPUS);
+  if (FINGERPRINTS > 0) report['fingerprint'] = await fingerprintBench();
   if (ACCURACY > 0) {
     const set = await buildAccuracySet({
       seed: 1,

@@ -7,6 +7,7 @@ import { demoCommand } from './demo.ts';
 import { doctorCommand } from './doctor.ts';
 import { exportCommand } from './export.ts';
 import { filterCommand } from './filter.ts';
+import { reportCommand } from './report.ts';
 import { scoreCommand } from './score.ts';
 import { trainCommand } from './train.ts';
 import { reportError } from './_run.ts';
@@ -29,6 +30,7 @@ export const main = defineCommand({
     train: trainCommand,
     score: scoreCommand,
     doctor: doctorCommand,
+    report: reportCommand,
   },
 });
 

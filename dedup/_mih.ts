@@ -4,9 +4,15 @@
  * floor(D / 4) bits on at least one part (pigeonhole), so a lookup probes each part's index with
  * every 16-bit value that close to the query's part, then verifies the candidates' full distance.
  * No lookup reads every stored hash.
+ *
+ * Two ways to probe the same indexes: {@link MihIndex} asks SQLite (one statement per lookup;
+ * right for a few lookups), {@link MihTable} is an in-memory mirror of the four part indexes, read
+ * once from the part columns (SQLite stays the record), for a batch run: a probe is two array
+ * reads instead of a B-tree descent through better-sqlite3, which at distance 8 (548 probes a
+ * lookup) is the difference between slower and hundreds of times faster than a linear scan.
  */
 import type Database from 'better-sqlite3';
-import { hamming, toSigned, toUnsigned } from './phash.ts';
+import { hamming, popcount32, toSigned, toUnsigned } from './phash.ts';
 
 /** Parts a hash is split into, and bits per part. */
 export const PARTS = 4;
@@ -101,4 +107,141 @@ export class MihIndex<Row extends { hash: bigint }> {
 export function storedHash(hash: bigint): { hash: bigint; p0: number; p1: number; p2: number; p3: number } {
   const [p0, p1, p2, p3] = hashParts(hash);
   return { hash: toSigned(hash), p0, p1, p2, p3 };
+}
+
+/** A hit of an in-memory lookup: the position of the stored hash in the table, and its distance. */
+export interface TableHit {
+  index: number;
+  distance: number;
+}
+
+/**
+ * The in-memory mirror of the part indexes `p0..p3` of one table: per part, the stored hashes'
+ * positions grouped by part value (a counting sort: `members[offsets[v]..offsets[v + 1]]` hold
+ * part value v), and the hashes as two 32-bit halves for the exact distance. Built from the part
+ * columns as SQLite stores them, so a lookup probes exactly the buckets the SQL lookup probes and
+ * finds the same hashes. Memory: 28 bytes per stored hash plus 1 MiB.
+ */
+export class MihTable {
+  /** Stored hashes. */
+  readonly size: number;
+  private readonly hi: Uint32Array;
+  private readonly lo: Uint32Array;
+  private readonly offsets: Uint32Array[] = [];
+  private readonly members: Uint32Array[] = [];
+  /** Per stored hash, the lookup that last saw it (a hash is in up to four probed buckets). */
+  private readonly seen: Uint32Array;
+  private generation = 0;
+
+  /**
+   * @param hi high 32 bits of each stored hash
+   * @param lo low 32 bits of each stored hash
+   * @param parts the four part columns: `parts[k][i]` is part k of hash i
+   */
+  constructor(hi: Uint32Array, lo: Uint32Array, parts: readonly Uint16Array[]) {
+    if (parts.length !== PARTS) throw new RangeError(`MihTable needs ${PARTS} part columns`);
+    const n = hi.length;
+    this.size = n;
+    this.hi = hi;
+    this.lo = lo;
+    this.seen = new Uint32Array(n);
+    for (const column of parts) {
+      const offsets = new Uint32Array((1 << PART_BITS) + 1);
+      for (let i = 0; i < n; i++) {
+        const v = (column[i] as number) + 1;
+        offsets[v] = (offsets[v] as number) + 1;
+      }
+      for (let v = 1; v < offsets.length; v++) offsets[v] = (offsets[v] as number) + (offsets[v - 1] as number);
+      const fill = offsets.slice(0, -1);
+      const members = new Uint32Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = column[i] as number;
+        members[fill[v] as number] = i;
+        fill[v] = (fill[v] as number) + 1;
+      }
+      this.offsets.push(offsets);
+      this.members.push(members);
+    }
+  }
+
+  /** Every stored hash within `maxDistance` bits of `hi:lo` (the query's 32-bit halves), closest first. */
+  lookupHalves(hi: number, lo: number, maxDistance: number): TableHit[] {
+    const m = masks(Math.floor(maxDistance / PARTS));
+    if (++this.generation === 0xffffffff) {
+      this.seen.fill(0);
+      this.generation = 1;
+    }
+    const gen = this.generation;
+    const seen = this.seen;
+    const sh = this.hi;
+    const sl = this.lo;
+    const parts = [lo & 0xffff, lo >>> 16, hi & 0xffff, hi >>> 16];
+    const hits: TableHit[] = [];
+    for (let k = 0; k < PARTS; k++) {
+      const offsets = this.offsets[k] as Uint32Array;
+      const members = this.members[k] as Uint32Array;
+      const part = parts[k] as number;
+      for (let j = 0; j < m.length; j++) {
+        const v = part ^ (m[j] as number);
+        const end = offsets[v + 1] as number;
+        for (let p = offsets[v] as number; p < end; p++) {
+          const i = members[p] as number;
+          if (seen[i] === gen) continue;
+          seen[i] = gen;
+          const distance = popcount32(((sh[i] as number) ^ hi) >>> 0) + popcount32(((sl[i] as number) ^ lo) >>> 0);
+          if (distance <= maxDistance) hits.push({ index: i, distance });
+        }
+      }
+    }
+    return hits.length > 1 ? hits.sort((a, b) => a.distance - b.distance || a.index - b.index) : hits;
+  }
+
+  /** Every stored hash within `maxDistance` bits of `hash`, closest first. */
+  lookup(hash: bigint, maxDistance: number): TableHit[] {
+    const h = toUnsigned(hash);
+    return this.lookupHalves(Number(h >> 32n), Number(h & 0xffffffffn), maxDistance);
+  }
+
+  /** The stored hash at `index` (unsigned). */
+  hashAt(index: number): bigint {
+    return (BigInt(this.hi[index] as number) << 32n) | BigInt(this.lo[index] as number);
+  }
+}
+
+/**
+ * Reads the rows of `table` selected by `where` into a {@link MihTable} (from the stored part
+ * columns `p0..p3` and `hash`), with the `columns` asked of each row, in the table's order:
+ * `rows[i]` is the row of the table's hash i.
+ */
+export function loadMihTable<Row>(
+  db: Database.Database,
+  table: string,
+  columns: readonly string[],
+  where = '1',
+  params: readonly unknown[] = [],
+): { table: MihTable; rows: Row[] } {
+  const count = (db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`).get(...params) as { n: number }).n;
+  const hi = new Uint32Array(count);
+  const lo = new Uint32Array(count);
+  const parts = Array.from({ length: PARTS }, () => new Uint16Array(count));
+  const rows: Row[] = [];
+  const select = ['hash', 'p0', 'p1', 'p2', 'p3', ...columns].join(', ');
+  const stmt = db.prepare(`SELECT ${select} FROM ${table} WHERE ${where}`).safeIntegers(true);
+  let i = 0;
+  for (const raw of stmt.iterate(...params) as Iterable<Record<string, unknown>>) {
+    if (i === count) break;
+    const h = toUnsigned(raw['hash'] as bigint);
+    hi[i] = Number(h >> 32n);
+    lo[i] = Number(h & 0xffffffffn);
+    for (let k = 0; k < PARTS; k++) (parts[k] as Uint16Array)[i] = Number(raw[`p${k}`] as bigint);
+    const row: Record<string, unknown> = {};
+    for (const c of columns) {
+      const value = raw[c];
+      row[c] = typeof value === 'bigint' && c !== 'hash' ? Number(value) : value;
+    }
+    rows.push(row as Row);
+    i++;
+  }
+  if (i !== count) throw new Error(`${table} changed while it was read (${i} of ${count} rows)`);
+  return { table: new MihTable(hi, lo, parts), rows };
 }

@@ -23,7 +23,7 @@ import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { normaliseCaption } from '../corpus/text.ts';
 import { decodePixels, FINGERPRINT_VERSION, queryFromPixels } from './fingerprint.ts';
-import { MihIndex, storedHash } from './_mih.ts';
+import { loadMihTable, storedHash, type MihTable } from './_mih.ts';
 import { agreement, verified, type VerifyThresholds } from './_verify.ts';
 import { resolveDedupOptions, type DedupOptions, type DedupProgress, type ResolvedDedupOptions } from './options.ts';
 import { toUnsigned } from './phash.ts';
@@ -191,7 +191,8 @@ async function fingerprintShard(
 
 /** Matching against the registry: exact bytes, hash + verification, caption. */
 class BenchmarkMatcher {
-  private readonly index: MihIndex<{ hash: bigint; id: bigint; benchmark_id: bigint }>;
+  private readonly index: MihTable;
+  private readonly indexRows: Array<{ id: number; benchmark_id: number }>;
   private readonly bySha;
   private readonly byCaption;
   private readonly hashRow;
@@ -205,7 +206,18 @@ class BenchmarkMatcher {
     private readonly captions: boolean,
   ) {
     const db = registry.db;
-    this.index = new MihIndex(db, 'bench_hashes', ['id', 'benchmark_id']);
+    // The named benchmarks' hashes, read once from their part columns into the in-memory mirror
+    // of the part indexes (see _mih.ts): every lookup of the run probes it instead of SQLite.
+    const ids = benchmarks.map((b) => b.id);
+    const loaded = loadMihTable<{ id: number; benchmark_id: number }>(
+      db,
+      'bench_hashes',
+      ['id', 'benchmark_id'],
+      `benchmark_id IN (${ids.map(() => '?').join(',')})`,
+      ids,
+    );
+    this.index = loaded.table;
+    this.indexRows = loaded.rows;
     this.bySha = db.prepare(
       `SELECT benchmark_id, image_id FROM bench_images WHERE sha256 = ? AND status = 'ok' ORDER BY image_id`,
     );
@@ -237,11 +249,12 @@ class BenchmarkMatcher {
     }
     if (print) {
       for (const hit of this.index.lookup(print.hash, this.maxDistance)) {
-        const benchmark = this.names.get(Number(hit.row.benchmark_id));
+        const stored = this.indexRows[hit.index] as { id: number; benchmark_id: number };
+        const benchmark = this.names.get(stored.benchmark_id);
         if (benchmark === undefined) continue;
         const current = best.get(benchmark);
         if (current && (current.kind === 'sha256' || (current.distance ?? 0) < hit.distance)) continue;
-        const row = this.hashRow.get(hit.row.id) as { image_id: string; variant: string; thumb: Buffer };
+        const row = this.hashRow.get(stored.id) as { image_id: string; variant: string; thumb: Buffer };
         const a = agreement(print.thumb, row.thumb);
         if (!verified(a, this.thresholds)) continue;
         if (current && current.distance === hit.distance && (current.correlation ?? 0) >= a.correlation) continue;
@@ -500,14 +513,15 @@ function clusterWithin(
   progress: (p: DedupProgress) => void,
 ): { clusters: number; duplicates: number } {
   const { db } = corpus;
-  const rows = db
-    .prepare(
-      `SELECT d.key, d.hash FROM dedup_prints d JOIN pairs p ON p.key = d.key
-        WHERE d.status = 'ok' AND d.version = ? AND p.status = 'ok' ORDER BY d.key`,
-    )
-    .safeIntegers(true)
-    .all(FINGERPRINT_VERSION) as Array<{ key: string; hash: bigint }>;
-  const indexOf = new Map(rows.map((r, i) => [r.key, i]));
+  // The corpus's prints, read once from their part columns into the in-memory mirror of the part
+  // indexes (see _mih.ts); position i of the table is rows[i].
+  const { table: index, rows } = loadMihTable<{ key: string }>(
+    db,
+    'dedup_prints',
+    ['key'],
+    `status = 'ok' AND version = ? AND key IN (SELECT key FROM pairs WHERE status = 'ok') ORDER BY key`,
+    [FINGERPRINT_VERSION],
+  );
   const parent = Int32Array.from(rows, (_, i) => i);
   const find = (i: number): number => {
     while (parent[i] !== i) {
@@ -516,21 +530,21 @@ function clusterWithin(
     }
     return i;
   };
-  const index = new MihIndex<{ hash: bigint; key: string }>(db, 'dedup_prints', ['key']);
   const thumbOf = db.prepare('SELECT thumb FROM dedup_prints WHERE key = ?');
   const best = new Map<string, { distance: number; correlation: number; mirrored: boolean }>();
   rows.forEach((row, i) => {
     const thumb = (thumbOf.get(row.key) as { thumb: Buffer }).thumb;
-    for (const hit of index.lookup(toUnsigned(row.hash), opts.maxDistance)) {
-      const j = indexOf.get(hit.row.key);
-      if (j === undefined || j <= i) continue;
-      const other = (thumbOf.get(hit.row.key) as { thumb: Buffer }).thumb;
+    for (const hit of index.lookup(index.hashAt(i), opts.maxDistance)) {
+      const j = hit.index;
+      if (j <= i) continue;
+      const otherKey = (rows[j] as { key: string }).key;
+      const other = (thumbOf.get(otherKey) as { thumb: Buffer }).thumb;
       const a = agreement(thumb, other);
       if (!verified(a, thresholds)) continue;
       const ri = find(i);
       const rj = find(j);
       if (ri !== rj) parent[Math.max(ri, rj)] = Math.min(ri, rj);
-      const edge = `${row.key} ${hit.row.key}`;
+      const edge = `${row.key} ${otherKey}`;
       best.set(edge, { distance: hit.distance, correlation: a.correlation, mirrored: a.mirrored });
     }
     if (i % 1000 === 999) progress({ phase: 'within', done: i + 1, total: rows.length });

@@ -17,11 +17,13 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFile
 import { join, resolve } from 'node:path';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import { runCrawl, type CrawlResult } from '../crawl/index.ts';
+import { DemoInterrupted, runDemoStages, type DemoStagesResult } from './_pipeline.ts';
 import { resolveDemoOptions, type DemoOptions, type DemoProgress } from './options.ts';
 import { serveDemoSite, type DemoServer } from './server.ts';
 import { buildDemoSite, type AltKind, type BuiltSite, type ImageFate } from './site.ts';
 
-export type { DemoOptions, DemoProgress } from './options.ts';
+export { DEMO_STAGES, type DemoOptions, type DemoProgress, type DemoStage } from './options.ts';
+export { demoThresholds, type DemoRun, type DemoStagesResult, type DemoThresholds } from './_pipeline.ts';
 export { ALT_KINDS, IMAGE_FATES, MAX_IMAGES, buildDemoSite, readDemoSite } from './site.ts';
 export type {
   AltKind,
@@ -78,6 +80,8 @@ export interface DemoResult {
   site: DemoSiteSummary | null;
   /** The crawl stage (its corpus is `<out>/corpus`); null when the run was interrupted before it. */
   crawl: CrawlResult | null;
+  /** The stages after the crawl (dedup, filter, train, score, eval, report); null when `upTo` is `crawl` or the run stopped before them. */
+  stages: DemoStagesResult | null;
   /** True when the signal stopped the run early; run again to continue. */
   interrupted: boolean;
   durationMs: number;
@@ -193,6 +197,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     out,
     site,
     crawl,
+    stages: null,
     interrupted: true,
     durationMs: Date.now() - started,
   });
@@ -210,13 +215,15 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     throw err;
   }
   const server = await serveStable(built.dir, join(out, 'access.log'));
+  let site: DemoSiteSummary;
+  let crawl: CrawlResult;
   try {
     const originChanged = state.origin !== null && state.origin !== server.origin;
-    const site = summarizeSite(built, server.origin, originChanged);
+    site = summarizeSite(built, server.origin, originChanged);
     writeJson(join(out, STATE_FILE), { ...state, origin: server.origin } satisfies DemoState);
     if (signal?.aborted) return interrupted(site, null);
 
-    const crawl = await runCrawl({
+    crawl = await runCrawl({
       out: join(out, 'corpus'),
       pages: [`${server.origin}/`],
       allowPrivateNetwork: [`127.0.0.1:${server.port}`],
@@ -228,8 +235,19 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       onProgress: (p) => report({ stage: 'crawl', ...p }),
       ...(signal ? { signal } : {}),
     });
-    return { out, site, crawl, interrupted: crawl.interrupted, durationMs: Date.now() - started };
   } finally {
     await server.close();
+  }
+  if (crawl.interrupted || opts.upTo === 'crawl') {
+    return { out, site, crawl, stages: null, interrupted: crawl.interrupted, durationMs: Date.now() - started };
+  }
+  try {
+    const stages = await runDemoStages(out, join(out, 'corpus'), built.site, opts);
+    return { out, site, crawl, stages, interrupted: signal?.aborted === true, durationMs: Date.now() - started };
+  } catch (err) {
+    if (err instanceof DemoInterrupted || (err instanceof AltforgeError && err.code === 'ERR_ABORTED')) {
+      return { ...interrupted(site, crawl), durationMs: Date.now() - started };
+    }
+    throw err;
   }
 }

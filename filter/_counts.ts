@@ -6,11 +6,11 @@
  * tokens rebuilt from the summed runs.
  */
 import type Database from 'better-sqlite3';
-import { CountTable } from './_hash-table.ts';
+import { CountTable, PartitionedCountTable } from './_hash-table.ts';
 
 /** Counts of unigrams and bigrams keyed by their 52-bit hashes. */
 export class TokenCounter {
-  private counts = new CountTable();
+  private counts = new PartitionedCountTable();
   private spilled = false;
   private readonly append: Database.Statement;
 
@@ -37,13 +37,12 @@ export class TokenCounter {
 
   /** Ends counting: returns the lookup of the second pass. */
   finish(vocabSize: number, minCount: number): Vocabulary {
-    const counts = this.counts;
-    this.counts = new CountTable();
-    if (!this.spilled) return memoryVocabulary(counts, vocabSize, minCount);
-    this.spilled = false;
-    this.counts = counts;
+    if (!this.spilled) {
+      const counts = this.counts;
+      this.counts = new PartitionedCountTable();
+      return memoryVocabulary(counts, vocabSize, minCount);
+    }
     this.spill();
-    this.counts = new CountTable();
     return spilledVocabulary(this.work, vocabSize, minCount);
   }
 }
@@ -80,30 +79,31 @@ function cutOf(histogram: Map<number, number>, vocabSize: number, minCount: numb
   return { cut: null, size: above };
 }
 
-function memoryVocabulary(counts: CountTable, vocabSize: number, minCount: number): Vocabulary {
+function memoryVocabulary(counts: PartitionedCountTable, vocabSize: number, minCount: number): Vocabulary {
   const histogram = new Map<number, number>();
   counts.forEach((_h, n) => histogram.set(n, (histogram.get(n) ?? 0) + 1));
   const { cut, size } = cutOf(histogram, vocabSize, minCount);
   const distinct = counts.size;
-  if (cut === null) {
-    return { distinct, size, cutoffCount: minCount, has: (h) => counts.get(h) >= minCount };
-  }
+  if (cut === null && minCount <= 1) return { distinct, size, cutoffCount: minCount, has: () => true };
   // Ties at the cut: the ones with the smallest hashes are in.
-  const ties: number[] = [];
+  let tieSet: CountTable | null = null;
+  if (cut !== null) {
+    const ties: number[] = [];
+    counts.forEach((h, n) => {
+      if (n === cut.count) ties.push(h);
+    });
+    tieSet = new CountTable(cut.tiesIn);
+    for (const h of Float64Array.from(ties).sort().subarray(0, cut.tiesIn)) tieSet.add(h);
+  }
+  // The vocabulary on its own: usually far smaller than all distinct tokens (most are rare), so
+  // the second pass's lookups stay in the CPU cache.
+  const vocab = new CountTable(size);
   counts.forEach((h, n) => {
-    if (n === cut.count) ties.push(h);
+    if (n < minCount) return;
+    if (cut === null || n > cut.count || (n === cut.count && tieSet!.get(h) > 0)) vocab.add(h);
   });
-  const tieSet = new CountTable(cut.tiesIn);
-  for (const h of Float64Array.from(ties).sort().subarray(0, cut.tiesIn)) tieSet.add(h);
-  return {
-    distinct,
-    size,
-    cutoffCount: cut.count,
-    has: (h) => {
-      const n = counts.get(h);
-      return n > cut.count || (n === cut.count && tieSet.get(h) > 0);
-    },
-  };
+  counts.clear();
+  return { distinct, size, cutoffCount: cut?.count ?? minCount, has: (h) => vocab.get(h) > 0 };
 }
 
 function spilledVocabulary(work: Database.Database, vocabSize: number, minCount: number): Vocabulary {

@@ -105,3 +105,79 @@ export class CountTable {
     }
   }
 }
+
+const PARTITION_BITS = 8;
+const PARTITIONS = 1 << PARTITION_BITS;
+const PENDING = 2048;
+
+/**
+ * A {@link CountTable} split into 256 partitions by the hash's top bits. Keys are first appended
+ * to a small per-partition buffer (sequential writes) and counted a buffer at a time into that
+ * partition's table, which is small enough to stay in the CPU cache: counting tens of millions of
+ * tokens into millions of distinct keys is then bound by arithmetic, not by cache misses
+ * (measured: 230 ns an add into one large table, several times less partitioned).
+ */
+export class PartitionedCountTable {
+  private readonly tables: CountTable[] = [];
+  private readonly pending = new Float64Array(PARTITIONS * PENDING);
+  private readonly fill = new Uint16Array(PARTITIONS);
+  private counted = 0;
+
+  constructor() {
+    for (let p = 0; p < PARTITIONS; p++) this.tables.push(new CountTable());
+  }
+
+  private static partition(key: number): number {
+    // The top 8 bits of the hash's high lane; CountTable slots use its low bits.
+    return (key / 0x100000) >>> (32 - PARTITION_BITS);
+  }
+
+  add(key: number): void {
+    const p = PartitionedCountTable.partition(key);
+    const n = this.fill[p]!;
+    this.pending[p * PENDING + n] = key;
+    this.fill[p] = n + 1;
+    if (n + 1 === PENDING) this.drain(p);
+  }
+
+  private drain(p: number): void {
+    const table = this.tables[p]!;
+    const before = table.size;
+    const start = p * PENDING;
+    const end = start + this.fill[p]!;
+    for (let i = start; i < end; i++) table.add(this.pending[i]!);
+    this.counted += table.size - before;
+    this.fill[p] = 0;
+  }
+
+  private drainAll(): void {
+    for (let p = 0; p < PARTITIONS; p++) if (this.fill[p]! > 0) this.drain(p);
+  }
+
+  /** Distinct keys counted so far (keys still buffered are not included until drained). */
+  get size(): number {
+    return this.counted;
+  }
+
+  get(key: number): number {
+    const p = PartitionedCountTable.partition(key);
+    if (this.fill[p]! > 0) this.drain(p);
+    return this.tables[p]!.get(key);
+  }
+
+  forEach(fn: (key: number, count: number) => void): void {
+    this.drainAll();
+    for (const t of this.tables) t.forEach(fn);
+  }
+
+  *entries(): Generator<[number, number]> {
+    this.drainAll();
+    for (const t of this.tables) yield* t.entries();
+  }
+
+  clear(): void {
+    for (const t of this.tables) t.clear();
+    this.fill.fill(0);
+    this.counted = 0;
+  }
+}

@@ -60,7 +60,9 @@ export function bigramHash52(first: string, second: string): number {
 
 /** A sha256 hex digest's first 52 bits: already uniform, no need to hash again. */
 export function sha52(sha256: string): number {
-  return parseInt(sha256.slice(0, 13), 16);
+  const h = parseInt(sha256.slice(0, 13), 16);
+  // Not hex (a sha256 written by some other tool in another form): hash it like any string.
+  return Number.isNaN(h) ? hash52(sha256) : h;
 }
 
 /** A 52-bit hash of an ordered pair of 52-bit hashes (a caption and an image, say). */

@@ -14,6 +14,7 @@ import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { normaliseCaption, wordTokens } from '../corpus/text.ts';
 import { TokenCounter, type Vocabulary } from './_counts.ts';
+import { SpoolWriter, readSpool, removeSpool } from './_spool.ts';
 import { CountTable } from './_hash-table.ts';
 import { hash52, pairHash52, sha52 } from './_hash.ts';
 import { ClassifierUnavailableError, nsfwjsClassifier, type NsfwClassifier, type NsfwModel } from './nsfw.ts';
@@ -118,6 +119,7 @@ const REASONS: readonly FilterReason[] = [
 ];
 
 const WORK_FILE = '.filter-work.sqlite';
+const SPOOL_FILE = '.filter-spool.f64';
 const BATCH = 10_000;
 
 function openForFilter(dir: string, dryRun: boolean): OpenCorpus {
@@ -182,17 +184,29 @@ function codePoints(text: string): number {
   return n;
 }
 
-/** The first unigram or bigram of `tokens` outside the vocabulary. */
-function firstRareToken(tokens: string[], vocab: Vocabulary): string | undefined {
+/**
+ * Where the first unigram or bigram outside the vocabulary is, from the spooled unigram hashes:
+ * `2i` for unigram i, `2i + 1` for the bigram ending at unigram i, -1 when there is none.
+ */
+function firstRare(r: Float64Array, at: number, n: number, vocab: Vocabulary): number {
   let previous = 0;
-  for (let i = 0; i < tokens.length; i++) {
-    const h = hash52(tokens[i]!);
-    if (!vocab.has(h)) return tokens[i];
-    if (i > 0 && !vocab.has(pairHash52(previous, h))) return `${tokens[i - 1]!} ${tokens[i]!}`;
+  for (let i = 0; i < n; i++) {
+    const h = r[at + i]!;
+    if (!vocab.has(h)) return 2 * i;
+    if (i > 0 && !vocab.has(pairHash52(previous, h))) return 2 * i + 1;
     previous = h;
   }
-  return undefined;
+  return -1;
 }
+
+/** The token a {@link firstRare} position names, from the caption. */
+function rareTokenText(caption: string, at: number): string {
+  const tokens = wordTokens(normaliseCaption(caption));
+  const i = Math.floor(at / 2);
+  return at % 2 === 0 ? (tokens[i] ?? '') : `${tokens[i - 1] ?? ''} ${tokens[i] ?? ''}`;
+}
+
+const SPOOL_HEADER = 10;
 
 const CHUNK = 4096;
 
@@ -238,6 +252,8 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
   const corpora: OpenCorpus[] = [];
   let work: Database.Database | undefined;
   const workPath = join(o.corpus[0]!, WORK_FILE);
+  const spoolPath = join(o.corpus[0]!, SPOOL_FILE);
+  let spool: SpoolWriter | undefined;
   const finishRuns: Array<(outcome: string, summary: unknown) => void> = [];
   let model: NsfwModel | undefined;
   try {
@@ -276,31 +292,59 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
       0,
     );
 
-    // Pass 1: count unigrams and bigrams, and how many distinct images carry each caption (and
-    // distinct captions each image), all in typed hash tables keyed by 52-bit hashes.
+    // Pass 1: the only read of the manifests. Count unigrams and bigrams, and how many distinct
+    // images carry each caption (and distinct captions each image), in typed hash tables keyed by
+    // 52-bit hashes; spool per pair what the second pass needs.
     const counter = new TokenCounter(work, o.maxTokensInMemory);
     const seenPairs = new CountTable();
     const imagesPerCaption = new CountTable();
     const captionsPerImage = new CountTable();
+    spool = new SpoolWriter(spoolPath);
     let done = 0;
-    for (const c of corpora) {
-      const rows = storedPairs(c.db, ['caption', 'COALESCE(sha256, url)']) as Iterable<[string, string]>;
-      for (const [caption, imageId] of rows) {
+    for (let ci = 0; ci < corpora.length; ci++) {
+      const c = corpora[ci]!;
+      const cols = [
+        'rowid',
+        'caption',
+        'COALESCE(sha256, url)',
+        'COALESCE(original_width, width)',
+        'COALESCE(original_height, height)',
+        'shard',
+        c.hasNoise ? 'noise_prob' : 'NULL',
+        c.hasDup ? 'dup_of IS NOT NULL' : '0',
+        'sha256 IS NOT NULL',
+      ];
+      const rows = storedPairs(c.db, cols) as Iterable<
+        [number, string, string, number | null, number | null, number | null, number | null, number, number]
+      >;
+      for (const [rowid, caption, imageId, width, height, shard, noiseProb, dup, hasSha] of rows) {
         const norm = normaliseCaption(caption);
         const tokens = wordTokens(norm);
+        const { values: r, offset } = spool.reserve(SPOOL_HEADER + tokens.length);
         let previous = 0;
         for (let i = 0; i < tokens.length; i++) {
           const h = hash52(tokens[i]!);
           counter.add(h);
           if (i > 0) counter.add(pairHash52(previous, h));
+          r[offset + SPOOL_HEADER + i] = h;
           previous = h;
         }
         const alt = hash52(norm);
-        const image = imageHash(imageId);
+        const image = hasSha ? sha52(imageId) : hash52(imageId);
         if (seenPairs.add(pairHash52(alt, image)) === 1) {
           imagesPerCaption.add(alt);
           captionsPerImage.add(image);
         }
+        r[offset] = rowid;
+        r[offset + 1] = alt;
+        r[offset + 2] = image;
+        r[offset + 3] = noiseProb ?? NaN;
+        r[offset + 4] = width ?? 0;
+        r[offset + 5] = height ?? 0;
+        r[offset + 6] = shard ?? -1;
+        r[offset + 7] = ci * 4 + (hasSha ? 2 : 0) + (dup ? 1 : 0);
+        r[offset + 8] = codePoints(norm);
+        r[offset + 9] = tokens.length;
         if (++done % BATCH === 0) {
           progress({ phase: 'count', done, total });
           if (aborted()) break;
@@ -308,6 +352,8 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
       }
       if (aborted()) break;
     }
+    spool.close();
+    spool = undefined;
     progress({ phase: 'count', done, total });
     if (aborted()) return interruptedResult(o, corpora, started);
     seenPairs.clear();
@@ -373,86 +419,90 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     );
     done = 0;
     const nsfwOn = rules.active.has('nsfw');
-    for (let ci = 0; ci < corpora.length && !aborted(); ci++) {
-      const c = corpora[ci]!;
-      const cols = [
-        'rowid',
-        'caption',
-        'COALESCE(sha256, url)',
-        'COALESCE(original_width, width)',
-        'COALESCE(original_height, height)',
-        'shard',
-        c.hasNoise ? 'noise_prob' : 'NULL',
-        c.hasDup ? 'dup_of' : 'NULL',
-      ];
-      const rows = storedPairs(c.db, cols) as Iterable<
-        [number, string, string, number, number, number | null, number | null, string | null]
-      >;
-      // Key and URL are read only for the few pairs shown as examples.
-      const identify = c.db.prepare('SELECT key, url FROM pairs WHERE rowid = ?');
-      const pending: unknown[][] = [];
-      const flush = work.transaction((items: unknown[][]) => {
-        for (const item of items) {
-          if (item.length === 3) insertDecision.run(item);
-          else insertPending.run(item);
-        }
-      });
-      for (const [rowid, caption, imageId, width, height, shard, noiseProb, dupOf] of rows) {
-        pairs++;
-        if (dupOf !== null) {
-          duplicates++;
-          continue;
-        }
-        const norm = normaliseCaption(caption);
-        const tokens = wordTokens(norm);
-        const alt = hash52(norm);
-        const image = imageHash(imageId);
-        const facts: PairFacts = {
-          width,
-          height,
-          words: tokens.length,
-          chars: codePoints(norm),
-          captionImages: sharedCaptions.get(alt) ?? 0,
-          imageCaptions: busyImages.get(image) ?? 0,
-          rareToken: rules.active.has('rare_token') ? firstRareToken(tokens, vocab) : undefined,
-          noiseProb,
-        };
-        const failed = failures(facts, rules);
-        for (const reason of failed) {
-          failing[reason === 'too_few_words' || reason === 'too_many_words' ? 'caption_words' : reason]++;
-        }
-        const reason = failed[0];
-        if (reason !== undefined) {
-          byReason[reason]++;
-          pending.push([ci, rowid, reason]);
-          const example = (detail: string) => {
-            const { key, url } = identify.get(rowid) as { key: string; url: string };
-            return { corpus: c.dir, key, caption, url, detail };
-          };
-          if (reason === 'shared_caption') {
-            if (topShared.has(alt) && !exampleSeen.has(`${reason}\0${norm}`)) {
-              addExample(reason, example(`${facts.captionImages} images share it`), norm);
-            }
-          } else if (reason === 'image_captions') {
-            if (topBusy.has(image) && !exampleSeen.has(`${reason}\0${imageId}`)) {
-              addExample(reason, example(`${facts.imageCaptions} captions`), imageId);
-            }
-          } else if ((examples[reason]?.length ?? 0) < o.examples) {
-            addExample(reason, example(exampleDetail(reason, facts)));
-          }
-        } else if (nsfwOn && shard !== null && imageId.length === 64) {
-          const { key } = identify.get(rowid) as { key: string };
-          pending.push([ci, rowid, shard, key, imageId]);
-        }
-        if (pending.length >= BATCH) {
-          flush(pending);
-          pending.length = 0;
-          progress({ phase: 'decide', done: pairs, total });
-          if (aborted()) break;
-        }
+    // Key, URL and caption are read back only for the few pairs shown as examples.
+    const identify = corpora.map((c) => c.db.prepare('SELECT key, url, caption, sha256 FROM pairs WHERE rowid = ?'));
+    const lookup = (ci: number, rowid: number) =>
+      identify[ci]!.get(rowid) as { key: string; url: string; caption: string; sha256: string | null };
+    const pending: unknown[][] = [];
+    const flush = work.transaction((items: unknown[][]) => {
+      for (const item of items) {
+        if (item.length === 3) insertDecision.run(item);
+        else insertPending.run(item);
       }
-      flush(pending);
+    });
+    const checkRare = rules.active.has('rare_token');
+    for (const { values: r, offset } of readSpool(spoolPath, SPOOL_HEADER, (v, at) => SPOOL_HEADER + v[at + 9]!)) {
+      pairs++;
+      const flags = r[offset + 7]!;
+      const ci = Math.floor(flags / 4);
+      if (flags % 2 === 1) {
+        duplicates++;
+        continue;
+      }
+      const rowid = r[offset]!;
+      const alt = r[offset + 1]!;
+      const image = r[offset + 2]!;
+      const noise = r[offset + 3]!;
+      const shard = r[offset + 6]!;
+      const words = r[offset + 9]!;
+      const facts: PairFacts = {
+        width: r[offset + 4]!,
+        height: r[offset + 5]!,
+        words,
+        chars: r[offset + 8]!,
+        captionImages: sharedCaptions.get(alt) ?? 0,
+        imageCaptions: busyImages.get(image) ?? 0,
+        rareAt: checkRare ? firstRare(r, offset + SPOOL_HEADER, words, vocab) : -1,
+        noiseProb: Number.isNaN(noise) ? null : noise,
+      };
+      const failed = failures(facts, rules);
+      for (const reason of failed) {
+        failing[reason === 'too_few_words' || reason === 'too_many_words' ? 'caption_words' : reason]++;
+      }
+      const reason = failed[0];
+      if (reason !== undefined) {
+        byReason[reason]++;
+        pending.push([ci, rowid, reason]);
+        const example = (detail: (caption: string) => string) => {
+          const { key, url, caption } = lookup(ci, rowid);
+          return { corpus: corpora[ci]!.dir, key, caption, url, detail: detail(caption) };
+        };
+        if (reason === 'shared_caption') {
+          if (topShared.has(alt) && !exampleSeen.has(`${reason}\0${alt}`)) {
+            addExample(
+              reason,
+              example(() => `${facts.captionImages} images share it`),
+              String(alt),
+            );
+          }
+        } else if (reason === 'image_captions') {
+          if (topBusy.has(image) && !exampleSeen.has(`${reason}\0${image}`)) {
+            addExample(
+              reason,
+              example(() => `${facts.imageCaptions} captions`),
+              String(image),
+            );
+          }
+        } else if ((examples[reason]?.length ?? 0) < o.examples) {
+          addExample(
+            reason,
+            example((caption) => exampleDetail(reason, facts, caption)),
+          );
+        }
+      } else if (nsfwOn && shard >= 0 && (flags & 2) !== 0) {
+        const { key, sha256 } = lookup(ci, rowid);
+        pending.push([ci, rowid, shard, key, sha256]);
+      }
+      if (pending.length >= BATCH) {
+        flush(pending);
+        pending.length = 0;
+      }
+      if (pairs % BATCH === 0) {
+        progress({ phase: 'decide', done: pairs, total });
+        if (aborted()) break;
+      }
     }
+    flush(pending);
     progress({ phase: 'decide', done: pairs, total });
     if (aborted()) return interruptedResult(o, corpora, started);
     // The sharing rules' examples: most shared first.
@@ -569,12 +619,14 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
   } finally {
     model?.dispose();
     work?.close();
+    spool?.close();
     rmSync(workPath, { force: true });
+    removeSpool(spoolPath);
     for (const c of corpora) c.close();
   }
 }
 
-function exampleDetail(reason: FilterReason, f: PairFacts): string {
+function exampleDetail(reason: FilterReason, f: PairFacts, caption: string): string {
   switch (reason) {
     case 'image_size':
     case 'aspect_ratio':
@@ -585,7 +637,7 @@ function exampleDetail(reason: FilterReason, f: PairFacts): string {
     case 'caption_chars':
       return `${f.chars} characters`;
     case 'rare_token':
-      return `rare: ${f.rareToken ?? ''}`;
+      return `rare: ${rareTokenText(caption, f.rareAt)}`;
     case 'noise_prob':
       return `noise ${f.noiseProb?.toFixed(3) ?? ''}`;
     default:
@@ -700,11 +752,6 @@ async function scorePending(
     i = j;
   }
   return { classified, model };
-}
-
-/** A pair's image identity: its sha256 (already uniform: its first 52 bits), else its URL hashed. */
-function imageHash(shaOrUrl: string): number {
-  return shaOrUrl.length === 64 && !shaOrUrl.includes(':') ? sha52(shaOrUrl) : hash52(shaOrUrl);
 }
 
 function hasTable(db: Database.Database, name: string): boolean {

@@ -18,8 +18,8 @@ export interface PairFacts {
   captionImages: number;
   /** Distinct normalised captions of this pair's image (only known exactly above the limit). */
   imageCaptions: number;
-  /** The first unigram or bigram of the caption outside the vocabulary, if any. */
-  rareToken: string | undefined;
+  /** Where the caption's first unigram or bigram outside the vocabulary is; -1 when none. */
+  rareAt: number;
   /** Noise probability written by `altforge score`, null when not scored. */
   noiseProb: number | null;
 }
@@ -56,7 +56,7 @@ export function failures(f: PairFacts, rules: RuleSet): FilterReason[] {
   if (on.has('aspect_ratio') && failsAspect(f.width, f.height, o)) out.push('aspect_ratio');
   if (on.has('image_captions') && f.imageCaptions > o.maxCaptionsPerImage) out.push('image_captions');
   if (on.has('shared_caption') && f.captionImages > o.maxImagesPerCaption) out.push('shared_caption');
-  if (on.has('rare_token') && f.rareToken !== undefined) out.push('rare_token');
+  if (on.has('rare_token') && f.rareAt >= 0) out.push('rare_token');
   if (on.has('caption_words')) {
     if (f.words < o.minWords) out.push('too_few_words');
     else if (o.maxWords > 0 && f.words > o.maxWords) out.push('too_many_words');

@@ -110,8 +110,26 @@ export interface TrainOptions {
   memoryLimitMb?: number;
   /** Called as work advances. */
   onProgress?: (progress: TrainProgress) => void;
+  /** Called after each NLIP harmonisation with every pair's noise probability (eval's noise-detection report). */
+  onNoise?: (estimate: NoiseEpoch) => void;
   /** Aborting it stops after the current step, with a checkpoint. */
   signal?: AbortSignal;
+}
+
+/** One epoch's noise estimate, as {@link TrainOptions.onNoise} receives it. */
+export interface NoiseEpoch {
+  /** The epoch whose start the harmonisation ran at (0-based). */
+  epoch: number;
+  /** Global step at that moment. */
+  step: number;
+  /** Pair ids, in the order of `noiseProb`. */
+  ids: readonly string[];
+  /** Noise probability per pair after the EMA. */
+  noiseProb: Float32Array;
+  /** Whether the mixture was acted on this epoch. */
+  acted: boolean;
+  /** Ashman's D of the fitted mixture. */
+  separation: number;
 }
 
 const positiveInt = z.number().int().positive();
@@ -168,6 +186,7 @@ const trainSchema = z.strictObject({
   maxSteps: positiveInt.nullable().default(null),
   memoryLimitMb: positiveInt.default(2048),
   onProgress: z.custom<(p: TrainProgress) => void>((v) => typeof v === 'function').optional(),
+  onNoise: z.custom<(e: NoiseEpoch) => void>((v) => typeof v === 'function').optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
 });
 

@@ -12,15 +12,19 @@ import { join, resolve } from 'node:path';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import { openCorpus, recordStageRun, type Migration } from '../corpus/manifest.ts';
 import { createRandom } from '../corpus/random.ts';
-import { selectBackend, type BackendReport } from './backend.ts';
+import { selectBackend, type BackendChoice, type BackendReport } from './backend.ts';
 import { readCheckpoint, removeStaleTemporaries, writeCheckpoint, type StoredTensor } from './checkpoint.ts';
+import * as tf from '@tensorflow/tfjs-core';
 import {
   baseSizeFor,
   buildImageStore,
+  decodeSquare,
   listPairs,
+  toModelInput,
   type AugmentOptions,
   type ImageStore,
   type PairRef,
+  type RawImage,
   type SourceCounts,
   type TrainSource,
 } from './data.ts';
@@ -43,7 +47,14 @@ export { PRESETS, matmulFlops, type ModelConfig } from './model.ts';
 export { Tokenizer, learnTokenizer } from './tokenizer.ts';
 export { readMetrics, type MetricsRecord } from './metrics-log.ts';
 export type { MemoryPair, RawImage, TrainSource } from './data.ts';
-export type { ModelOverrides, ScoreOptions, ScoreProgress, TrainOptions, TrainProgress } from './_options.ts';
+export type {
+  ModelOverrides,
+  NoiseEpoch,
+  ScoreOptions,
+  ScoreProgress,
+  TrainOptions,
+  TrainProgress,
+} from './_options.ts';
 
 /** File names inside a run directory. */
 export const CHECKPOINT_FILE = 'checkpoint.ckpt';
@@ -351,7 +362,7 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
     log = MetricsLog.open(join(out, METRICS_FILE), previous ? state.step : undefined);
 
     const training = Object.fromEntries(
-      Object.entries(opts).filter(([k]) => !['pairs', 'onProgress', 'signal', 'corpus'].includes(k)),
+      Object.entries(opts).filter(([k]) => !['pairs', 'onProgress', 'onNoise', 'signal', 'corpus'].includes(k)),
     );
     const activeModel = model;
     const activeOptimizer = optimizer;
@@ -577,4 +588,79 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
     model.dispose();
     await store.close();
   }
+}
+
+/** A trained dual encoder loaded for inference (eval): both towers, L2-normalised embeddings. */
+export interface Encoder {
+  /** The checkpoint file it was loaded from. */
+  checkpoint: string;
+  /** Global training step of the checkpoint. */
+  step: number;
+  config: ModelConfig;
+  /** Embedding width. */
+  dim: number;
+  /** The backend it runs on, and why the ones before it were skipped. */
+  backend: BackendReport;
+  /** `[images, dim]` row-major: each image decoded like training does (flattened on white, centre square). */
+  embedImages(images: ReadonlyArray<Uint8Array | RawImage>, batchSize?: number): Promise<Float32Array>;
+  /** `[texts, dim]` row-major, tokenised with the checkpoint's tokenizer. */
+  embedTexts(texts: readonly string[], batchSize?: number): Float32Array;
+  /** Releases the weights. */
+  dispose(): void;
+}
+
+/**
+ * Loads a checkpoint (file, or run directory holding `checkpoint.ckpt`) for inference. Eval's
+ * zero-shot retrieval and classification call this, never the model internals.
+ */
+export async function loadEncoder(
+  checkpoint: string,
+  options: { backend?: BackendChoice } = {},
+): Promise<Encoder> {
+  const path =
+    existsSync(checkpoint) && statSync(checkpoint).isDirectory() ? join(checkpoint, CHECKPOINT_FILE) : checkpoint;
+  if (!existsSync(path)) {
+    throw new UsageError('ERR_CHECKPOINT_NOT_FOUND', `No checkpoint at '${checkpoint}'`, { context: { path } });
+  }
+  const { meta, tensors } = readTrainCheckpoint(path);
+  const backend = await selectBackend(options.backend ?? 'auto');
+  const tokenizer = Tokenizer.fromJSON(meta.tokenizer);
+  const model = modelFromCheckpoint(meta, tensors, path);
+  const size = meta.config.imageSize;
+  const L = meta.config.contextLength;
+  const dim = meta.config.embedDim;
+  return {
+    checkpoint: path,
+    step: meta.step,
+    config: meta.config,
+    dim,
+    backend,
+    async embedImages(images, batchSize = 256) {
+      const out = new Float32Array(images.length * dim);
+      for (let s = 0; s < images.length; s += batchSize) {
+        const part = images.slice(s, s + batchSize);
+        const decoded = await Promise.all(part.map((img) => decodeSquare(img, size)));
+        const pixels = new Uint8Array(part.length * size * size * 3);
+        decoded.forEach((d, k) => pixels.set(d, k * size * size * 3));
+        const input = toModelInput(pixels, part.length, size, size, null, null);
+        const emb = tf.tidy(() => model.encodeImages(tf.tensor4d(input, [part.length, size, size, 3])));
+        out.set(emb.dataSync() as Float32Array, s * dim);
+        emb.dispose();
+      }
+      return out;
+    },
+    embedTexts(texts, batchSize = 256) {
+      const out = new Float32Array(texts.length * dim);
+      for (let s = 0; s < texts.length; s += batchSize) {
+        const part = texts.slice(s, s + batchSize);
+        const rows = new Int32Array(part.length * L);
+        part.forEach((t, k) => tokenizer.encode(t, L, rows.subarray(k * L, (k + 1) * L)));
+        const emb = tf.tidy(() => model.encodeTexts(tf.tensor2d(rows, [part.length, L], 'int32')));
+        out.set(emb.dataSync() as Float32Array, s * dim);
+        emb.dispose();
+      }
+      return out;
+    },
+    dispose: () => model.dispose(),
+  };
 }

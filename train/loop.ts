@@ -206,6 +206,14 @@ async function harmoniseEpoch(ctx: LoopContext, state: LoopState, epoch: number)
   });
   state.noiseProb = result.noiseProb;
   state.harmonisedEpoch = epoch;
+  options.onNoise?.({
+    epoch,
+    step: state.step,
+    ids: data.pairs.map((p) => p.id),
+    noiseProb: result.noiseProb.slice(),
+    acted: result.acted,
+    separation: result.separation,
+  });
   let completedCount = 0;
   if (options.completion) {
     const concepts = conceptVocabulary(

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../corpus/random.ts';
-import { MihIndex, storedHash } from '../../dedup/_mih.ts';
+import { loadMihTable, MihIndex, storedHash } from '../../dedup/_mih.ts';
 import { hamming, queryFingerprint } from '../../dedup/index.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { emojiFile } from '../fixtures/transforms.ts';
@@ -67,6 +67,39 @@ describe('multi-index hash lookup in SQLite', () => {
         expect(found).toEqual(expected);
       }
     }
+  });
+
+  it('answers from the in-memory mirror of the part columns exactly what the SQL lookup answers', () => {
+    const sql = new MihIndex<{ hash: bigint; id: bigint }>(db, 'h', ['id']);
+    const { table, rows } = loadMihTable<{ id: number }>(db, 'h', ['id']);
+    expect(table.size).toBe(stored.length);
+    for (const maxDistance of [0, 3, 4, 7, 8, 12, 16]) {
+      for (let q = 0; q < 40; q++) {
+        const query = flipBits(stored[Math.floor(random() * stored.length)] as bigint, q % 12, random);
+        const expected = sql
+          .lookup(query, maxDistance)
+          .map((hit) => `${Number(hit.row.id)}:${hit.distance}`)
+          .sort();
+        const found = table
+          .lookup(query, maxDistance)
+          .map((hit) => `${(rows[hit.index] as { id: number }).id}:${hit.distance}`)
+          .sort();
+        expect(found).toEqual(expected);
+        expect(found.length).toBe(stored.filter((h) => hamming(query, h) <= maxDistance).length);
+      }
+    }
+  });
+
+  it('reads only the rows selected, and each hit names its stored hash', () => {
+    const { table, rows } = loadMihTable<{ id: number }>(db, 'h', ['id'], 'id <= ?', [500]);
+    expect(table.size).toBe(500);
+    const query = stored[123] as bigint;
+    const hits = table.lookup(query, 0);
+    expect(hits.map((h) => (rows[h.index] as { id: number }).id)).toContain(124);
+    for (const hit of hits) expect(table.hashAt(hit.index)).toBe(query);
+    expect(table.lookup(stored[2000] as bigint, 0).every((h) => (rows[h.index] as { id: number }).id <= 500)).toBe(
+      true,
+    );
   });
 });
 

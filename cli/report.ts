@@ -1,0 +1,51 @@
+import { defineCommand } from 'citty';
+import { UsageError } from '../corpus/errors.ts';
+import type { ReportOptions, ReportResult } from '../report/index.ts';
+import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+
+const flags = {
+  corpus: { type: 'string', description: 'Corpus directory (with manifest.sqlite)', valueHint: 'DIR' },
+  runs: { type: 'list', description: 'Training run directory (altforge train --out): its loss curve', valueHint: 'DIR' },
+  compare: { type: 'string', description: 'compare.json (or its directory): the comparison table and plots', valueHint: 'FILE' },
+  benchDb: {
+    type: 'string',
+    description: 'Benchmark registry, for the test images of dedup matches; default $XDG_DATA_HOME/altforge/benchmarks.sqlite',
+    valueHint: 'FILE',
+  },
+  out: { type: 'string', description: 'Report directory (index.html, images/); default <corpus>/../report', valueHint: 'DIR', alias: 'o' },
+  examples: { type: 'integer', description: 'Examples per filter reason, and dedup matches shown', default: 6, valueHint: 'N' },
+  noiseGrid: { type: 'integer', description: 'Pairs in each half of the noise grid', default: 12, valueHint: 'N' },
+  title: { type: 'string', description: 'Page title', default: 'altforge report', valueHint: 'TEXT' },
+  json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
+} satisfies FlagSpecs;
+
+/** The line `altforge report` prints: where the page is and which sections have data. */
+export function summarizeReport(result: ReportResult): string {
+  const empty = Object.entries(result.sections)
+    .filter(([, has]) => !has)
+    .map(([name]) => name);
+  return (
+    `report: ${result.html} (${result.images} images` +
+    `${empty.length > 0 ? `; not run yet: ${empty.join(', ')}` : ''}); ${(result.durationMs / 1000).toFixed(1)} s`
+  );
+}
+
+export const reportCommand = defineCommand({
+  meta: {
+    name: 'report',
+    description:
+      'Write a static HTML report of a corpus (statuses, sizes, filter breakdown, dedup matches, noisiest and cleanest pairs) and of training runs and a comparison: one index.html plus images/, no server needed.',
+  },
+  args: cittyArgs(flags),
+  async run({ rawArgs }) {
+    const { values, positionals } = parseFlags(rawArgs, flags);
+    const { json, ...rest } = values as Record<string, unknown> & { json?: boolean };
+    if (rest['corpus'] === undefined && positionals[0] !== undefined) rest['corpus'] = positionals[0];
+    if (rest['corpus'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to report on');
+    // Loaded here: the report reads training metrics through the train stage, which loads TensorFlow.js.
+    const { runReport } = await import('../report/index.ts');
+    const result = await runReport(rest as unknown as ReportOptions);
+    if (json) process.stdout.write(JSON.stringify(result) + '\n');
+    else process.stderr.write(summarizeReport(result) + '\n');
+  },
+});

@@ -1,0 +1,64 @@
+/**
+ * Options of `runEval` and `runCompare`: interfaces with TSDoc and `@default`, and the zod schemas
+ * that validate them once at the entry.
+ */
+import { z } from 'zod';
+import { parseOptions } from '../corpus/options.ts';
+import type { BackendChoice } from '../train/index.ts';
+
+const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'] as const;
+
+/** Progress of an evaluation, for a progress bar. */
+export interface EvalProgress {
+  /** The benchmark being evaluated. */
+  benchmark: string;
+  done: number;
+  total: number;
+}
+
+/** Options of `runEval`. */
+export interface EvalOptions {
+  /** A train run directory, or its `checkpoint.ckpt`. */
+  checkpoint: string;
+  /** Names of benchmarks registered in the benchmark registry (`altforge bench add`). */
+  benchmark: string[];
+  /** The registry. @default defaultRegistryPath() */
+  benchDb?: string;
+  /** SQLite file of the `runs` and `results` tables. @default '<benchDb dir>/results.sqlite' */
+  resultsDb?: string;
+  /** Zero-shot classification prompt templates (`{}` is the class name). @default DEFAULT_TEMPLATES */
+  templates?: string[];
+  /** Compute backend. @default 'auto' */
+  backend?: BackendChoice;
+  /** Images or texts embedded at once. @default 256 */
+  batchSize?: number;
+  /** Evaluate on at most this many images of each benchmark (the first by image id); null: all. @default null */
+  limit?: number | null;
+  /** Called as benchmarks are evaluated. */
+  onProgress?: (progress: EvalProgress) => void;
+  /** Aborting it stops before the next benchmark. */
+  signal?: AbortSignal;
+}
+
+const evalSchema = z.strictObject({
+  checkpoint: z.string().min(1),
+  benchmark: z.array(z.string().min(1)).min(1),
+  benchDb: z.string().min(1).optional(),
+  resultsDb: z.string().min(1).optional(),
+  templates: z
+    .array(z.string().includes('{}', { message: "a template must contain '{}'" }))
+    .min(1)
+    .optional(),
+  backend: z.enum(BACKENDS).default('auto'),
+  batchSize: z.number().int().min(1).max(65_536).default(256),
+  limit: z.number().int().positive().nullable().default(null),
+  onProgress: z.custom<(p: EvalProgress) => void>((v) => typeof v === 'function').optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
+});
+
+export type ResolvedEvalOptions = z.output<typeof evalSchema>;
+
+/** Validates eval options once. */
+export function resolveEvalOptions(options: EvalOptions): ResolvedEvalOptions {
+  return parseOptions(evalSchema, options, 'eval');
+}

@@ -1,0 +1,224 @@
+/**
+ * The data of a comparison: training pairs (in memory, so captions can be shuffled) with a concept
+ * per pair, and the clean benchmarks evaluated after training. Two built-in offline settings
+ * (Fashion-MNIST from Debian's `dataset-fashion-mnist`; emoji drawings of two vendors against a
+ * third) and any corpus directory with registered benchmarks.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
+import { UsageError } from '../corpus/errors.ts';
+import { FASHION_MNIST_CLASSES, idxImages, readIdx } from '../corpus/idx.ts';
+import { MANIFEST_FILE, hasColumn } from '../corpus/manifest.ts';
+import { createRandom, shuffle } from '../corpus/random.ts';
+import { openRegistry } from '../corpus/registry.ts';
+import { readShard } from '../corpus/shard-reader.ts';
+import { shardPaths } from '../corpus/shards.ts';
+import type { MemoryPair } from '../train/index.ts';
+import { loadBenchmark } from './benchmarks.ts';
+import type { EvalBenchmark } from './zero-shot.ts';
+
+/** Training pairs plus the concept of each (noise injection never gives a pair its own concept's caption). */
+export interface SettingData {
+  /** `fashion-mnist`, `emoji`, or `corpus:<dir>`. */
+  setting: string;
+  pairs: MemoryPair[];
+  groups: Array<string | number>;
+  benchmarks: EvalBenchmark[];
+  /** Class names for classification benchmarks' templates, when the setting has them. */
+  description: string;
+}
+
+/** Where Debian's `dataset-fashion-mnist` puts the files. */
+export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
+
+/** Captions of Fashion-MNIST training pairs: several templates per class (`{}` is the class name). */
+export const FASHION_CAPTION_TEMPLATES: readonly string[] = [
+  'a photo of a {}.',
+  'a {} in black and white.',
+  'a grayscale picture of a {}.',
+  'a small image of a {}.',
+  'a {}, product photo.',
+  'this is a {}.',
+];
+
+/** The class names as used in captions ("T-shirt/top" -> "t-shirt or top"). */
+export function fashionClassNames(): string[] {
+  return FASHION_MNIST_CLASSES.map((c) => c.toLowerCase().replace('/', ' or '));
+}
+
+/** Fashion-MNIST: `trainPairs` training images with a templated caption each, `testImages` test images to classify. */
+export function fashionMnist(options: { trainPairs: number; testImages: number; seed: number; dir?: string }): SettingData {
+  const dir = options.dir ?? FASHION_MNIST_DIR;
+  const file = (name: string) => join(dir, name);
+  for (const f of ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']) {
+    if (!existsSync(file(f))) {
+      throw new UsageError(
+        'ERR_DATASET_NOT_FOUND',
+        `Fashion-MNIST not found (${file(f)}): install Debian's dataset-fashion-mnist`,
+        { context: { path: file(f), stage: 'compare' } },
+      );
+    }
+  }
+  const names = fashionClassNames();
+  const random = createRandom(options.seed, 'fashion-captions');
+  const train = [...idxImages(readIdx(file('train-images-idx3-ubyte.gz')), readIdx(file('train-labels-idx1-ubyte.gz')))];
+  const chosen = shuffle(createRandom(options.seed, 'fashion-subset'), train).slice(0, options.trainPairs);
+  const pairs: MemoryPair[] = [];
+  const groups: number[] = [];
+  for (const img of chosen) {
+    const label = img.label as number;
+    const template = FASHION_CAPTION_TEMPLATES[Math.floor(random() * FASHION_CAPTION_TEMPLATES.length)] as string;
+    pairs.push({
+      id: `train-${img.index}`,
+      caption: template.split('{}').join(names[label] as string),
+      image: { pixels: img.pixels, width: img.width, height: img.height, channels: 1 },
+    });
+    groups.push(label);
+  }
+  const test = [...idxImages(readIdx(file('t10k-images-idx3-ubyte.gz')), readIdx(file('t10k-labels-idx1-ubyte.gz')))].slice(
+    0,
+    options.testImages,
+  );
+  return {
+    setting: 'fashion-mnist',
+    pairs,
+    groups,
+    benchmarks: [
+      {
+        name: 'fashion-mnist',
+        images: test.map((t) => ({ pixels: t.pixels, width: t.width, height: t.height, channels: 1 as const })),
+        captions: test.map(() => []),
+        labels: test.map((t) => t.label),
+        classNames: names,
+      },
+    ],
+    description: `Fashion-MNIST: ${pairs.length} training pairs (${FASHION_CAPTION_TEMPLATES.length} caption templates per class), zero-shot classification of ${test.length} test images`,
+  };
+}
+
+interface EmojiEntry {
+  name: string | null;
+  short_name: string;
+  image: string;
+  has_img_google?: boolean;
+  has_img_apple?: boolean;
+  has_img_twitter?: boolean;
+}
+
+/** The caption of an emoji: its Unicode name, lower case ("smiling face with halo"). */
+export function emojiCaption(entry: { name: string | null; short_name: string }): string {
+  return (entry.name ?? entry.short_name.replace(/_/g, ' ')).toLowerCase();
+}
+
+/**
+ * Emoji: the drawings of `trainVendors` (google, apple) named by their Unicode name, and
+ * `testImages` drawings of `testVendor` (twitter) of the same concepts, retrieved by name both ways
+ * (a change of drawing style the model has not seen).
+ */
+export function emoji(options: {
+  trainPairs: number;
+  testImages: number;
+  seed: number;
+  trainVendors?: string[];
+  testVendor?: string;
+}): SettingData {
+  const require = createRequire(import.meta.url);
+  const trainVendors = options.trainVendors ?? ['google', 'apple'];
+  const testVendor = options.testVendor ?? 'twitter';
+  const vendorDir = (v: string) => dirname(require.resolve(`emoji-datasource-${v}/package.json`));
+  const meta = JSON.parse(readFileSync(join(vendorDir(testVendor), 'emoji.json'), 'utf8')) as EmojiEntry[];
+  const imagePath = (v: string, e: EmojiEntry) => join(vendorDir(v), 'img', v, '64', e.image);
+  const seen = new Set<string>();
+  const usable = meta.filter((e) => {
+    const caption = emojiCaption(e);
+    if (seen.has(caption)) return false;
+    const ok = [...trainVendors, testVendor].every((v) => existsSync(imagePath(v, e)));
+    if (ok) seen.add(caption);
+    return ok;
+  });
+  const concepts = shuffle(createRandom(options.seed, 'emoji-concepts'), usable).slice(
+    0,
+    Math.max(1, Math.floor(options.trainPairs / trainVendors.length)),
+  );
+  const pairs: MemoryPair[] = [];
+  const groups: string[] = [];
+  for (const e of concepts) {
+    for (const v of trainVendors) {
+      pairs.push({ id: `${v}/${e.image}`, caption: emojiCaption(e), image: new Uint8Array(readFileSync(imagePath(v, e))) });
+      groups.push(emojiCaption(e));
+    }
+  }
+  const test = concepts.slice(0, options.testImages);
+  return {
+    setting: 'emoji',
+    pairs,
+    groups,
+    benchmarks: [
+      {
+        name: `emoji-${testVendor}`,
+        images: test.map((e) => new Uint8Array(readFileSync(imagePath(testVendor, e)))),
+        captions: test.map((e) => [emojiCaption(e)]),
+      },
+    ],
+    description: `emoji: ${pairs.length} training pairs (${trainVendors.join('+')}, ${concepts.length} concepts), retrieval on ${test.length} ${testVendor} drawings`,
+  };
+}
+
+/**
+ * A corpus: its kept pairs (status `ok`, not filtered, not duplicates) read into memory, grouped
+ * by normalised caption, evaluated on registered benchmarks.
+ */
+export async function corpusSetting(options: {
+  corpus: string;
+  benchmark: string[];
+  benchDb: string;
+  limit?: number;
+}): Promise<SettingData> {
+  const path = join(options.corpus, MANIFEST_FILE);
+  if (!existsSync(path)) {
+    throw new UsageError('ERR_CORPUS_NOT_FOUND', `No corpus at '${options.corpus}' (no ${MANIFEST_FILE})`, {
+      context: { path: options.corpus, stage: 'compare' },
+    });
+  }
+  const registry = openRegistry(options.benchDb);
+  const benchmarks: EvalBenchmark[] = [];
+  try {
+    for (const name of options.benchmark) benchmarks.push(await loadBenchmark(registry, name, options.limit));
+  } finally {
+    registry.close();
+  }
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  let rows: Array<{ key: string; caption: string; shard: number }>;
+  try {
+    const where = [
+      "status = 'ok'",
+      hasColumn(db, 'pairs', 'filter_reason') ? 'filter_reason IS NULL' : null,
+      hasColumn(db, 'pairs', 'dup_of') ? 'dup_of IS NULL' : null,
+    ].filter((w) => w !== null);
+    rows = db
+      .prepare(`SELECT key, caption, shard FROM pairs WHERE ${where.join(' AND ')} ORDER BY shard, key`)
+      .all() as typeof rows;
+  } finally {
+    db.close();
+  }
+  const byShard = new Map<number, Map<string, string>>();
+  for (const r of rows) {
+    if (!byShard.has(r.shard)) byShard.set(r.shard, new Map());
+    byShard.get(r.shard)?.set(r.key, r.caption);
+  }
+  const pairs: MemoryPair[] = [];
+  for (const [shard, keys] of byShard) {
+    for await (const sample of readShard(shardPaths(options.corpus, shard).tar, new Set(keys.keys()))) {
+      pairs.push({ id: sample.key, caption: keys.get(sample.key) as string, image: new Uint8Array(sample.jpg) });
+    }
+  }
+  return {
+    setting: `corpus:${options.corpus}`,
+    pairs,
+    groups: pairs.map((p) => p.caption.toLowerCase().trim()),
+    benchmarks,
+    description: `corpus ${options.corpus}: ${pairs.length} kept pairs, benchmarks ${options.benchmark.join(', ')}`,
+  };
+}

@@ -1,0 +1,356 @@
+/**
+ * `altforge compare`: does noise-robust training help on this data? For each noise rate, the
+ * captions of that fraction of training pairs are shuffled (NCR protocol), then a vanilla and an
+ * NLIP run are trained with the same seeds, data order and steps, and both are evaluated on the
+ * same clean benchmarks. Writes `compare.json`, `compare.md` and `plots/*.svg|png` into `out`.
+ */
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { AltforgeError, UsageError } from '../corpus/errors.ts';
+import { parseOptions } from '../corpus/options.ts';
+import { createRandom } from '../corpus/random.ts';
+import { defaultRegistryPath } from '../corpus/registry.ts';
+import {
+  CHECKPOINT_FILE,
+  METRICS_FILE,
+  loadEncoder,
+  readMetrics,
+  runTrain,
+  type BackendChoice,
+  type NoiseEpoch,
+  type TrainOptions,
+} from '../train/index.ts';
+import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
+import { injectNoise } from './noise-injection.ts';
+import { renderPlots, type PlotRef } from './plots.ts';
+import { corpusSetting, emoji, fashionMnist, type SettingData } from './_settings.ts';
+import { DEFAULT_TEMPLATES, evaluateBenchmark } from './zero-shot.ts';
+
+/** The training recipe shared by both methods (everything `runTrain` takes except the data and the robust switch). */
+export type CompareTrainOptions = Omit<TrainOptions, 'corpus' | 'pairs' | 'out' | 'seed' | 'robust' | 'onProgress' | 'onNoise' | 'signal' | 'resume' | 'maxSteps' | 'backend'>;
+
+/** Progress of a comparison. */
+export interface CompareProgress {
+  phase: 'load' | 'train' | 'eval';
+  /** Index of the run (0-based) and number of runs. */
+  run: number;
+  runs: number;
+  noiseRate: number;
+  method: 'vanilla' | 'nlip';
+  seed: number;
+  /** Steps done and planned in the current run (train phase). */
+  done: number;
+  total: number;
+  loss?: number;
+}
+
+/** Options of {@link runCompare}. Give `setting` or `corpus`. */
+export interface CompareOptions {
+  /** A built-in offline setting: Fashion-MNIST (zero-shot accuracy) or emoji (google+apple -> twitter retrieval). */
+  setting?: 'fashion-mnist' | 'emoji';
+  /** A corpus directory to train on instead (its kept pairs), evaluated on `benchmark`. */
+  corpus?: string;
+  /** Registered benchmarks (with `corpus`). @default [] */
+  benchmark?: string[];
+  /** The benchmark registry (with `corpus`). @default defaultRegistryPath() */
+  benchDb?: string;
+  /** Output directory: `compare.json`, `compare.md`, `plots/`, one run directory per run in `runs/`. */
+  out: string;
+  /** Fractions of training pairs whose captions are shuffled. @default [0, 0.2, 0.5] */
+  noiseRates?: number[];
+  /** Seeds per (rate, method): 1..seeds. @default 2 */
+  seeds?: number;
+  /** Training steps of every run (null: `train.epochs` full epochs). @default null */
+  steps?: number | null;
+  /** Methods trained. @default ['vanilla', 'nlip'] */
+  methods?: Array<'vanilla' | 'nlip'>;
+  /** Training pairs of a built-in setting. @default 4000 */
+  trainPairs?: number;
+  /** Test images of a built-in setting. @default 500 */
+  testImages?: number;
+  /** Classification prompt templates. @default DEFAULT_TEMPLATES */
+  templates?: string[];
+  /** Training recipe (epochs, batch size, lr, warm-up, robust mode...), the same for both methods. @default {epochs: 10, batchSize: 128} */
+  train?: CompareTrainOptions;
+  /** Compute backend. @default 'auto' */
+  backend?: BackendChoice;
+  onProgress?: (progress: CompareProgress) => void;
+  /** Aborting it stops the current run and writes nothing more. */
+  signal?: AbortSignal;
+}
+
+/** One trained and evaluated run. */
+export interface CompareRun {
+  noiseRate: number;
+  method: 'vanilla' | 'nlip';
+  seed: number;
+  checkpoint: string;
+  /** `<benchmark>/<task>/<metric>` -> value. */
+  metrics: Record<string, number>;
+  steps: number;
+  trainSeconds: number;
+}
+
+/** The contents of `compare.json`. */
+export interface CompareJson {
+  version: 1;
+  setting: string;
+  description: string;
+  noiseRates: number[];
+  seeds: number[];
+  steps: number;
+  trainPairs: number;
+  train: Record<string, unknown>;
+  runs: CompareRun[];
+  summary: Array<{ noiseRate: number; method: 'vanilla' | 'nlip'; metric: string; mean: number; spread: number; n: number }>;
+  detection: Array<{
+    noiseRate: number;
+    seed: number;
+    epoch: number;
+    step: number;
+    auc: number | null;
+    precision: number | null;
+    recall: number | null;
+    acted: boolean;
+  }>;
+  curves: Array<{ noiseRate: number; method: 'vanilla' | 'nlip'; seed: number; step: number; loss: number }>;
+  plots: PlotRef[];
+  createdAt: string;
+}
+
+/** What a comparison produced. */
+export interface CompareResult extends CompareJson {
+  out: string;
+  /** Paths of `compare.json` and `compare.md`. */
+  json: string;
+  markdown: string;
+  durationMs: number;
+}
+
+const schema = z.strictObject({
+  setting: z.enum(['fashion-mnist', 'emoji']).optional(),
+  corpus: z.string().min(1).optional(),
+  benchmark: z.array(z.string().min(1)).default([]),
+  benchDb: z.string().min(1).optional(),
+  out: z.string().min(1),
+  noiseRates: z.array(z.number().min(0).max(1)).min(1).default([0, 0.2, 0.5]),
+  seeds: z.number().int().min(1).max(100).default(2),
+  steps: z.number().int().positive().nullable().default(null),
+  methods: z
+    .array(z.enum(['vanilla', 'nlip']))
+    .min(1)
+    .default(['vanilla', 'nlip']),
+  trainPairs: z.number().int().min(2).default(4000),
+  testImages: z.number().int().min(1).default(500),
+  templates: z.array(z.string().includes('{}')).min(1).optional(),
+  train: z.record(z.string(), z.unknown()).default({}),
+  backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu']).default('auto'),
+  onProgress: z.custom<(p: CompareProgress) => void>((v) => typeof v === 'function').optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
+});
+
+async function loadSetting(opts: z.output<typeof schema>): Promise<SettingData> {
+  if ((opts.setting === undefined) === (opts.corpus === undefined)) {
+    throw new UsageError('ERR_NO_INPUT', 'Give what to compare on: --setting fashion-mnist|emoji, or --corpus DIR', {
+      context: { stage: 'compare' },
+    });
+  }
+  if (opts.setting === 'fashion-mnist') {
+    return fashionMnist({ trainPairs: opts.trainPairs, testImages: opts.testImages, seed: 1 });
+  }
+  if (opts.setting === 'emoji') return emoji({ trainPairs: opts.trainPairs, testImages: opts.testImages, seed: 1 });
+  if (opts.benchmark.length === 0) {
+    throw new UsageError('ERR_NO_BENCHMARK', 'Comparing on a corpus needs --benchmark NAME (a registered test set)', {
+      context: { stage: 'compare' },
+    });
+  }
+  return corpusSetting({
+    corpus: opts.corpus as string,
+    benchmark: opts.benchmark,
+    benchDb: resolve(opts.benchDb ?? defaultRegistryPath()),
+    limit: opts.testImages,
+  });
+}
+
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+const fmt = (v: number | null, digits = 1) => (v === null || !Number.isFinite(v) ? '–' : v.toFixed(digits));
+
+/** The Markdown report: one table per metric (methods side by side, robust minus vanilla), then detection. */
+export function compareMarkdown(result: CompareJson): string {
+  const lines: string[] = [
+    `# Noise-robust vs vanilla: ${result.setting}`,
+    '',
+    `${result.description}. Noise rates ${result.noiseRates.join(', ')}; seeds ${result.seeds.join(', ')}; ${result.steps} steps per run. Values: mean ± spread (sample standard deviation) over seeds.`,
+    '',
+  ];
+  const metrics = [...new Set(result.summary.map((s) => s.metric))];
+  const get = (rate: number, method: string, metric: string) =>
+    result.summary.find((s) => s.noiseRate === rate && s.method === method && s.metric === metric);
+  for (const metric of metrics) {
+    lines.push(`## ${metric}`, '', '| noise rate | vanilla | nlip | nlip − vanilla |', '|---|---|---|---|');
+    for (const rate of result.noiseRates) {
+      const v = get(rate, 'vanilla', metric);
+      const n = get(rate, 'nlip', metric);
+      const cell = (s: typeof v) => (s ? `${fmt(s.mean, 2)} ± ${fmt(s.spread, 2)}` : '–');
+      lines.push(`| ${rate} | ${cell(v)} | ${cell(n)} | ${v && n ? fmt(n.mean - v.mean, 2) : '–'} |`);
+    }
+    lines.push('');
+  }
+  if (result.detection.length > 0) {
+    lines.push(
+      '## Noise detection (nlip runs: noise probability against the injected mask)',
+      '',
+      '| noise rate | seed | epoch | acted | ROC AUC | precision@0.5 | recall@0.5 |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const d of result.detection) {
+      lines.push(
+        `| ${d.noiseRate} | ${d.seed} | ${d.epoch} | ${d.acted ? 'yes' : 'no'} | ${fmt(d.auc, 3)} | ${fmt(d.precision, 3)} | ${fmt(d.recall, 3)} |`,
+      );
+    }
+    lines.push('');
+  }
+  if (result.plots.length > 0) {
+    lines.push('## Plots', '');
+    for (const p of result.plots) lines.push(`![${p.title}](${p.svg})`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Runs the comparison. Every (rate, seed) shares one noisy caption set, so vanilla and NLIP see
+ * exactly the same data, order and steps; only the robust switch differs.
+ */
+export async function runCompare(options: CompareOptions): Promise<CompareResult> {
+  const started = Date.now();
+  const opts = parseOptions(schema, options, 'compare');
+  const out = resolve(opts.out);
+  const data = await loadSetting(opts);
+  if (data.pairs.length < 2) {
+    throw new UsageError('ERR_EMPTY_CORPUS', `Need at least 2 training pairs to compare, got ${data.pairs.length}`, {
+      context: { stage: 'compare' },
+    });
+  }
+  const templates = opts.templates ?? [...DEFAULT_TEMPLATES];
+  const recipe: Record<string, unknown> = { epochs: 10, batchSize: 128, ...opts.train };
+  const batch = Math.min(Number(recipe['batchSize']), data.pairs.length);
+  const stepsPerEpoch = Math.floor(data.pairs.length / batch);
+  const epochs = opts.steps === null ? Number(recipe['epochs']) : Math.ceil(opts.steps / stepsPerEpoch);
+  const steps = opts.steps ?? epochs * stepsPerEpoch;
+  const seeds = Array.from({ length: opts.seeds }, (_, i) => i + 1);
+  mkdirSync(join(out, 'runs'), { recursive: true });
+
+  const runs: CompareRun[] = [];
+  const detection: CompareJson['detection'] = [];
+  const curves: CompareJson['curves'] = [];
+  const total = opts.noiseRates.length * seeds.length * opts.methods.length;
+  let index = 0;
+  for (const rate of opts.noiseRates) {
+    for (const seed of seeds) {
+      const injected = injectNoise(
+        data.pairs.map((p) => p.caption),
+        rate,
+        createRandom(seed, `noise:${rate}`),
+        { groups: data.groups },
+      );
+      const noisyById = new Map(data.pairs.map((p, i) => [p.id, injected.noisy[i] as boolean]));
+      const pairs = data.pairs.map((p, i) => ({ ...p, caption: injected.captions[i] as string }));
+      for (const method of opts.methods) {
+        if (opts.signal?.aborted) {
+          throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted; the comparison is incomplete', {
+            context: { stage: 'compare' },
+          });
+        }
+        const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
+        const progress = (phase: CompareProgress['phase'], done: number, t: number, loss?: number) =>
+          opts.onProgress?.({ phase, run: index, runs: total, noiseRate: rate, method, seed, done, total: t, ...(loss === undefined ? {} : { loss }) });
+        const onNoise = (e: NoiseEpoch) => {
+          if (rate === 0) return;
+          const positive = e.ids.map((id) => noisyById.get(id) === true);
+          const pr = precisionRecall(e.noiseProb, positive, 0.5);
+          detection.push({ noiseRate: rate, seed, epoch: e.epoch, step: e.step, auc: rocAuc(e.noiseProb, positive), ...pr, acted: e.acted });
+        };
+        const trainStarted = Date.now();
+        const trained = await runTrain({
+          ...(recipe as CompareTrainOptions),
+          pairs,
+          out: runDir,
+          seed,
+          epochs,
+          maxSteps: steps,
+          checkpointEvery: Math.max(steps, 1),
+          robust: method === 'nlip' ? 'nlip' : 'none',
+          backend: opts.backend,
+          onProgress: (p) => {
+            if (p.phase === 'train') progress('train', p.done, steps, p.loss);
+          },
+          ...(method === 'nlip' ? { onNoise } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        });
+        const trainSeconds = (Date.now() - trainStarted) / 1000;
+        for (const r of readMetrics(join(runDir, METRICS_FILE))) {
+          if (r.kind === 'step' && typeof r['loss'] === 'number') {
+            curves.push({ noiseRate: rate, method, seed, step: r.step, loss: r['loss'] });
+          }
+        }
+        progress('eval', 0, data.benchmarks.length);
+        const encoder = await loadEncoder(join(runDir, CHECKPOINT_FILE), { backend: opts.backend });
+        const metrics: Record<string, number> = {};
+        try {
+          for (const b of data.benchmarks) {
+            for (const m of await evaluateBenchmark(encoder, b, { templates })) {
+              metrics[`${m.benchmark}/${m.task}/${m.metric}`] = m.value;
+            }
+          }
+        } finally {
+          encoder.dispose();
+        }
+        runs.push({ noiseRate: rate, method, seed, checkpoint: runDir, metrics, steps: trained.step, trainSeconds });
+        index++;
+      }
+    }
+  }
+
+  const summary: CompareJson['summary'] = [];
+  const metricNames = [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))];
+  for (const rate of opts.noiseRates) {
+    for (const method of opts.methods) {
+      for (const metric of metricNames) {
+        const values = runs
+          .filter((r) => r.noiseRate === rate && r.method === method && r.metrics[metric] !== undefined)
+          .map((r) => r.metrics[metric] as number);
+        if (values.length > 0) summary.push({ noiseRate: rate, method, metric, ...meanAndSpread(values), n: values.length });
+      }
+    }
+  }
+  const { onProgress: _p, signal: _s, ...trainShown } = recipe;
+  const result: CompareJson = {
+    version: 1,
+    setting: data.setting,
+    description: data.description,
+    noiseRates: opts.noiseRates,
+    seeds,
+    steps,
+    trainPairs: data.pairs.length,
+    train: { ...trainShown, epochs },
+    runs,
+    summary,
+    detection,
+    curves,
+    plots: [],
+    createdAt: new Date().toISOString(),
+  };
+  result.plots = await renderPlots(result, join(out, 'plots'));
+  const jsonPath = join(out, 'compare.json');
+  const mdPath = join(out, 'compare.md');
+  writeAtomic(jsonPath, JSON.stringify(result, null, 1));
+  writeAtomic(mdPath, compareMarkdown(result));
+  return { ...result, out, json: jsonPath, markdown: mdPath, durationMs: Date.now() - started };
+}

@@ -1,0 +1,140 @@
+/**
+ * Zero-shot evaluation of an encoder on one benchmark held in memory: retrieval both ways when
+ * the images have captions, classification when they have labels and the set has class names.
+ * Class embeddings are the mean of the prompt templates' text embeddings, re-normalised (CLIP).
+ */
+import { UsageError } from '../corpus/errors.ts';
+import type { Encoder, RawImage } from '../train/index.ts';
+import { classificationMetrics, retrievalMetrics, similarity } from './metrics.ts';
+
+/** The default prompt templates of zero-shot classification (`{}` is the class name). */
+export const DEFAULT_TEMPLATES: readonly string[] = [
+  'a photo of a {}.',
+  'a picture of a {}.',
+  'an image of a {}.',
+  'a drawing of a {}.',
+  'a {}.',
+];
+
+/** One task's metric, as stored and reported. */
+export interface EvalMetric {
+  benchmark: string;
+  task: 'image_to_text' | 'text_to_image' | 'classification';
+  metric: string;
+  value: number;
+}
+
+/** A benchmark loaded into memory. */
+export interface EvalBenchmark {
+  name: string;
+  /** Encoded image bytes or raw pixels. */
+  images: ReadonlyArray<Uint8Array | RawImage>;
+  /** Captions per image (may be empty lists). */
+  captions: ReadonlyArray<readonly string[]>;
+  /** Label per image, or null for unlabelled images (classification sets). */
+  labels?: ReadonlyArray<number | null>;
+  /** Class names by label (classification sets). */
+  classNames?: readonly string[] | null;
+}
+
+/** The prompts of a class: every template with `{}` replaced by the name. */
+export function prompts(className: string, templates: readonly string[]): string[] {
+  return templates.map((t) => t.split('{}').join(className));
+}
+
+/**
+ * Class embeddings `[classes, dim]`: for each class, the mean of its prompts' embeddings
+ * (each already unit length), re-normalised to unit length.
+ */
+export function classEmbeddings(
+  embedTexts: (texts: readonly string[]) => Float32Array,
+  classNames: readonly string[],
+  templates: readonly string[],
+  dim: number,
+): Float32Array {
+  if (templates.length === 0) {
+    throw new UsageError('ERR_INVALID_OPTION', "Option 'eval.templates': give at least one template", {
+      context: { stage: 'eval', option: 'templates' },
+    });
+  }
+  const all = classNames.flatMap((c) => prompts(c, templates));
+  const emb = embedTexts(all);
+  const out = new Float32Array(classNames.length * dim);
+  for (let c = 0; c < classNames.length; c++) {
+    for (let t = 0; t < templates.length; t++) {
+      const row = (c * templates.length + t) * dim;
+      for (let k = 0; k < dim; k++) out[c * dim + k] = (out[c * dim + k] as number) + (emb[row + k] as number);
+    }
+    let norm = 0;
+    for (let k = 0; k < dim; k++) norm += (out[c * dim + k] as number) ** 2;
+    norm = Math.sqrt(norm) || 1;
+    for (let k = 0; k < dim; k++) out[c * dim + k] = (out[c * dim + k] as number) / norm;
+  }
+  return out;
+}
+
+/** Every metric of `benchmark` for `encoder`; an empty benchmark (or one with nothing to score) is refused. */
+export async function evaluateBenchmark(
+  encoder: Pick<Encoder, 'embedImages' | 'embedTexts' | 'dim'>,
+  benchmark: EvalBenchmark,
+  options: { templates: readonly string[]; batchSize?: number },
+): Promise<EvalMetric[]> {
+  const { name } = benchmark;
+  if (benchmark.images.length === 0) {
+    throw new UsageError('ERR_EMPTY_BENCHMARK', `Benchmark '${name}' has no readable images to evaluate on`, {
+      context: { stage: 'eval' },
+    });
+  }
+  const texts: string[] = [];
+  const textImage: number[] = [];
+  benchmark.captions.forEach((caps, i) =>
+    caps.forEach((c) => {
+      texts.push(c);
+      textImage.push(i);
+    }),
+  );
+  const labelled: number[] = [];
+  benchmark.labels?.forEach((l, i) => {
+    if (l !== null && l !== undefined) labelled.push(i);
+  });
+  const classNames = benchmark.classNames ?? null;
+  const canClassify = classNames !== null && classNames.length > 0 && labelled.length > 0;
+  if (texts.length === 0 && !canClassify) {
+    throw new UsageError(
+      'ERR_EMPTY_BENCHMARK',
+      `Benchmark '${name}' has ${benchmark.images.length} images but neither captions nor labelled classes to evaluate with`,
+      { context: { stage: 'eval' } },
+    );
+  }
+  const dim = encoder.dim;
+  const imageEmb = await encoder.embedImages(benchmark.images, options.batchSize);
+  const metrics: EvalMetric[] = [];
+  const push = (task: EvalMetric['task'], values: Record<string, number>) => {
+    for (const [metric, value] of Object.entries(values)) metrics.push({ benchmark: name, task, metric, value });
+  };
+  if (texts.length > 0) {
+    const textEmb = encoder.embedTexts(texts, options.batchSize);
+    const r = retrievalMetrics(similarity(imageEmb, textEmb, dim), benchmark.images.length, textImage);
+    const pick = (s: typeof r.imageToText) => ({
+      'R@1': s['R@1'],
+      'R@5': s['R@5'],
+      'R@10': s['R@10'],
+      mean_rank: s.mean_rank,
+      median_rank: s.median_rank,
+    });
+    push('image_to_text', pick(r.imageToText));
+    push('text_to_image', pick(r.textToImage));
+  }
+  if (canClassify) {
+    const classEmb = classEmbeddings((t) => encoder.embedTexts(t, options.batchSize), classNames, options.templates, dim);
+    const rows = new Float32Array(labelled.length * dim);
+    labelled.forEach((i, k) => rows.set(imageEmb.subarray(i * dim, (i + 1) * dim), k * dim));
+    const c = classificationMetrics(
+      similarity(rows, classEmb, dim),
+      labelled.map((i) => benchmark.labels?.[i] as number),
+      classNames.length,
+    );
+    push('classification', { top1: c.top1, top5: c.top5 });
+  }
+  return metrics;
+}
