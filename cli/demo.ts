@@ -1,13 +1,7 @@
 import { defineCommand } from 'citty';
-import {
-  ALT_KINDS,
-  IMAGE_FATES,
-  runDemo,
-  type AltKind,
-  type DemoOptions,
-  type DemoResult,
-  type ImageFate,
-} from '../demo/index.ts';
+import type { AltKind, DemoOptions, DemoResult, ImageFate } from '../demo/index.ts';
+import { DEMO_STAGES } from '../demo/options.ts';
+import { ALT_KINDS, IMAGE_FATES } from '../demo/site.ts';
 import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { summarize } from './crawl.ts';
 import { createProgress, type Progress } from './_progress.ts';
@@ -16,13 +10,24 @@ import { interruptSignal, setExitCode } from './_run.ts';
 const flags = {
   out: {
     type: 'string',
-    description: 'Demo directory: site/, corpus/ (created, or continued)',
+    description: 'Demo directory: site/, corpus/, benchmarks.sqlite, runs/, compare.json, report/ (created, or continued)',
     default: './altforge-demo',
     valueHint: 'DIR',
     alias: 'o',
   },
   images: { type: 'integer', description: 'Images on the demo site', default: 2000, valueHint: 'N' },
   seed: { type: 'integer', description: 'Seed of the site (alt-texts, failures, sizes)', default: 1, valueHint: 'N' },
+  upTo: { type: 'string', description: 'Last step to run', default: 'report', choices: DEMO_STAGES, valueHint: 'STAGE' },
+  epochs: { type: 'integer', description: 'Epochs of each training run (vanilla, then NLIP)', default: 30, valueHint: 'N' },
+  batchSize: { type: 'integer', description: 'Pairs per training step', default: 128, valueHint: 'N' },
+  backend: {
+    type: 'string',
+    description: 'Backend of training, scoring and eval',
+    default: 'auto',
+    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
+    valueHint: 'NAME',
+  },
+  nsfw: { type: 'string', description: 'Pornography classifier of the filter', default: 'nsfwjs', choices: ['nsfwjs', 'none'], valueHint: 'NAME' },
   json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
   progress: { type: 'boolean', description: 'Show progress bars on a terminal', default: true },
 } satisfies FlagSpecs;
@@ -75,8 +80,27 @@ export function demoSummary(result: DemoResult): string[] {
   lines.push(summarize(crawl));
   lines.push(
     `corpus: ${crawl.out} (manifest.sqlite, shards/*.tar): ${crawl.byStatus['ok'] ?? 0} pairs ok in ${crawl.shards} shards` +
-      `${result.interrupted ? '; interrupted: run the same command again to continue' : ''}; demo took ${seconds(result.durationMs)}`,
+      `${result.interrupted ? '; interrupted: run the same command again to continue' : ''}`,
   );
+  const stages = result.stages;
+  if (stages !== null) {
+    const parts: string[] = [];
+    if (stages.filter) parts.push(`${stages.filter.kept} pairs kept of ${stages.filter.pairs}`);
+    if (stages.dedup) parts.push(`${stages.dedup.flagged} duplicates of test images found`);
+    const name = stages.benchmarks?.evaluation;
+    const r1 = (method: 'vanilla' | 'nlip', task: string) => stages.eval?.[method][`${name}/${task}/R@1`];
+    const v = r1('vanilla', 'image_to_text');
+    const n = r1('nlip', 'image_to_text');
+    if (v !== undefined && n !== undefined) {
+      parts.push(
+        `R@1 image→text on ${name}: vanilla ${v.toFixed(1)} % vs nlip ${n.toFixed(1)} %` +
+          ` (text→image ${(r1('vanilla', 'text_to_image') ?? 0).toFixed(1)} % vs ${(r1('nlip', 'text_to_image') ?? 0).toFixed(1)} %)`,
+      );
+    } else if (stages.evalNote) parts.push(`eval skipped: ${stages.evalNote}`);
+    if (stages.report) parts.push(`report: ${stages.report.html}`);
+    lines.push(`demo: ${parts.join('; ')}`);
+  }
+  lines.push(`demo took ${seconds(result.durationMs)}`);
   return lines;
 }
 
@@ -84,7 +108,7 @@ export const demoCommand = defineCommand({
   meta: {
     name: 'demo',
     description:
-      'Run the main job on built-in data: build a local web site of emoji images with realistic alt-texts and failures, serve it on 127.0.0.1 and crawl it into a corpus. Rerun the same command to continue.',
+      'Run the whole toolkit on built-in data: build a local web site of emoji images with realistic alt-texts and failures, serve it on 127.0.0.1 and crawl it, dedup against held-out drawings, filter, train vanilla and NLIP models, score noise, evaluate both, and write a report. Rerun the same command to continue.',
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
@@ -100,6 +124,13 @@ export const demoCommand = defineCommand({
     let stage = '';
     const options = {
       ...rest,
+      // Stage lines (thresholds, counts) go out as they come, between the progress bars.
+      onLog: (line: string) => {
+        bar?.stop();
+        bar = undefined;
+        stage = '';
+        process.stderr.write(line + '\n');
+      },
       onProgress: (p) => {
         if (p.stage !== stage) {
           bar?.stop();
@@ -112,6 +143,8 @@ export const demoCommand = defineCommand({
     } as DemoOptions;
     let result: DemoResult;
     try {
+      // Loaded here: the later stages load TensorFlow.js, which other commands need not pay for.
+      const { runDemo } = await import('../demo/index.ts');
       result = await runDemo(options);
     } finally {
       bar?.stop();
