@@ -2,13 +2,18 @@ import cliProgress from 'cli-progress';
 
 /** A progress bar on a terminal; silent otherwise (the caller prints a one-line summary). */
 export interface Progress {
-  update(phase: string, done: number, total: number | null, ok: number, failed: number): void;
+  /** `ok` and `failed` (the crawl's) add an ok-rate to the bar; other stages leave them out. */
+  update(phase: string, done: number, total: number | null, ok?: number, failed?: number): void;
   stop(): void;
 }
 
 const WITH_TOTAL = '{phase} [{bar}] {value}/{total} | {rate}/s | ok {okPct}% | ETA {eta_formatted}';
 // Phases whose size is not known in advance (pages being discovered, a WARC being read).
 const WITHOUT_TOTAL = '{phase} {value} done | {rate}/s | ok {okPct}%';
+
+function withoutOk(format: string, drop: boolean): string {
+  return drop ? format.replace(' | ok {okPct}%', '') : format;
+}
 
 /** Creates a progress bar on stderr when it is a terminal, or a no-op. */
 export function createProgress(enabled: boolean): Progress {
@@ -25,7 +30,7 @@ export function createProgress(enabled: boolean): Progress {
         bar = new cliProgress.SingleBar(
           {
             stream: process.stderr,
-            format: total === null ? WITHOUT_TOTAL : WITH_TOTAL,
+            format: withoutOk(total === null ? WITHOUT_TOTAL : WITH_TOTAL, ok === undefined),
             hideCursor: true,
             etaBuffer: 200,
             fps: 5,
@@ -38,7 +43,8 @@ export function createProgress(enabled: boolean): Progress {
       if (total !== null) bar.setTotal(total);
       bar.update(done, {
         rate: elapsed > 0 ? (done / elapsed).toFixed(1) : '0',
-        okPct: ok + failed > 0 ? ((100 * ok) / (ok + failed)).toFixed(1) : '-',
+        okPct:
+          ok !== undefined && failed !== undefined && ok + failed > 0 ? ((100 * ok) / (ok + failed)).toFixed(1) : '-',
       });
     },
     stop() {

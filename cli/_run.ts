@@ -1,4 +1,6 @@
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
+import { parseFlags, type FlagSpecs } from './_args.ts';
+import { createProgress } from './_progress.ts';
 
 let controller: AbortController | undefined;
 
@@ -38,4 +40,61 @@ export function reportError(err: unknown): number {
   if (!isUsage && process.env['ALTFORGE_DEBUG'] && err instanceof Error && err.stack)
     process.stderr.write(err.stack + '\n');
   return isUsage ? 2 : 1;
+}
+
+/** One stage command: flags in, the stage run with a progress bar and Ctrl-C handling, a summary out. */
+export interface StageCommand<R> {
+  rawArgs: string[];
+  flags: FlagSpecs;
+  /** Flags that must be given (camelCase) and the one-line message when one is missing. */
+  required?: Record<string, string>;
+  /** Runs the stage with the parsed flags (without `json` and `progress`). */
+  run(options: Record<string, unknown>, hooks: StageHooks): Promise<R>;
+  /** The human summary; goes to stderr unless `summaryTo` says stdout (a report is the output). */
+  summarize(result: R): string;
+  summaryTo?: 'stdout' | 'stderr';
+  /** Whether the run stopped on Ctrl-C (exit 130). */
+  interrupted?(result: R): boolean;
+}
+
+/** What a stage command hands its stage: a progress callback and the Ctrl-C signal. */
+export interface StageHooks {
+  onProgress(progress: { phase: string; done: number; total?: number | null }): void;
+  signal: AbortSignal;
+  positionals: string[];
+}
+
+/**
+ * The body every stage command shares: strict flags (usage error, exit 2), required flags, a
+ * progress bar on a terminal (off with `--json` or `--no-progress`), the result as JSON on stdout
+ * with `--json` or a summary line, exit 130 after Ctrl-C.
+ */
+export async function runStageCommand<R>(command: StageCommand<R>): Promise<R> {
+  const { values, positionals } = parseFlags(command.rawArgs, command.flags);
+  const {
+    json,
+    progress: showProgress,
+    ...options
+  } = values as Record<string, unknown> & {
+    json?: boolean;
+    progress?: boolean;
+  };
+  for (const [flag, message] of Object.entries(command.required ?? {})) {
+    if (options[flag] === undefined) throw new UsageError('ERR_USAGE', message);
+  }
+  const bar = createProgress(showProgress !== false && json !== true);
+  let result: R;
+  try {
+    result = await command.run(options, {
+      onProgress: (p) => bar.update(p.phase, p.done, p.total ?? null),
+      signal: interruptSignal(),
+      positionals,
+    });
+  } finally {
+    bar.stop();
+  }
+  if (json) process.stdout.write(JSON.stringify(result) + '\n');
+  else (command.summaryTo === 'stdout' ? process.stdout : process.stderr).write(command.summarize(result) + '\n');
+  if (command.interrupted?.(result)) setExitCode(130);
+  return result;
 }

@@ -10,15 +10,27 @@ import { interruptSignal, setExitCode } from './_run.ts';
 const flags = {
   out: {
     type: 'string',
-    description: 'Demo directory: site/, corpus/, benchmarks.sqlite, runs/, compare.json, report/ (created, or continued)',
+    description:
+      'Demo directory: site/, corpus/, benchmarks.sqlite, runs/, compare.json, report/ (created, or continued)',
     default: './altforge-demo',
     valueHint: 'DIR',
     alias: 'o',
   },
   images: { type: 'integer', description: 'Images on the demo site', default: 2000, valueHint: 'N' },
   seed: { type: 'integer', description: 'Seed of the site (alt-texts, failures, sizes)', default: 1, valueHint: 'N' },
-  upTo: { type: 'string', description: 'Last step to run', default: 'report', choices: DEMO_STAGES, valueHint: 'STAGE' },
-  epochs: { type: 'integer', description: 'Epochs of each training run (vanilla, then NLIP)', default: 30, valueHint: 'N' },
+  upTo: {
+    type: 'string',
+    description: 'Last step to run',
+    default: 'report',
+    choices: DEMO_STAGES,
+    valueHint: 'STAGE',
+  },
+  epochs: {
+    type: 'integer',
+    description: 'Epochs of each training run (vanilla, then NLIP)',
+    default: 30,
+    valueHint: 'N',
+  },
   batchSize: { type: 'integer', description: 'Pairs per training step', default: 128, valueHint: 'N' },
   backend: {
     type: 'string',
@@ -27,7 +39,13 @@ const flags = {
     choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
     valueHint: 'NAME',
   },
-  nsfw: { type: 'string', description: 'Pornography classifier of the filter', default: 'nsfwjs', choices: ['nsfwjs', 'none'], valueHint: 'NAME' },
+  nsfw: {
+    type: 'string',
+    description: 'Pornography classifier of the filter',
+    default: 'nsfwjs',
+    choices: ['nsfwjs', 'none'],
+    valueHint: 'NAME',
+  },
   json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
   progress: { type: 'boolean', description: 'Show progress bars on a terminal', default: true },
 } satisfies FlagSpecs;

@@ -1,9 +1,7 @@
 import { defineCommand } from 'citty';
-import { UsageError } from '../corpus/errors.ts';
 import { runExport, type ExportOptions, type ExportResult } from '../filter/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
-import { createProgress } from './_progress.ts';
-import { interruptSignal, setExitCode } from './_run.ts';
+import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { runStageCommand } from './_run.ts';
 
 const flags = {
   corpus: { type: 'list', description: 'Filtered source corpus (read only)', valueHint: 'DIR' },
@@ -21,35 +19,23 @@ export const exportCommand = defineCommand({
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
-    const { values } = parseFlags(rawArgs, flags);
-    const {
-      json,
-      progress: showProgress,
-      ...rest
-    } = values as Record<string, unknown> & {
-      json?: boolean;
-      progress?: boolean;
-    };
-    if (rest['corpus'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the filtered corpus');
-    if (rest['out'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --out DIR: the corpus to write');
-    const bar = createProgress(showProgress !== false && json !== true);
-    let result: ExportResult;
-    try {
-      result = await runExport({
-        ...rest,
-        onProgress: (p) => bar.update('export', p.done, p.total, p.done, 0),
-        signal: interruptSignal(),
-      } as ExportOptions);
-    } finally {
-      bar.stop();
-    }
-    if (json) process.stdout.write(JSON.stringify(result) + '\n');
-    else {
-      process.stderr.write(
+    await runStageCommand({
+      rawArgs,
+      flags,
+      required: {
+        corpus: 'Missing --corpus DIR: the filtered corpus',
+        out: 'Missing --out DIR: the corpus to write',
+      },
+      run: (options, hooks) =>
+        runExport({
+          ...options,
+          onProgress: (p) => hooks.onProgress({ phase: 'export', ...p }),
+          signal: hooks.signal,
+        } as ExportOptions),
+      summarize: (result: ExportResult) =>
         `export${result.interrupted ? ' interrupted' : ''}: ${result.kept} kept pairs, ${result.written} written now` +
-          `${result.missing ? `, ${result.missing} missing from the source shards` : ''}; ${result.shards} shards -> ${result.out}\n`,
-      );
-    }
-    if (result.interrupted) setExitCode(130);
+        `${result.missing ? `, ${result.missing} missing from the source shards` : ''}; ${result.shards} shards -> ${result.out}`,
+      interrupted: (result) => result.interrupted,
+    });
   },
 });

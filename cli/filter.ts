@@ -1,9 +1,7 @@
 import { defineCommand } from 'citty';
-import { UsageError } from '../corpus/errors.ts';
 import { RULES, runFilter, type FilterOptions, type FilterResult } from '../filter/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
-import { createProgress } from './_progress.ts';
-import { interruptSignal, setExitCode } from './_run.ts';
+import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { runStageCommand } from './_run.ts';
 
 const flags = {
   corpus: {
@@ -133,37 +131,23 @@ export const filterCommand = defineCommand({
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
-    const { values } = parseFlags(rawArgs, flags);
-    const {
-      json,
-      progress: showProgress,
-      skipRule,
-      ...rest
-    } = values as Record<string, unknown> & {
-      json?: boolean;
-      progress?: boolean;
-      skipRule?: string[];
-    };
-    if (rest['corpus'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to filter');
-    const bar = createProgress(showProgress !== false && json !== true);
-    const options = {
-      ...rest,
-      ...(skipRule ? { skipRules: skipRule } : {}),
-      onProgress: (p) => bar.update(p.phase, p.done, p.total ?? null, 0, 0),
-      signal: interruptSignal(),
-    } as FilterOptions;
-    let result: FilterResult;
-    try {
-      result = await runFilter(options);
-    } finally {
-      bar.stop();
-    }
-    if (result.interrupted) {
-      process.stderr.write('filter interrupted: nothing written, the previous filter_reason column is intact\n');
-      setExitCode(130);
-      return;
-    }
-    if (json) process.stdout.write(JSON.stringify(result) + '\n');
-    else process.stdout.write(formatFilterReport(result) + '\n');
+    await runStageCommand({
+      rawArgs,
+      flags,
+      required: { corpus: 'Missing --corpus DIR: the corpus to filter' },
+      summaryTo: 'stdout',
+      run: ({ skipRule, ...options }, hooks) =>
+        runFilter({
+          ...options,
+          ...(skipRule ? { skipRules: skipRule } : {}),
+          onProgress: hooks.onProgress,
+          signal: hooks.signal,
+        } as FilterOptions),
+      summarize: (result) =>
+        result.interrupted
+          ? 'filter interrupted: nothing written, the previous filter_reason column is intact'
+          : formatFilterReport(result),
+      interrupted: (result) => result.interrupted,
+    });
   },
 });

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
 import { benchCommand } from './bench.ts';
+import { compareCommand } from './compare.ts';
 import { crawlCommand } from './crawl.ts';
 import { dedupCommand } from './dedup.ts';
 import { demoCommand } from './demo.ts';
 import { doctorCommand } from './doctor.ts';
+import { evalCommand } from './eval.ts';
 import { exportCommand } from './export.ts';
 import { filterCommand } from './filter.ts';
 import { reportCommand } from './report.ts';
@@ -31,6 +33,8 @@ export const main = defineCommand({
     score: scoreCommand,
     doctor: doctorCommand,
     report: reportCommand,
+    eval: evalCommand,
+    compare: compareCommand,
   },
 });
 

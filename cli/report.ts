@@ -5,15 +5,34 @@ import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 
 const flags = {
   corpus: { type: 'string', description: 'Corpus directory (with manifest.sqlite)', valueHint: 'DIR' },
-  runs: { type: 'list', description: 'Training run directory (altforge train --out): its loss curve', valueHint: 'DIR' },
-  compare: { type: 'string', description: 'compare.json (or its directory): the comparison table and plots', valueHint: 'FILE' },
-  benchDb: {
+  runs: {
+    type: 'list',
+    description: 'Training run directory (altforge train --out): its loss curve',
+    valueHint: 'DIR',
+  },
+  compare: {
     type: 'string',
-    description: 'Benchmark registry, for the test images of dedup matches; default $XDG_DATA_HOME/altforge/benchmarks.sqlite',
+    description: 'compare.json (or its directory): the comparison table and plots',
     valueHint: 'FILE',
   },
-  out: { type: 'string', description: 'Report directory (index.html, images/); default <corpus>/../report', valueHint: 'DIR', alias: 'o' },
-  examples: { type: 'integer', description: 'Examples per filter reason, and dedup matches shown', default: 6, valueHint: 'N' },
+  benchDb: {
+    type: 'string',
+    description:
+      'Benchmark registry, for the test images of dedup matches; default $XDG_DATA_HOME/altforge/benchmarks.sqlite',
+    valueHint: 'FILE',
+  },
+  out: {
+    type: 'string',
+    description: 'Report directory (index.html, images/); default <corpus>/../report',
+    valueHint: 'DIR',
+    alias: 'o',
+  },
+  examples: {
+    type: 'integer',
+    description: 'Examples per filter reason, and dedup matches shown',
+    default: 6,
+    valueHint: 'N',
+  },
   noiseGrid: { type: 'integer', description: 'Pairs in each half of the noise grid', default: 12, valueHint: 'N' },
   title: { type: 'string', description: 'Page title', default: 'altforge report', valueHint: 'TEXT' },
   json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
@@ -41,7 +60,8 @@ export const reportCommand = defineCommand({
     const { values, positionals } = parseFlags(rawArgs, flags);
     const { json, ...rest } = values as Record<string, unknown> & { json?: boolean };
     if (rest['corpus'] === undefined && positionals[0] !== undefined) rest['corpus'] = positionals[0];
-    if (rest['corpus'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to report on');
+    if (rest['corpus'] === undefined)
+      throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to report on');
     // Loaded here: the report reads training metrics through the train stage, which loads TensorFlow.js.
     const { runReport } = await import('../report/index.ts');
     const result = await runReport(rest as unknown as ReportOptions);

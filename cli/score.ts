@@ -1,10 +1,7 @@
 import { defineCommand } from 'citty';
-import { UsageError } from '../corpus/errors.ts';
-// The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
 import type { ScoreOptions, ScoreResult } from '../train/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
-import { createProgress } from './_progress.ts';
-import { interruptSignal } from './_run.ts';
+import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { runStageCommand } from './_run.ts';
 
 const flags = {
   corpus: { type: 'string', description: 'Corpus directory whose pairs are scored', valueHint: 'DIR', alias: 'c' },
@@ -51,37 +48,18 @@ export const scoreCommand = defineCommand({
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
-    const { values } = parseFlags(rawArgs, flags);
-    const {
-      json,
-      progress: showProgress,
-      ...rest
-    } = values as Record<string, unknown> & {
-      json?: boolean;
-      progress?: boolean;
-    };
-    if (rest['corpus'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to score');
-    if (rest['checkpoint'] === undefined) {
-      throw new UsageError('ERR_USAGE', 'Missing --checkpoint PATH: a checkpoint of altforge train');
-    }
-    const bar = createProgress(showProgress !== false && json !== true);
-    const options = {
-      ...rest,
-      onProgress: (p) => bar.update(p.phase, p.done, p.total, p.done, 0),
-      signal: interruptSignal(),
-    } as ScoreOptions;
-    let result: ScoreResult;
-    try {
-      const { runScore } = await import('../train/index.ts');
-      result = await runScore(options);
-    } finally {
-      bar.stop();
-    }
-    if (json) process.stdout.write(JSON.stringify(result) + '\n');
-    else {
-      const { describeBackends } = await import('../train/index.ts');
-      process.stderr.write(describeBackends(result.backend) + '\n');
-      process.stderr.write(summarizeScore(result) + '\n');
-    }
+    // The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
+    const { describeBackends, runScore } = await import('../train/index.ts');
+    await runStageCommand({
+      rawArgs,
+      flags,
+      required: {
+        corpus: 'Missing --corpus DIR: the corpus to score',
+        checkpoint: 'Missing --checkpoint PATH: a checkpoint of altforge train',
+      },
+      run: (options, hooks) =>
+        runScore({ ...options, onProgress: hooks.onProgress, signal: hooks.signal } as ScoreOptions),
+      summarize: (result: ScoreResult) => `${describeBackends(result.backend)}\n${summarizeScore(result)}`,
+    });
   },
 });

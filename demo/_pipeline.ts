@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { runDedup, registerBenchmark, type DedupResult } from '../dedup/index.ts';
 import { runFilter, type FilterOptions, type FilterResult } from '../filter/index.ts';
 import { runReport, type ReportResult } from '../report/index.ts';
-import { readMetrics, runScore, runTrain, CHECKPOINT_FILE, METRICS_FILE, type TrainResult } from '../train/index.ts';
+import { runScore, runTrain, CHECKPOINT_FILE, type TrainResult } from '../train/index.ts';
 import { writeDemoBenchmarks } from './_benchmarks.ts';
 import { loadEval, type DemoEvalMetric } from './_eval.ts';
 import { DEMO_STAGES, type DemoProgress, type DemoStage, type ResolvedDemoOptions } from './options.ts';
@@ -34,6 +34,8 @@ export interface DemoRun {
   backend: string;
   pairs: number;
   steps: number;
+  /** Steps run by this call (0 when an earlier run had finished). */
+  stepsRun: number;
   lastLoss: number | null;
   pairsPerSecond: number;
   durationMs: number;
@@ -91,6 +93,7 @@ function summarizeRun(method: 'vanilla' | 'nlip', r: TrainResult): DemoRun {
     backend: r.backend.backend,
     pairs: r.pairs,
     steps: r.step,
+    stepsRun: r.stepsRun,
     lastLoss: r.lastLoss,
     pairsPerSecond: r.pairsPerSecond,
     durationMs: r.durationMs,
@@ -243,7 +246,7 @@ export async function runDemoStages(
     const run = summarizeRun(method, r);
     log(
       `train ${method}: ${run.pairs} pairs, ${run.steps} steps on ${run.backend}, last loss ${run.lastLoss?.toFixed(3) ?? '-'}, ` +
-        `${run.pairsPerSecond.toFixed(0)} pairs/s -> ${run.checkpoint}`,
+        `${run.stepsRun === 0 ? 'kept from an earlier run' : `${run.pairsPerSecond.toFixed(0)} pairs/s`} -> ${run.checkpoint}`,
     );
     if (r.stoppedBy === 'signal') throw new DemoInterrupted();
     return run;
@@ -361,11 +364,4 @@ export class DemoInterrupted extends Error {
   constructor() {
     super('interrupted');
   }
-}
-
-/** The loss curve of a run directory (for tests and the report). */
-export function lossCurve(runDir: string): Array<{ step: number; loss: number }> {
-  return readMetrics(join(runDir, METRICS_FILE)).flatMap((r) =>
-    r.kind === 'step' && typeof r['loss'] === 'number' ? [{ step: r.step, loss: r['loss'] }] : [],
-  );
 }

@@ -1,13 +1,19 @@
 /**
- * `altforge demo`: the main job on built-in data. It builds a local web site from real images
- * (Twemoji, with the alt-texts and failures of the real web in known proportions), serves it on
- * 127.0.0.1 and crawls it into a corpus, as `altforge crawl` would crawl the web.
+ * `altforge demo`: the main job on built-in data, end to end. It builds a local web site from real
+ * images (Twemoji, with the alt-texts and failures of the real web in known proportions), serves
+ * it on 127.0.0.1 and crawls it into a corpus, as `altforge crawl` would crawl the web; then
+ * registers test sets made from the emoji packages, dedups against the held-out one, filters with
+ * thresholds scaled to the demo, trains a vanilla and an NLIP model with the same seed, scores
+ * noise, evaluates both and writes the report (`_pipeline.ts`). `upTo` stops after a stage.
  *
  * Layout of `out`: `site/` the generated site (cached: rebuilt only for other options),
  * `corpus/` the crawl's manifest and shards, `demo.json` the options the directory was made with,
- * `access.log` every request the site answered.
+ * `access.log` every request the site answered, `benchmarks/` + `benchmarks.sqlite` the test sets
+ * and their registry, `runs/vanilla`, `runs/nlip` the training runs, `results.sqlite` the eval
+ * results, `compare.json` both models' metrics, `report/` the HTML report.
  *
- * Rerunning continues: the crawl resumes from its manifest. The manifest keys pairs by caption +
+ * Rerunning continues: the crawl resumes from its manifest, training resumes from its checkpoints,
+ * and the other stages recompute. The manifest keys pairs by caption +
  * URL, so the site must keep its origin between runs: the port is kept in `site/port.json` and
  * asked for again. When another program holds it by then, the site is served on a free port
  * instead and the result says `originChanged`: the crawl then records the site again under the

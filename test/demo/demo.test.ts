@@ -58,7 +58,7 @@ const keyOf = (image: DemoImage): string => md5((image.alt ?? '') + origin + ima
 beforeAll(async () => {
   work = await tempDir('demo');
   out = join(work.path, 'demo');
-  first = await runDemo({ out, images: IMAGES, seed: SEED });
+  first = await runDemo({ out, images: IMAGES, seed: SEED, upTo: 'crawl' });
   const description = readDemoSite(join(out, 'site'));
   if (description === null) throw new Error('the demo wrote no site.json');
   site = description;
@@ -169,7 +169,7 @@ describe('altforge demo', () => {
   test('a second run keeps the site and its port and changes nothing', async () => {
     const shardBytes = await fileHashes(join(out, 'corpus', 'shards'));
     const siteFiles = await fileHashes(join(out, 'site'));
-    const second = await runDemo({ out, images: IMAGES, seed: SEED });
+    const second = await runDemo({ out, images: IMAGES, seed: SEED, upTo: 'crawl' });
     expect(second.site).toMatchObject({ reused: true, origin, originChanged: false });
     expect(second.crawl).toMatchObject({
       pagesFetched: 0,
@@ -186,7 +186,7 @@ describe('altforge demo', () => {
   });
 
   test('refuses to continue a demo directory with other options', async () => {
-    const run = runDemo({ out, images: IMAGES + 1, seed: SEED });
+    const run = runDemo({ out, images: IMAGES + 1, seed: SEED, upTo: 'crawl' });
     await expect(run).rejects.toBeInstanceOf(UsageError);
     await expect(run).rejects.toMatchObject({ code: 'ERR_DEMO_MISMATCH' });
   });
@@ -255,7 +255,9 @@ describe('altforge demo (command line)', () => {
   test('documents its flags in --help', async () => {
     const { code, stdout } = await runCli(['demo', '--help']);
     expect(code).toBe(0);
-    for (const flag of ['--out', '--images', '--seed', '--json']) expect(stdout).toContain(flag);
+    for (const flag of ['--out', '--images', '--seed', '--up-to', '--epochs', '--batch-size', '--backend', '--nsfw', '--json']) {
+      expect(stdout).toContain(flag);
+    }
   });
 
   test('exits 2 on a malformed flag', async () => {
@@ -266,18 +268,19 @@ describe('altforge demo (command line)', () => {
 
   test('runs the demo and prints the site, the crawl and where the corpus is', async () => {
     const dir = join(work.path, 'cli');
-    const text = await runCli(['demo', '--out', dir, '--images', '40', '--seed', '5']);
+    const text = await runCli(['demo', '--out', dir, '--images', '40', '--seed', '5', '--up-to', 'crawl']);
     expect(text.code).toBe(0);
     const printed = lines(text.stderr);
     expect(printed[0]).toMatch(
       /^site: 40 images on \d+ pages \(built in [\d.]+ s\), served at http:\/\/127\.0\.0\.1:\d+\/ from /,
     );
     expect(printed.some((line) => line.startsWith('crawl: '))).toBe(true);
-    expect(printed.at(-1)).toMatch(
+    expect(printed.at(-2)).toMatch(
       new RegExp(`^corpus: ${join(dir, 'corpus').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `),
     );
+    expect(printed.at(-1)).toMatch(/^demo took [\d.]+ s$/);
 
-    const json = await runCli(['demo', '--out', dir, '--images', '40', '--seed', '5', '--json']);
+    const json = await runCli(['demo', '--out', dir, '--images', '40', '--seed', '5', '--up-to', 'crawl', '--json']);
     expect(json.code).toBe(0);
     const result = JSON.parse(json.stdout) as DemoResult;
     expect(result.site?.reused).toBe(true);

@@ -1,0 +1,158 @@
+import { defineCommand } from 'citty';
+import { UsageError } from '../corpus/errors.ts';
+import type { CompareOptions, CompareResult } from '../eval/index.ts';
+import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { createProgress } from './_progress.ts';
+import { interruptSignal } from './_run.ts';
+
+const flags = {
+  setting: {
+    type: 'string',
+    description: 'Built-in offline setting',
+    valueHint: 'NAME',
+    choices: ['fashion-mnist', 'emoji'],
+  },
+  corpus: {
+    type: 'string',
+    description: 'Corpus directory to train on (instead of --setting)',
+    valueHint: 'DIR',
+    alias: 'c',
+  },
+  benchmark: {
+    type: 'list',
+    description: 'Registered benchmark to evaluate on (with --corpus)',
+    valueHint: 'NAME',
+    alias: 'b',
+  },
+  benchDb: { type: 'string', description: 'Benchmark registry', valueHint: 'FILE' },
+  out: {
+    type: 'string',
+    description: 'Output directory: compare.json, compare.md, plots/, runs/',
+    valueHint: 'DIR',
+    alias: 'o',
+  },
+  noiseRates: {
+    type: 'string',
+    description: 'Fractions of captions shuffled, comma-separated',
+    default: '0,0.2,0.5',
+    valueHint: 'R,R',
+  },
+  seeds: { type: 'integer', description: 'Seeds per rate and method (1..N)', default: 2, valueHint: 'N' },
+  steps: {
+    type: 'integer',
+    description: 'Training steps of every run (default: --epochs full epochs)',
+    valueHint: 'N',
+  },
+  epochs: {
+    type: 'integer',
+    description: 'Epochs of every run when --steps is not given',
+    default: 10,
+    valueHint: 'N',
+  },
+  batchSize: { type: 'integer', description: 'Pairs per step', default: 128, valueHint: 'N' },
+  lr: { type: 'number', description: 'Peak learning rate', default: 0.0005, valueHint: 'LR' },
+  warmupEpochs: {
+    type: 'integer',
+    description: 'Vanilla epochs before the first noise harmonisation (nlip)',
+    default: 2,
+    valueHint: 'N',
+  },
+  robustMode: {
+    type: 'string',
+    description: 'How nlip uses the noise probability',
+    default: 'soft',
+    valueHint: 'MODE',
+    choices: ['soft', 'weight'],
+  },
+  trainPairs: { type: 'integer', description: 'Training pairs of a built-in setting', default: 4000, valueHint: 'N' },
+  testImages: {
+    type: 'integer',
+    description: 'Test images of a built-in setting (or the --limit of each benchmark)',
+    default: 500,
+    valueHint: 'N',
+  },
+  template: { type: 'list', description: "Classification prompt template, '{}' is the class name", valueHint: 'TEXT' },
+  backend: {
+    type: 'string',
+    description: 'Compute backend',
+    default: 'auto',
+    valueHint: 'NAME',
+    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
+  },
+  json: { type: 'boolean', description: 'Print compare.json on stdout' },
+  progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
+} satisfies FlagSpecs;
+
+function parseRates(text: string): number[] {
+  const rates = text.split(',').map((s) => Number(s.trim()));
+  if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r < 0 || r > 1)) {
+    throw new UsageError(
+      'ERR_USAGE',
+      `Flag --noise-rates: expected comma-separated fractions in [0, 1], got \`${text}\``,
+    );
+  }
+  return rates;
+}
+
+/** One line that says what the comparison did. */
+export function summarizeCompare(result: CompareResult): string {
+  return (
+    `compare: ${result.setting}, ${result.runs.length} runs (rates ${result.noiseRates.join(', ')} × ${result.seeds.length} seed(s) × methods), ` +
+    `${result.steps} steps each; ${(result.durationMs / 1000).toFixed(1)} s -> ${result.markdown}, ${result.json}, ${result.plots.length} plots`
+  );
+}
+
+export const compareCommand = defineCommand({
+  meta: {
+    name: 'compare',
+    description:
+      'Inject caption noise (NCR protocol) at several rates, train vanilla and noise-robust (nlip) models with identical seeds, data order and steps, evaluate both on clean benchmarks; writes tables and plots.',
+  },
+  args: cittyArgs(flags),
+  async run({ rawArgs }) {
+    const { values } = parseFlags(rawArgs, flags);
+    const v = values as Record<string, unknown>;
+    if (v['out'] === undefined)
+      throw new UsageError('ERR_USAGE', 'Missing --out DIR: where compare.json, compare.md and plots/ go');
+    if (v['setting'] === undefined && v['corpus'] === undefined) {
+      throw new UsageError('ERR_USAGE', 'Give --setting fashion-mnist|emoji, or --corpus DIR with --benchmark NAME');
+    }
+    const train: Record<string, unknown> = {};
+    for (const k of ['epochs', 'batchSize', 'lr', 'warmupEpochs', 'robustMode'])
+      if (v[k] !== undefined) train[k] = v[k];
+    const bar = createProgress(v['progress'] !== false && v['json'] !== true);
+    const options: CompareOptions = {
+      out: v['out'] as string,
+      ...(v['setting'] !== undefined ? { setting: v['setting'] as 'emoji' } : {}),
+      ...(v['corpus'] !== undefined ? { corpus: v['corpus'] as string } : {}),
+      ...(v['benchmark'] !== undefined ? { benchmark: v['benchmark'] as string[] } : {}),
+      ...(v['benchDb'] !== undefined ? { benchDb: v['benchDb'] as string } : {}),
+      noiseRates: parseRates((v['noiseRates'] as string | undefined) ?? '0,0.2,0.5'),
+      ...(v['seeds'] !== undefined ? { seeds: v['seeds'] as number } : {}),
+      ...(v['steps'] !== undefined ? { steps: v['steps'] as number } : {}),
+      ...(v['trainPairs'] !== undefined ? { trainPairs: v['trainPairs'] as number } : {}),
+      ...(v['testImages'] !== undefined ? { testImages: v['testImages'] as number } : {}),
+      ...(v['template'] !== undefined ? { templates: v['template'] as string[] } : {}),
+      ...(v['backend'] !== undefined ? { backend: v['backend'] as 'auto' } : {}),
+      train,
+      onProgress: (p) =>
+        bar.update(
+          `${p.phase} ${p.method} rate ${p.noiseRate} seed ${p.seed} (${p.run + 1}/${p.runs})`,
+          p.done,
+          p.total,
+          p.done,
+          0,
+        ),
+      signal: interruptSignal(),
+    };
+    let result: CompareResult;
+    try {
+      const { runCompare } = await import('../eval/index.ts');
+      result = await runCompare(options);
+    } finally {
+      bar.stop();
+    }
+    if (v['json']) process.stdout.write(JSON.stringify(result) + '\n');
+    else process.stderr.write(summarizeCompare(result) + '\n');
+  },
+});

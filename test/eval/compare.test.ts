@@ -1,0 +1,121 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCompare, type CompareJson } from '../../eval/index.ts';
+import { runCli } from '../helpers/cli.ts';
+import { makeEmojiCorpus } from '../train/_corpus.ts';
+import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
+
+let dir: string;
+let fx: EvalFixture;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'altforge-compare-'));
+  fx = await makeEvalFixture(dir);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const PNG = [0x89, 0x50, 0x4e, 0x47];
+
+function checkOutputs(out: string, json: CompareJson): void {
+  expect(existsSync(join(out, 'compare.md'))).toBe(true);
+  for (const plot of json.plots) {
+    expect(readFileSync(join(out, plot.svg), 'utf8')).toMatch(/^<svg[^>]*>/);
+    expect([...readFileSync(join(out, plot.png)).subarray(0, 4)]).toEqual(PNG);
+  }
+}
+
+describe('runCompare', () => {
+  it('trains both methods at every rate on Fashion-MNIST at toy size and writes all its outputs', async () => {
+    const out = join(dir, 'fashion');
+    const result = await runCompare({
+      setting: 'fashion-mnist',
+      out,
+      noiseRates: [0, 0.5],
+      seeds: 1,
+      steps: 6,
+      trainPairs: 64,
+      testImages: 20,
+      train: { batchSize: 16, warmupEpochs: 1, vocabSize: 300, lrWarmupSteps: 1 },
+    });
+    const json = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
+    expect(json.version).toBe(1);
+    expect(json.setting).toBe('fashion-mnist');
+    expect(json.noiseRates).toEqual([0, 0.5]);
+    expect(json.seeds).toEqual([1]);
+    expect(json.steps).toBe(6);
+    expect(json.runs.map((r) => `${r.noiseRate}/${r.method}/${r.seed}/${r.steps}`)).toEqual([
+      '0/vanilla/1/6',
+      '0/nlip/1/6',
+      '0.5/vanilla/1/6',
+      '0.5/nlip/1/6',
+    ]);
+    for (const r of json.runs) {
+      expect(Object.keys(r.metrics).sort()).toEqual(['fashion-mnist/classification/top1', 'fashion-mnist/classification/top5']);
+      expect(existsSync(join(r.checkpoint, 'checkpoint.ckpt'))).toBe(true);
+    }
+    // One summary row per (rate, method, metric); with one seed the spread is 0 and the mean the run's value.
+    expect(json.summary).toHaveLength(8);
+    const nlip = json.runs.find((r) => r.noiseRate === 0.5 && r.method === 'nlip');
+    const row = json.summary.find((s) => s.noiseRate === 0.5 && s.method === 'nlip' && s.metric.endsWith('top1'));
+    expect(row).toMatchObject({ mean: nlip?.metrics['fashion-mnist/classification/top1'], spread: 0, n: 1 });
+    // 64 pairs at batch 16: 4 steps per epoch, warm-up 1 epoch -> harmonised at the start of epoch 1 (step 4).
+    expect(json.detection.map((d) => [d.noiseRate, d.seed, d.epoch, d.step])).toEqual([[0.5, 1, 1, 4]]);
+    expect(json.detection[0]?.auc).toBeGreaterThanOrEqual(0);
+    expect(json.detection[0]?.auc).toBeLessThanOrEqual(1);
+    // Loss of every step of every run.
+    expect(json.curves).toHaveLength(4 * 6);
+    expect(json.plots.map((p) => p.svg)).toEqual([
+      'plots/fashion-mnist-classification-top1-vs-noise.svg',
+      'plots/auc-by-epoch.svg',
+      'plots/loss-curves.svg',
+    ]);
+    checkOutputs(out, json);
+    expect(result.markdown).toBe(join(out, 'compare.md'));
+    const md = readFileSync(result.markdown, 'utf8');
+    expect(md).toContain('## fashion-mnist/classification/top1');
+    expect(md).toContain('| 0.5 | 1 | 1 | ');
+  });
+
+  it('gives vanilla and nlip the same noisy captions, data order and first steps', async () => {
+    const out = join(dir, 'fashion');
+    const vanilla = readFileSync(join(out, 'runs', 'rate-0.5-vanilla-seed-1', 'metrics.jsonl'), 'utf8').split('\n');
+    const nlip = readFileSync(join(out, 'runs', 'rate-0.5-nlip-seed-1', 'metrics.jsonl'), 'utf8').split('\n');
+    const loss = (lines: string[], step: number) =>
+      (lines.map((l) => (l ? JSON.parse(l) : null)).find((r) => r?.kind === 'step' && r.step === step) as { loss: number }).loss;
+    // Before the first harmonisation both runs are the same computation.
+    for (const step of [1, 2, 3, 4]) expect(loss(nlip, step)).toBe(loss(vanilla, step));
+  });
+
+  it('refuses to start without a setting or a corpus', async () => {
+    await expect(runCompare({ out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_INPUT' });
+    await expect(runCompare({ corpus: dir, out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_BENCHMARK' });
+  });
+});
+
+describe('altforge compare', () => {
+  it('compares on a corpus against a registered benchmark and writes its outputs', async () => {
+    const corpus = join(dir, 'corpus');
+    await makeEmojiCorpus(corpus, { count: 24 });
+    const out = join(dir, 'corpus-compare');
+    const res = await runCli([
+      'compare', '--corpus', corpus, '--benchmark', 'emoji', '--bench-db', fx.benchDb, '--out', out,
+      '--noise-rates', '0,0.5', '--seeds', '1', '--steps', '3', '--batch-size', '8', '--warmup-epochs', '1',
+    ]);
+    expect(res.stderr).toContain('compare: corpus:');
+    expect(res.code).toBe(0);
+    const json = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
+    expect(json.trainPairs).toBe(24);
+    expect(json.runs).toHaveLength(4);
+    expect(Object.keys(json.runs[0]?.metrics ?? {})).toContain('emoji/image_to_text/R@1');
+    expect(json.plots.map((p) => p.svg)).toContain('plots/emoji-image-to-text-r1-vs-noise.svg');
+    checkOutputs(out, json);
+  });
+
+  it('exits 2 on a malformed noise rate', async () => {
+    const res = await runCli(['compare', '--setting', 'emoji', '--out', join(dir, 'y'), '--noise-rates', '0,2']);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('--noise-rates');
+  });
+});
