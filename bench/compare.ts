@@ -8,7 +8,8 @@
  *
  *   npm run bench:compare -- [--settings fashion-mnist,emoji] [--rates 0,0.2,0.5] [--seeds 2]
  *     [--fashion-pairs 2000] [--fashion-epochs 8] [--emoji-pairs 1000] [--emoji-epochs 15]
- *     [--batch 64] [--warmup-epochs 2] [--robust-mode soft] [--out /tmp/altforge-bench-compare]
+ *     [--batch 64] [--warmup-epochs 2] [--robust-mode soft] [--consistency-weight 0]
+ *     [--out /tmp/altforge-bench-compare]
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -29,6 +30,9 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '64' },
     'warmup-epochs': { type: 'string', default: '2' },
     'robust-mode': { type: 'string', default: 'soft' },
+    'consistency-weight': { type: 'string', default: '0' },
+    methods: { type: 'string', default: 'vanilla,nlip' },
+    'min-separation': { type: 'string', default: '2' },
     lr: { type: 'string', default: '0.0005' },
     out: { type: 'string', default: '/tmp/altforge-bench-compare' },
   },
@@ -66,6 +70,7 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
     setting,
     out: join(args.out as string, setting),
     noiseRates: rates,
+    methods: (args.methods as string).split(',') as Array<'vanilla' | 'nlip'>,
     seeds: Number(args.seeds),
     trainPairs: Number(fashion ? args['fashion-pairs'] : args['emoji-pairs']),
     testImages: Number(args['test-images']),
@@ -75,9 +80,14 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       lr: Number(args.lr),
       warmupEpochs: Number(args['warmup-epochs']),
       robustMode: args['robust-mode'] as 'soft' | 'weight',
+      consistencyWeight: Number(args['consistency-weight']),
+      minSeparation: Number(args['min-separation']),
     },
     onProgress: (p) => {
-      if (p.phase === 'eval') process.stderr.write(`  ${setting}: run ${p.run + 1}/${p.runs} (${p.method}, rate ${p.noiseRate}, seed ${p.seed}) trained\n`);
+      if (p.phase === 'eval')
+        process.stderr.write(
+          `  ${setting}: run ${p.run + 1}/${p.runs} (${p.method}, rate ${p.noiseRate}, seed ${p.seed}) trained\n`,
+        );
     },
   });
   console.log(readFileSync(result.markdown, 'utf8'));
@@ -88,9 +98,13 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
   for (const rate of rates.filter((r) => r > 0)) {
     const values = finalAuc.filter((d) => d.noiseRate === rate).map((d) => d.auc as number);
     if (values.length > 0) {
-      console.log(`verdict AUC at rate ${rate}, last epoch ${lastEpoch}: ${(values.reduce((a, b) => a + b, 0) / values.length).toFixed(3)} (target >= 0.9)`);
+      console.log(
+        `verdict AUC at rate ${rate}, last epoch ${lastEpoch}: ${(values.reduce((a, b) => a + b, 0) / values.length).toFixed(3)} (target >= 0.9)`,
+      );
     }
   }
   const trainSeconds = result.runs.reduce((a, r) => a + r.trainSeconds, 0);
-  console.log(`${setting}: ${result.runs.length} runs, ${result.steps} steps each, ${trainSeconds.toFixed(0)} s training, ${((Date.now() - started) / 1000).toFixed(0)} s in all -> ${result.out}\n`);
+  console.log(
+    `${setting}: ${result.runs.length} runs, ${result.steps} steps each, ${trainSeconds.toFixed(0)} s training, ${((Date.now() - started) / 1000).toFixed(0)} s in all -> ${result.out}\n`,
+  );
 }

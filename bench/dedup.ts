@@ -2,7 +2,7 @@
  * `npm run bench:dedup`:
  * 1. the multi-index hash lookup against a linear scan (JavaScript, popcount over typed arrays) in
  *    the same run: 1M synthetic corpus fingerprints (clustered, as real ones are) against 100k
- *    registered images (6 hashes each, in SQLite with indexed part columns), at the default
+ *    registered images (10 hashes each, in SQLite with indexed part columns), at the default
  *    distance 8; through the in-memory mirror of the part indexes (what a dedup run uses) and,
  *    on a sample, through SQLite statements;
  * 2. fingerprinting (decode + trim + hash + thumbnail) against the sharp decode floor;
@@ -20,6 +20,7 @@ import { mulberry32 } from '../corpus/random.ts';
 import { loadMihTable, MihIndex, storedHash } from '../dedup/_mih.ts';
 import { popcount32 } from '../dedup/phash.ts';
 import { queryFingerprint } from '../dedup/index.ts';
+import { DEFAULT_CROPS } from '../dedup/fingerprint.ts';
 import { evaluateAccuracy } from '../test/dedup/_accuracy.ts';
 import { asStored, buildAccuracySet, emojiConcepts, emojiFile } from '../test/fixtures/transforms.ts';
 
@@ -27,8 +28,8 @@ const REGISTERED = Number(process.env['BENCH_DEDUP_REGISTERED'] ?? 100_000);
 const CORPUS = Number(process.env['BENCH_DEDUP_CORPUS'] ?? 1_000_000);
 const LINEAR_SAMPLE = Number(process.env['BENCH_DEDUP_LINEAR_SAMPLE'] ?? 300);
 const FINGERPRINTS = Number(process.env['BENCH_DEDUP_FINGERPRINTS'] ?? 1000);
-/** Hashes per registered image: the base and five crops. */
-const VARIANTS = 6;
+/** Hashes per registered image: the base and its crops (10). */
+const VARIANTS = DEFAULT_CROPS.length + 1;
 const ACCURACY = Number(process.env['BENCH_DEDUP_ACCURACY'] ?? 500);
 const MAX_DISTANCE = Number(process.env['BENCH_DEDUP_DISTANCE'] ?? 8);
 const work = mkdtempSync(join(tmpdir(), 'altforge-bench-dedup-'));
@@ -53,7 +54,7 @@ function flip(hi: Uint32Array, lo: Uint32Array, i: number, count: number): void 
 
 /**
  * The index against a linear scan, as a dedup run uses it: `registered` test images stored the way
- * the registry stores them (base hash + 5 crop hashes each, a few bits from the base; a SQLite
+ * the registry stores them (base hash + 9 crop hashes each, a few bits from the base; a SQLite
  * table with the parts p0..p3 as indexed columns), looked up by `corpus` corpus fingerprints
  * (clustered: near-duplicates inside the corpus; 5 % are copies of a registered image, 0-8 bits
  * away). The in-memory mirror is read from the part columns in the same run and its load counted.
@@ -115,8 +116,16 @@ async function indexBench(registered: number, corpusSize: number) {
   const loadSeconds = (performance.now() - t) / 1000;
   t = performance.now();
   let hits = 0;
-  for (let q = 0; q < corpusSize; q++)
-    hits += table.lookupHalves(qhi[q] as number, qlo[q] as number, MAX_DISTANCE).length;
+  // In batches, as a dedup run looks up a shard's fingerprints (lookupMany: queries in part order).
+  const batch = 100_000;
+  const batchHits: number[] = [];
+  for (let start = 0; start < corpusSize; start += batch) {
+    const end = Math.min(corpusSize, start + batch);
+    for (const h of table.lookupMany(qhi.subarray(start, end), qlo.subarray(start, end), MAX_DISTANCE)) {
+      hits += h.length;
+      if (batchHits.length < LINEAR_SAMPLE) batchHits.push(h.length);
+    }
+  }
   const lookupSeconds = (performance.now() - t) / 1000;
   const tableQps = corpusSize / lookupSeconds;
 
@@ -144,7 +153,11 @@ async function indexBench(registered: number, corpusSize: number) {
   const linearQps = linearSample / ((performance.now() - t) / 1000);
   let same = true;
   for (let q = 0; q < linearSample; q++)
-    if (table.lookupHalves(qhi[q] as number, qlo[q] as number, MAX_DISTANCE).length !== linearCounts[q]) same = false;
+    if (
+      table.lookupHalves(qhi[q] as number, qlo[q] as number, MAX_DISTANCE).length !== linearCounts[q] ||
+      batchHits[q] !== linearCounts[q]
+    )
+      same = false;
   db.close();
   const row = {
     registered,

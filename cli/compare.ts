@@ -64,6 +64,12 @@ const flags = {
     valueHint: 'MODE',
     choices: ['soft', 'weight'],
   },
+  consistencyWeight: {
+    type: 'number',
+    description: 'Weight of caption consistency in the nlip noise score (0: the loss alone)',
+    default: 0,
+    valueHint: 'W',
+  },
   trainPairs: { type: 'integer', description: 'Training pairs of a built-in setting', default: 4000, valueHint: 'N' },
   testImages: {
     type: 'integer',
@@ -118,7 +124,7 @@ export const compareCommand = defineCommand({
       throw new UsageError('ERR_USAGE', 'Give --setting fashion-mnist|emoji, or --corpus DIR with --benchmark NAME');
     }
     const train: Record<string, unknown> = {};
-    for (const k of ['epochs', 'batchSize', 'lr', 'warmupEpochs', 'robustMode'])
+    for (const k of ['epochs', 'batchSize', 'lr', 'warmupEpochs', 'robustMode', 'consistencyWeight'])
       if (v[k] !== undefined) train[k] = v[k];
     const bar = createProgress(v['progress'] !== false && v['json'] !== true);
     const options: CompareOptions = {

@@ -40,6 +40,12 @@ const flags = {
     default: 12,
     valueHint: 'C',
   },
+  maxUncoveredColour: {
+    type: 'number',
+    description: 'Verification: highest share (0-1) of either image in colours the other lacks',
+    default: 0.03,
+    valueHint: 'U',
+  },
   concurrency: { type: 'integer', description: 'Images fingerprinted at once', default: 4, valueHint: 'N' },
   json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },

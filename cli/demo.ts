@@ -28,7 +28,7 @@ const flags = {
   epochs: {
     type: 'integer',
     description: 'Epochs of each training run (vanilla, then NLIP)',
-    default: 30,
+    default: 12,
     valueHint: 'N',
   },
   batchSize: { type: 'integer', description: 'Pairs per training step', default: 128, valueHint: 'N' },

@@ -116,22 +116,25 @@ export interface TableHit {
 }
 
 /**
- * The in-memory mirror of the part indexes `p0..p3` of one table: per part, the stored hashes'
- * positions grouped by part value (a counting sort: `members[offsets[v]..offsets[v + 1]]` hold
- * part value v), and the hashes as two 32-bit halves for the exact distance. Built from the part
- * columns as SQLite stores them, so a lookup probes exactly the buckets the SQL lookup probes and
- * finds the same hashes. Memory: 28 bytes per stored hash plus 1 MiB.
+ * The in-memory mirror of the part indexes `p0..p3` of one table: per part, the stored hashes
+ * grouped by part value (a counting sort: entries `offsets[v]..offsets[v + 1]` have part value v),
+ * each entry holding the hash's two 32-bit halves and its position, so a probed bucket is read
+ * front to back like the SQL index range it mirrors. Built from the part columns as SQLite stores
+ * them: a lookup probes exactly the buckets the SQL lookup probes and finds the same hashes. A hash
+ * near the query in several parts is reported once, from the first part within the radius.
+ * Memory: 56 bytes per stored hash plus 1 MiB.
  */
+const closestFirst = (a: TableHit, b: TableHit) => a.distance - b.distance || a.index - b.index;
+
 export class MihTable {
   /** Stored hashes. */
   readonly size: number;
   private readonly hi: Uint32Array;
   private readonly lo: Uint32Array;
   private readonly offsets: Uint32Array[] = [];
-  private readonly members: Uint32Array[] = [];
-  /** Per stored hash, the lookup that last saw it (a hash is in up to four probed buckets). */
-  private readonly seen: Uint32Array;
-  private generation = 0;
+  private readonly bucketHi: Uint32Array[] = [];
+  private readonly bucketLo: Uint32Array[] = [];
+  private readonly bucketIndex: Uint32Array[] = [];
 
   /**
    * @param hi high 32 bits of each stored hash
@@ -144,7 +147,6 @@ export class MihTable {
     this.size = n;
     this.hi = hi;
     this.lo = lo;
-    this.seen = new Uint32Array(n);
     for (const column of parts) {
       const offsets = new Uint32Array((1 << PART_BITS) + 1);
       for (let i = 0; i < n; i++) {
@@ -153,47 +155,77 @@ export class MihTable {
       }
       for (let v = 1; v < offsets.length; v++) offsets[v] = (offsets[v] as number) + (offsets[v - 1] as number);
       const fill = offsets.slice(0, -1);
-      const members = new Uint32Array(n);
+      const bh = new Uint32Array(n);
+      const bl = new Uint32Array(n);
+      const bi = new Uint32Array(n);
       for (let i = 0; i < n; i++) {
         const v = column[i] as number;
-        members[fill[v] as number] = i;
-        fill[v] = (fill[v] as number) + 1;
+        const at = fill[v] as number;
+        bh[at] = hi[i] as number;
+        bl[at] = lo[i] as number;
+        bi[at] = i;
+        fill[v] = at + 1;
       }
       this.offsets.push(offsets);
-      this.members.push(members);
+      this.bucketHi.push(bh);
+      this.bucketLo.push(bl);
+      this.bucketIndex.push(bi);
     }
   }
 
   /** Every stored hash within `maxDistance` bits of `hi:lo` (the query's 32-bit halves), closest first. */
   lookupHalves(hi: number, lo: number, maxDistance: number): TableHit[] {
-    const m = masks(Math.floor(maxDistance / PARTS));
-    if (++this.generation === 0xffffffff) {
-      this.seen.fill(0);
-      this.generation = 1;
-    }
-    const gen = this.generation;
-    const seen = this.seen;
-    const sh = this.hi;
-    const sl = this.lo;
-    const parts = [lo & 0xffff, lo >>> 16, hi & 0xffff, hi >>> 16];
     const hits: TableHit[] = [];
+    for (let k = 0; k < PARTS; k++) this.probePart(k, hi >>> 0, lo >>> 0, maxDistance, hits);
+    return hits.length > 1 ? hits.sort(closestFirst) : hits;
+  }
+
+  /**
+   * {@link lookupHalves} for many queries at once (a shard's fingerprints, a whole corpus): per
+   * part, the queries are taken in the order of their part value, so consecutive queries probe
+   * neighbouring buckets and the table is read nearly in order instead of at random. Same hits.
+   */
+  lookupMany(hi: Uint32Array, lo: Uint32Array, maxDistance: number): TableHit[][] {
+    const n = hi.length;
+    const out: TableHit[][] = Array.from({ length: n }, () => []);
+    const order = new Float64Array(n);
     for (let k = 0; k < PARTS; k++) {
-      const offsets = this.offsets[k] as Uint32Array;
-      const members = this.members[k] as Uint32Array;
-      const part = parts[k] as number;
-      for (let j = 0; j < m.length; j++) {
-        const v = part ^ (m[j] as number);
-        const end = offsets[v + 1] as number;
-        for (let p = offsets[v] as number; p < end; p++) {
-          const i = members[p] as number;
-          if (seen[i] === gen) continue;
-          seen[i] = gen;
-          const distance = popcount32(((sh[i] as number) ^ hi) >>> 0) + popcount32(((sl[i] as number) ^ lo) >>> 0);
-          if (distance <= maxDistance) hits.push({ index: i, distance });
-        }
+      const word = k < 2 ? lo : hi;
+      const shift = k % 2 === 0 ? 0 : 16;
+      for (let q = 0; q < n; q++) order[q] = (((word[q] as number) >>> shift) & 0xffff) * 2 ** 32 + q;
+      order.sort();
+      for (let r = 0; r < n; r++) {
+        const q = (order[r] as number) % 2 ** 32;
+        this.probePart(k, hi[q] as number, lo[q] as number, maxDistance, out[q] as TableHit[]);
       }
     }
-    return hits.length > 1 ? hits.sort((a, b) => a.distance - b.distance || a.index - b.index) : hits;
+    for (const hits of out) if (hits.length > 1) hits.sort(closestFirst);
+    return out;
+  }
+
+  /** Probes part k's buckets within the radius of the query's part; appends the hits it reports. */
+  private probePart(k: number, hi: number, lo: number, maxDistance: number, hits: TableHit[]): void {
+    const radius = Math.floor(maxDistance / PARTS);
+    const m = masks(radius);
+    const offsets = this.offsets[k] as Uint32Array;
+    const bh = this.bucketHi[k] as Uint32Array;
+    const bl = this.bucketLo[k] as Uint32Array;
+    const part = ((k < 2 ? lo : hi) >>> (k % 2 === 0 ? 0 : 16)) & 0xffff;
+    for (let j = 0; j < m.length; j++) {
+      const v = part ^ (m[j] as number);
+      const end = offsets[v + 1] as number;
+      for (let p = offsets[v] as number; p < end; p++) {
+        const xh = ((bh[p] as number) ^ hi) >>> 0;
+        const xl = ((bl[p] as number) ^ lo) >>> 0;
+        const distance = popcount32(xh) + popcount32(xl);
+        if (distance > maxDistance) continue;
+        // Reported from the first part within the radius only (it is in that part's probed bucket too).
+        if (k > 0 && popcount32(xl & 0xffff) <= radius) continue;
+        if (k > 1 && popcount32(xl >>> 16) <= radius) continue;
+        if (k > 2 && popcount32(xh & 0xffff) <= radius) continue;
+        hits.push({ index: (this.bucketIndex[k] as Uint32Array)[p] as number, distance });
+      }
+    }
   }
 
   /** Every stored hash within `maxDistance` bits of `hash`, closest first. */
@@ -226,19 +258,19 @@ export function loadMihTable<Row>(
   const parts = Array.from({ length: PARTS }, () => new Uint16Array(count));
   const rows: Row[] = [];
   const select = ['hash', 'p0', 'p1', 'p2', 'p3', ...columns].join(', ');
-  const stmt = db.prepare(`SELECT ${select} FROM ${table} WHERE ${where}`).safeIntegers(true);
+  const stmt = db.prepare(`SELECT ${select} FROM ${table} WHERE ${where}`).safeIntegers(true).raw(true);
   let i = 0;
-  for (const raw of stmt.iterate(...params) as Iterable<Record<string, unknown>>) {
+  for (const raw of stmt.iterate(...params) as Iterable<unknown[]>) {
     if (i === count) break;
-    const h = toUnsigned(raw['hash'] as bigint);
+    const h = toUnsigned(raw[0] as bigint);
     hi[i] = Number(h >> 32n);
     lo[i] = Number(h & 0xffffffffn);
-    for (let k = 0; k < PARTS; k++) (parts[k] as Uint16Array)[i] = Number(raw[`p${k}`] as bigint);
+    for (let k = 0; k < PARTS; k++) (parts[k] as Uint16Array)[i] = Number(raw[1 + k] as bigint);
     const row: Record<string, unknown> = {};
-    for (const c of columns) {
-      const value = raw[c];
-      row[c] = typeof value === 'bigint' && c !== 'hash' ? Number(value) : value;
-    }
+    columns.forEach((c, ci) => {
+      const value = raw[1 + PARTS + ci];
+      row[c] = typeof value === 'bigint' ? Number(value) : value;
+    });
     rows.push(row as Row);
     i++;
   }

@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { HASH_GRID, phashGrid, type HashBasis } from './phash.ts';
 
 /** Bumped when fingerprints change: registered sets and cached corpus prints are recomputed. */
-export const FINGERPRINT_VERSION = 'fp2';
+export const FINGERPRINT_VERSION = 'fp3';
 
 /** Largest side decoded: fingerprints look at 32×32 grids, so more pixels only cost time. */
 const DECODE_SIDE = 256;
@@ -191,16 +191,52 @@ export function sampleGrid(p: Pixels, box: Box, side: number, channels: 1 | 3, m
 export const THUMB_LUMA = 16;
 /** Side of the colour part of a verification thumbnail. */
 export const THUMB_COLOUR = 8;
-/** Bytes of a thumbnail: 16×16 luma then 8×8 RGB. */
-export const THUMB_BYTES = THUMB_LUMA * THUMB_LUMA + THUMB_COLOUR * THUMB_COLOUR * 3;
+/** Levels per channel of the colour histogram (8 × 8 × 8 bins of 32 values). */
+export const HIST_LEVELS = 8;
+/** Bins of the colour histogram. */
+export const HIST_BINS = HIST_LEVELS ** 3;
+/** A histogram byte counts pixels in units of 1/HIST_UNIT of the box, capped at 255 (12.75 %). */
+export const HIST_UNIT = 2000;
+/** Where the colour histogram starts in a thumbnail. */
+export const HIST_OFFSET = THUMB_LUMA * THUMB_LUMA + THUMB_COLOUR * THUMB_COLOUR * 3;
+/** Bytes of a thumbnail: 16×16 luma, 8×8 RGB, then the 512-bin colour histogram. */
+export const THUMB_BYTES = HIST_OFFSET + HIST_BINS;
 
-/** The verification thumbnail of `box`: 16×16 luma structure and 8×8 colour, one byte each. */
+/**
+ * The colour histogram of the pixels of `box` (RGB, 8 levels a channel), each bin the share of
+ * the box's pixels in 1/{@link HIST_UNIT} units, capped at 255: only colours that cover little of
+ * the image need an exact share (a skin tone, an eye), the background and large fills only need
+ * to be there.
+ */
+export function colourHistogram(p: Pixels, box: Box): Uint8Array {
+  const counts = new Uint32Array(HIST_BINS);
+  const x0 = Math.max(0, Math.floor(box.x));
+  const y0 = Math.max(0, Math.floor(box.y));
+  const x1 = Math.min(p.width, Math.ceil(box.x + box.w));
+  const y1 = Math.min(p.height, Math.ceil(box.y + box.h));
+  const d = p.data;
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      const i = (y * p.width + x) * 3;
+      const bin = ((d[i] as number) >> 5) * 64 + ((d[i + 1] as number) >> 5) * 8 + ((d[i + 2] as number) >> 5);
+      counts[bin] = (counts[bin] as number) + 1;
+    }
+  }
+  const total = Math.max(1, (x1 - x0) * (y1 - y0));
+  return Uint8Array.from(counts, (c) => Math.min(255, Math.round((c / total) * HIST_UNIT)));
+}
+
+/**
+ * The verification thumbnail of `box`: 16×16 luma structure and 8×8 colour, one byte each, and
+ * the colour histogram (the same whichever way the image faces).
+ */
 export function thumbnail(p: Pixels, box: Box, mirror = false): Uint8Array {
   const out = new Uint8Array(THUMB_BYTES);
   const luma = sampleGrid(p, box, THUMB_LUMA, 1, mirror);
   for (let i = 0; i < luma.length; i++) out[i] = Math.round(luma[i] as number);
   const colour = sampleGrid(p, box, THUMB_COLOUR, 3, mirror);
   for (let i = 0; i < colour.length; i++) out[luma.length + i] = Math.round(colour[i] as number);
+  out.set(colourHistogram(p, box), HIST_OFFSET);
   return out;
 }
 
@@ -236,6 +272,11 @@ export const DEFAULT_CROPS: readonly CropSpec[] = [
   { name: 'crop-tr', anchorX: 1, anchorY: 0 },
   { name: 'crop-bl', anchorX: 0, anchorY: 1 },
   { name: 'crop-br', anchorX: 1, anchorY: 1 },
+  // The edges' middles (fp3): crop recall 0.75 -> 0.89 on the full accuracy suite.
+  { name: 'crop-t', anchorX: 0.5, anchorY: 0 },
+  { name: 'crop-b', anchorX: 0.5, anchorY: 1 },
+  { name: 'crop-l', anchorX: 0, anchorY: 0.5 },
+  { name: 'crop-r', anchorX: 1, anchorY: 0.5 },
 ];
 
 /** The single hash a corpus image is looked up with: its content, borders trimmed. */
@@ -254,7 +295,7 @@ export function queryFromPixels(p: Pixels): Fingerprint {
   };
 }
 
-/** The hashes a registered test image is stored with: its content and five crops. */
+/** The hashes a registered test image is stored with: its content and nine crops. */
 export async function registeredFingerprint(bytes: Uint8Array): Promise<Fingerprint> {
   const p = await decodePixels(bytes);
   return registeredFromPixels(p);
@@ -291,6 +332,7 @@ export function mirrorThumb(thumb: Uint8Array): Uint8Array {
     for (let x = 0; x < THUMB_LUMA; x++) out[y * THUMB_LUMA + x] = thumb[y * THUMB_LUMA + THUMB_LUMA - 1 - x] as number;
   }
   const o = THUMB_LUMA * THUMB_LUMA;
+  out.set(thumb.subarray(HIST_OFFSET), HIST_OFFSET);
   for (let y = 0; y < THUMB_COLOUR; y++) {
     for (let x = 0; x < THUMB_COLOUR; x++) {
       for (let c = 0; c < 3; c++) {

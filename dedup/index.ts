@@ -23,7 +23,7 @@ import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { normaliseCaption } from '../corpus/text.ts';
 import { decodePixels, FINGERPRINT_VERSION, queryFromPixels } from './fingerprint.ts';
-import { loadMihTable, storedHash, type MihTable } from './_mih.ts';
+import { loadMihTable, storedHash, type MihTable, type TableHit } from './_mih.ts';
 import { agreement, verified, type VerifyThresholds } from './_verify.ts';
 import { resolveDedupOptions, type DedupOptions, type DedupProgress, type ResolvedDedupOptions } from './options.ts';
 import { toUnsigned } from './phash.ts';
@@ -228,8 +228,20 @@ class BenchmarkMatcher {
     this.names = new Map(benchmarks.map((b) => [b.id, b.name]));
   }
 
-  /** The best match per benchmark for one pair. */
-  match(pair: PairRow, print: Print | undefined): Match[] {
+  /** The hash lookups of a shard's prints in one batch (see MihTable.lookupMany), by key. */
+  lookupAll(prints: readonly Print[]): Map<string, TableHit[]> {
+    const hi = new Uint32Array(prints.length);
+    const lo = new Uint32Array(prints.length);
+    prints.forEach((p, i) => {
+      hi[i] = Number(p.hash >> 32n);
+      lo[i] = Number(p.hash & 0xffffffffn);
+    });
+    const hits = this.index.lookupMany(hi, lo, this.maxDistance);
+    return new Map(prints.map((p, i) => [p.key, hits[i] as TableHit[]]));
+  }
+
+  /** The best match per benchmark for one pair (`hits`: its print's lookup, from {@link lookupAll}). */
+  match(pair: PairRow, print: Print | undefined, hits: readonly TableHit[] = []): Match[] {
     const best = new Map<string, Match>();
     if (pair.sha256) {
       for (const row of this.bySha.all(pair.sha256) as { benchmark_id: number; image_id: string }[]) {
@@ -248,7 +260,7 @@ class BenchmarkMatcher {
       }
     }
     if (print) {
-      for (const hit of this.index.lookup(print.hash, this.maxDistance)) {
+      for (const hit of hits) {
         const stored = this.indexRows[hit.index] as { id: number; benchmark_id: number };
         const benchmark = this.names.get(stored.benchmark_id);
         if (benchmark === undefined) continue;
@@ -348,7 +360,11 @@ async function dedupCorpus(
   opened: { registry: Registry; benchmarks: BenchmarkInfo[] } | null,
 ): Promise<DedupResult> {
   const { db } = corpus;
-  const thresholds = { minCorrelation: opts.minCorrelation, maxColourDifference: opts.maxColourDifference };
+  const thresholds = {
+    minCorrelation: opts.minCorrelation,
+    maxColourDifference: opts.maxColourDifference,
+    maxUncoveredColour: opts.maxUncoveredColour,
+  };
   const progress = (p: DedupProgress) => opts.onProgress?.(p);
   const shards = (db.prepare('SELECT shard FROM shards ORDER BY shard').all() as { shard: number }[]).map(
     (r) => r.shard,
@@ -425,8 +441,11 @@ async function dedupCorpus(
       }
       for (const p of fresh.prints) prints.set(p.key, p);
       const names = new Set(todo.map((b) => b.name));
-      for (const pair of pairs)
-        matches.push(...matcher.match(pair, prints.get(pair.key)).filter((m) => names.has(m.benchmark)));
+      const hits = matcher.lookupAll([...prints.values()]);
+      for (const pair of pairs) {
+        const found = matcher.match(pair, prints.get(pair.key), hits.get(pair.key));
+        matches.push(...found.filter((m) => names.has(m.benchmark)));
+      }
     }
     db.transaction(() => {
       for (const p of fresh.prints) {
@@ -532,9 +551,17 @@ function clusterWithin(
   };
   const thumbOf = db.prepare('SELECT thumb FROM dedup_prints WHERE key = ?');
   const best = new Map<string, { distance: number; correlation: number; mirrored: boolean }>();
+  const hi = new Uint32Array(rows.length);
+  const lo = new Uint32Array(rows.length);
+  rows.forEach((_, i) => {
+    const h = index.hashAt(i);
+    hi[i] = Number(h >> 32n);
+    lo[i] = Number(h & 0xffffffffn);
+  });
+  const allHits = index.lookupMany(hi, lo, opts.maxDistance);
   rows.forEach((row, i) => {
     const thumb = (thumbOf.get(row.key) as { thumb: Buffer }).thumb;
-    for (const hit of index.lookup(index.hashAt(i), opts.maxDistance)) {
+    for (const hit of allHits[i] as TableHit[]) {
       const j = hit.index;
       if (j <= i) continue;
       const otherKey = (rows[j] as { key: string }).key;

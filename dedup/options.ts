@@ -27,6 +27,8 @@ export interface DedupOptions {
   minCorrelation?: number;
   /** Highest mean colour difference (0–255) of the verification thumbnails. @default 12 */
   maxColourDifference?: number;
+  /** Highest share (0–1) of either image in colours the other lacks (colour histograms). @default 0.03 */
+  maxUncoveredColour?: number;
   /** Images fingerprinted at once. @default 4 */
   concurrency?: number;
   onProgress?: (progress: DedupProgress) => void;
@@ -43,6 +45,7 @@ const schema = z.strictObject({
   captions: z.boolean().default(true),
   minCorrelation: z.number().min(-1).max(1).default(0.9),
   maxColourDifference: z.number().min(0).max(255).default(12),
+  maxUncoveredColour: z.number().min(0).max(1).default(0.03),
   concurrency: z.number().int().min(1).max(64).default(4),
   onProgress: z.custom<(p: DedupProgress) => void>((v) => typeof v === 'function').optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),

@@ -30,7 +30,11 @@ function vendorDir(vendor: 'twitter' | 'google'): string | null {
   }
 }
 
-function writeSet(dir: string, name: string, picked: Array<{ name: string; file: string; image: string }>): DemoBenchmarkFiles {
+function writeSet(
+  dir: string,
+  name: string,
+  picked: Array<{ name: string; file: string; image: string }>,
+): DemoBenchmarkFiles {
   const images = join(dir, name);
   mkdirSync(images, { recursive: true });
   const lines: string[] = [];

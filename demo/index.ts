@@ -227,6 +227,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     const originChanged = state.origin !== null && state.origin !== server.origin;
     site = summarizeSite(built, server.origin, originChanged);
     writeJson(join(out, STATE_FILE), { ...state, origin: server.origin } satisfies DemoState);
+    opts.onLog?.(`site: ${site.images} images on ${site.pages} pages, served at ${site.origin}/`);
     if (signal?.aborted) return interrupted(site, null);
 
     crawl = await runCrawl({
@@ -244,6 +245,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   } finally {
     await server.close();
   }
+  opts.onLog?.(
+    `crawl: ${crawl.byStatus['ok'] ?? 0} pairs stored in ${crawl.shards} shards (` +
+      Object.entries(crawl.byStatus)
+        .filter(([status]) => status !== 'ok')
+        .map(([status, n]) => `${n} ${status}`)
+        .join(', ') +
+      `) -> ${crawl.out}`,
+  );
   if (crawl.interrupted || opts.upTo === 'crawl') {
     return { out, site, crawl, stages: null, interrupted: crawl.interrupted, durationMs: Date.now() - started };
   }

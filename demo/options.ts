@@ -33,7 +33,7 @@ export interface DemoOptions {
   seed?: number;
   /** The last step run: `crawl` (site and crawl only), `dedup`, `filter`, `train`, `score`, `eval` or `report` (everything). @default 'report' */
   upTo?: DemoStage;
-  /** Epochs of each of the two training runs (vanilla and NLIP, same seed). @default 30 */
+  /** Epochs of each of the two training runs (vanilla and NLIP, same seed). @default 12 */
   epochs?: number;
   /** Pairs per training step. @default 128 */
   batchSize?: number;
@@ -56,8 +56,18 @@ const schema = z.strictObject({
   images: z.number().int(imagesMessage).min(1, imagesMessage).max(MAX_IMAGES, imagesMessage).default(2000),
   seed: z.number().int('expected a safe integer').min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).default(1),
   upTo: z.enum(DEMO_STAGES).default('report'),
-  epochs: z.number().int('expected an integer in [1, 1000]').min(1, 'expected an integer in [1, 1000]').max(1000, 'expected an integer in [1, 1000]').default(30),
-  batchSize: z.number().int('expected an integer in [2, 4096]').min(2, 'expected an integer in [2, 4096]').max(4096, 'expected an integer in [2, 4096]').default(128),
+  epochs: z
+    .number()
+    .int('expected an integer in [1, 1000]')
+    .min(1, 'expected an integer in [1, 1000]')
+    .max(1000, 'expected an integer in [1, 1000]')
+    .default(12),
+  batchSize: z
+    .number()
+    .int('expected an integer in [2, 4096]')
+    .min(2, 'expected an integer in [2, 4096]')
+    .max(4096, 'expected an integer in [2, 4096]')
+    .default(128),
   backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu']).default('auto'),
   nsfw: z.enum(['nsfwjs', 'none']).default('nsfwjs'),
   onLog: z.custom<(line: string) => void>((v) => typeof v === 'function', 'expected a function').optional(),

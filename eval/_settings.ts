@@ -49,10 +49,20 @@ export function fashionClassNames(): string[] {
 }
 
 /** Fashion-MNIST: `trainPairs` training images with a templated caption each, `testImages` test images to classify. */
-export function fashionMnist(options: { trainPairs: number; testImages: number; seed: number; dir?: string }): SettingData {
+export function fashionMnist(options: {
+  trainPairs: number;
+  testImages: number;
+  seed: number;
+  dir?: string;
+}): SettingData {
   const dir = options.dir ?? FASHION_MNIST_DIR;
   const file = (name: string) => join(dir, name);
-  for (const f of ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']) {
+  for (const f of [
+    'train-images-idx3-ubyte.gz',
+    'train-labels-idx1-ubyte.gz',
+    't10k-images-idx3-ubyte.gz',
+    't10k-labels-idx1-ubyte.gz',
+  ]) {
     if (!existsSync(file(f))) {
       throw new UsageError(
         'ERR_DATASET_NOT_FOUND',
@@ -63,7 +73,9 @@ export function fashionMnist(options: { trainPairs: number; testImages: number; 
   }
   const names = fashionClassNames();
   const random = createRandom(options.seed, 'fashion-captions');
-  const train = [...idxImages(readIdx(file('train-images-idx3-ubyte.gz')), readIdx(file('train-labels-idx1-ubyte.gz')))];
+  const train = [
+    ...idxImages(readIdx(file('train-images-idx3-ubyte.gz')), readIdx(file('train-labels-idx1-ubyte.gz'))),
+  ];
   const chosen = shuffle(createRandom(options.seed, 'fashion-subset'), train).slice(0, options.trainPairs);
   const pairs: MemoryPair[] = [];
   const groups: number[] = [];
@@ -77,10 +89,9 @@ export function fashionMnist(options: { trainPairs: number; testImages: number; 
     });
     groups.push(label);
   }
-  const test = [...idxImages(readIdx(file('t10k-images-idx3-ubyte.gz')), readIdx(file('t10k-labels-idx1-ubyte.gz')))].slice(
-    0,
-    options.testImages,
-  );
+  const test = [
+    ...idxImages(readIdx(file('t10k-images-idx3-ubyte.gz')), readIdx(file('t10k-labels-idx1-ubyte.gz'))),
+  ].slice(0, options.testImages);
   return {
     setting: 'fashion-mnist',
     pairs,
@@ -146,7 +157,11 @@ export function emoji(options: {
   const groups: string[] = [];
   for (const e of concepts) {
     for (const v of trainVendors) {
-      pairs.push({ id: `${v}/${e.image}`, caption: emojiCaption(e), image: new Uint8Array(readFileSync(imagePath(v, e))) });
+      pairs.push({
+        id: `${v}/${e.image}`,
+        caption: emojiCaption(e),
+        image: new Uint8Array(readFileSync(imagePath(v, e))),
+      });
       groups.push(emojiCaption(e));
     }
   }

@@ -28,7 +28,20 @@ import { corpusSetting, emoji, fashionMnist, type SettingData } from './_setting
 import { DEFAULT_TEMPLATES, evaluateBenchmark } from './zero-shot.ts';
 
 /** The training recipe shared by both methods (everything `runTrain` takes except the data and the robust switch). */
-export type CompareTrainOptions = Omit<TrainOptions, 'corpus' | 'pairs' | 'out' | 'seed' | 'robust' | 'onProgress' | 'onNoise' | 'signal' | 'resume' | 'maxSteps' | 'backend'>;
+export type CompareTrainOptions = Omit<
+  TrainOptions,
+  | 'corpus'
+  | 'pairs'
+  | 'out'
+  | 'seed'
+  | 'robust'
+  | 'onProgress'
+  | 'onNoise'
+  | 'signal'
+  | 'resume'
+  | 'maxSteps'
+  | 'backend'
+>;
 
 /** Progress of a comparison. */
 export interface CompareProgress {
@@ -103,13 +116,22 @@ export interface CompareJson {
   trainPairs: number;
   train: Record<string, unknown>;
   runs: CompareRun[];
-  summary: Array<{ noiseRate: number; method: 'vanilla' | 'nlip'; metric: string; mean: number; spread: number; n: number }>;
+  summary: Array<{
+    noiseRate: number;
+    method: 'vanilla' | 'nlip';
+    metric: string;
+    mean: number;
+    spread: number;
+    n: number;
+  }>;
   detection: Array<{
     noiseRate: number;
     seed: number;
     epoch: number;
     step: number;
     auc: number | null;
+    /** ROC AUC of the raw noise score (before the separation gate and the EMA). */
+    scoreAuc: number | null;
     precision: number | null;
     recall: number | null;
     acted: boolean;
@@ -206,12 +228,12 @@ export function compareMarkdown(result: CompareJson): string {
     lines.push(
       '## Noise detection (nlip runs: noise probability against the injected mask)',
       '',
-      '| noise rate | seed | epoch | acted | ROC AUC | precision@0.5 | recall@0.5 |',
-      '|---|---|---|---|---|---|---|',
+      '| noise rate | seed | epoch | acted | ROC AUC | AUC of the raw score | precision@0.5 | recall@0.5 |',
+      '|---|---|---|---|---|---|---|---|',
     );
     for (const d of result.detection) {
       lines.push(
-        `| ${d.noiseRate} | ${d.seed} | ${d.epoch} | ${d.acted ? 'yes' : 'no'} | ${fmt(d.auc, 3)} | ${fmt(d.precision, 3)} | ${fmt(d.recall, 3)} |`,
+        `| ${d.noiseRate} | ${d.seed} | ${d.epoch} | ${d.acted ? 'yes' : 'no'} | ${fmt(d.auc, 3)} | ${fmt(d.scoreAuc, 3)} | ${fmt(d.precision, 3)} | ${fmt(d.recall, 3)} |`,
       );
     }
     lines.push('');
@@ -270,12 +292,31 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
         }
         const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
         const progress = (phase: CompareProgress['phase'], done: number, t: number, loss?: number) =>
-          opts.onProgress?.({ phase, run: index, runs: total, noiseRate: rate, method, seed, done, total: t, ...(loss === undefined ? {} : { loss }) });
+          opts.onProgress?.({
+            phase,
+            run: index,
+            runs: total,
+            noiseRate: rate,
+            method,
+            seed,
+            done,
+            total: t,
+            ...(loss === undefined ? {} : { loss }),
+          });
         const onNoise = (e: NoiseEpoch) => {
           if (rate === 0) return;
           const positive = e.ids.map((id) => noisyById.get(id) === true);
           const pr = precisionRecall(e.noiseProb, positive, 0.5);
-          detection.push({ noiseRate: rate, seed, epoch: e.epoch, step: e.step, auc: rocAuc(e.noiseProb, positive), ...pr, acted: e.acted });
+          detection.push({
+            noiseRate: rate,
+            seed,
+            epoch: e.epoch,
+            step: e.step,
+            auc: rocAuc(e.noiseProb, positive),
+            scoreAuc: rocAuc(e.scores, positive),
+            ...pr,
+            acted: e.acted,
+          });
         };
         const trainStarted = Date.now();
         const trained = await runTrain({
@@ -326,7 +367,8 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
         const values = runs
           .filter((r) => r.noiseRate === rate && r.method === method && r.metrics[metric] !== undefined)
           .map((r) => r.metrics[metric] as number);
-        if (values.length > 0) summary.push({ noiseRate: rate, method, metric, ...meanAndSpread(values), n: values.length });
+        if (values.length > 0)
+          summary.push({ noiseRate: rate, method, metric, ...meanAndSpread(values), n: values.length });
       }
     }
   }

@@ -95,8 +95,9 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
         results.failRun(runId);
         throw err;
       }
-      const hash = (results.db.prepare('SELECT config_hash FROM runs WHERE id = ?').get(runId) as { config_hash: string })
-        .config_hash;
+      const hash = (
+        results.db.prepare('SELECT config_hash FROM runs WHERE id = ?').get(runId) as { config_hash: string }
+      ).config_hash;
       return {
         checkpoint: encoder.checkpoint,
         runId,

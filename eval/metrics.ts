@@ -136,12 +136,14 @@ export function classificationMetrics(
 ): ClassificationScores {
   const n = labels.length;
   if (n === 0 || classes === 0) throw emptyBenchmark(`${n} images and ${classes} classes`);
-  if (sim.length !== n * classes) throw new RangeError(`similarity has ${sim.length} entries, expected ${n} x ${classes}`);
+  if (sim.length !== n * classes)
+    throw new RangeError(`similarity has ${sim.length} entries, expected ${n} x ${classes}`);
   let top1 = 0;
   let top5 = 0;
   for (let i = 0; i < n; i++) {
     const label = labels[i] as number;
-    if (!Number.isInteger(label) || label < 0 || label >= classes) throw new RangeError(`image ${i} has label ${label}`);
+    if (!Number.isInteger(label) || label < 0 || label >= classes)
+      throw new RangeError(`image ${i} has label ${label}`);
     const own = sim[i * classes + label] as number;
     let ahead = 0;
     for (let c = 0; c < classes; c++) if (c !== label && (sim[i * classes + c] as number) >= own) ahead++;
@@ -160,7 +162,7 @@ export function rocAuc(scores: ArrayLike<number>, positive: ArrayLike<boolean>):
   const n = scores.length;
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
   const ranks = new Float64Array(n);
-  for (let s = 0; s < n; ) {
+  for (let s = 0; s < n;) {
     let e = s;
     while (e + 1 < n && scores[order[e + 1] as number] === scores[order[s] as number]) e++;
     const mid = (s + e) / 2 + 1;

@@ -39,9 +39,13 @@ export function injectNoise(
   options: { groups?: readonly (string | number)[] } = {},
 ): InjectedNoise {
   if (!(rate >= 0 && rate <= 1)) {
-    throw new UsageError('ERR_INVALID_OPTION', `Option 'compare.noiseRates': expected rates in [0, 1], got \`${rate}\``, {
-      context: { stage: 'compare', option: 'noiseRates' },
-    });
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      `Option 'compare.noiseRates': expected rates in [0, 1], got \`${rate}\``,
+      {
+        context: { stage: 'compare', option: 'noiseRates' },
+      },
+    );
   }
   const n = captions.length;
   const k = noisyCount(n, rate);
@@ -60,7 +64,8 @@ export function injectNoise(
   const groups = options.groups;
   if (groups) {
     const counts = new Map<string | number, number>();
-    for (const i of chosen) counts.set(groups[i] as string | number, (counts.get(groups[i] as string | number) ?? 0) + 1);
+    for (const i of chosen)
+      counts.set(groups[i] as string | number, (counts.get(groups[i] as string | number) ?? 0) + 1);
     const largest = Math.max(0, ...counts.values());
     if (k > 0 && largest * 2 > k) {
       throw new UsageError(

@@ -73,7 +73,7 @@ export function plotSpecs(result: CompareJson): PlotSpec[] {
             mark: { type: 'errorbar' },
             encoding: {
               x: { field: 'noiseRate', type: 'quantitative' },
-              y: { field: 'low', type: 'quantitative' },
+              y: { field: 'low', type: 'quantitative', title: label },
               y2: { field: 'high' },
               color: { field: 'method', type: 'nominal' },
             },
@@ -110,7 +110,9 @@ export function plotSpecs(result: CompareJson): PlotSpec[] {
       spec: {
         $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
         title: 'Training loss by step',
-        data: { values: result.curves.map((c) => ({ ...c, run: `${c.method} seed ${c.seed}`, rate: `noise ${c.noiseRate}` })) },
+        data: {
+          values: result.curves.map((c) => ({ ...c, run: `${c.method} seed ${c.seed}`, rate: `noise ${c.noiseRate}` })),
+        },
         facet: { column: { field: 'rate', type: 'nominal', title: null } },
         spec: {
           width: 260,

@@ -55,7 +55,10 @@ export function configHash(config: Record<string, unknown>): string {
               .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
           )
         : v;
-  return createHash('sha256').update(JSON.stringify(canonical(config))).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(config)))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** An open results database. */
@@ -63,7 +66,13 @@ export interface ResultsDb {
   path: string;
   db: Database.Database;
   /** Records the start of a run; returns its id. */
-  startRun(run: { checkpoint: string; checkpointStep: number; benchmarks: string[]; config: Record<string, unknown>; backend: string }): number;
+  startRun(run: {
+    checkpoint: string;
+    checkpointStep: number;
+    benchmarks: string[];
+    config: Record<string, unknown>;
+    backend: string;
+  }): number;
   /** Stores a run's metrics and marks it done, in one transaction. */
   finishRun(runId: number, checkpoint: string, metrics: readonly EvalMetric[]): void;
   /** Marks a run failed. */
@@ -115,7 +124,10 @@ export function openResults(path: string): ResultsDb {
       })();
     },
     failRun(runId) {
-      db.prepare(`UPDATE runs SET status = 'failed', finished_at = ? WHERE id = ?`).run(new Date().toISOString(), runId);
+      db.prepare(`UPDATE runs SET status = 'failed', finished_at = ? WHERE id = ?`).run(
+        new Date().toISOString(),
+        runId,
+      );
     },
     close: () => {
       if (db.open) db.close();

@@ -126,7 +126,12 @@ export async function evaluateBenchmark(
     push('text_to_image', pick(r.textToImage));
   }
   if (canClassify) {
-    const classEmb = classEmbeddings((t) => encoder.embedTexts(t, options.batchSize), classNames, options.templates, dim);
+    const classEmb = classEmbeddings(
+      (t) => encoder.embedTexts(t, options.batchSize),
+      classNames,
+      options.templates,
+      dim,
+    );
     const rows = new Float32Array(labelled.length * dim);
     labelled.forEach((i, k) => rows.set(imageEmb.subarray(i * dim, (i + 1) * dim), k * dim));
     const c = classificationMetrics(

@@ -19,7 +19,8 @@ export function table(head: string[], rows: Array<Array<string | number>>): stri
 
 /** One thumbnail with lines of text under it; `src` is relative to the page, null when there is no image. */
 export function card(src: string | null, lines: string[], alt: string): string {
-  const img = src === null ? '<div class="noimg">no image</div>' : `<img src="${esc(src)}" alt="${esc(alt)}" loading="eager">`;
+  const img =
+    src === null ? '<div class="noimg">no image</div>' : `<img src="${esc(src)}" alt="${esc(alt)}" loading="eager">`;
   return `<figure class="card">${img}<figcaption>${lines.map((l) => `<div>${esc(l)}</div>`).join('')}</figcaption></figure>`;
 }
 

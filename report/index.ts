@@ -61,6 +61,8 @@ export interface ReportResult {
   sections: Record<ReportSection, boolean>;
   /** Files written under `images/` (thumbnails and plots). */
   images: number;
+  /** Images that could not be made into thumbnails (shown as "no image"): what and why. */
+  thumbnailErrors: string[];
   durationMs: number;
 }
 
@@ -80,7 +82,8 @@ interface PairInfo {
 
 const THUMB = 96;
 
-async function writeThumb(bytes: Buffer, path: string): Promise<boolean> {
+/** Writes a thumbnail; an image sharp cannot read is shown as "no image" and its error recorded. */
+async function writeThumb(bytes: Buffer, path: string, errors: string[], what: string): Promise<boolean> {
   try {
     await sharp(bytes)
       .flatten({ background: '#ffffff' })
@@ -88,7 +91,8 @@ async function writeThumb(bytes: Buffer, path: string): Promise<boolean> {
       .png()
       .toFile(path);
     return true;
-  } catch {
+  } catch (err) {
+    errors.push(`${what}: ${(err as Error).message}`);
     return false;
   }
 }
@@ -139,9 +143,13 @@ function claimOut(out: string): void {
   if (!existsSync(out)) return;
   const entries = readdirSync(out);
   if (entries.length > 0 && !entries.includes(MARKER)) {
-    throw new UsageError('ERR_NOT_A_REPORT', `Directory '${out}' is not empty and holds no report: refusing to replace it`, {
-      context: { path: out, stage: 'report' },
-    });
+    throw new UsageError(
+      'ERR_NOT_A_REPORT',
+      `Directory '${out}' is not empty and holds no report: refusing to replace it`,
+      {
+        context: { path: out, stage: 'report' },
+      },
+    );
   }
 }
 
@@ -177,6 +185,7 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
   const sections = {} as Record<ReportSection, boolean>;
   const parts: Partial<Record<ReportSection, () => Promise<string>>> = {};
   let imageFiles = 0;
+  const thumbnailErrors: string[] = [];
   const img = (key: string) => thumbs.written.get(key) ?? null;
   const writePlot = async (name: string, svg: Promise<string>): Promise<string> => {
     writeFileSync(join(tmp, 'images', name), await svg);
@@ -186,14 +195,18 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
 
   try {
     // --- corpus statistics
-    const byStatus = db.prepare('SELECT status, COUNT(*) AS n FROM pairs GROUP BY status ORDER BY n DESC, status').all() as {
+    const byStatus = db
+      .prepare('SELECT status, COUNT(*) AS n FROM pairs GROUP BY status ORDER BY n DESC, status')
+      .all() as {
       status: string;
       n: number;
     }[];
     const total = byStatus.reduce((s, r) => s + r.n, 0);
     const ok = byStatus.find((r) => r.status === 'ok')?.n ?? 0;
     const shardRow = db
-      .prepare("SELECT COUNT(DISTINCT shard) AS shards, COALESCE(SUM(bytes), 0) AS bytes FROM pairs WHERE status = 'ok'")
+      .prepare(
+        "SELECT COUNT(DISTINCT shard) AS shards, COALESCE(SUM(bytes), 0) AS bytes FROM pairs WHERE status = 'ok'",
+      )
       .get() as { shards: number; bytes: number };
     const sides = (
       db
@@ -214,7 +227,11 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
       }
       const sizePlot = await writePlot(
         'sizes.svg',
-        barChart(hist, { group: 'shorter side of the original (px)', value: 'pairs', title: 'Image sizes (stored pairs)' }),
+        barChart(hist, {
+          group: 'shorter side of the original (px)',
+          value: 'pairs',
+          title: 'Image sizes (stored pairs)',
+        }),
       );
       return [
         `<p>${total} pairs recorded, <b>${ok}</b> stored (${pct(ok, total)}) in <b>${shardRow.shards}</b> shards, ` +
@@ -272,7 +289,9 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
     sections.dedup = hasDedup;
     if (hasDedup) {
       const counts = db
-        .prepare("SELECT benchmark, kind, COUNT(*) AS n FROM dedup_matches GROUP BY benchmark, kind ORDER BY benchmark, kind")
+        .prepare(
+          'SELECT benchmark, kind, COUNT(*) AS n FROM dedup_matches GROUP BY benchmark, kind ORDER BY benchmark, kind',
+        )
         .all() as { benchmark: string; kind: string; n: number }[];
       const flagged = (db.prepare('SELECT COUNT(*) AS n FROM pairs WHERE dup_of IS NOT NULL').get() as { n: number }).n;
       const matches = db
@@ -281,7 +300,9 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
              FROM dedup_matches m JOIN pairs p ON p.key = m.key
             WHERE m.kind IN ('image', 'sha256') ORDER BY m.distance, m.key LIMIT ?`,
         )
-        .all(opts.examples) as Array<PairInfo & { benchmark: string; imageId: string; kind: string; distance: number | null }>;
+        .all(opts.examples) as Array<
+        PairInfo & { benchmark: string; imageId: string; kind: string; distance: number | null }
+      >;
       matches.forEach((m) => want(thumbs, m));
       parts.dedup = async () => {
         const benchThumbs = new Map<string, string>();
@@ -295,7 +316,14 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
               for (const image of iterateImages(registry, name)) {
                 if (!ids.has(image.imageId)) continue;
                 const file = `bench-${benchThumbs.size}.png`;
-                if (await writeThumb(await readImageBytes(registry, name, image), join(tmp, 'images', file))) {
+                if (
+                  await writeThumb(
+                    await readImageBytes(registry, name, image),
+                    join(tmp, 'images', file),
+                    thumbnailErrors,
+                    `${name}/${image.imageId}`,
+                  )
+                ) {
                   imageFiles += 1;
                   benchThumbs.set(`${name}\n${image.imageId}`, `images/${file}`);
                 }
@@ -394,7 +422,13 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
         file.summary && file.summary.length > 0
           ? file.summary
           : (file.runs ?? []).flatMap((r) =>
-              Object.entries(r.metrics).map(([metric, mean]) => ({ noiseRate: r.noiseRate, method: r.method, metric, mean, spread: 0 })),
+              Object.entries(r.metrics).map(([metric, mean]) => ({
+                noiseRate: r.noiseRate,
+                method: r.method,
+                metric,
+                mean,
+                spread: 0,
+              })),
             );
       // One row per metric and noise rate, one column per method: the methods side by side.
       const methods = [...new Set(summary.map((s) => s.method))];
@@ -415,14 +449,26 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
           value: s.mean,
         }));
       if (bars.length > 0) {
-        blocks.push(plot(await writePlot('metrics.svg', barChart(bars, { group: 'metric', value: 'percent', title: 'Evaluation' })), 'Evaluation'));
+        blocks.push(
+          plot(
+            await writePlot('metrics.svg', barChart(bars, { group: 'metric', value: 'percent', title: 'Evaluation' })),
+            'Evaluation',
+          ),
+        );
       }
       if (file.detection && file.detection.length > 0) {
         blocks.push(
           '<h3>Noise detection</h3>' +
             table(
               ['noise rate', 'seed', 'epoch', 'AUC', 'precision', 'recall'],
-              file.detection.map((d) => [d.noiseRate, d.seed, d.epoch, d.auc.toFixed(3), d.precision.toFixed(3), d.recall.toFixed(3)]),
+              file.detection.map((d) => [
+                d.noiseRate,
+                d.seed,
+                d.epoch,
+                d.auc.toFixed(3),
+                d.precision.toFixed(3),
+                d.recall.toFixed(3),
+              ]),
             ),
         );
       }
@@ -443,7 +489,7 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
       if (!existsSync(tar)) continue;
       for await (const sample of readShard(tar, keys)) {
         const file = `pair-${thumbs.written.size}.png`;
-        if (await writeThumb(sample.jpg, join(tmp, 'images', file))) {
+        if (await writeThumb(sample.jpg, join(tmp, 'images', file), thumbnailErrors, sample.key)) {
           imageFiles += 1;
           thumbs.written.set(sample.key, `images/${file}`);
         }
@@ -473,7 +519,11 @@ ${body.join('\n')}
     writeFileSync(join(tmp, 'index.html'), html);
     writeFileSync(
       join(tmp, MARKER),
-      JSON.stringify({ generator: 'altforge-report', corpus, runs: opts.runs.map((r) => resolve(r)), sections }, null, 2) + '\n',
+      JSON.stringify(
+        { generator: 'altforge-report', corpus, runs: opts.runs.map((r) => resolve(r)), sections },
+        null,
+        2,
+      ) + '\n',
     );
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
@@ -483,7 +533,14 @@ ${body.join('\n')}
   }
   rmSync(out, { recursive: true, force: true });
   renameSync(tmp, out);
-  return { out, html: join(out, 'index.html'), sections, images: imageFiles, durationMs: Date.now() - started };
+  return {
+    out,
+    html: join(out, 'index.html'),
+    sections,
+    images: imageFiles,
+    thumbnailErrors,
+    durationMs: Date.now() - started,
+  };
 }
 
 /** The page's path relative to the current directory, for printing. */

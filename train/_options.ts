@@ -90,6 +90,11 @@ export interface TrainOptions {
   robustThreshold?: number | null;
   /** Variance floor of the mixture. @default 5e-4 */
   varianceFloor?: number;
+  /**
+   * Weight of caption consistency in the noise score (0: the loss alone, NLIP): how far a pair's
+   * image lies from the other images carrying the same caption. @default 0
+   */
+  consistencyWeight?: number;
   /** Noise completion: train likely-noisy pairs against captions made of retrieved concepts. @default false */
   completion?: boolean;
   /** Noise probability above which a pair is completed. @default 0.5 */
@@ -126,6 +131,8 @@ export interface NoiseEpoch {
   ids: readonly string[];
   /** Noise probability per pair after the EMA. */
   noiseProb: Float32Array;
+  /** The score the mixture was fitted to (normalised loss, blended with inconsistency), before any gate. */
+  scores: Float32Array;
   /** Whether the mixture was acted on this epoch. */
   acted: boolean;
   /** Ashman's D of the fitted mixture. */
@@ -176,6 +183,7 @@ const trainSchema = z.strictObject({
   robustFloor: fraction.default(0),
   robustThreshold: fraction.nullable().default(null),
   varianceFloor: z.number().positive().max(1).default(5e-4),
+  consistencyWeight: fraction.default(0),
   completion: z.boolean().default(false),
   completionThreshold: fraction.default(0.5),
   completionTopK: positiveInt.max(16).default(3),

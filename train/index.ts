@@ -613,10 +613,7 @@ export interface Encoder {
  * Loads a checkpoint (file, or run directory holding `checkpoint.ckpt`) for inference. Eval's
  * zero-shot retrieval and classification call this, never the model internals.
  */
-export async function loadEncoder(
-  checkpoint: string,
-  options: { backend?: BackendChoice } = {},
-): Promise<Encoder> {
+export async function loadEncoder(checkpoint: string, options: { backend?: BackendChoice } = {}): Promise<Encoder> {
   const path =
     existsSync(checkpoint) && statSync(checkpoint).isDirectory() ? join(checkpoint, CHECKPOINT_FILE) : checkpoint;
   if (!existsSync(path)) {

@@ -11,7 +11,15 @@ import { epochOrder, toModelInput, type AugmentOptions, type ImageStore, type Pa
 import { contrastiveLoss } from './loss.ts';
 import type { MetricsLog } from './metrics-log.ts';
 import { MAX_LOGIT_SCALE, type DualEncoder } from './model.ts';
-import { cleanValues, completeCaptions, conceptVocabulary, harmonise, noiseStats } from './noise.ts';
+import {
+  captionConsistency,
+  cleanValues,
+  completeCaptions,
+  conceptVocabulary,
+  harmonise,
+  noiseScores,
+  noiseStats,
+} from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
 import type { ResolvedTrainOptions, TrainProgress } from './_options.ts';
 import { prefetch } from './_prefetch.ts';
@@ -198,7 +206,16 @@ async function harmoniseEpoch(ctx: LoopContext, state: LoopState, epoch: number)
     createRandom(options.seed, `harmonise:${epoch}`),
     (done, total) => ctx.onProgress?.({ phase: 'harmonise', done, total, epoch }),
   );
-  const result = harmonise(losses, state.noiseProb, {
+  const consistency =
+    options.consistencyWeight > 0
+      ? captionConsistency(
+          imageEmbeddings,
+          dim,
+          data.pairs.map((p) => p.caption),
+        )
+      : null;
+  const scores = noiseScores(losses, consistency, options.consistencyWeight);
+  const result = harmonise(scores, state.noiseProb, {
     ema: options.noiseEma,
     minSeparation: options.minSeparation,
     varianceFloor: options.varianceFloor,
@@ -211,6 +228,7 @@ async function harmoniseEpoch(ctx: LoopContext, state: LoopState, epoch: number)
     step: state.step,
     ids: data.pairs.map((p) => p.id),
     noiseProb: result.noiseProb.slice(),
+    scores,
     acted: result.acted,
     separation: result.separation,
   });

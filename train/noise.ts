@@ -145,3 +145,70 @@ export function completeCaptions(
   }
   return out;
 }
+
+/**
+ * Caption consistency: for each pair, the cosine between its image embedding and the mean image
+ * embedding of the *other* pairs carrying the same normalised caption (leave-one-out centroid).
+ * A caption shuffled onto an unrelated image disagrees with the images that caption usually
+ * comes with, whatever the batch it lands in; the contrastive loss alone barely tells them apart
+ * when each concept appears only a few times. NaN for pairs whose caption no other pair carries.
+ */
+export function captionConsistency(
+  imageEmbeddings: Float32Array,
+  dim: number,
+  captions: readonly string[],
+): Float32Array {
+  const n = captions.length;
+  const groups = new Map<string, number[]>();
+  captions.forEach((c, i) => {
+    const key = normaliseCaption(c);
+    const list = groups.get(key);
+    if (list) list.push(i);
+    else groups.set(key, [i]);
+  });
+  const out = new Float32Array(n).fill(Number.NaN);
+  const sum = new Float64Array(dim);
+  const centroid = new Float64Array(dim);
+  for (const members of groups.values()) {
+    if (members.length < 2) continue;
+    sum.fill(0);
+    for (const i of members)
+      for (let d = 0; d < dim; d++) sum[d] = (sum[d] as number) + (imageEmbeddings[i * dim + d] as number);
+    for (const i of members) {
+      let norm = 0;
+      for (let d = 0; d < dim; d++) {
+        centroid[d] = (sum[d] as number) - (imageEmbeddings[i * dim + d] as number);
+        norm += (centroid[d] as number) ** 2;
+      }
+      norm = Math.sqrt(norm) || 1;
+      let dot = 0;
+      for (let d = 0; d < dim; d++) dot += (imageEmbeddings[i * dim + d] as number) * ((centroid[d] as number) / norm);
+      out[i] = dot;
+    }
+  }
+  return out;
+}
+
+/**
+ * The per-pair score the mixture is fitted to: the min-max normalised loss, averaged (when
+ * `consistencyWeight` > 0) with the min-max normalised inconsistency `1 − consistency` for the
+ * pairs whose caption other pairs share. Higher means more likely noisy.
+ */
+export function noiseScores(
+  losses: ArrayLike<number>,
+  consistency: Float32Array | null,
+  consistencyWeight: number,
+): Float32Array {
+  const loss = minMaxNormalise(losses);
+  if (consistency === null || consistencyWeight <= 0) return loss;
+  const known: number[] = [];
+  consistency.forEach((c, i) => {
+    if (!Number.isNaN(c)) known.push(i);
+  });
+  if (known.length < 2) return loss;
+  const inconsistency = minMaxNormalise(known.map((i) => 1 - (consistency[i] as number)));
+  known.forEach((i, k) => {
+    loss[i] = (1 - consistencyWeight) * (loss[i] as number) + consistencyWeight * (inconsistency[k] as number);
+  });
+  return loss;
+}

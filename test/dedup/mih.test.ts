@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../corpus/random.ts';
 import { loadMihTable, MihIndex, storedHash } from '../../dedup/_mih.ts';
 import { hamming, queryFingerprint } from '../../dedup/index.ts';
+import { agreement, DEFAULT_THRESHOLDS, verified } from '../../dedup/_verify.ts';
 import { tempDir } from '../helpers/corpus.ts';
-import { emojiFile } from '../fixtures/transforms.ts';
+import { asStored, emojiFile } from '../fixtures/transforms.ts';
 
 function randomHash(random: () => number): bigint {
   return (BigInt(Math.floor(random() * 2 ** 32)) << 32n) | BigInt(Math.floor(random() * 2 ** 32));
@@ -90,6 +91,19 @@ describe('multi-index hash lookup in SQLite', () => {
     }
   });
 
+  it('finds the same hits for a batch of queries as for each query alone', () => {
+    const { table } = loadMihTable<{ id: number }>(db, 'h', ['id']);
+    const queries = Array.from({ length: 300 }, (_, q) =>
+      flipBits(stored[Math.floor(random() * stored.length)] as bigint, q % 10, random),
+    );
+    const hi = Uint32Array.from(queries, (q) => Number(q >> 32n));
+    const lo = Uint32Array.from(queries, (q) => Number(q & 0xffffffffn));
+    const batch = table.lookupMany(hi, lo, 8);
+    expect(batch).toHaveLength(300);
+    expect(batch.flat().length).toBeGreaterThan(300);
+    queries.forEach((q, i) => expect(batch[i]).toEqual(table.lookup(q, 8)));
+  });
+
   it('reads only the rows selected, and each hit names its stored hash', () => {
     const { table, rows } = loadMihTable<{ id: number }>(db, 'h', ['id'], 'id <= ?', [500]);
     expect(table.size).toBe(500);
@@ -124,5 +138,24 @@ describe('fingerprints', () => {
     const a = (await queryFingerprint(png)).variants[0];
     const b = (await queryFingerprint(framed)).variants[0];
     expect(a && b && hamming(a.hash, b.hash)).toBeLessThanOrEqual(2);
+  });
+
+  it('rejects a skin-tone variant whose mean colour passes, by the colour it adds, and accepts a JPEG copy', async () => {
+    const png = readFileSync(emojiFile('twitter', '1f6b4.png'));
+    const original = (await queryFingerprint(png)).variants[0];
+    const jpeg = (
+      await queryFingerprint(
+        await asStored(await sharp(png).flatten({ background: '#ffffff' }).jpeg({ quality: 40 }).toBuffer()),
+      )
+    ).variants[0];
+    const tone = (await queryFingerprint(await asStored(readFileSync(emojiFile('twitter', '1f6b4-1f3fd.png')))))
+      .variants[0];
+    if (!original || !jpeg || !tone) throw new Error('no fingerprint');
+    const toneAgreement = agreement(tone.thumb, original.thumb);
+    expect(toneAgreement.correlation).toBeGreaterThanOrEqual(DEFAULT_THRESHOLDS.minCorrelation);
+    expect(toneAgreement.colourDifference).toBeLessThanOrEqual(DEFAULT_THRESHOLDS.maxColourDifference);
+    expect(toneAgreement.uncoveredColour).toBeGreaterThan(DEFAULT_THRESHOLDS.maxUncoveredColour);
+    expect(verified(toneAgreement)).toBe(false);
+    expect(verified(agreement(jpeg.thumb, original.thumb))).toBe(true);
   });
 });

@@ -88,7 +88,9 @@ describe('bench add (library)', () => {
         .prepare('SELECT variant, COUNT(*) AS n FROM bench_hashes GROUP BY variant ORDER BY variant')
         .all();
       expect(variants).toEqual(
-        ['base', 'crop', 'crop-bl', 'crop-br', 'crop-tl', 'crop-tr'].map((variant) => ({ variant, n: 6 })),
+        ['base', 'crop', 'crop-b', 'crop-bl', 'crop-br', 'crop-l', 'crop-r', 'crop-t', 'crop-tl', 'crop-tr'].map(
+          (variant) => ({ variant, n: 6 }),
+        ),
       );
     } finally {
       registry.close();

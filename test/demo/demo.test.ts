@@ -255,7 +255,17 @@ describe('altforge demo (command line)', () => {
   test('documents its flags in --help', async () => {
     const { code, stdout } = await runCli(['demo', '--help']);
     expect(code).toBe(0);
-    for (const flag of ['--out', '--images', '--seed', '--up-to', '--epochs', '--batch-size', '--backend', '--nsfw', '--json']) {
+    for (const flag of [
+      '--out',
+      '--images',
+      '--seed',
+      '--up-to',
+      '--epochs',
+      '--batch-size',
+      '--backend',
+      '--nsfw',
+      '--json',
+    ]) {
       expect(stdout).toContain(flag);
     }
   });
@@ -271,7 +281,10 @@ describe('altforge demo (command line)', () => {
     const text = await runCli(['demo', '--out', dir, '--images', '40', '--seed', '5', '--up-to', 'crawl']);
     expect(text.code).toBe(0);
     const printed = lines(text.stderr);
-    expect(printed[0]).toMatch(
+    // Live lines as the stages end, then the summary.
+    expect(printed[0]).toMatch(/^site: 40 images on \d+ pages, served at http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(printed[1]).toMatch(/^crawl: \d+ pairs stored in 1 shards \(.*\) -> /);
+    expect(printed[2]).toMatch(
       /^site: 40 images on \d+ pages \(built in [\d.]+ s\), served at http:\/\/127\.0\.0\.1:\d+\/ from /,
     );
     expect(printed.some((line) => line.startsWith('crawl: '))).toBe(true);

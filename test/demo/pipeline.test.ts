@@ -87,7 +87,12 @@ describe('altforge demo, end to end', () => {
     const expectedSmall = ok.filter((r) => icons.has(pathOf(r.url)) && r.dup_of === null).length;
     expect(expectedSmall).toBeGreaterThan(0);
     expect(result.stages?.filter?.byReason.image_size).toBe(expectedSmall);
-    expect(ok.filter((r) => r.filter_reason === 'image_size').map((r) => pathOf(r.url)).every((p) => icons.has(p))).toBe(true);
+    expect(
+      ok
+        .filter((r) => r.filter_reason === 'image_size')
+        .map((r) => pathOf(r.url))
+        .every((p) => icons.has(p)),
+    ).toBe(true);
     expect(ok.filter((r) => r.dup_of !== null).every((r) => r.filter_reason === null)).toBe(true);
     const kept = ok.filter((r) => r.dup_of === null && r.filter_reason === null).length;
     expect(result.stages?.filter?.kept).toBe(kept);
@@ -192,7 +197,16 @@ describe('altforge demo (command line, whole demo)', () => {
     expect(code).toBe(0);
     const printed = lines(stderr);
     expect(printed.filter((l) => l.startsWith('filter thresholds ')).length).toBe(1);
-    for (const prefix of ['bench: ', 'dedup: ', 'filter: ', 'train vanilla: ', 'train nlip: ', 'score: ', 'eval on ', 'report: ']) {
+    for (const prefix of [
+      'bench: ',
+      'dedup: ',
+      'filter: ',
+      'train vanilla: ',
+      'train nlip: ',
+      'score: ',
+      'eval on ',
+      'report: ',
+    ]) {
       expect({ prefix, found: printed.some((l) => l.startsWith(prefix)) }).toEqual({ prefix, found: true });
     }
     const headline = printed.find((l) => l.startsWith('demo: '));

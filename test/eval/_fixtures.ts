@@ -27,7 +27,10 @@ export function writeFashionSubset(dir: string, n: number): { images: string; la
   mkdirSync(dir, { recursive: true });
   const images = readIdx(join(FASHION, 't10k-images-idx3-ubyte.gz'));
   const labels = readIdx(join(FASHION, 't10k-labels-idx1-ubyte.gz'));
-  const paths = { images: join(dir, 'fashion-images-idx3-ubyte.gz'), labels: join(dir, 'fashion-labels-idx1-ubyte.gz') };
+  const paths = {
+    images: join(dir, 'fashion-images-idx3-ubyte.gz'),
+    labels: join(dir, 'fashion-labels-idx1-ubyte.gz'),
+  };
   writeFileSync(paths.images, idxBytes([n, 28, 28], images.data.subarray(0, n * 784)));
   writeFileSync(paths.labels, idxBytes([n], labels.data.subarray(0, n)));
   return paths;
@@ -63,13 +66,20 @@ export async function makeEvalFixture(dir: string): Promise<EvalFixture> {
   await registerBenchmark({ name: 'fashion', images: fashion.images, labels: fashion.labels, benchDb });
   const brokenDir = join(dir, 'broken');
   mkdirSync(brokenDir, { recursive: true });
-  writeFileSync(join(brokenDir, 'truncated.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0]));
+  writeFileSync(
+    join(brokenDir, 'truncated.png'),
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0]),
+  );
   await registerBenchmark({ name: 'broken', images: brokenDir, benchDb });
 
   const images = readIdx(join(FASHION, 'train-images-idx3-ubyte.gz'));
   const labels = readIdx(join(FASHION, 'train-labels-idx1-ubyte.gz'));
   const names = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot'];
-  const pairs: MemoryPair[] = chosen.map((e, i) => ({ id: `e${i}`, caption: e.name.toLowerCase(), image: new Uint8Array(0) }));
+  const pairs: MemoryPair[] = chosen.map((e, i) => ({
+    id: `e${i}`,
+    caption: e.name.toLowerCase(),
+    image: new Uint8Array(0),
+  }));
   await Promise.all(
     chosen.map(async (e, i) => {
       const { readFile } = await import('node:fs/promises');
@@ -83,6 +93,13 @@ export async function makeEvalFixture(dir: string): Promise<EvalFixture> {
       image: { pixels: images.data.subarray(i * 784, (i + 1) * 784), width: 28, height: 28, channels: 1 },
     });
   }
-  const run = await runTrain({ pairs, out: join(dir, 'run'), epochs: 3, batchSize: 16, lrWarmupSteps: 1, vocabSize: 300 });
+  const run = await runTrain({
+    pairs,
+    out: join(dir, 'run'),
+    epochs: 3,
+    batchSize: 16,
+    lrWarmupSteps: 1,
+    vocabSize: 300,
+  });
   return { benchDb, checkpoint: run.out, emoji };
 }

@@ -52,7 +52,10 @@ describe('runCompare', () => {
       '0.5/nlip/1/6',
     ]);
     for (const r of json.runs) {
-      expect(Object.keys(r.metrics).sort()).toEqual(['fashion-mnist/classification/top1', 'fashion-mnist/classification/top5']);
+      expect(Object.keys(r.metrics).sort()).toEqual([
+        'fashion-mnist/classification/top1',
+        'fashion-mnist/classification/top5',
+      ]);
       expect(existsSync(join(r.checkpoint, 'checkpoint.ckpt'))).toBe(true);
     }
     // One summary row per (rate, method, metric); with one seed the spread is 0 and the mean the run's value.
@@ -64,6 +67,8 @@ describe('runCompare', () => {
     expect(json.detection.map((d) => [d.noiseRate, d.seed, d.epoch, d.step])).toEqual([[0.5, 1, 1, 4]]);
     expect(json.detection[0]?.auc).toBeGreaterThanOrEqual(0);
     expect(json.detection[0]?.auc).toBeLessThanOrEqual(1);
+    expect(json.detection[0]?.scoreAuc).toBeGreaterThanOrEqual(0);
+    expect(json.detection[0]?.scoreAuc).toBeLessThanOrEqual(1);
     // Loss of every step of every run.
     expect(json.curves).toHaveLength(4 * 6);
     expect(json.plots.map((p) => p.svg)).toEqual([
@@ -83,7 +88,11 @@ describe('runCompare', () => {
     const vanilla = readFileSync(join(out, 'runs', 'rate-0.5-vanilla-seed-1', 'metrics.jsonl'), 'utf8').split('\n');
     const nlip = readFileSync(join(out, 'runs', 'rate-0.5-nlip-seed-1', 'metrics.jsonl'), 'utf8').split('\n');
     const loss = (lines: string[], step: number) =>
-      (lines.map((l) => (l ? JSON.parse(l) : null)).find((r) => r?.kind === 'step' && r.step === step) as { loss: number }).loss;
+      (
+        lines.map((l) => (l ? JSON.parse(l) : null)).find((r) => r?.kind === 'step' && r.step === step) as {
+          loss: number;
+        }
+      ).loss;
     // Before the first harmonisation both runs are the same computation.
     for (const step of [1, 2, 3, 4]) expect(loss(nlip, step)).toBe(loss(vanilla, step));
   });
@@ -100,8 +109,25 @@ describe('altforge compare', () => {
     await makeEmojiCorpus(corpus, { count: 24 });
     const out = join(dir, 'corpus-compare');
     const res = await runCli([
-      'compare', '--corpus', corpus, '--benchmark', 'emoji', '--bench-db', fx.benchDb, '--out', out,
-      '--noise-rates', '0,0.5', '--seeds', '1', '--steps', '3', '--batch-size', '8', '--warmup-epochs', '1',
+      'compare',
+      '--corpus',
+      corpus,
+      '--benchmark',
+      'emoji',
+      '--bench-db',
+      fx.benchDb,
+      '--out',
+      out,
+      '--noise-rates',
+      '0,0.5',
+      '--seeds',
+      '1',
+      '--steps',
+      '3',
+      '--batch-size',
+      '8',
+      '--warmup-epochs',
+      '1',
     ]);
     expect(res.stderr).toContain('compare: corpus:');
     expect(res.code).toBe(0);

@@ -23,7 +23,12 @@ const RETRIEVAL = ['R@1', 'R@5', 'R@10', 'mean_rank', 'median_rank'];
 describe('runEval', () => {
   it('evaluates retrieval both ways and classification, and stores every metric in the results database', async () => {
     const resultsDb = join(dir, 'results-a.sqlite');
-    const result = await runEval({ checkpoint: fx.checkpoint, benchmark: ['emoji', 'fashion'], benchDb: fx.benchDb, resultsDb });
+    const result = await runEval({
+      checkpoint: fx.checkpoint,
+      benchmark: ['emoji', 'fashion'],
+      benchDb: fx.benchDb,
+      resultsDb,
+    });
     const names = result.metrics.map((m) => `${m.benchmark}/${m.task}/${m.metric}`).sort();
     expect(names).toEqual(
       [
@@ -33,7 +38,8 @@ describe('runEval', () => {
         'fashion/classification/top5',
       ].sort(),
     );
-    const value = (name: string) => result.metrics.find((m) => `${m.benchmark}/${m.task}/${m.metric}` === name)?.value as number;
+    const value = (name: string) =>
+      result.metrics.find((m) => `${m.benchmark}/${m.task}/${m.metric}` === name)?.value as number;
     for (const task of ['image_to_text', 'text_to_image']) {
       expect(value(`emoji/${task}/R@1`)).toBeLessThanOrEqual(value(`emoji/${task}/R@5`));
       expect(value(`emoji/${task}/R@5`)).toBeLessThanOrEqual(value(`emoji/${task}/R@10`));
@@ -44,16 +50,19 @@ describe('runEval', () => {
     expect(value('emoji/text_to_image/mean_rank')).toBeLessThanOrEqual(12);
     expect(value('fashion/classification/top1')).toBeLessThanOrEqual(value('fashion/classification/top5'));
     // 30 images: accuracy is a multiple of 100/30.
-    expect((value('fashion/classification/top5') * 30) / 100).toBeCloseTo(Math.round((value('fashion/classification/top5') * 30) / 100), 6);
+    expect((value('fashion/classification/top5') * 30) / 100).toBeCloseTo(
+      Math.round((value('fashion/classification/top5') * 30) / 100),
+      6,
+    );
 
     const db = new Database(resultsDb, { readonly: true });
     const run = db.prepare('SELECT * FROM runs WHERE id = ?').get(result.runId) as Record<string, unknown>;
     expect(run['status']).toBe('done');
     expect(run['checkpoint']).toBe(result.checkpoint);
     expect(run['config_hash']).toBe(result.configHash);
-    const rows = db.prepare('SELECT * FROM results WHERE run_id = ? ORDER BY benchmark, task, metric').all(result.runId) as Array<
-      Record<string, unknown>
-    >;
+    const rows = db
+      .prepare('SELECT * FROM results WHERE run_id = ? ORDER BY benchmark, task, metric')
+      .all(result.runId) as Array<Record<string, unknown>>;
     db.close();
     expect(rows).toHaveLength(result.metrics.length);
     for (const m of result.metrics) {
@@ -65,7 +74,12 @@ describe('runEval', () => {
   });
 
   it('ranks every caption of the emoji benchmark exactly as the checkpoint’s own embeddings do', async () => {
-    const result = await runEval({ checkpoint: fx.checkpoint, benchmark: ['emoji'], benchDb: fx.benchDb, resultsDb: join(dir, 'r-b.sqlite') });
+    const result = await runEval({
+      checkpoint: fx.checkpoint,
+      benchmark: ['emoji'],
+      benchDb: fx.benchDb,
+      resultsDb: join(dir, 'r-b.sqlite'),
+    });
     // Independent path: embed the files named in the fixture, both captions each, rank with the metric function.
     const encoder = await loadEncoder(fx.checkpoint);
     const { readFileSync } = await import('node:fs');
@@ -75,7 +89,8 @@ describe('runEval', () => {
     const sim = similarity(await encoder.embedImages(imgs), encoder.embedTexts(texts), encoder.dim);
     encoder.dispose();
     const expected = retrievalMetrics(sim, imgs.length, textImage);
-    const got = (task: string, metric: string) => result.metrics.find((m) => m.task === task && m.metric === metric)?.value;
+    const got = (task: string, metric: string) =>
+      result.metrics.find((m) => m.task === task && m.metric === metric)?.value;
     expect(got('image_to_text', 'mean_rank')).toBeCloseTo(expected.imageToText.mean_rank, 9);
     expect(got('text_to_image', 'R@1')).toBeCloseTo(expected.textToImage['R@1'], 9);
   });
@@ -84,7 +99,13 @@ describe('runEval', () => {
     const resultsDb = join(dir, 'results-c.sqlite');
     const a = await runEval({ checkpoint: fx.checkpoint, benchmark: ['fashion'], benchDb: fx.benchDb, resultsDb });
     const b = await runEval({ checkpoint: fx.checkpoint, benchmark: ['fashion'], benchDb: fx.benchDb, resultsDb });
-    const c = await runEval({ checkpoint: fx.checkpoint, benchmark: ['fashion'], benchDb: fx.benchDb, resultsDb, templates: ['{}'] });
+    const c = await runEval({
+      checkpoint: fx.checkpoint,
+      benchmark: ['fashion'],
+      benchDb: fx.benchDb,
+      resultsDb,
+      templates: ['{}'],
+    });
     expect(b.runId).toBe(a.runId + 1);
     expect(b.configHash).toBe(a.configHash);
     expect(b.metrics).toEqual(a.metrics);
@@ -93,14 +114,20 @@ describe('runEval', () => {
 
   it('refuses an empty benchmark and an unknown one before storing a run', async () => {
     const resultsDb = join(dir, 'results-d.sqlite');
-    await expect(runEval({ checkpoint: fx.checkpoint, benchmark: ['emoji', 'broken'], benchDb: fx.benchDb, resultsDb })).rejects.toMatchObject({
+    await expect(
+      runEval({ checkpoint: fx.checkpoint, benchmark: ['emoji', 'broken'], benchDb: fx.benchDb, resultsDb }),
+    ).rejects.toMatchObject({
       code: 'ERR_EMPTY_BENCHMARK',
       message: expect.stringContaining("'broken'"),
     });
-    await expect(runEval({ checkpoint: fx.checkpoint, benchmark: ['nope'], benchDb: fx.benchDb, resultsDb })).rejects.toMatchObject({
+    await expect(
+      runEval({ checkpoint: fx.checkpoint, benchmark: ['nope'], benchDb: fx.benchDb, resultsDb }),
+    ).rejects.toMatchObject({
       code: 'ERR_UNKNOWN_BENCHMARK',
     });
-    await expect(runEval({ checkpoint: join(dir, 'missing'), benchmark: ['emoji'], benchDb: fx.benchDb, resultsDb })).rejects.toMatchObject({
+    await expect(
+      runEval({ checkpoint: join(dir, 'missing'), benchmark: ['emoji'], benchDb: fx.benchDb, resultsDb }),
+    ).rejects.toMatchObject({
       code: 'ERR_CHECKPOINT_NOT_FOUND',
     });
     await expect(runEval({ checkpoint: fx.checkpoint, benchmark: [], benchDb: fx.benchDb })).rejects.toMatchObject({
@@ -118,16 +145,33 @@ describe('runEval', () => {
 describe('altforge eval', () => {
   it('prints a table of the metrics, or the result as JSON', async () => {
     const resultsDb = join(dir, 'results-cli.sqlite');
-    const args = ['eval', '--checkpoint', fx.checkpoint, '--benchmark', 'emoji', '--benchmark', 'fashion', '--bench-db', fx.benchDb, '--results-db', resultsDb];
+    const args = [
+      'eval',
+      '--checkpoint',
+      fx.checkpoint,
+      '--benchmark',
+      'emoji',
+      '--benchmark',
+      'fashion',
+      '--bench-db',
+      fx.benchDb,
+      '--results-db',
+      resultsDb,
+    ];
     const json = await runCli([...args, '--json']);
     expect(json.code).toBe(0);
-    const parsed = JSON.parse(json.stdout) as { runId: number; metrics: Array<{ benchmark: string; task: string; metric: string; value: number }> };
+    const parsed = JSON.parse(json.stdout) as {
+      runId: number;
+      metrics: Array<{ benchmark: string; task: string; metric: string; value: number }>;
+    };
     expect(parsed.runId).toBe(1);
     expect(parsed.metrics).toHaveLength(12);
     const table = await runCli(args);
     expect(table.code).toBe(0);
     expect(table.stdout).toBe(formatEvalTable(parsed.metrics as never) + '\n');
-    expect(table.stdout.split('\n')[0]).toMatch(/^benchmark\s+task\s+R@1\s+R@5\s+R@10\s+mean_rank\s+median_rank\s+top1\s+top5$/);
+    expect(table.stdout.split('\n')[0]).toMatch(
+      /^benchmark\s+task\s+R@1\s+R@5\s+R@10\s+mean_rank\s+median_rank\s+top1\s+top5$/,
+    );
     expect(table.stderr).toContain('(run 2,');
   });
 
@@ -135,7 +179,15 @@ describe('altforge eval', () => {
     const missing = await runCli(['eval', '--checkpoint', fx.checkpoint]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('--benchmark');
-    const unknown = await runCli(['eval', '--checkpoint', fx.checkpoint, '--benchmark', 'nope', '--bench-db', fx.benchDb]);
+    const unknown = await runCli([
+      'eval',
+      '--checkpoint',
+      fx.checkpoint,
+      '--benchmark',
+      'nope',
+      '--bench-db',
+      fx.benchDb,
+    ]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("Unknown benchmark 'nope'");
   });

@@ -74,7 +74,9 @@ describe('retrieval metrics', () => {
   });
 
   it('refuses an empty benchmark with ERR_EMPTY_BENCHMARK', () => {
-    expect(() => retrievalMetrics(new Float32Array(0), 0, [])).toThrow(expect.objectContaining({ code: 'ERR_EMPTY_BENCHMARK' }));
+    expect(() => retrievalMetrics(new Float32Array(0), 0, [])).toThrow(
+      expect.objectContaining({ code: 'ERR_EMPTY_BENCHMARK' }),
+    );
     expect(() => classificationMetrics(new Float32Array(0), [], 10)).toThrow(
       expect.objectContaining({ code: 'ERR_EMPTY_BENCHMARK' }),
     );
@@ -103,8 +105,16 @@ describe('class embeddings', () => {
       new Float32Array(texts.flatMap((t) => (t.startsWith('a ') ? [1, 0] : [0, 1])));
     const emb = classEmbeddings(embed, ['cat', 'dog'], ['a {}.', 'one {}'], 2);
     const h = Math.SQRT1_2;
-    expect(Array.from(emb)).toEqual([expect.closeTo(h, 6), expect.closeTo(h, 6), expect.closeTo(h, 6), expect.closeTo(h, 6)]);
-    expect(prompts('t-shirt', ['a photo of a {}.', '{} and {}'])).toEqual(['a photo of a t-shirt.', 't-shirt and t-shirt']);
+    expect(Array.from(emb)).toEqual([
+      expect.closeTo(h, 6),
+      expect.closeTo(h, 6),
+      expect.closeTo(h, 6),
+      expect.closeTo(h, 6),
+    ]);
+    expect(prompts('t-shirt', ['a photo of a {}.', '{} and {}'])).toEqual([
+      'a photo of a t-shirt.',
+      't-shirt and t-shirt',
+    ]);
   });
 
   it('refuses a benchmark with images but no captions or classes', async () => {

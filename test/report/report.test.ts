@@ -53,7 +53,15 @@ beforeAll(async () => {
   work = await tempDir('report');
   demo = join(work.path, 'demo');
   // A small real corpus with every stage's columns: the demo up to scoring, one short epoch per run.
-  const result = await runDemo({ out: demo, images: 60, seed: 2, epochs: 1, batchSize: 8, nsfw: 'none', upTo: 'score' });
+  const result = await runDemo({
+    out: demo,
+    images: 60,
+    seed: 2,
+    epochs: 1,
+    batchSize: 8,
+    nsfw: 'none',
+    upTo: 'score',
+  });
   if (result.stages?.score === null || result.stages === null) throw new Error('the demo did not reach scoring');
   corpus = join(demo, 'corpus');
   compareDir = join(work.path, 'compare');
@@ -76,14 +84,27 @@ const cells = (...values: Array<string | number>) => values.map((v) => `<td>${v}
 
 describe('altforge report', () => {
   test('has data in every section when every stage has run', () => {
-    expect(report.sections).toEqual({ corpus: true, filter: true, dedup: true, noise: true, training: true, comparison: true });
-    for (const id of ['corpus', 'filter', 'dedup', 'noise', 'training', 'comparison']) expect(html).toContain(`<section id="${id}">`);
+    expect(report.sections).toEqual({
+      corpus: true,
+      filter: true,
+      dedup: true,
+      noise: true,
+      training: true,
+      comparison: true,
+    });
+    for (const id of ['corpus', 'filter', 'dedup', 'noise', 'training', 'comparison'])
+      expect(html).toContain(`<section id="${id}">`);
   });
 
   test('counts the statuses and shards of the manifest', () => {
     const db = new Database(join(corpus, 'manifest.sqlite'), { readonly: true });
-    const statuses = db.prepare('SELECT status, COUNT(*) AS n FROM pairs GROUP BY status').all() as { status: string; n: number }[];
-    const shards = (db.prepare("SELECT COUNT(DISTINCT shard) AS n FROM pairs WHERE status = 'ok'").get() as { n: number }).n;
+    const statuses = db.prepare('SELECT status, COUNT(*) AS n FROM pairs GROUP BY status').all() as {
+      status: string;
+      n: number;
+    }[];
+    const shards = (
+      db.prepare("SELECT COUNT(DISTINCT shard) AS n FROM pairs WHERE status = 'ok'").get() as { n: number }
+    ).n;
     const dups = (db.prepare('SELECT COUNT(*) AS n FROM pairs WHERE dup_of IS NOT NULL').get() as { n: number }).n;
     db.close();
     const total = statuses.reduce((s, r) => s + r.n, 0);
@@ -97,8 +118,25 @@ describe('altforge report', () => {
     const files = readdirSync(join(report.out, 'images'));
     expect(files.length).toBe(report.images);
     for (const file of files) expect(html).toContain(`images/${file}`);
-    expect(files.filter((f) => f.startsWith('bench-')).length).toBeGreaterThan(0);
-    expect(files.filter((f) => f.endsWith('.svg')).toSorted()).toEqual(['compare-0.svg', 'loss.svg', 'metrics.svg', 'sizes.svg']);
+    expect(report.thumbnailErrors).toEqual([]);
+    // One test-image thumbnail per distinct test image among the image matches shown.
+    const db = new Database(join(corpus, 'manifest.sqlite'), { readonly: true });
+    const shown = db
+      .prepare(
+        "SELECT benchmark, image_id FROM dedup_matches WHERE kind IN ('image', 'sha256') ORDER BY distance, key LIMIT 6",
+      )
+      .all() as { benchmark: string; image_id: string }[];
+    db.close();
+    expect(shown.length).toBeGreaterThan(0);
+    expect(files.filter((f) => f.startsWith('bench-')).length).toBe(
+      new Set(shown.map((m) => `${m.benchmark}/${m.image_id}`)).size,
+    );
+    expect(files.filter((f) => f.endsWith('.svg')).toSorted()).toEqual([
+      'compare-0.svg',
+      'loss.svg',
+      'metrics.svg',
+      'sizes.svg',
+    ]);
     const png = readFileSync(join(report.out, 'images', files.find((f) => f.startsWith('pair-')) as string));
     expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');
   });
@@ -114,7 +152,14 @@ describe('altforge report', () => {
     await runDemo({ out: fresh, images: 20, seed: 4, upTo: 'crawl' });
     const r = await runReport({ corpus: join(fresh, 'corpus') });
     expect(r.out).toBe(join(fresh, 'report'));
-    expect(r.sections).toEqual({ corpus: true, filter: false, dedup: false, noise: false, training: false, comparison: false });
+    expect(r.sections).toEqual({
+      corpus: true,
+      filter: false,
+      dedup: false,
+      noise: false,
+      training: false,
+      comparison: false,
+    });
     const page = readFileSync(r.html, 'utf8');
     expect(page).toContain('The filter stage has not run on this corpus');
     expect(page).toContain('No noise probabilities yet');
@@ -127,12 +172,16 @@ describe('altforge report', () => {
     const foreign = join(work.path, 'mine');
     mkdirSync(foreign);
     writeFileSync(join(foreign, 'notes.txt'), 'mine\n');
-    await expect(runReport({ corpus, out: foreign, benchDb: join(demo, 'benchmarks.sqlite') })).rejects.toMatchObject({ code: 'ERR_NOT_A_REPORT' });
+    await expect(runReport({ corpus, out: foreign, benchDb: join(demo, 'benchmarks.sqlite') })).rejects.toMatchObject({
+      code: 'ERR_NOT_A_REPORT',
+    });
     expect(readdirSync(foreign)).toEqual(['notes.txt']);
   });
 
   test('refuses a directory without a manifest and a run without metrics', async () => {
-    await expect(runReport({ corpus: join(work.path, 'nothing') })).rejects.toMatchObject({ code: 'ERR_CORPUS_NOT_FOUND' });
+    await expect(runReport({ corpus: join(work.path, 'nothing') })).rejects.toMatchObject({
+      code: 'ERR_CORPUS_NOT_FOUND',
+    });
     await expect(runReport({ corpus, runs: [work.path] })).rejects.toMatchObject({ code: 'ERR_RUN_NOT_FOUND' });
     await expect(runReport({ corpus, examples: 500 })).rejects.toThrow("Option 'report.examples'");
   });
@@ -148,7 +197,10 @@ describe('altforge report in a browser', () => {
       benchDb: join(demo, 'benchmarks.sqlite'),
       out: report.out,
     });
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox'] });
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox'],
+    });
     try {
       const tab = await browser.newPage({ viewport: { width: 1200, height: 900 } });
       const errors: string[] = [];
@@ -165,7 +217,8 @@ describe('altforge report in a browser', () => {
         plots: [...document.querySelectorAll('img.plot')].map((i) => i.naturalWidth),
       })`)) as { sections: string[][]; images: Array<{ src: string; ok: boolean }>; plots: number[] };
       expect(seen.sections.map(([id]) => id)).toEqual(['corpus', 'filter', 'dedup', 'noise', 'training', 'comparison']);
-      expect(seen.images.length).toBe(page.images);
+      // A pair shown in two sections (a filter example that is also among the noisiest) shares one file.
+      expect(new Set(seen.images.map((i) => i.src)).size).toBe(page.images);
       expect(seen.images.filter((i) => !i.ok)).toEqual([]);
       expect(seen.plots.length).toBe(4);
       expect(seen.plots.every((w) => w > 100)).toBe(true);
@@ -186,17 +239,38 @@ describe('altforge report (command line)', () => {
   test('documents its flags in --help', async () => {
     const { code, stdout } = await runCli(['report', '--help']);
     expect(code).toBe(0);
-    for (const flag of ['--corpus', '--runs', '--compare', '--bench-db', '--out', '--examples', '--noise-grid', '--json']) {
+    for (const flag of [
+      '--corpus',
+      '--runs',
+      '--compare',
+      '--bench-db',
+      '--out',
+      '--examples',
+      '--noise-grid',
+      '--json',
+    ]) {
       expect(stdout).toContain(flag);
     }
   });
 
   test('writes the report and prints where it is, or exits 2 without a corpus', async () => {
     const out = join(work.path, 'cli-report');
-    const { code, stderr } = await runCli(['report', '--corpus', corpus, '--out', out, '--bench-db', join(demo, 'benchmarks.sqlite')]);
+    const { code, stderr } = await runCli([
+      'report',
+      '--corpus',
+      corpus,
+      '--out',
+      out,
+      '--bench-db',
+      join(demo, 'benchmarks.sqlite'),
+    ]);
     expect(code).toBe(0);
     expect(lines(stderr)).toEqual([
-      expect.stringMatching(new RegExp(`^report: ${join(out, 'index.html')} \\(\\d+ images; not run yet: training, comparison\\); [\\d.]+ s$`)),
+      expect.stringMatching(
+        new RegExp(
+          `^report: ${join(out, 'index.html')} \\(\\d+ images; not run yet: training, comparison\\); [\\d.]+ s$`,
+        ),
+      ),
     ]);
     const missing = await runCli(['report']);
     expect(missing.code).toBe(2);
