@@ -1,9 +1,7 @@
 import { defineCommand } from 'citty';
-import { UsageError } from '../corpus/errors.ts';
 import { runDedup, type DedupOptions, type DedupResult } from '../dedup/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
-import { createProgress } from './_progress.ts';
-import { interruptSignal, setExitCode } from './_run.ts';
+import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { runStageCommand } from './_run.ts';
 
 const flags = {
   corpus: { type: 'string', description: 'Corpus directory (with manifest.sqlite)', valueHint: 'DIR' },
@@ -76,27 +74,14 @@ export const dedupCommand = defineCommand({
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
-    const { values } = parseFlags(rawArgs, flags);
-    const {
-      json,
-      progress: showProgress,
-      ...rest
-    } = values as Record<string, unknown> & { json?: boolean; progress?: boolean };
-    if (rest['corpus'] === undefined) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to dedup');
-    const bar = createProgress(showProgress !== false && json !== true);
-    const options = {
-      ...rest,
-      onProgress: (p) => bar.update(p.phase, p.done, p.total, p.done, 0),
-      signal: interruptSignal(),
-    } as DedupOptions;
-    let result: DedupResult;
-    try {
-      result = await runDedup(options);
-    } finally {
-      bar.stop();
-    }
-    if (json) process.stdout.write(JSON.stringify(result) + '\n');
-    else process.stderr.write(summarizeDedup(result) + '\n');
-    if (result.interrupted) setExitCode(130);
+    await runStageCommand({
+      rawArgs,
+      flags,
+      required: { corpus: 'Missing --corpus DIR: the corpus to dedup' },
+      run: (options, hooks) =>
+        runDedup({ ...options, onProgress: hooks.onProgress, signal: hooks.signal } as DedupOptions),
+      summarize: (result: DedupResult) => summarizeDedup(result),
+      interrupted: (result) => result.interrupted,
+    });
   },
 });
