@@ -38,12 +38,18 @@ export const main = defineCommand({
   },
 });
 
-/** Finds the subcommand named in argv (for `--help` of a subcommand). */
+/** Finds the (possibly nested: `bench add`) subcommand named in argv, for its `--help`. */
 async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef }> {
-  const name = argv.find((a) => !a.startsWith('-'));
-  const subs = (typeof main.subCommands === 'function' ? await main.subCommands() : main.subCommands) ?? {};
-  const sub = name === undefined ? undefined : (subs as Record<string, CommandDef>)[name];
-  return sub ? { cmd: sub, parent: main } : { cmd: main };
+  let cmd: CommandDef = main;
+  let parent: CommandDef | undefined;
+  for (const name of argv.filter((a) => !a.startsWith('-'))) {
+    const subs = (typeof cmd.subCommands === 'function' ? await cmd.subCommands() : cmd.subCommands) ?? {};
+    const sub = (subs as Record<string, CommandDef>)[name];
+    if (sub === undefined) break;
+    parent = cmd;
+    cmd = sub;
+  }
+  return parent === undefined ? { cmd } : { cmd, parent };
 }
 
 /** Runs the CLI on `argv` (without node and script); resolves with the exit code. */
