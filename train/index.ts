@@ -30,7 +30,7 @@ import {
 } from './data.ts';
 import { embedConcepts, pairLosses, batchGeometry, runLoop, type LoopState, type TrainData } from './loop.ts';
 import { MetricsLog } from './metrics-log.ts';
-import { createDualEncoder, PRESETS, type DualEncoder, type ModelConfig } from './model.ts';
+import { MODEL_CONFIG_FIELDS, createDualEncoder, PRESETS, type DualEncoder, type ModelConfig } from './model.ts';
 import { completeCaptions, conceptVocabulary, harmonise, noiseStats } from './noise.ts';
 import { AdamW } from './_optimizer.ts';
 import {
@@ -139,21 +139,6 @@ function fingerprint(pairs: readonly PairRef[]): string {
 function modelConfigFor(opts: ResolvedTrainOptions, vocabSize: number): ModelConfig {
   return { ...PRESETS[opts.preset], ...opts.model, vocabSize };
 }
-
-const CONFIG_FIELDS = [
-  'imageSize',
-  'patchSize',
-  'channels',
-  'visionWidth',
-  'visionDepth',
-  'visionHeads',
-  'textWidth',
-  'textDepth',
-  'textHeads',
-  'contextLength',
-  'vocabSize',
-  'embedDim',
-] as const;
 
 function checkpointMismatch(path: string, why: string): UsageError {
   return new UsageError('ERR_CHECKPOINT_MISMATCH', `Checkpoint '${path}' does not fit this run: ${why}`, {
@@ -281,7 +266,7 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
     config = previous.meta.config;
     if (options.preset !== undefined || options.model !== undefined) {
       const wanted = modelConfigFor(opts, tokenizer.vocabSize);
-      const field = CONFIG_FIELDS.find((f) => wanted[f] !== config[f]);
+      const field = MODEL_CONFIG_FIELDS.find((f) => wanted[f] !== config[f]);
       if (field !== undefined) {
         throw checkpointMismatch(
           checkpointPath,

@@ -18,6 +18,22 @@ import { createRandom } from '../corpus/random.ts';
 import { LN_EPS, transformerBlock, type BlockWeights } from './_transformer.ts';
 
 /** The shape of a dual encoder. Stored with every checkpoint; a checkpoint only loads into the same shape. */
+/** The fields that define a model's shapes: a checkpoint fits a run only when all of them agree. */
+export const MODEL_CONFIG_FIELDS = [
+  'imageSize',
+  'patchSize',
+  'channels',
+  'visionWidth',
+  'visionDepth',
+  'visionHeads',
+  'textWidth',
+  'textDepth',
+  'textHeads',
+  'contextLength',
+  'vocabSize',
+  'embedDim',
+] as const;
+
 export interface ModelConfig {
   /** Name of the preset it came from, for logs only. */
   preset?: string;
@@ -130,20 +146,8 @@ export function validateModelConfig(config: ModelConfig): void {
       { context: { stage: 'train', option: field } },
     );
   };
-  const positive = [
-    'imageSize',
-    'patchSize',
-    'visionWidth',
-    'visionDepth',
-    'visionHeads',
-    'textWidth',
-    'textDepth',
-    'textHeads',
-    'contextLength',
-    'vocabSize',
-    'embedDim',
-  ] as const;
-  for (const field of positive) {
+  for (const field of MODEL_CONFIG_FIELDS) {
+    if (field === 'channels') continue;
     const v = config[field];
     if (!Number.isInteger(v) || v < 1) fail(field, 'expected a positive integer');
   }
