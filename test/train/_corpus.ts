@@ -66,3 +66,17 @@ export async function makeEmojiCorpus(
   }
   return pairs;
 }
+
+/** A model small enough to train a few steps in a second on the cpu backend. */
+export const TOY_MODEL = {
+  imageSize: 16,
+  patchSize: 8,
+  visionWidth: 32,
+  visionDepth: 1,
+  visionHeads: 2,
+  textWidth: 32,
+  textDepth: 1,
+  textHeads: 2,
+  contextLength: 8,
+  embedDim: 16,
+};

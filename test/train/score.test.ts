@@ -3,20 +3,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runScore, runTrain } from '../../train/index.ts';
 import { tempDir } from '../helpers/corpus.ts';
-import { makeEmojiCorpus, type CorpusPair } from './_corpus.ts';
-
-const TOY = {
-  imageSize: 16,
-  patchSize: 8,
-  visionWidth: 32,
-  visionDepth: 1,
-  visionHeads: 2,
-  textWidth: 32,
-  textDepth: 1,
-  textHeads: 2,
-  contextLength: 8,
-  embedDim: 16,
-};
+import { makeEmojiCorpus, type CorpusPair, TOY_MODEL } from './_corpus.ts';
 
 let work: { path: string; remove: () => Promise<void> };
 let corpus: string;
@@ -39,7 +26,7 @@ beforeAll(async () => {
     corpus: [corpus],
     out: run,
     backend: 'cpu',
-    model: TOY,
+    model: TOY_MODEL,
     vocabSize: 300,
     epochs: 3,
     batchSize: 8,

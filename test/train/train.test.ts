@@ -14,21 +14,7 @@ import {
 } from '../../train/index.ts';
 import { emoji, type Emoji } from '../fixtures/images.ts';
 import { tempDir } from '../helpers/corpus.ts';
-import { emojiJpeg, makeEmojiCorpus } from './_corpus.ts';
-
-/** A model small enough to train a few steps in a second on the cpu backend. */
-const TOY = {
-  imageSize: 16,
-  patchSize: 8,
-  visionWidth: 32,
-  visionDepth: 1,
-  visionHeads: 2,
-  textWidth: 32,
-  textDepth: 1,
-  textHeads: 2,
-  contextLength: 8,
-  embedDim: 16,
-};
+import { emojiJpeg, makeEmojiCorpus, TOY_MODEL } from './_corpus.ts';
 
 let work: { path: string; remove: () => Promise<void> };
 let corpus: string;
@@ -39,7 +25,7 @@ function options(extra: Partial<TrainOptions> = {}): TrainOptions {
     corpus: [corpus],
     out: join(work.path, `run-${++run}`),
     backend: 'cpu',
-    model: TOY,
+    model: TOY_MODEL,
     vocabSize: 300,
     epochs: 4,
     batchSize: 8,
@@ -120,7 +106,7 @@ describe('runTrain', () => {
     const first = options({ maxSteps: 1 });
     await runTrain(first);
     await expect(runTrain(first)).rejects.toMatchObject({ code: 'ERR_RUN_EXISTS' });
-    await expect(runTrain({ ...first, resume: true, model: { ...TOY, visionWidth: 64 } })).rejects.toMatchObject({
+    await expect(runTrain({ ...first, resume: true, model: { ...TOY_MODEL, visionWidth: 64 } })).rejects.toMatchObject({
       code: 'ERR_CHECKPOINT_MISMATCH',
       message: expect.stringContaining('visionWidth 32, this run asks for 64'),
     });
