@@ -50,9 +50,10 @@ export interface StageCommand<R> {
   required?: Record<string, string>;
   /** Runs the stage with the parsed flags (without `json` and `progress`). */
   run(options: Record<string, unknown>, hooks: StageHooks): Promise<R>;
-  /** The human summary; goes to stderr unless `summaryTo` says stdout (a report is the output). */
-  summarize(result: R): string;
-  summaryTo?: 'stdout' | 'stderr';
+  /** The human summary line(s), on stderr. */
+  summarize?(result: R): string;
+  /** The command's output proper (a report, a table), on stdout; `--json` replaces it. */
+  report?(result: R): string;
   /** Whether the run stopped on Ctrl-C (exit 130). */
   interrupted?(result: R): boolean;
 }
@@ -67,7 +68,7 @@ export interface StageHooks {
 /**
  * The body every stage command shares: strict flags (usage error, exit 2), required flags, a
  * progress bar on a terminal (off with `--json` or `--no-progress`), the result as JSON on stdout
- * with `--json` or a summary line, exit 130 after Ctrl-C.
+ * with `--json`, else the report on stdout and the summary on stderr, exit 130 after Ctrl-C.
  */
 export async function runStageCommand<R>(command: StageCommand<R>): Promise<R> {
   const { values, positionals } = parseFlags(command.rawArgs, command.flags);
@@ -94,7 +95,12 @@ export async function runStageCommand<R>(command: StageCommand<R>): Promise<R> {
     bar.stop();
   }
   if (json) process.stdout.write(JSON.stringify(result) + '\n');
-  else (command.summaryTo === 'stdout' ? process.stdout : process.stderr).write(command.summarize(result) + '\n');
+  else {
+    const report = command.report?.(result) ?? '';
+    const summary = command.summarize?.(result) ?? '';
+    if (report !== '') process.stdout.write(report + '\n');
+    if (summary !== '') process.stderr.write(summary + '\n');
+  }
   if (command.interrupted?.(result)) setExitCode(130);
   return result;
 }

@@ -1,10 +1,7 @@
 import { defineCommand } from 'citty';
-import { UsageError } from '../corpus/errors.ts';
-// The eval stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
 import type { EvalMetric, EvalOptions, EvalResult } from '../eval/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
-import { createProgress } from './_progress.ts';
-import { interruptSignal } from './_run.ts';
+import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { runStageCommand } from './_run.ts';
 
 const flags = {
   checkpoint: {
@@ -91,40 +88,29 @@ export const evalCommand = defineCommand({
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
-    const { values } = parseFlags(rawArgs, flags);
-    const {
-      json,
-      progress: showProgress,
-      template,
-      ...rest
-    } = values as Record<string, unknown> & {
-      json?: boolean;
-      progress?: boolean;
-      template?: string[];
-    };
-    if (rest['checkpoint'] === undefined)
-      throw new UsageError('ERR_USAGE', 'Missing --checkpoint PATH: a checkpoint of altforge train');
-    if (rest['benchmark'] === undefined) {
-      throw new UsageError('ERR_USAGE', 'Missing --benchmark NAME: a registered test set (altforge bench list)');
-    }
-    const bar = createProgress(showProgress !== false && json !== true);
-    const options = {
-      ...rest,
-      ...(template ? { templates: template } : {}),
-      onProgress: (p) => bar.update(p.benchmark === '' ? 'eval' : `eval ${p.benchmark}`, p.done, p.total, p.done, 0),
-      signal: interruptSignal(),
-    } as EvalOptions;
-    let result: EvalResult;
-    try {
-      const { runEval } = await import('../eval/index.ts');
-      result = await runEval(options);
-    } finally {
-      bar.stop();
-    }
-    if (json) process.stdout.write(JSON.stringify(result) + '\n');
-    else {
-      process.stdout.write(formatEvalTable(result.metrics) + '\n');
-      process.stderr.write(summarizeEval(result) + '\n');
-    }
+    // The eval stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
+    const { runEval } = await import('../eval/index.ts');
+    await runStageCommand({
+      rawArgs,
+      flags,
+      required: {
+        checkpoint: 'Missing --checkpoint PATH: a checkpoint of altforge train',
+        benchmark: 'Missing --benchmark NAME: a registered test set (altforge bench list)',
+      },
+      run: ({ template, ...options }, hooks) =>
+        runEval({
+          ...options,
+          ...(template ? { templates: template } : {}),
+          onProgress: (p) =>
+            hooks.onProgress({
+              phase: p.benchmark === '' ? 'eval' : `eval ${p.benchmark}`,
+              done: p.done,
+              total: p.total,
+            }),
+          signal: hooks.signal,
+        } as EvalOptions),
+      report: (result: EvalResult) => formatEvalTable(result.metrics),
+      summarize: summarizeEval,
+    });
   },
 });

@@ -135,7 +135,6 @@ export const filterCommand = defineCommand({
       rawArgs,
       flags,
       required: { corpus: 'Missing --corpus DIR: the corpus to filter' },
-      summaryTo: 'stdout',
       run: ({ skipRule, ...options }, hooks) =>
         runFilter({
           ...options,
@@ -143,10 +142,9 @@ export const filterCommand = defineCommand({
           onProgress: hooks.onProgress,
           signal: hooks.signal,
         } as FilterOptions),
+      report: (result) => (result.interrupted ? '' : formatFilterReport(result)),
       summarize: (result) =>
-        result.interrupted
-          ? 'filter interrupted: nothing written, the previous filter_reason column is intact'
-          : formatFilterReport(result),
+        result.interrupted ? 'filter interrupted: nothing written, the previous filter_reason column is intact' : '',
       interrupted: (result) => result.interrupted,
     });
   },
