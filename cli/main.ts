@@ -1,17 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
-import { benchCommand } from './bench.ts';
-import { compareCommand } from './compare.ts';
-import { crawlCommand } from './crawl.ts';
-import { dedupCommand } from './dedup.ts';
-import { demoCommand } from './demo.ts';
-import { doctorCommand } from './doctor.ts';
-import { evalCommand } from './eval.ts';
-import { exportCommand } from './export.ts';
-import { filterCommand } from './filter.ts';
-import { reportCommand } from './report.ts';
-import { scoreCommand } from './score.ts';
-import { trainCommand } from './train.ts';
+import { defineCommand, runCommand, showUsage, type CommandDef, type Resolvable } from 'citty';
 import { reportError } from './_run.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -22,19 +10,20 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 /** The `altforge` command: one subcommand per stage, each a thin wrapper over its `run<Stage>`. */
 export const main = defineCommand({
   meta: { name: 'altforge', version: pkg.version, description: pkg.description },
+  // Each command is loaded when it is run: `--help` and `--version` never load tfjs, sharp or SQLite.
   subCommands: {
-    crawl: crawlCommand,
-    dedup: dedupCommand,
-    bench: benchCommand,
-    demo: demoCommand,
-    filter: filterCommand,
-    export: exportCommand,
-    train: trainCommand,
-    score: scoreCommand,
-    doctor: doctorCommand,
-    report: reportCommand,
-    eval: evalCommand,
-    compare: compareCommand,
+    crawl: () => import('./crawl.ts').then((m) => m.crawlCommand),
+    dedup: () => import('./dedup.ts').then((m) => m.dedupCommand),
+    bench: () => import('./bench.ts').then((m) => m.benchCommand),
+    demo: () => import('./demo.ts').then((m) => m.demoCommand),
+    filter: () => import('./filter.ts').then((m) => m.filterCommand),
+    export: () => import('./export.ts').then((m) => m.exportCommand),
+    train: () => import('./train.ts').then((m) => m.trainCommand),
+    score: () => import('./score.ts').then((m) => m.scoreCommand),
+    doctor: () => import('./doctor.ts').then((m) => m.doctorCommand),
+    report: () => import('./report.ts').then((m) => m.reportCommand),
+    eval: () => import('./eval.ts').then((m) => m.evalCommand),
+    compare: () => import('./compare.ts').then((m) => m.compareCommand),
   },
 });
 
@@ -44,8 +33,9 @@ async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent
   let parent: CommandDef | undefined;
   for (const name of argv.filter((a) => !a.startsWith('-'))) {
     const subs = (typeof cmd.subCommands === 'function' ? await cmd.subCommands() : cmd.subCommands) ?? {};
-    const sub = (subs as Record<string, CommandDef>)[name];
-    if (sub === undefined) break;
+    const entry = (subs as Record<string, Resolvable<CommandDef>>)[name];
+    if (entry === undefined) break;
+    const sub = await (typeof entry === 'function' ? entry() : entry);
     parent = cmd;
     cmd = sub;
   }
