@@ -46,7 +46,14 @@ export interface CompareFile {
   setting?: string;
   runs?: CompareRun[];
   summary?: Array<{ noiseRate: number; method: string; metric: string; mean: number; spread: number }>;
-  detection?: Array<{ noiseRate: number; seed: number; epoch: number; auc: number; precision: number; recall: number }>;
+  detection?: Array<{
+    noiseRate: number;
+    seed: number;
+    epoch: number;
+    auc: number | null;
+    precision: number | null;
+    recall: number | null;
+  }>;
   curves?: Array<{ noiseRate: number; method: string; seed: number; step: number; loss: number }>;
   plots?: Array<{ title: string; svg: string; png?: string }>;
 }
@@ -106,6 +113,11 @@ function want(thumbs: Thumbs, pair: PairInfo): void {
 
 function pct(n: number, of: number): string {
   return of === 0 ? '0 %' : `${((100 * n) / of).toFixed(1)} %`;
+}
+
+/** A 3-decimal figure, or a dash where the measure is undefined (e.g. no injected noise to find). */
+function fixedOrDash(value: number | null): string {
+  return value === null ? '–' : value.toFixed(3);
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -465,9 +477,9 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
                 d.noiseRate,
                 d.seed,
                 d.epoch,
-                d.auc.toFixed(3),
-                d.precision.toFixed(3),
-                d.recall.toFixed(3),
+                fixedOrDash(d.auc),
+                fixedOrDash(d.precision),
+                fixedOrDash(d.recall),
               ]),
             ),
         );

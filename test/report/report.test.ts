@@ -42,7 +42,11 @@ function writeCompare(dir: string): void {
         { noiseRate: 0.5, method: 'vanilla', metric, mean: 4.5, spread: 1.25 },
         { noiseRate: 0.5, method: 'nlip', metric, mean: 9.75, spread: 0.5 },
       ],
-      detection: [{ noiseRate: 0.5, seed: 1, epoch: 3, auc: 0.9375, precision: 0.875, recall: 0.8125 }],
+      detection: [
+        // At 0 % noise there is nothing to detect: compare writes null for the undefined measures.
+        { noiseRate: 0, seed: 1, epoch: 3, auc: null, precision: null, recall: null },
+        { noiseRate: 0.5, seed: 1, epoch: 3, auc: 0.9375, precision: 0.875, recall: 0.8125 },
+      ],
       curves: [],
       plots: [{ title: 'R@1 against noise rate', svg: 'plots/r1.svg', png: 'plots/r1.png' }],
     }),
@@ -145,6 +149,7 @@ describe('altforge report', () => {
     expect(html).toContain(`<tr>${cells('emoji-twitter/image_to_text/R@1', 0, '12.50', '13.25')}</tr>`);
     expect(html).toContain(`<tr>${cells('emoji-twitter/image_to_text/R@1', 0.5, '4.50 ± 1.25', '9.75 ± 0.50')}</tr>`);
     expect(html).toContain(`<tr>${cells(0.5, 1, 3, '0.938', '0.875', '0.813')}</tr>`);
+    expect(html).toContain(`<tr>${cells(0, 1, 3, '–', '–', '–')}</tr>`);
   });
 
   test('says which stages have not run on a corpus fresh from the crawl', async () => {
