@@ -14,7 +14,7 @@ import { recordCandidates } from './_ingest.ts';
 import { acquireLock } from './_lock.ts';
 import { crawlPages } from './_pages.ts';
 import { assertReadableUrlList, readUrlList } from './_sources/url-list.ts';
-import { assertReadableWarc, readWarc } from './_sources/warc.ts';
+import { assertReadableWarc, readWarcRecords } from './_sources/warc.ts';
 import { resolveCrawlOptions, type CrawlOptions, type CrawlProgress, type ResolvedCrawlOptions } from './options.ts';
 
 export type { CrawlOptions, CrawlProgress, ResizeMode } from './options.ts';
@@ -97,7 +97,7 @@ async function ingestInput(
   corpus: Corpus,
   kind: 'warc' | 'urls',
   path: string,
-  candidates: AsyncIterable<Candidate>,
+  candidates: AsyncIterable<Candidate | Candidate[]>,
   report: (read: number) => void,
 ): Promise<number> {
   const source = `${kind}:${resolve(path)}`;
@@ -156,7 +156,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
         corpus,
         'warc',
         path,
-        readWarc(path, { keepEmptyAlt: opts.keepEmptyAlt }),
+        readWarcRecords(path, { keepEmptyAlt: opts.keepEmptyAlt }),
         (read) => progress({ phase: 'ingest', done: read, total: null, ok: read, failed: 0 }),
       );
     }

@@ -528,6 +528,14 @@ async function recordCandidates(
  * or unreadable one `ERR_INPUT_NOT_FOUND`.
  */
 export async function* readWarc(path: string, options: WarcReadOptions): AsyncGenerator<Candidate> {
+  for await (const candidates of readWarcRecords(path, options)) yield* candidates;
+}
+
+/**
+ * {@link readWarc} a record at a time: the candidates of each record that has any, as one array.
+ * Ingestion reads this form, which saves a turn of the async iterator per candidate.
+ */
+export async function* readWarcRecords(path: string, options: WarcReadOptions): AsyncGenerator<Candidate[]> {
   const handle = await openInput(path);
   let head: Buffer;
   let fileSize: number;
@@ -613,7 +621,7 @@ export async function* readWarc(path: string, options: WarcReadOptions): AsyncGe
         reported = bytesRead;
         options.onBytes(bytesRead);
       }
-      yield* candidates;
+      if (candidates.length > 0) yield candidates;
     }
     if (failure !== null) throw failureOf(path, failure, where(cursor.offset));
     // zlib stops without an error at bytes that do not start a gzip member: a broken member header

@@ -58,9 +58,11 @@ describe('politeness', () => {
     expect(result.ok).toBe(6);
     const times = site.hits.filter((h) => h.path.startsWith('/img/')).map((h) => h.at);
     expect(times).toHaveLength(6);
-    const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
-    // 5 requests/s: each request starts at least ~200 ms after the previous one.
-    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(190);
+    // 5 requests/s: the i-th request starts at least i x 200 ms after the first. Counted from the
+    // first rather than gap by gap, so that one request the loaded machine delayed on its way to
+    // the server does not make the next gap look short; a burst still fails it.
+    const first = times[0] as number;
+    for (const [i, at] of times.entries()) expect(at - first).toBeGreaterThanOrEqual(i * 200 - 25);
   });
 
   it('treats a robots.txt that answers 5xx as disallow-all and one that answers 404 as allow-all', async () => {
