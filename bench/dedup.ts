@@ -9,7 +9,7 @@
  * 3. the accuracy suite at full size, next to the plain 64-bit pHash baseline.
  * Sizes: BENCH_DEDUP_REGISTERED=100000 BENCH_DEDUP_CORPUS=1000000 BENCH_DEDUP_LINEAR_SAMPLE=300
  * BENCH_DEDUP_FINGERPRINTS=1000 BENCH_DEDUP_ACCURACY=500 (0 skips a part); BENCH_DEDUP_DISTANCE=8
- * (the lookup distance of part 1).
+ * (the lookup distance of part 1); BENCH_DEDUP_SEED=1 (the accuracy set's seed: check a second one).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -32,6 +32,7 @@ const FINGERPRINTS = Number(process.env['BENCH_DEDUP_FINGERPRINTS'] ?? 1000);
 const VARIANTS = DEFAULT_CROPS.length + 1;
 const ACCURACY = Number(process.env['BENCH_DEDUP_ACCURACY'] ?? 500);
 const MAX_DISTANCE = Number(process.env['BENCH_DEDUP_DISTANCE'] ?? 8);
+const SEED = Number(process.env['BENCH_DEDUP_SEED'] ?? 1);
 const work = mkdtempSync(join(tmpdir(), 'altforge-bench-dedup-'));
 const random = mulberry32(5);
 const rand32 = () => Math.floor(random() * 2 ** 32) >>> 0;
@@ -226,7 +227,7 @@ try {
   if (FINGERPRINTS > 0) report['fingerprint'] = await fingerprintBench();
   if (ACCURACY > 0) {
     const set = await buildAccuracySet({
-      seed: 1,
+      seed: SEED,
       benchmarkSize: ACCURACY,
       copiesPerTransform: Math.round(ACCURACY / 5),
       otherVendors: ACCURACY,
@@ -235,23 +236,45 @@ try {
     });
     const dir = join(work, 'accuracy');
     const r = await evaluateAccuracy(set, dir);
+    const byKind = (list: Array<{ kind: string }>) =>
+      list.reduce<Record<string, number>>((a, f) => ((a[f.kind] = (a[f.kind] ?? 0) + 1), a), {});
     report['accuracy'] = {
+      seed: SEED,
       registered: set.benchmark.length,
       corpus: set.corpus.length,
       dedup: r.dedup,
       baseline: r.baseline,
-      falsePositivesByKind: r.falsePositives.reduce<Record<string, number>>(
-        (a, f) => ((a[f.kind] = (a[f.kind] ?? 0) + 1), a),
-        {},
-      ),
+      pixelIdentical: r.pixelIdentical,
+      nearIdentical: r.nearIdentical,
+      falsePositivesByKind: byKind(r.falsePositives),
+      falsePositives: r.falsePositives,
+      misses: r.misses,
     };
     const fmt = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(3));
-    console.log('transform   dedup recall   pHash recall');
-    for (const t of Object.keys(r.dedup.recall))
+    console.log(
+      `accuracy (seed ${SEED}): near-identical definition (${r.nearIdentical.negativesLeftOut} negatives left out, ` +
+        `${r.nearIdentical.copiesWithLookAlikes} copies with a near-identical registered look-alike); pixel-identical in ()`,
+    );
+    console.log('transform      dedup recall         pHash recall');
+    for (const t of Object.keys(r.dedup.recall)) {
+      const k = t as 'crop';
       console.log(
-        `${t.padEnd(12)}${fmt(r.dedup.recall[t as 'crop']).padStart(12)}${fmt(r.baseline.recall[t as 'crop']).padStart(15)}`,
+        `${t.padEnd(12)}${fmt(r.dedup.recall[k]).padStart(8)} (${fmt(r.pixelIdentical.dedup.recall[k])})` +
+          `${fmt(r.baseline.recall[k]).padStart(12)} (${fmt(r.pixelIdentical.baseline.recall[k])})`,
       );
-    console.log(`precision   ${fmt(r.dedup.precision).padStart(12)}${fmt(r.baseline.precision).padStart(15)}`);
+    }
+    console.log(
+      `precision   ${fmt(r.dedup.precision).padStart(8)} (${fmt(r.pixelIdentical.dedup.precision)})` +
+        `${fmt(r.baseline.precision).padStart(12)} (${fmt(r.pixelIdentical.baseline.precision)})` +
+        '   negatives: other vendors, skin tones, other Twitter emoji',
+    );
+    console.log(
+      `issue 5     ${fmt(r.dedup.issuePrecision).padStart(8)} (${fmt(r.pixelIdentical.dedup.issuePrecision)})` +
+        `${fmt(r.baseline.issuePrecision).padStart(12)} (${fmt(r.pixelIdentical.baseline.issuePrecision)})` +
+        '   negatives: other vendors, skin tones (issue 5: precision >= 0.99)',
+    );
+    for (const f of r.falsePositives) console.log(`  false positive: ${f.kind} ${f.detail} -> ${f.dupOf}`);
+    for (const m of r.misses) console.log(`  missed: ${m.kind} ${m.detail} of ${m.copyOf}`);
   }
   console.log(JSON.stringify(report));
 } finally {

@@ -9,12 +9,17 @@
  * the original does not have, often on too little of the image for the 8×8 mean to notice).
  */
 import {
+  BOX_BYTES,
+  FINE,
+  FINE_BYTES,
   HIST_BINS,
   HIST_LEVELS,
   HIST_OFFSET,
   HIST_UNIT,
+  THUMB_BYTES,
   THUMB_COLOUR,
   THUMB_LUMA,
+  mirrorFine,
   mirrorThumb,
 } from './fingerprint.ts';
 
@@ -26,6 +31,8 @@ export interface VerifyThresholds {
   maxColourDifference: number;
   /** Highest share of either image in colours the other lacks (0–1; colour images only). */
   maxUncoveredColour: number;
+  /** Largest compact difference accepted, in cells of the fine grid (see {@link Agreement}). */
+  maxCompactDifference: number;
 }
 
 /** The defaults, chosen on the accuracy suite (see BENCHMARKS.md). */
@@ -33,7 +40,11 @@ export const DEFAULT_THRESHOLDS: VerifyThresholds = {
   minCorrelation: 0.9,
   maxColourDifference: 12,
   maxUncoveredColour: 0.03,
+  maxCompactDifference: 0,
 };
+
+/** A fine-grid cell differs strongly when it is further than this (CIELAB ΔE) from every cell near it in the other image. */
+export const STRONG_DELTA_E = 30;
 
 const LUMA_CELLS = THUMB_LUMA * THUMB_LUMA;
 const COLOUR_CELLS = THUMB_COLOUR * THUMB_COLOUR;
@@ -114,23 +125,132 @@ function uncoveredShare(a: Uint8Array, b: Uint8Array): number {
 /** Whether a thumbnail carries the colour histogram (fingerprints before fp3 do not). */
 const hasHistogram = (t: Uint8Array) => t.length >= HIST_OFFSET + HIST_BINS;
 
+/** The fine grid a thumbnail carries: its own, or for a registered crop, the part of its base variant's grid where the crop lies. */
+function fineOf(thumb: Uint8Array, base: Uint8Array | undefined): Uint8Array | null {
+  if (thumb.length === THUMB_BYTES + FINE_BYTES) return thumb.subarray(THUMB_BYTES);
+  if (thumb.length !== THUMB_BYTES + BOX_BYTES || base?.length !== THUMB_BYTES + FINE_BYTES) return null;
+  const view = new DataView(thumb.buffer, thumb.byteOffset + THUMB_BYTES, BOX_BYTES);
+  const [rx, ry, rw, rh] = [0, 1, 2, 3].map((i) => view.getUint16(i * 2) / 65535) as [number, number, number, number];
+  const grid = base.subarray(THUMB_BYTES);
+  const out = new Uint8Array(FINE_BYTES);
+  for (let gy = 0; gy < FINE; gy++) {
+    const y = Math.min(Math.max((ry + ((gy + 0.5) / FINE) * rh) * FINE - 0.5, 0), FINE - 1);
+    const ya = Math.floor(y);
+    const yb = Math.min(ya + 1, FINE - 1);
+    const ty = y - ya;
+    for (let gx = 0; gx < FINE; gx++) {
+      const x = Math.min(Math.max((rx + ((gx + 0.5) / FINE) * rw) * FINE - 0.5, 0), FINE - 1);
+      const xa = Math.floor(x);
+      const xb = Math.min(xa + 1, FINE - 1);
+      const tx = x - xa;
+      for (let c = 0; c < 3; c++) {
+        const at = (yy: number, xx: number) => grid[(yy * FINE + xx) * 3 + c] as number;
+        const v = (at(ya, xa) * (1 - tx) + at(ya, xb) * tx) * (1 - ty) + (at(yb, xa) * (1 - tx) + at(yb, xb) * tx) * ty;
+        out[(gy * FINE + gx) * 3 + c] = Math.round(v);
+      }
+    }
+  }
+  return out;
+}
+
+/** Per cell of `a`: the smallest ΔE to a cell of `b` at most one cell away (L only when `gray`). */
+function nearestDifference(a: Uint8Array, b: Uint8Array, gray: boolean): Float32Array {
+  const out = new Float32Array(FINE * FINE);
+  for (let y = 0; y < FINE; y++) {
+    for (let x = 0; x < FINE; x++) {
+      const i = (y * FINE + x) * 3;
+      let best = Infinity;
+      for (let yy = Math.max(0, y - 1); yy <= Math.min(FINE - 1, y + 1); yy++) {
+        for (let xx = Math.max(0, x - 1); xx <= Math.min(FINE - 1, x + 1); xx++) {
+          const j = (yy * FINE + xx) * 3;
+          const dl = ((a[i] as number) - (b[j] as number)) / 2.55;
+          const d = gray
+            ? Math.abs(dl)
+            : Math.hypot(dl, (a[i + 1] as number) - (b[j + 1] as number), (a[i + 2] as number) - (b[j + 2] as number));
+          if (d < best) best = d;
+        }
+      }
+      out[y * FINE + x] = best;
+    }
+  }
+  return out;
+}
+
+/**
+ * The compact difference of two aligned fine grids: cells that differ strongly (ΔE above
+ * {@link STRONG_DELTA_E} from every cell within one cell of them in the other grid, either way),
+ * then the 2×2 blocks of such cells, then the largest 4-connected group of those blocks. JPEG and
+ * resampling leave small or thin differences (edges); a skin tone or another face leaves a blob.
+ */
+function compactDifference(a: Uint8Array, b: Uint8Array, gray: boolean): number {
+  const ab = nearestDifference(a, b, gray);
+  const ba = nearestDifference(b, a, gray);
+  const strong = (i: number) => (ab[i] as number) > STRONG_DELTA_E || (ba[i] as number) > STRONG_DELTA_E;
+  const block = new Uint8Array(FINE * FINE);
+  for (let y = 0; y < FINE - 1; y++)
+    for (let x = 0; x < FINE - 1; x++) {
+      const i = y * FINE + x;
+      if (strong(i) && strong(i + 1) && strong(i + FINE) && strong(i + FINE + 1)) block[i] = 1;
+    }
+  let largest = 0;
+  const stack: number[] = [];
+  for (let s = 0; s < block.length; s++) {
+    if (block[s] !== 1) continue;
+    let n = 0;
+    block[s] = 2;
+    stack.push(s);
+    while (stack.length > 0) {
+      const i = stack.pop() as number;
+      n++;
+      const y = Math.floor(i / FINE);
+      const x = i % FINE;
+      for (const j of [
+        x > 0 ? i - 1 : -1,
+        x < FINE - 1 ? i + 1 : -1,
+        y > 0 ? i - FINE : -1,
+        y < FINE - 1 ? i + FINE : -1,
+      ]) {
+        if (j >= 0 && block[j] === 1) {
+          block[j] = 2;
+          stack.push(j);
+        }
+      }
+    }
+    largest = Math.max(largest, n);
+  }
+  return largest;
+}
+
 /** How well a corpus thumbnail agrees with a stored one (orientation chosen by structure). */
 export interface Agreement {
   correlation: number;
   colourDifference: number;
   /** Share of either image in colours the other lacks (0 when either is grayscale). */
   uncoveredColour: number;
+  /**
+   * The largest compact region where the fine colour grids (32×32 CIELAB) differ strongly, in
+   * 2×2 blocks of cells: 0 for a copy, more for a skin-tone variant or another face. 0 when
+   * either thumbnail has no fine grid (fingerprints before fp4).
+   */
+  compactDifference: number;
   mirrored: boolean;
 }
 
-/** Compares a corpus image's thumbnail with a stored one, in both orientations. */
-export function agreement(query: Uint8Array, stored: Uint8Array): Agreement {
+/**
+ * Compares a corpus image's thumbnail with a stored one, in both orientations. `storedBase`: the
+ * thumbnail of the stored image's base variant, where `stored` is a registered crop (its fine
+ * grid is taken from the base's).
+ */
+export function agreement(query: Uint8Array, stored: Uint8Array, storedBase?: Uint8Array): Agreement {
   const mirrored = mirrorThumb(stored);
   const direct = correlation(query, stored);
   const flipped = correlation(query, mirrored);
   const useMirror = flipped > direct;
   // Either side grayscale: compare luma only (a grayscale copy, or a grayscale test set).
   const gray = isGray(query) || isGray(stored);
+  const queryFine = fineOf(query, undefined);
+  let storedFine = fineOf(stored, storedBase);
+  if (storedFine && useMirror) storedFine = mirrorFine(storedFine);
   return {
     correlation: useMirror ? flipped : direct,
     colourDifference: colourDifference(query, useMirror ? mirrored : stored, gray),
@@ -138,6 +258,7 @@ export function agreement(query: Uint8Array, stored: Uint8Array): Agreement {
       gray || !hasHistogram(query) || !hasHistogram(stored)
         ? 0
         : Math.max(uncoveredShare(query, stored), uncoveredShare(stored, query)),
+    compactDifference: queryFine && storedFine ? compactDifference(queryFine, storedFine, gray) : 0,
     mirrored: useMirror,
   };
 }
@@ -147,6 +268,7 @@ export function verified(a: Agreement, t: VerifyThresholds = DEFAULT_THRESHOLDS)
   return (
     a.correlation >= t.minCorrelation &&
     a.colourDifference <= t.maxColourDifference &&
-    a.uncoveredColour <= t.maxUncoveredColour
+    a.uncoveredColour <= t.maxUncoveredColour &&
+    a.compactDifference <= t.maxCompactDifference
   );
 }

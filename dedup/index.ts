@@ -24,7 +24,7 @@ import { shardPaths } from '../corpus/shards.ts';
 import { normaliseCaption } from '../corpus/text.ts';
 import { decodePixels, FINGERPRINT_VERSION, queryFromPixels } from './fingerprint.ts';
 import { loadMihTable, storedHash, type MihTable, type TableHit } from './_mih.ts';
-import { agreement, verified, type VerifyThresholds } from './_verify.ts';
+import { agreement, DEFAULT_THRESHOLDS, verified, type VerifyThresholds } from './_verify.ts';
 import { resolveDedupOptions, type DedupOptions, type DedupProgress, type ResolvedDedupOptions } from './options.ts';
 import { toUnsigned } from './phash.ts';
 
@@ -196,6 +196,7 @@ class BenchmarkMatcher {
   private readonly bySha;
   private readonly byCaption;
   private readonly hashRow;
+  private readonly baseRow;
   private readonly names: Map<number, string>;
 
   constructor(
@@ -225,6 +226,9 @@ class BenchmarkMatcher {
       `SELECT benchmark_id, image_id FROM bench_captions WHERE normalised = ? ORDER BY image_id`,
     );
     this.hashRow = db.prepare('SELECT image_id, variant, thumb FROM bench_hashes WHERE id = ?');
+    this.baseRow = db.prepare(
+      `SELECT thumb FROM bench_hashes WHERE benchmark_id = ? AND image_id = ? AND variant = 'base'`,
+    );
     this.names = new Map(benchmarks.map((b) => [b.id, b.name]));
   }
 
@@ -265,11 +269,23 @@ class BenchmarkMatcher {
         const benchmark = this.names.get(stored.benchmark_id);
         if (benchmark === undefined) continue;
         const current = best.get(benchmark);
-        if (current && (current.kind === 'sha256' || (current.distance ?? 0) < hit.distance)) continue;
+        if (current?.kind === 'sha256') continue;
         const row = this.hashRow.get(stored.id) as { image_id: string; variant: string; thumb: Buffer };
-        const a = agreement(print.thumb, row.thumb);
+        // A registered crop's fine grid is the part of its base variant's grid where it lies.
+        const base =
+          row.variant === 'base'
+            ? undefined
+            : (this.baseRow.get(stored.benchmark_id, row.image_id) as { thumb: Buffer } | undefined)?.thumb;
+        const a = agreement(print.thumb, row.thumb, base);
         if (!verified(a, this.thresholds)) continue;
-        if (current && current.distance === hit.distance && (current.correlation ?? 0) >= a.correlation) continue;
+        // Of the verified candidates, the one that agrees best (a look-alike of the true source
+        // can be fewer bits away), then the nearest.
+        if (
+          current &&
+          ((current.correlation ?? 0) > a.correlation ||
+            (current.correlation === Number(a.correlation.toFixed(4)) && (current.distance ?? 0) <= hit.distance))
+        )
+          continue;
         best.set(benchmark, {
           key: pair.key,
           benchmark,
@@ -364,6 +380,7 @@ async function dedupCorpus(
     minCorrelation: opts.minCorrelation,
     maxColourDifference: opts.maxColourDifference,
     maxUncoveredColour: opts.maxUncoveredColour,
+    maxCompactDifference: DEFAULT_THRESHOLDS.maxCompactDifference,
   };
   const progress = (p: DedupProgress) => opts.onProgress?.(p);
   const shards = (db.prepare('SELECT shard FROM shards ORDER BY shard').all() as { shard: number }[]).map(

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { openCorpus } from '../../corpus/manifest.ts';
 import { ShardWriter } from '../../corpus/shards.ts';
 import { hamming, plainPhash, registerBenchmark, runDedup, type DedupOptions } from '../../dedup/index.ts';
-import { TRANSFORMS, type AccuracySet, type CorpusKind } from '../fixtures/transforms.ts';
+import { TRANSFORMS, type AccuracyCorpusImage, type AccuracySet, type CorpusKind } from '../fixtures/transforms.ts';
 
 /** Counts for one kind of corpus image. */
 export interface KindScore {
@@ -25,33 +25,65 @@ export interface KindScore {
 
 export interface MethodScore {
   byKind: Partial<Record<CorpusKind, KindScore>>;
-  /** Correct flags / all flags. */
+  /**
+   * Correct flags / all flags: the suite's stricter figure, whose negatives are the other vendors'
+   * drawings, the skin-tone variants and the other Twitter emoji.
+   */
   precision: number;
+  /**
+   * Precision exactly as issue 5 defines it: negatives are only the other vendors' drawings and the
+   * skin-tone variants (plus the copies' wrong identifications); flags on other Twitter emoji are
+   * not counted.
+   */
+  issuePrecision: number;
   /** Recall per transform. */
   recall: Partial<Record<CorpusKind, number>>;
 }
 
+/**
+ * How the suite counts. `near-identical` (the default since fingerprints fp4): a negative within
+ * NEAR_IDENTICAL per channel of a registered drawing or its mirror image is left out (it is, to
+ * any matcher that must catch flips, a copy), and a copy flagged as a registered drawing that is
+ * near-identical to its source is found. `pixel-identical` (before): only negatives pixel-identical
+ * to a registered drawing or its mirror image are left out, and a copy counts only when flagged as
+ * its own source.
+ */
+export type SuiteDefinition = 'near-identical' | 'pixel-identical';
+
 export interface AccuracyReport {
+  /** Scores under the near-identical definition. */
   dedup: MethodScore;
   baseline: MethodScore;
-  /** What dedup flagged wrongly: corpus kind, detail, and what it pointed to. */
+  /** The same flags scored under the pixel-identical definition (the numbers reported before fp4). */
+  pixelIdentical: { dedup: MethodScore; baseline: MethodScore };
+  /** Images the near-identical definition counts differently. */
+  nearIdentical: {
+    /** Negatives left out: near-identical to a registered drawing or its mirror. */
+    negativesLeftOut: number;
+    /** Copies whose source has a near-identical registered drawing (flagging it counts as found). */
+    copiesWithLookAlikes: number;
+  };
+  /** What dedup flagged wrongly (near-identical definition): corpus kind, detail, and what it pointed to. */
   falsePositives: Array<{ kind: CorpusKind; detail: string; dupOf: string }>;
   /** Copies dedup missed. */
   misses: Array<{ kind: CorpusKind; detail: string; copyOf: string }>;
 }
 
-function score(set: AccuracySet, flags: Array<string | null>): MethodScore {
+function score(set: AccuracySet, flags: Array<string | null>, definition: SuiteDefinition): MethodScore {
   const byKind: Partial<Record<CorpusKind, KindScore>> = {};
   let flagged = 0;
   let correct = 0;
+  let otherEmojiFlagged = 0;
   set.corpus.forEach((image, i) => {
+    if (definition === 'near-identical' && image.copyOf === null && image.lookAlikes.length > 0) return;
     const s = (byKind[image.kind] ??= { n: 0, flagged: 0, correct: 0 });
     s.n++;
     const flag = flags[i] ?? null;
     if (flag === null) return;
     s.flagged++;
     flagged++;
-    if (image.copyOf !== null && flag === image.copyOf) {
+    if (image.kind === 'other-emoji') otherEmojiFlagged++;
+    if (image.copyOf !== null && isFound(image, flag, definition)) {
       s.correct++;
       correct++;
     }
@@ -61,7 +93,18 @@ function score(set: AccuracySet, flags: Array<string | null>): MethodScore {
     const s = byKind[t];
     if (s) recall[t] = s.correct / s.n;
   }
-  return { byKind, precision: flagged === 0 ? 1 : correct / flagged, recall };
+  const issueFlagged = flagged - otherEmojiFlagged;
+  return {
+    byKind,
+    precision: flagged === 0 ? 1 : correct / flagged,
+    issuePrecision: issueFlagged === 0 ? 1 : correct / issueFlagged,
+    recall,
+  };
+}
+
+/** Whether `flag` finds the copy `image` under `definition`. */
+function isFound(image: AccuracyCorpusImage, flag: string, definition: SuiteDefinition): boolean {
+  return flag === image.copyOf || (definition === 'near-identical' && image.lookAlikes.includes(flag));
 }
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
@@ -139,8 +182,23 @@ export async function evaluateAccuracy(
   const misses: AccuracyReport['misses'] = [];
   set.corpus.forEach((c, i) => {
     const flag = dedupFlags[i] ?? null;
-    if (flag !== null && flag !== c.copyOf) falsePositives.push({ kind: c.kind, detail: c.detail, dupOf: flag });
-    if (c.copyOf !== null && flag !== c.copyOf) misses.push({ kind: c.kind, detail: c.detail, copyOf: c.copyOf });
+    if (c.copyOf === null && c.lookAlikes.length > 0) return;
+    const found = c.copyOf !== null && flag !== null && isFound(c, flag, 'near-identical');
+    if (flag !== null && !found) falsePositives.push({ kind: c.kind, detail: c.detail, dupOf: flag });
+    if (c.copyOf !== null && !found) misses.push({ kind: c.kind, detail: c.detail, copyOf: c.copyOf });
   });
-  return { dedup: score(set, dedupFlags), baseline: score(set, baselineFlags), falsePositives, misses };
+  return {
+    dedup: score(set, dedupFlags, 'near-identical'),
+    baseline: score(set, baselineFlags, 'near-identical'),
+    pixelIdentical: {
+      dedup: score(set, dedupFlags, 'pixel-identical'),
+      baseline: score(set, baselineFlags, 'pixel-identical'),
+    },
+    nearIdentical: {
+      negativesLeftOut: set.corpus.filter((c) => c.copyOf === null && c.lookAlikes.length > 0).length,
+      copiesWithLookAlikes: set.corpus.filter((c) => c.copyOf !== null && c.lookAlikes.length > 0).length,
+    },
+    falsePositives,
+    misses,
+  };
 }

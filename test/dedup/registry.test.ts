@@ -8,7 +8,7 @@ import { FASHION_MNIST_CLASSES, readIdx } from '../../corpus/idx.ts';
 import { openCorpus } from '../../corpus/manifest.ts';
 import { iterateImages, listBenchmarks, openRegistry, readImageBytes } from '../../corpus/registry.ts';
 import { ShardWriter } from '../../corpus/shards.ts';
-import { registerBenchmark } from '../../dedup/index.ts';
+import { hamming, registerBenchmark } from '../../dedup/index.ts';
 import { lines, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { emojiFile } from '../fixtures/transforms.ts';
@@ -85,13 +85,27 @@ describe('bench add (library)', () => {
         { normalised: 'a rocket' },
       ]);
       const variants = registry.db
-        .prepare('SELECT variant, COUNT(*) AS n FROM bench_hashes GROUP BY variant ORDER BY variant')
+        .prepare(
+          `SELECT variant, COUNT(*) AS n FROM bench_hashes WHERE variant NOT LIKE 'jitter-%' GROUP BY variant ORDER BY variant`,
+        )
         .all();
       expect(variants).toEqual(
         ['base', 'crop', 'crop-b', 'crop-bl', 'crop-br', 'crop-l', 'crop-r', 'crop-t', 'crop-tl', 'crop-tr'].map(
           (variant) => ({ variant, n: 6 }),
         ),
       );
+      // A re-encoding's hash is stored only where it is 3 or more bits from each of the image's others.
+      const hashes = registry.db
+        .prepare('SELECT image_id, variant, hash FROM bench_hashes')
+        .safeIntegers(true)
+        .all() as Array<{ image_id: string; variant: string; hash: bigint }>;
+      for (const j of hashes.filter((h) => h.variant.startsWith('jitter-'))) {
+        expect(['jitter-jpeg40', 'jitter-scale150', 'jitter-scale60']).toContain(j.variant);
+        for (const other of hashes.filter(
+          (h) => h.image_id === j.image_id && h.variant !== j.variant && !h.variant.startsWith('jitter-'),
+        ))
+          expect(hamming(BigInt.asUintN(64, j.hash), BigInt.asUintN(64, other.hash))).toBeGreaterThanOrEqual(3);
+      }
     } finally {
       registry.close();
     }
