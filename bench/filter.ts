@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { openCorpus } from '../corpus/manifest.ts';
@@ -154,6 +154,7 @@ if (process.argv[2] === '--child') {
   mkdirSync(work, { recursive: true });
   copyFileSync(join(source, 'manifest.sqlite'), join(work, 'manifest.sqlite.tmp'));
   renameSync(join(work, 'manifest.sqlite.tmp'), join(work, 'manifest.sqlite'));
+  const loadBefore = loadavg()[0]!;
   const runs: Array<{ label: string } & ChildReport> = [];
   try {
     for (const label of ['first run (writes the column)', 'rerun (same thresholds)']) {
@@ -172,7 +173,8 @@ if (process.argv[2] === '--child') {
     `\nbench:filter — ${PAIRS.toLocaleString('en-US')} pairs, text and image rules (nsfw off), vocab-min-count 5`,
   );
   console.log(
-    `machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`,
+    `machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; ` +
+      `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after (other work shares the machine: CPU time is the fairer figure)`,
   );
   console.log('| run | wall s | CPU s | pairs/s (wall) | pairs/s (CPU) | peak RSS MB | kept | CPU ms by phase |');
   console.log('|---|---|---|---|---|---|---|---|');

@@ -1,49 +1,83 @@
 /**
  * Token counts of the first pass, bounded in memory: they live in a typed hash table up to a
- * limit; beyond it the table spills its entries into the work database and starts over, and the
- * spilled runs are summed there by SQLite's external sort at the end. The second pass then looks
- * tokens up in memory only: in the table itself, or, after a spill, in the set of vocabulary
- * tokens rebuilt from the summed runs.
+ * limit; beyond it the table spills its entries, sorted by hash, into a run file and starts over,
+ * and the runs are merged (summing the counts of equal hashes) at the end. The second pass then
+ * looks tokens up in memory only, in the set of vocabulary tokens.
  */
-import type Database from 'better-sqlite3';
-import { CountTable, PartitionedCountTable } from './_hash-table.ts';
+import { rmSync } from 'node:fs';
+import { CountTable, KeySet, PartitionedCountTable } from './_hash-table.ts';
+import { pairHash52 } from './_hash.ts';
+import { SpoolReader, SpoolWriter } from './_spool.ts';
 
 /** Counts of unigrams and bigrams keyed by their 52-bit hashes. */
 export class TokenCounter {
   private counts = new PartitionedCountTable();
-  private spilled = false;
-  private readonly append: Database.Statement;
+  private readonly runs: string[] = [];
 
+  /** Run files are `${runPrefix}N.f64`; the caller removes them if the process dies before {@link finish}. */
   constructor(
-    private readonly work: Database.Database,
+    private readonly runPrefix: string,
     private readonly maxInMemory: number,
-  ) {
-    work.exec('CREATE TABLE token_runs (h INTEGER NOT NULL, n INTEGER NOT NULL)');
-    this.append = work.prepare('INSERT INTO token_runs (h, n) VALUES (?, ?)');
-  }
+  ) {}
 
   add(h: number): void {
     this.counts.add(h);
     if (this.counts.size >= this.maxInMemory) this.spill();
   }
 
+  /**
+   * Counts a caption's unigrams, `n` hashes from `hashes[at]`, and the bigrams of consecutive
+   * ones; the same as {@link add} for each, in one loop (the limit is checked once at the end, so
+   * the table may pass it by one caption's tokens).
+   */
+  addCaption(hashes: Float64Array, at: number, n: number): void {
+    if (n === 0) return;
+    const counts = this.counts;
+    let previous = hashes[at]!;
+    counts.add(previous);
+    for (let k = 1; k < n; k++) {
+      const h = hashes[at + k]!;
+      counts.add(h);
+      counts.add(pairHash52(previous, h));
+      previous = h;
+    }
+    if (counts.size >= this.maxInMemory) this.spill();
+  }
+
   private spill(): void {
-    this.work.transaction(() => {
-      this.counts.forEach((h, n) => this.append.run(h, n));
-    })();
+    const path = `${this.runPrefix}${this.runs.length}.f64`;
+    this.runs.push(path);
+    const run = new SpoolWriter(path);
+    try {
+      this.counts.forEachSorted((h, n) => {
+        const at = run.reserve(2);
+        run.values[at] = h;
+        run.values[at + 1] = n;
+      });
+    } finally {
+      run.close();
+    }
     this.counts.clear();
-    this.spilled = true;
   }
 
   /** Ends counting: returns the lookup of the second pass. */
   finish(vocabSize: number, minCount: number): Vocabulary {
-    if (!this.spilled) {
+    if (this.runs.length === 0) {
       const counts = this.counts;
       this.counts = new PartitionedCountTable();
       return memoryVocabulary(counts, vocabSize, minCount);
     }
     this.spill();
-    return spilledVocabulary(this.work, vocabSize, minCount);
+    try {
+      return spilledVocabulary(this.runs, vocabSize, minCount);
+    } finally {
+      this.remove();
+    }
+  }
+
+  /** Deletes the run files. */
+  remove(): void {
+    for (const path of this.runs) rmSync(path, { force: true });
   }
 }
 
@@ -55,7 +89,8 @@ export interface Vocabulary {
   readonly size: number;
   /** Fewest occurrences of a token in the vocabulary. */
   readonly cutoffCount: number;
-  has(h: number): boolean;
+  /** The tokens in the vocabulary; null when every token is in it. */
+  readonly tokens: KeySet | null;
 }
 
 /**
@@ -80,16 +115,15 @@ function cutOf(histogram: Map<number, number>, vocabSize: number, minCount: numb
 }
 
 function memoryVocabulary(counts: PartitionedCountTable, vocabSize: number, minCount: number): Vocabulary {
-  const histogram = new Map<number, number>();
-  counts.forEach((_h, n) => histogram.set(n, (histogram.get(n) ?? 0) + 1));
+  const histogram = counts.histogram();
   const { cut, size } = cutOf(histogram, vocabSize, minCount);
   const distinct = counts.size;
-  if (cut === null && minCount <= 1) return { distinct, size, cutoffCount: minCount, has: () => true };
+  if (cut === null && minCount <= 1) return { distinct, size, cutoffCount: minCount, tokens: null };
   // Ties at the cut: the ones with the smallest hashes are in.
   let tieSet: CountTable | null = null;
   if (cut !== null) {
     const ties: number[] = [];
-    counts.forEach((h, n) => {
+    counts.forEachAtLeast(cut.count, (h, n) => {
       if (n === cut.count) ties.push(h);
     });
     tieSet = new CountTable(cut.tiesIn);
@@ -97,43 +131,59 @@ function memoryVocabulary(counts: PartitionedCountTable, vocabSize: number, minC
   }
   // The vocabulary on its own: usually far smaller than all distinct tokens (most are rare), so
   // the second pass's lookups stay in the CPU cache.
-  const vocab = new CountTable(size);
-  counts.forEach((h, n) => {
-    if (n < minCount) return;
+  const vocab = new KeySet(size);
+  counts.forEachAtLeast(minCount, (h, n) => {
     if (cut === null || n > cut.count || (n === cut.count && tieSet!.get(h) > 0)) vocab.add(h);
   });
   counts.clear();
-  return { distinct, size, cutoffCount: cut?.count ?? minCount, has: (h) => vocab.get(h) > 0 };
+  return { distinct, size, cutoffCount: cut?.count ?? minCount, tokens: vocab };
 }
 
-function spilledVocabulary(work: Database.Database, vocabSize: number, minCount: number): Vocabulary {
-  work.exec('CREATE INDEX token_runs_h ON token_runs (h)');
-  const totals = () =>
-    work.prepare('SELECT h, SUM(n) FROM token_runs GROUP BY h ORDER BY h').raw().iterate() as IterableIterator<
-      [number, number]
-    >;
+/** Calls `fn` with each hash of the sorted runs and its total count, in hash order. */
+function mergeRuns(paths: string[], fn: (h: number, n: number) => void): void {
+  const readers = paths.map((path) => new SpoolReader(path, 2, () => 2));
+  try {
+    const at = readers.map((r) => r.next());
+    for (;;) {
+      let min = Infinity;
+      for (let i = 0; i < readers.length; i++)
+        if (at[i]! >= 0 && readers[i]!.values[at[i]!]! < min) min = readers[i]!.values[at[i]!]!;
+      if (min === Infinity) return;
+      let n = 0;
+      for (let i = 0; i < readers.length; i++) {
+        const r = readers[i]!;
+        if (at[i]! >= 0 && r.values[at[i]!] === min) {
+          n += r.values[at[i]! + 1]!;
+          at[i] = r.next();
+        }
+      }
+      fn(min, n);
+    }
+  } finally {
+    for (const r of readers) r.close();
+  }
+}
+
+function spilledVocabulary(runs: string[], vocabSize: number, minCount: number): Vocabulary {
   const histogram = new Map<number, number>();
   let distinct = 0;
-  for (const [, n] of totals()) {
+  mergeRuns(runs, (_h, n) => {
     distinct++;
     histogram.set(n, (histogram.get(n) ?? 0) + 1);
-  }
+  });
   const { cut, size } = cutOf(histogram, vocabSize, minCount);
-  if (cut === null && minCount <= 1) {
-    work.exec('DROP TABLE token_runs');
-    return { distinct, size, cutoffCount: minCount, has: () => true };
-  }
+  if (cut === null && minCount <= 1) return { distinct, size, cutoffCount: minCount, tokens: null };
   // The vocabulary itself, in memory: usually far smaller than all distinct tokens (most are rare).
-  const vocab = new CountTable(size);
+  // Ties at the cut: the ones with the smallest hashes are in, as in memory.
+  const vocab = new KeySet(size);
   let ties = 0;
-  for (const [h, n] of totals()) {
-    if (n < minCount) continue;
+  mergeRuns(runs, (h, n) => {
+    if (n < minCount) return;
     if (cut === null || n > cut.count) vocab.add(h);
     else if (n === cut.count && ties < cut.tiesIn) {
       vocab.add(h);
       ties++;
     }
-  }
-  work.exec('DROP TABLE token_runs');
-  return { distinct, size, cutoffCount: cut?.count ?? minCount, has: (h) => vocab.get(h) > 0 };
+  });
+  return { distinct, size, cutoffCount: cut?.count ?? minCount, tokens: vocab };
 }

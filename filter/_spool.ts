@@ -11,27 +11,33 @@ const CHUNK_DOUBLES = 1 << 20;
 /** Appends records of float64 values. */
 export class SpoolWriter {
   private readonly fd: number;
-  private buffer = new Float64Array(CHUNK_DOUBLES);
+  /** The current chunk: write a reserved record here at the offset {@link reserve} returned. */
+  values = new Float64Array(CHUNK_DOUBLES);
   private used = 0;
 
   constructor(readonly path: string) {
     this.fd = openSync(path, 'w');
   }
 
-  /** Room for `n` more values in the current chunk (flushing it when full); returns the array to write at `offset`. */
-  reserve(n: number): { values: Float64Array; offset: number } {
-    if (this.used + n > this.buffer.length) {
+  /** Room for `n` more values in the current chunk (flushing it when full); returns where they start in `values`. */
+  reserve(n: number): number {
+    if (this.used + n > this.values.length) {
       this.flush();
-      if (n > this.buffer.length) this.buffer = new Float64Array(n);
+      if (n > this.values.length) this.values = new Float64Array(n);
     }
     const offset = this.used;
     this.used += n;
-    return { values: this.buffer, offset };
+    return offset;
+  }
+
+  /** Ends the record reserved at `offset` after its first `n` values (fewer than reserved). */
+  shrink(offset: number, n: number): void {
+    this.used = offset + n;
   }
 
   private flush(): void {
     if (this.used === 0) return;
-    writeSync(this.fd, new Uint8Array(this.buffer.buffer, 0, this.used * 8));
+    writeSync(this.fd, new Uint8Array(this.values.buffer, 0, this.used * 8));
     this.used = 0;
   }
 
@@ -42,49 +48,57 @@ export class SpoolWriter {
 }
 
 /**
- * Reads the records back in order. `recordLength(values, offset)` tells the length of the record
- * starting at `offset` from its first `header` values.
+ * Reads the records back in order: `next()` gives the offset of the next record in `values` (valid
+ * until the following call), -1 at the end. `recordLength(values, offset)` tells the length of the
+ * record starting at `offset` from its first `header` values.
  */
-export function* readSpool(
-  path: string,
-  header: number,
-  recordLength: (values: Float64Array, offset: number) => number,
-): Generator<{ values: Float64Array; offset: number }> {
-  const fd = openSync(path, 'r');
-  try {
-    let buffer = new Float64Array(CHUNK_DOUBLES);
-    let filled = 0;
-    let eof = false;
-    let at = 0;
+export class SpoolReader {
+  values = new Float64Array(CHUNK_DOUBLES);
+  private readonly fd: number;
+  private filled = 0;
+  private at = 0;
+  private eof = false;
+
+  constructor(
+    readonly path: string,
+    private readonly header: number,
+    private readonly recordLength: (values: Float64Array, offset: number) => number,
+  ) {
+    this.fd = openSync(path, 'r');
+  }
+
+  next(): number {
     for (;;) {
+      const available = this.filled - this.at;
       // Refill when fewer values than a header, or than the current record, remain.
-      const need = filled - at >= header ? recordLength(buffer, at) : header;
-      if (filled - at < need) {
-        if (eof) {
-          if (filled - at > 0) throw new Error(`Truncated filter spool ${path}`);
-          return;
-        }
-        const rest = filled - at;
-        if (need > buffer.length) {
-          const bigger = new Float64Array(need * 2);
-          bigger.set(buffer.subarray(at, filled));
-          buffer = bigger;
-        } else {
-          buffer.copyWithin(0, at, filled);
-        }
-        at = 0;
-        filled = rest;
-        const bytes = new Uint8Array(buffer.buffer, filled * 8, (buffer.length - filled) * 8);
-        const n = readSync(fd, bytes, 0, bytes.length, null);
-        if (n === 0) eof = true;
-        filled += n / 8;
-        continue;
+      const need = available >= this.header ? this.recordLength(this.values, this.at) : this.header;
+      if (available >= need) {
+        const offset = this.at;
+        this.at += need;
+        return offset;
       }
-      yield { values: buffer, offset: at };
-      at += need;
+      if (this.eof) {
+        if (available > 0) throw new Error(`Truncated filter spool ${this.path}`);
+        return -1;
+      }
+      if (need > this.values.length) {
+        const bigger = new Float64Array(need * 2);
+        bigger.set(this.values.subarray(this.at, this.filled));
+        this.values = bigger;
+      } else {
+        this.values.copyWithin(0, this.at, this.filled);
+      }
+      this.at = 0;
+      this.filled = available;
+      const bytes = new Uint8Array(this.values.buffer, this.filled * 8, (this.values.length - this.filled) * 8);
+      const n = readSync(this.fd, bytes, 0, bytes.length, null);
+      if (n === 0) this.eof = true;
+      this.filled += n / 8;
     }
-  } finally {
-    closeSync(fd);
+  }
+
+  close(): void {
+    closeSync(this.fd);
   }
 }
 

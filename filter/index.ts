@@ -1,21 +1,22 @@
 /**
  * The filter stage: ALIGN's minimal frequency rules (and DataComp's basic preset), recorded per
- * pair in `pairs.filter_reason`, never deleting anything. Two streaming passes over the manifests:
- * the first counts (tokens, captions per image, images per caption) into bounded in-memory
- * counters and a scratch SQLite file; the second decides each pair. The decisions are applied to
- * each manifest in one transaction, so a killed run leaves the previous run's column intact.
+ * pair in `pairs.filter_reason`, never deleting anything. One streaming read of the manifests
+ * counts (tokens, captions per image, images per caption) into bounded typed-array tables, with
+ * sorted runs on disk beyond a limit, and spools per pair what the second pass needs; the second
+ * pass decides each pair from the spool and keeps, in memory, the rows whose reason changes. Those
+ * are written to each manifest in one transaction, so a killed run leaves the previous column.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import { MANIFEST_FILE, hasColumn, openCorpus, recordStageRun, type Migration } from '../corpus/manifest.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
-import { normaliseCaption, wordTokens } from '../corpus/text.ts';
-import { TokenCounter, type Vocabulary } from './_counts.ts';
-import { SpoolWriter, readSpool, removeSpool } from './_spool.ts';
-import { CountTable } from './_hash-table.ts';
+import { CaptionHasher, normaliseCaption, wordTokens } from '../corpus/text.ts';
+import { TokenCounter } from './_counts.ts';
+import { SpoolReader, SpoolWriter, removeSpool } from './_spool.ts';
+import { KeySet } from './_hash-table.ts';
 import { hash52, pairHash52, sha52 } from './_hash.ts';
 import { ClassifierUnavailableError, nsfwjsClassifier, type NsfwClassifier, type NsfwModel } from './nsfw.ts';
 import {
@@ -27,7 +28,7 @@ import {
   type ResolvedFilterOptions,
   type RuleName,
 } from './options.ts';
-import { activeRules, failures, type PairFacts, type RuleSet } from './rules.ts';
+import { REASON_ORDER, activeRules, failureMask, type PairFacts, type RuleSet } from './rules.ts';
 
 export { RULES, type FilterOptions, type FilterProgress, type FilterReason, type RuleName } from './options.ts';
 export { ClassifierUnavailableError, nsfwjsClassifier, type NsfwClassifier, type NsfwModel } from './nsfw.ts';
@@ -120,6 +121,8 @@ const REASONS: readonly FilterReason[] = [
 
 const WORK_FILE = '.filter-work.sqlite';
 const SPOOL_FILE = '.filter-spool.f64';
+/** Token counts spilled from memory: `.filter-tokens-N.f64`. */
+const RUN_PREFIX = '.filter-tokens-';
 const BATCH = 10_000;
 
 function openForFilter(dir: string, dryRun: boolean): OpenCorpus {
@@ -188,7 +191,7 @@ function codePoints(text: string): number {
  * Where the first unigram or bigram outside the vocabulary is, from the spooled unigram hashes:
  * `2i` for unigram i, `2i + 1` for the bigram ending at unigram i, -1 when there is none.
  */
-function firstRare(r: Float64Array, at: number, n: number, vocab: Vocabulary): number {
+function firstRare(r: Float64Array, at: number, n: number, vocab: KeySet): number {
   let previous = 0;
   for (let i = 0; i < n; i++) {
     const h = r[at + i]!;
@@ -206,16 +209,36 @@ function rareTokenText(caption: string, at: number): string {
   return at % 2 === 0 ? (tokens[i] ?? '') : `${tokens[i - 1] ?? ''} ${tokens[i] ?? ''}`;
 }
 
-const SPOOL_HEADER = 10;
+// A spooled pair: these values, then the hashes of its unigrams.
+const S_ROWID = 0;
+const S_CAPTION = 1;
+const S_IMAGE = 2;
+const S_WIDTH = 3;
+const S_HEIGHT = 4;
+const S_NOISE = 5;
+/** corpus * 64 + previous reason code * 4 + (has sha256) * 2 + (dedup duplicate). */
+const S_FLAGS = 6;
+const S_CHARS = 7;
+const S_WORDS = 8;
+const SPOOL_HEADER = 9;
+
+/** Reason codes: 0 is kept (NULL), i + 1 is `REASON_ORDER[i]`, 15 a value this version does not know. */
+const UNKNOWN_REASON = 15;
+const reasonCodeSql = (column: string) =>
+  `CASE WHEN ${column} IS NULL THEN 0 ${REASON_ORDER.map((r, i) => `WHEN ${column} = '${r}' THEN ${i + 1}`).join(' ')} ELSE ${UNKNOWN_REASON} END`;
 
 const CHUNK = 4096;
 
 /**
- * The stored pairs of a manifest, `columns` per row, in rowid order. Read in rowid ranges, each
- * column of a range as one JSON array: one crossing from SQLite to JS per range instead of one
- * per row, which halves the cost of reading a large manifest.
+ * Rows of a manifest in rowid ranges of {@link CHUNK}, each column of a range as one JSON array:
+ * one crossing from SQLite to JS per range instead of one per row, which halves the cost of
+ * reading a large manifest. Calls `fn` with the columns of each non-empty range.
  */
-function* storedPairs(db: Database.Database, columns: string[]): Generator<unknown[]> {
+function forEachChunk(
+  db: Database.Database,
+  columns: string[],
+  fn: (count: number, cols: unknown[][]) => boolean,
+): void {
   const bounds = db.prepare('SELECT MIN(rowid), MAX(rowid) FROM pairs').raw().get() as [number | null, number | null];
   if (bounds[0] === null || bounds[1] === null) return;
   const select = db
@@ -227,13 +250,90 @@ function* storedPairs(db: Database.Database, columns: string[]): Generator<unkno
   for (let from = bounds[0]; from <= bounds[1]; from += CHUNK) {
     const [count, ...json] = select.get(from, from + CHUNK) as [number, ...string[]];
     if (count === 0) continue;
-    const cols = json.map((j) => JSON.parse(j) as unknown[]);
-    for (let i = 0; i < count; i++) {
-      const row: unknown[] = [];
-      for (let c = 0; c < cols.length; c++) row.push(cols[c]![i]);
-      yield row;
-    }
+    if (
+      !fn(
+        count,
+        json.map((j) => JSON.parse(j) as unknown[]),
+      )
+    )
+      return;
   }
+}
+
+/** The rows of one manifest whose `filter_reason` changes, with their new reason codes. */
+class Changes {
+  rowids = new Float64Array(1024);
+  codes = new Uint8Array(1024);
+  length = 0;
+
+  push(rowid: number, code: number): void {
+    if (this.length === this.rowids.length) {
+      const rowids = new Float64Array(this.length * 2);
+      rowids.set(this.rowids);
+      this.rowids = rowids;
+      const codes = new Uint8Array(this.length * 2);
+      codes.set(this.codes);
+      this.codes = codes;
+    }
+    this.rowids[this.length] = rowid;
+    this.codes[this.length++] = code;
+  }
+
+  /**
+   * Sorts the changes by rowid where needed: the second pass pushes them in that order, the
+   * classifier's verdicts come after.
+   */
+  sort(): void {
+    const r = this.rowids;
+    let sorted = true;
+    for (let i = 1; i < this.length && sorted; i++) sorted = r[i - 1]! < r[i]!;
+    if (sorted) return;
+    const order = Array.from({ length: this.length }, (_v, i) => i).sort((x, y) => r[x]! - r[y]!);
+    this.rowids = Float64Array.from(order, (i) => r[i]!);
+    this.codes = Uint8Array.from(order, (i) => this.codes[i]!);
+  }
+}
+
+/** Rows covered by one ranged UPDATE of {@link applyChanges}. */
+const APPLY_SPAN = 1 << 16;
+
+/**
+ * Writes the changed reasons into a manifest (inside the caller's transaction) in rowid order, so
+ * each page of the table is rewritten once, and clears any reason left on a pair no longer stored.
+ * Dense changes (a first run: nearly every row) go as one UPDATE per range of rows with the new
+ * reason codes in a blob indexed by rowid, so SQLite rewrites them without a call from JS per row;
+ * sparse ones (a rerun with other thresholds) row by row.
+ */
+function applyChanges(db: Database.Database, changes: Changes): void {
+  const reasons = [null, ...REASON_ORDER];
+  const byRow = db.prepare('UPDATE pairs SET filter_reason = ? WHERE rowid = ?');
+  // Byte i of the blob: 0 leaves row `from + i` alone, 1 + code sets its reason to `reasons[code]`.
+  const code = `substr(@codes, rowid - @from + 1, 1)`;
+  const hexByte = (n: number) => `x'${n.toString(16).padStart(2, '0')}'`;
+  const byRange = db.prepare(
+    `UPDATE pairs SET filter_reason = CASE ${code} ${REASON_ORDER.map((r, i) => `WHEN ${hexByte(i + 2)} THEN '${r}'`).join(' ')} ELSE NULL END
+      WHERE rowid >= @from AND rowid <= @to AND ${code} <> x'00'`,
+  );
+  changes.sort();
+  const { rowids, codes, length } = changes;
+  const blob = Buffer.alloc(APPLY_SPAN);
+  for (let k = 0; k < length;) {
+    const from = rowids[k]!;
+    let end = k;
+    while (end < length && rowids[end]! - from < APPLY_SPAN) end++;
+    const to = rowids[end - 1]!;
+    if ((end - k) * 8 >= to - from + 1) {
+      blob.fill(0, 0, to - from + 1);
+      for (let j = k; j < end; j++) blob[rowids[j]! - from] = codes[j]! + 1;
+      byRange.run({ codes: blob.subarray(0, to - from + 1), from, to });
+    } else {
+      for (let j = k; j < end; j++) byRow.run(reasons[codes[j]!] ?? null, rowids[j]!);
+    }
+    k = end;
+  }
+  db.prepare(
+    `UPDATE pairs SET filter_reason = NULL WHERE (status < 'ok' OR status > 'ok') AND filter_reason IS NOT NULL`,
+  ).run();
 }
 
 function resolveClassifier(o: ResolvedFilterOptions): NsfwClassifier | null {
@@ -253,7 +353,10 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
   let work: Database.Database | undefined;
   const workPath = join(o.corpus[0]!, WORK_FILE);
   const spoolPath = join(o.corpus[0]!, SPOOL_FILE);
+  const runPrefix = join(o.corpus[0]!, RUN_PREFIX);
+  let counter: TokenCounter | undefined;
   let spool: SpoolWriter | undefined;
+  let reader: SpoolReader | undefined;
   const finishRuns: Array<(outcome: string, summary: unknown) => void> = [];
   let model: NsfwModel | undefined;
   try {
@@ -268,7 +371,11 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
         );
       }
     }
+    // Scratch files a killed run left behind.
     rmSync(workPath, { force: true });
+    for (const name of readdirSync(o.corpus[0]!)) {
+      if (name.startsWith(RUN_PREFIX)) rmSync(join(o.corpus[0]!, name), { force: true });
+    }
     work = new Database(workPath);
     work.pragma('journal_mode = OFF');
     work.pragma('synchronous = OFF');
@@ -292,92 +399,119 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
       0,
     );
 
-    // Pass 1: the only read of the manifests. Count unigrams and bigrams, and how many distinct
-    // images carry each caption (and distinct captions each image), in typed hash tables keyed by
-    // 52-bit hashes; spool per pair what the second pass needs.
-    const counter = new TokenCounter(work, o.maxTokensInMemory);
-    const seenPairs = new CountTable();
-    const imagesPerCaption = new CountTable();
-    const captionsPerImage = new CountTable();
+    // Pass 1: the only read of the manifests. Count unigrams and bigrams in a typed hash table
+    // keyed by 52-bit hashes; keep each distinct (caption, image) pair's caption and image hash
+    // (sorted later to count images per caption and captions per image); spool per pair what the
+    // second pass needs.
+    const tokenCounts = new TokenCounter(runPrefix, o.maxTokensInMemory);
+    counter = tokenCounts;
+    const sharing = rules.active.has('shared_caption') || rules.active.has('image_captions');
+    let seenPairs = new KeySet(sharing ? total : 0);
+    let pairCaptions = new Float64Array(sharing ? total : 0);
+    let pairImages = new Float64Array(sharing ? total : 0);
+    let distinctPairs = 0;
+    const hasher = new CaptionHasher();
     spool = new SpoolWriter(spoolPath);
     let done = 0;
-    for (let ci = 0; ci < corpora.length; ci++) {
+    for (let ci = 0; ci < corpora.length && !aborted(); ci++) {
       const c = corpora[ci]!;
       const cols = [
         'rowid',
         'caption',
-        'COALESCE(sha256, url)',
-        'COALESCE(original_width, width)',
-        'COALESCE(original_height, height)',
-        'shard',
-        c.hasNoise ? 'noise_prob' : 'NULL',
-        c.hasDup ? 'dup_of IS NOT NULL' : '0',
-        'sha256 IS NOT NULL',
+        // What sha52 reads of a sha256 (its first 13 characters when it starts with a hex digit,
+        // else all of it), or the URL of an image without one.
+        `CASE WHEN sha256 IS NULL THEN url WHEN substr(sha256, 1, 1) GLOB '[0-9a-fA-F]' THEN substr(sha256, 1, 13) ELSE sha256 END`,
+        'COALESCE(original_width, width, 0)',
+        'COALESCE(original_height, height, 0)',
+        `${ci * 64} + 4 * (${c.hasScores ? reasonCodeSql('filter_reason') : '0'}) + 2 * (sha256 IS NOT NULL) + ${c.hasDup ? '(dup_of IS NOT NULL)' : '0'}`,
       ];
-      const rows = storedPairs(c.db, cols) as Iterable<
-        [number, string, string, number | null, number | null, number | null, number | null, number, number]
-      >;
-      for (const [rowid, caption, imageId, width, height, shard, noiseProb, dup, hasSha] of rows) {
-        const norm = normaliseCaption(caption);
-        const tokens = wordTokens(norm);
-        const { values: r, offset } = spool.reserve(SPOOL_HEADER + tokens.length);
-        let previous = 0;
-        for (let i = 0; i < tokens.length; i++) {
-          const h = hash52(tokens[i]!);
-          counter.add(h);
-          if (i > 0) counter.add(pairHash52(previous, h));
-          r[offset + SPOOL_HEADER + i] = h;
-          previous = h;
+      if (c.hasNoise) cols.push('noise_prob');
+      forEachChunk(c.db, cols, (count, [rowids, captions, imageIds, widths, heights, flagList, noises]) => {
+        for (let i = 0; i < count; i++) {
+          const caption = captions![i] as string;
+          const flags = flagList![i] as number;
+          let offset = spool!.reserve(SPOOL_HEADER + (caption.length >> 1) + 1);
+          let r = spool!.values;
+          let words = hasher.hash(caption, r, offset + SPOOL_HEADER);
+          let alt: number;
+          let chars: number;
+          if (words >= 0) {
+            // Printable ASCII that normalisation only lower-cases: unigrams hashed in one pass.
+            spool!.shrink(offset, SPOOL_HEADER + words);
+            alt = hasher.caption;
+            chars = caption.length;
+            tokenCounts.addCaption(r, offset + SPOOL_HEADER, words);
+          } else {
+            spool!.shrink(offset, 0);
+            const norm = normaliseCaption(caption);
+            const tokens = wordTokens(norm);
+            alt = hash52(norm);
+            words = tokens.length;
+            chars = codePoints(norm);
+            offset = spool!.reserve(SPOOL_HEADER + words);
+            r = spool!.values;
+            const at = offset + SPOOL_HEADER;
+            for (let k = 0; k < words; k++) r[at + k] = hash52(tokens[k]!);
+            tokenCounts.addCaption(r, at, words);
+          }
+          const imageId = imageIds![i] as string;
+          const image = (flags & 2) !== 0 ? sha52(imageId) : hash52(imageId);
+          if (sharing && seenPairs.add(pairHash52(alt, image))) {
+            pairCaptions[distinctPairs] = alt;
+            pairImages[distinctPairs] = image;
+            distinctPairs++;
+          }
+          const noise = noises === undefined ? null : (noises[i] as number | null);
+          r[offset + S_ROWID] = rowids![i] as number;
+          r[offset + S_CAPTION] = alt;
+          r[offset + S_IMAGE] = image;
+          r[offset + S_WIDTH] = widths![i] as number;
+          r[offset + S_HEIGHT] = heights![i] as number;
+          r[offset + S_NOISE] = noise ?? NaN;
+          r[offset + S_FLAGS] = flags;
+          r[offset + S_CHARS] = chars;
+          r[offset + S_WORDS] = words;
+          if (++done % BATCH === 0) {
+            progress({ phase: 'count', done, total });
+            if (aborted()) return false;
+          }
         }
-        const alt = hash52(norm);
-        const image = hasSha ? sha52(imageId) : hash52(imageId);
-        if (seenPairs.add(pairHash52(alt, image)) === 1) {
-          imagesPerCaption.add(alt);
-          captionsPerImage.add(image);
-        }
-        r[offset] = rowid;
-        r[offset + 1] = alt;
-        r[offset + 2] = image;
-        r[offset + 3] = noiseProb ?? NaN;
-        r[offset + 4] = width ?? 0;
-        r[offset + 5] = height ?? 0;
-        r[offset + 6] = shard ?? -1;
-        r[offset + 7] = ci * 4 + (hasSha ? 2 : 0) + (dup ? 1 : 0);
-        r[offset + 8] = codePoints(norm);
-        r[offset + 9] = tokens.length;
-        if (++done % BATCH === 0) {
-          progress({ phase: 'count', done, total });
-          if (aborted()) break;
-        }
-      }
-      if (aborted()) break;
+        return true;
+      });
     }
     spool.close();
     spool = undefined;
     progress({ phase: 'count', done, total });
     if (aborted()) return interruptedResult(o, corpora, started);
-    seenPairs.clear();
 
     // Between the passes: the vocabulary and the captions/images over their limits.
     progress({ phase: 'vocabulary', done: 0 });
-    const vocab = counter.finish(
+    seenPairs = new KeySet();
+    // Images per caption: the runs of equal captions among the distinct (caption, image) pairs.
+    const overLimit = (keys: Float64Array, limit: number): Map<number, number> => {
+      const out = new Map<number, number>();
+      keys.sort();
+      for (let i = 0; i < keys.length;) {
+        let j = i + 1;
+        while (j < keys.length && keys[j] === keys[i]) j++;
+        if (j - i > limit) out.set(keys[i]!, j - i);
+        i = j;
+      }
+      return out;
+    };
+    const sharedCaptions = rules.active.has('shared_caption')
+      ? overLimit(pairCaptions.subarray(0, distinctPairs), o.maxImagesPerCaption)
+      : new Map<number, number>();
+    const busyImages = rules.active.has('image_captions')
+      ? overLimit(pairImages.subarray(0, distinctPairs), o.maxCaptionsPerImage)
+      : new Map<number, number>();
+    pairCaptions = new Float64Array(0);
+    pairImages = new Float64Array(0);
+    // Last, when the tables of the sharing rules are gone: the vocabulary (may sort spilled counts).
+    const vocab = tokenCounts.finish(
       rules.active.has('rare_token') ? o.vocabSize : Number.MAX_SAFE_INTEGER,
       o.vocabMinCount,
     );
-    const sharedCaptions = new Map<number, number>();
-    if (rules.active.has('shared_caption')) {
-      imagesPerCaption.forEach((alt, n) => {
-        if (n > o.maxImagesPerCaption) sharedCaptions.set(alt, n);
-      });
-    }
-    imagesPerCaption.clear();
-    const busyImages = new Map<number, number>();
-    if (rules.active.has('image_captions')) {
-      captionsPerImage.forEach((image, n) => {
-        if (n > o.maxCaptionsPerImage) busyImages.set(image, n);
-      });
-    }
-    captionsPerImage.clear();
     // The examples of the two sharing rules are the most shared captions and the busiest images.
     const topShared = new Set(
       [...sharedCaptions]
@@ -392,9 +526,9 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
         .map(([h]) => h),
     );
 
-    // Pass 2: decide every pair; those passing all rules but nsfw wait for the classifier.
-    const byReason = Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<FilterReason, number>;
-    const failing = Object.fromEntries(RULES.map((r) => [r, 0])) as Record<RuleName, number>;
+    // Pass 2: decide every pair; those passing all rules but nsfw wait for the classifier. Only the
+    // rows whose reason changes are remembered, by row id, for the apply step.
+    const failingByReason = new Float64Array(REASON_ORDER.length);
     const examples: Partial<Record<FilterReason, FilterExample[]>> = {};
     const exampleSeen = new Set<string>();
     const addExample = (reason: FilterReason, ex: FilterExample, dedupKey?: string) => {
@@ -405,137 +539,140 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
       }
       if (list.length < o.examples || dedupKey !== undefined) list.push(ex);
     };
+    const byReasonCode = new Float64Array(REASON_ORDER.length + 1);
+    const changes = corpora.map(() => new Changes());
     let duplicates = 0;
     let pairs = 0;
     work.exec(
-      'CREATE TABLE decisions (corpus INTEGER NOT NULL, pair INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (corpus, pair)) WITHOUT ROWID',
+      'CREATE TABLE nsfw_pending (corpus INTEGER NOT NULL, pair INTEGER NOT NULL, shard INTEGER, key TEXT NOT NULL, sha256 TEXT NOT NULL, old INTEGER NOT NULL)',
     );
-    work.exec(
-      'CREATE TABLE nsfw_pending (corpus INTEGER NOT NULL, pair INTEGER NOT NULL, shard INTEGER, key TEXT NOT NULL, sha256 TEXT NOT NULL)',
-    );
-    const insertDecision = work.prepare('INSERT INTO decisions (corpus, pair, reason) VALUES (?, ?, ?)');
     const insertPending = work.prepare(
-      'INSERT INTO nsfw_pending (corpus, pair, shard, key, sha256) VALUES (?, ?, ?, ?, ?)',
+      'INSERT INTO nsfw_pending (corpus, pair, shard, key, sha256, old) VALUES (?, ?, ?, ?, ?, ?)',
     );
-    done = 0;
     const nsfwOn = rules.active.has('nsfw');
     // Key, URL and caption are read back only for the few pairs shown as examples.
-    const identify = corpora.map((c) => c.db.prepare('SELECT key, url, caption, sha256 FROM pairs WHERE rowid = ?'));
+    const identify = corpora.map((c) =>
+      c.db.prepare('SELECT key, url, caption, sha256, shard FROM pairs WHERE rowid = ?'),
+    );
     const lookup = (ci: number, rowid: number) =>
-      identify[ci]!.get(rowid) as { key: string; url: string; caption: string; sha256: string | null };
+      identify[ci]!.get(rowid) as {
+        key: string;
+        url: string;
+        caption: string;
+        sha256: string | null;
+        shard: number | null;
+      };
+    const example = (ci: number, rowid: number, reason: FilterReason, f: PairFacts): FilterExample => {
+      const { key, url, caption } = lookup(ci, rowid);
+      const detail =
+        reason === 'shared_caption'
+          ? `${f.captionImages} images share it`
+          : reason === 'image_captions'
+            ? `${f.imageCaptions} captions`
+            : exampleDetail(reason, f, caption);
+      return { corpus: corpora[ci]!.dir, key, caption, url, detail };
+    };
     const pending: unknown[][] = [];
     const flush = work.transaction((items: unknown[][]) => {
-      for (const item of items) {
-        if (item.length === 3) insertDecision.run(item);
-        else insertPending.run(item);
-      }
+      for (const item of items) insertPending.run(item);
     });
-    const checkRare = rules.active.has('rare_token');
-    for (const { values: r, offset } of readSpool(spoolPath, SPOOL_HEADER, (v, at) => SPOOL_HEADER + v[at + 9]!)) {
+    const checkRare = rules.active.has('rare_token') && vocab.tokens !== null;
+    const vocabTokens = vocab.tokens ?? new KeySet();
+    const failMask = failureMask(rules);
+    const facts: PairFacts = {
+      width: 0,
+      height: 0,
+      words: 0,
+      chars: 0,
+      captionImages: 0,
+      imageCaptions: 0,
+      rareAt: -1,
+      noiseProb: null,
+    };
+    reader = new SpoolReader(spoolPath, SPOOL_HEADER, (v, at) => SPOOL_HEADER + v[at + S_WORDS]!);
+    for (let offset = reader.next(); offset >= 0; offset = reader.next()) {
+      const r = reader.values;
       pairs++;
-      const flags = r[offset + 7]!;
-      const ci = Math.floor(flags / 4);
-      if (flags % 2 === 1) {
+      const flags = r[offset + S_FLAGS]!;
+      const ci = Math.floor(flags / 64);
+      const old = (flags >> 2) & 15;
+      const rowid = r[offset + S_ROWID]!;
+      if ((flags & 1) === 1) {
         duplicates++;
-        continue;
-      }
-      const rowid = r[offset]!;
-      const alt = r[offset + 1]!;
-      const image = r[offset + 2]!;
-      const noise = r[offset + 3]!;
-      const shard = r[offset + 6]!;
-      const words = r[offset + 9]!;
-      const facts: PairFacts = {
-        width: r[offset + 4]!,
-        height: r[offset + 5]!,
-        words,
-        chars: r[offset + 8]!,
-        captionImages: sharedCaptions.get(alt) ?? 0,
-        imageCaptions: busyImages.get(image) ?? 0,
-        rareAt: checkRare ? firstRare(r, offset + SPOOL_HEADER, words, vocab) : -1,
-        noiseProb: Number.isNaN(noise) ? null : noise,
-      };
-      const failed = failures(facts, rules);
-      for (const reason of failed) {
-        failing[reason === 'too_few_words' || reason === 'too_many_words' ? 'caption_words' : reason]++;
-      }
-      const reason = failed[0];
-      if (reason !== undefined) {
-        byReason[reason]++;
-        pending.push([ci, rowid, reason]);
-        const example = (detail: (caption: string) => string) => {
-          const { key, url, caption } = lookup(ci, rowid);
-          return { corpus: corpora[ci]!.dir, key, caption, url, detail: detail(caption) };
-        };
-        if (reason === 'shared_caption') {
-          if (topShared.has(alt) && !exampleSeen.has(`${reason}\0${alt}`)) {
-            addExample(
-              reason,
-              example(() => `${facts.captionImages} images share it`),
-              String(alt),
-            );
+        if (old !== 0) changes[ci]!.push(rowid, 0);
+      } else {
+        const alt = r[offset + S_CAPTION]!;
+        const image = r[offset + S_IMAGE]!;
+        const noise = r[offset + S_NOISE]!;
+        const words = r[offset + S_WORDS]!;
+        facts.width = r[offset + S_WIDTH]!;
+        facts.height = r[offset + S_HEIGHT]!;
+        facts.words = words;
+        facts.chars = r[offset + S_CHARS]!;
+        facts.captionImages = sharedCaptions.size === 0 ? 0 : (sharedCaptions.get(alt) ?? 0);
+        facts.imageCaptions = busyImages.size === 0 ? 0 : (busyImages.get(image) ?? 0);
+        facts.rareAt = checkRare ? firstRare(r, offset + SPOOL_HEADER, words, vocabTokens) : -1;
+        facts.noiseProb = Number.isNaN(noise) ? null : noise;
+        const mask = failMask(facts);
+        let code = 0;
+        if (mask !== 0) {
+          for (let b = 0; b < REASON_ORDER.length; b++) if ((mask & (1 << b)) !== 0) failingByReason[b]!++;
+          code = 32 - Math.clz32(mask & -mask);
+          const reason = REASON_ORDER[code - 1]!;
+          byReasonCode[code]!++;
+          if (reason === 'shared_caption') {
+            if (topShared.has(alt) && !exampleSeen.has(`${reason}\0${alt}`)) {
+              addExample(reason, example(ci, rowid, reason, facts), String(alt));
+            }
+          } else if (reason === 'image_captions') {
+            if (topBusy.has(image) && !exampleSeen.has(`${reason}\0${image}`)) {
+              addExample(reason, example(ci, rowid, reason, facts), String(image));
+            }
+          } else if ((examples[reason]?.length ?? 0) < o.examples) {
+            addExample(reason, example(ci, rowid, reason, facts));
           }
-        } else if (reason === 'image_captions') {
-          if (topBusy.has(image) && !exampleSeen.has(`${reason}\0${image}`)) {
-            addExample(
-              reason,
-              example(() => `${facts.imageCaptions} captions`),
-              String(image),
-            );
-          }
-        } else if ((examples[reason]?.length ?? 0) < o.examples) {
-          addExample(
-            reason,
-            example((caption) => exampleDetail(reason, facts, caption)),
-          );
         }
-      } else if (nsfwOn && shard >= 0 && (flags & 2) !== 0) {
-        const { key, sha256 } = lookup(ci, rowid);
-        pending.push([ci, rowid, shard, key, sha256]);
-      }
-      if (pending.length >= BATCH) {
-        flush(pending);
-        pending.length = 0;
+        const nsfwPending = nsfwOn && code === 0 && (flags & 2) !== 0 ? lookup(ci, rowid) : undefined;
+        if (nsfwPending !== undefined && nsfwPending.shard !== null && nsfwPending.shard >= 0) {
+          pending.push([ci, rowid, nsfwPending.shard, nsfwPending.key, nsfwPending.sha256, old]);
+          if (pending.length >= BATCH) {
+            flush(pending);
+            pending.length = 0;
+          }
+        } else if (code !== old) changes[ci]!.push(rowid, code);
       }
       if (pairs % BATCH === 0) {
         progress({ phase: 'decide', done: pairs, total });
         if (aborted()) break;
       }
     }
+    reader.close();
+    reader = undefined;
     flush(pending);
     progress({ phase: 'decide', done: pairs, total });
     if (aborted()) return interruptedResult(o, corpora, started);
     // The sharing rules' examples: most shared first.
     examples.shared_caption?.sort((a, b) => parseInt(b.detail) - parseInt(a.detail));
     examples.image_captions?.sort((a, b) => parseInt(b.detail) - parseInt(a.detail));
+    const byReason = Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<FilterReason, number>;
+    const failing = Object.fromEntries(RULES.map((r) => [r, 0])) as Record<RuleName, number>;
+    REASON_ORDER.forEach((reason, i) => {
+      byReason[reason] += byReasonCode[i + 1]!;
+      failing[reason === 'too_few_words' || reason === 'too_many_words' ? 'caption_words' : reason] +=
+        failingByReason[i]!;
+    });
 
     // The classifier, on the images of the pairs that pass every other rule.
     const ruleReports = new Map<RuleName, Omit<RuleReport, 'dropped' | 'failing'>>();
     let nsfwClassified = 0;
+    const nsfwCode = REASON_ORDER.indexOf('nsfw') + 1;
+    let nsfwScored = false;
     if (nsfwOn && classifier) {
       try {
         const scored = await scorePending(work, corpora, classifier, o, progress, aborted);
         nsfwClassified = scored.classified;
         model = scored.model;
-        const overThreshold = work
-          .prepare(
-            `SELECT p.corpus, p.pair, p.key, s.score FROM nsfw_pending p JOIN nsfw_run_scores s ON s.sha256 = p.sha256
-              WHERE s.score > ? ORDER BY s.score DESC, p.corpus, p.pair`,
-          )
-          .raw()
-          .all(o.nsfwThreshold) as Array<[number, number, string, number]>;
-        for (const [ci, rowid, key, score] of overThreshold) {
-          byReason.nsfw++;
-          failing.nsfw++;
-          insertDecision.run(ci, rowid, 'nsfw');
-          if ((examples.nsfw ??= []).length < o.examples) {
-            const row = corpora[ci]!.db.prepare('SELECT caption, url FROM pairs WHERE rowid = ?').get(rowid) as {
-              caption: string;
-              url: string;
-            };
-            examples.nsfw.push({ corpus: corpora[ci]!.dir, key, ...row, detail: `score ${score.toFixed(3)}` });
-          }
-        }
+        nsfwScored = true;
       } catch (err) {
         if (!(err instanceof ClassifierUnavailableError)) throw err;
         rules.active.delete('nsfw');
@@ -548,6 +685,34 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
       }
     }
     if (aborted()) return interruptedResult(o, corpora, started);
+    if (nsfwOn) {
+      // Every pair that waited for the classifier: dropped above the threshold, else kept.
+      const waited = work
+        .prepare(
+          `SELECT p.corpus, p.pair, p.key, p.old, ${nsfwScored ? 's.score' : 'NULL'} AS score FROM nsfw_pending p
+             ${nsfwScored ? 'LEFT JOIN nsfw_run_scores s ON s.sha256 = p.sha256' : ''}
+            ORDER BY score DESC NULLS LAST, p.corpus, p.pair`,
+        )
+        .raw()
+        .iterate() as IterableIterator<[number, number, string, number, number | null]>;
+      const dropped: Array<[number, number, string, number]> = [];
+      for (const [ci, rowid, key, old, score] of waited) {
+        const code = score !== null && score > o.nsfwThreshold ? nsfwCode : 0;
+        if (code !== old) changes[ci]!.push(rowid, code);
+        if (code !== 0 && dropped.length < o.examples) dropped.push([ci, rowid, key, score!]);
+        if (code !== 0) {
+          byReason.nsfw++;
+          failing.nsfw++;
+        }
+      }
+      for (const [ci, rowid, key, score] of dropped) {
+        const row = corpora[ci]!.db.prepare('SELECT caption, url FROM pairs WHERE rowid = ?').get(rowid) as {
+          caption: string;
+          url: string;
+        };
+        (examples.nsfw ??= []).push({ corpus: corpora[ci]!.dir, key, ...row, detail: `score ${score.toFixed(3)}` });
+      }
+    }
 
     const dropped = REASONS.reduce((n, r) => n + byReason[r], 0);
     const rulesOut: RuleReport[] = RULES.map((rule) => {
@@ -579,28 +744,15 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
       durationMs: 0,
     };
 
-    // Apply: one transaction per manifest replaces the whole column.
+    // Apply: one transaction per manifest writes the reasons that changed.
     if (!o.dryRun) {
       for (let ci = 0; ci < corpora.length; ci++) {
         const c = corpora[ci]!;
         progress({ phase: 'apply', done: ci, total: corpora.length });
-        c.db.prepare('ATTACH DATABASE ? AS work').run(workPath);
-        try {
-          c.db.transaction(() => {
-            c.db
-              .prepare(
-                `UPDATE pairs SET filter_reason = d.reason
-                   FROM (SELECT p.rowid AS pair, w.reason FROM pairs p
-                           LEFT JOIN work.decisions w ON w.corpus = ? AND w.pair = p.rowid
-                          WHERE p.filter_reason IS NOT w.reason) AS d
-                  WHERE pairs.rowid = d.pair`,
-              )
-              .run(ci);
-            finishRuns[ci]!('ok', { ...result, examples: undefined, durationMs: Date.now() - started });
-          })();
-        } finally {
-          c.db.exec('DETACH DATABASE work');
-        }
+        c.db.transaction(() => {
+          applyChanges(c.db, changes[ci]!);
+          finishRuns[ci]!('ok', { ...result, examples: undefined, durationMs: Date.now() - started });
+        })();
       }
       progress({ phase: 'apply', done: corpora.length, total: corpora.length });
     }
@@ -620,8 +772,10 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     model?.dispose();
     work?.close();
     spool?.close();
+    reader?.close();
     rmSync(workPath, { force: true });
     removeSpool(spoolPath);
+    counter?.remove();
     for (const c of corpora) c.close();
   }
 }

@@ -81,7 +81,7 @@ export interface FilterOptions {
   dryRun?: boolean;
   /** Examples listed per rule in the report. @default 5 */
   examples?: number;
-  /** Distinct tokens counted in memory (12 bytes each, about 190 MB at the default) before they spill to the work database. @default 8000000 */
+  /** Distinct tokens counted in memory (12 bytes each, about 200 MB at the default) before they spill, sorted, to a run file beside the manifest. @default 8000000 */
   maxTokensInMemory?: number;
   onProgress?: (progress: FilterProgress) => void;
   signal?: AbortSignal;

@@ -45,25 +45,64 @@ export function failsAspect(width: number, height: number, o: ResolvedFilterOpti
 }
 
 /**
+ * The reasons in rule order: bit `i` of a {@link failureMask} is `REASON_ORDER[i]`, so a pair's
+ * reason is its mask's lowest set bit.
+ */
+export const REASON_ORDER: readonly FilterReason[] = [
+  'image_size',
+  'aspect_ratio',
+  'image_captions',
+  'shared_caption',
+  'rare_token',
+  'too_few_words',
+  'too_many_words',
+  'caption_chars',
+  'noise_prob',
+  'nsfw',
+];
+
+/**
+ * Compiles the rule set into a function giving every rule a pair fails as a bit mask over
+ * {@link REASON_ORDER} (nsfw excluded: it is decided after the classifier ran on the pairs that
+ * pass all the others). The thresholds are resolved once, so the second pass costs a few
+ * comparisons a pair.
+ */
+export function failureMask(rules: RuleSet): (f: PairFacts) => number {
+  const o = rules.options;
+  const on = rules.active;
+  const size = on.has('image_size');
+  const aspect = on.has('aspect_ratio');
+  const imageCaptions = on.has('image_captions');
+  const shared = on.has('shared_caption');
+  const rare = on.has('rare_token');
+  const words = on.has('caption_words');
+  const chars = on.has('caption_chars');
+  const noise = on.has('noise_prob');
+  const maxNoise = o.maxNoiseProb ?? 1;
+  return (f) => {
+    let mask = 0;
+    if (size && failsImageSize(f.width, f.height, o)) mask |= 1;
+    if (aspect && failsAspect(f.width, f.height, o)) mask |= 2;
+    if (imageCaptions && f.imageCaptions > o.maxCaptionsPerImage) mask |= 4;
+    if (shared && f.captionImages > o.maxImagesPerCaption) mask |= 8;
+    if (rare && f.rareAt >= 0) mask |= 16;
+    if (words) {
+      if (f.words < o.minWords) mask |= 32;
+      else if (o.maxWords > 0 && f.words > o.maxWords) mask |= 64;
+    }
+    if (chars && f.chars < o.minChars) mask |= 128;
+    if (noise && f.noiseProb !== null && f.noiseProb > maxNoise) mask |= 256;
+    return mask;
+  };
+}
+
+/**
  * Every rule the pair fails, in rule order, as reasons (nsfw excluded: it is decided after the
  * classifier ran on the pairs that pass all the others). The first element is the pair's reason.
  */
 export function failures(f: PairFacts, rules: RuleSet): FilterReason[] {
-  const o = rules.options;
-  const on = rules.active;
-  const out: FilterReason[] = [];
-  if (on.has('image_size') && failsImageSize(f.width, f.height, o)) out.push('image_size');
-  if (on.has('aspect_ratio') && failsAspect(f.width, f.height, o)) out.push('aspect_ratio');
-  if (on.has('image_captions') && f.imageCaptions > o.maxCaptionsPerImage) out.push('image_captions');
-  if (on.has('shared_caption') && f.captionImages > o.maxImagesPerCaption) out.push('shared_caption');
-  if (on.has('rare_token') && f.rareAt >= 0) out.push('rare_token');
-  if (on.has('caption_words')) {
-    if (f.words < o.minWords) out.push('too_few_words');
-    else if (o.maxWords > 0 && f.words > o.maxWords) out.push('too_many_words');
-  }
-  if (on.has('caption_chars') && f.chars < o.minChars) out.push('caption_chars');
-  if (on.has('noise_prob') && f.noiseProb !== null && f.noiseProb > (o.maxNoiseProb ?? 1)) out.push('noise_prob');
-  return out;
+  const mask = failureMask(rules)(f);
+  return REASON_ORDER.filter((_r, i) => (mask & (1 << i)) !== 0);
 }
 
 /** The rules a run applies: those whose threshold turns them on and that were not skipped. */

@@ -237,6 +237,43 @@ describe('recording', () => {
     expect(read()).toEqual([null, null]);
   });
 
+  it('rewrites exactly the rows whose reason changes, far apart or together, and clears pairs no longer stored', async () => {
+    const dir = join(tmp.path, 'changes');
+    // 200 pairs: the first and the last 150 px, the 10 in the middle 250 px, the rest 400 px.
+    const sizes = Array.from({ length: 200 }, (_, i) => (i === 0 || i === 199 ? 150 : i >= 95 && i < 105 ? 250 : 400));
+    const keys = makeManifest(
+      dir,
+      sizes.map((side, i) => ({ caption: caption(i), width: side, height: side })),
+    );
+    const read = () => {
+      const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+      try {
+        const r = reasons(db);
+        return keys.map((k) => r.get(k) ?? null);
+      } finally {
+        db.close();
+      }
+    };
+    const expected = (minSide: number) => sizes.map((side) => (side <= minSide ? 'image_size' : null));
+    await runFilter({ ...base, corpus: dir, minSide: 100 });
+    expect(read()).toEqual(expected(100));
+    // Two changes 199 rows apart, then ten neighbours, then all of them back.
+    for (const minSide of [200, 300, 100, 500, 100]) {
+      await runFilter({ ...base, corpus: dir, minSide });
+      expect(read()).toEqual(expected(minSide));
+    }
+    // A reason this version does not know, and a reason left on a pair that is no longer stored.
+    const db = new Database(join(dir, 'manifest.sqlite'));
+    db.prepare(`UPDATE pairs SET filter_reason = 'retired_rule' WHERE key = ?`).run(keys[5]);
+    db.prepare(`UPDATE pairs SET filter_reason = 'image_size', status = 'http_404' WHERE key = ?`).run(keys[7]);
+    db.close();
+    const result = await runFilter({ ...base, corpus: dir, minSide: 200 });
+    expect(result.pairs).toBe(199);
+    const want: (string | null)[] = expected(200);
+    want[7] = null;
+    expect(read()).toEqual(want);
+  });
+
   it('counts two corpora together: a caption shared 6 + 6 times is dropped in both', async () => {
     const half = (host: string) =>
       Array.from({ length: 6 }, (_, i) => ({ caption: 'shared across machines here', url: `http://${host}/${i}.jpg` }));
