@@ -219,7 +219,7 @@ describe('training', () => {
       [0, 0, 1],
       [1, 1, 0],
     ];
-    const images = tf.tensor4d(
+    const colourImages = tf.tensor4d(
       colours.flatMap((c) => Array.from({ length: 16 * 16 }, () => c).flat()),
       [4, 16, 16, 3],
     );
@@ -236,7 +236,7 @@ describe('training', () => {
     const losses: number[] = [];
     for (let step = 0; step < 25; step++) {
       const { value, grads } = tf.variableGrads(
-        () => contrastiveLoss(model.encodeImages(images), model.encodeTexts(tokens), model.logitScale).loss,
+        () => contrastiveLoss(model.encodeImages(colourImages), model.encodeTexts(tokens), model.logitScale).loss,
         model.variables,
       );
       optimizer.applyGradients(grads as Record<string, tf.Variable>);
@@ -248,7 +248,7 @@ describe('training', () => {
     expect(losses[0]).toBeGreaterThan(0.9);
     expect(losses[losses.length - 1]).toBeLessThan(0.1);
     const retrieved = tf.tidy(() =>
-      tf.argMax(tf.matMul(model.encodeImages(images), model.encodeTexts(tokens), false, true), 1).arraySync(),
+      tf.argMax(tf.matMul(model.encodeImages(colourImages), model.encodeTexts(tokens), false, true), 1).arraySync(),
     );
     expect(retrieved).toEqual([0, 1, 2, 3]);
     optimizer.dispose();
