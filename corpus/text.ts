@@ -81,7 +81,8 @@ const LANE_B = 0x9747b28c;
 const PRIME_A = 0x01000193;
 const PRIME_B = 0x5bd1e995;
 
-function fmix(h: number): number {
+/** MurmurHash3's 32-bit finaliser: spreads every input bit over the output. */
+export function fmix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -4,16 +4,7 @@
  * strings. Two independent 32-bit FNV-style lanes with a murmur finaliser; among 10M distinct keys
  * the chance that any two collide is about 1 %, and a collision only merges two keys' counts.
  */
-import { textHash52 } from '../corpus/text.ts';
-
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+import { fmix, textHash52 } from '../corpus/text.ts';
 
 /** The 52-bit hash of a string (the one `corpus/text.ts` hashes captions and unigrams with). */
 export const hash52 = textHash52;

@@ -106,19 +106,6 @@ interface OpenCorpus {
   close(): void;
 }
 
-const REASONS: readonly FilterReason[] = [
-  'image_size',
-  'aspect_ratio',
-  'image_captions',
-  'shared_caption',
-  'rare_token',
-  'too_few_words',
-  'too_many_words',
-  'caption_chars',
-  'noise_prob',
-  'nsfw',
-];
-
 const WORK_FILE = '.filter-work.sqlite';
 const SPOOL_FILE = '.filter-spool.f64';
 /** Token counts spilled from memory: `.filter-tokens-N.f64`. */
@@ -654,7 +641,7 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     // The sharing rules' examples: most shared first.
     examples.shared_caption?.sort((a, b) => parseInt(b.detail) - parseInt(a.detail));
     examples.image_captions?.sort((a, b) => parseInt(b.detail) - parseInt(a.detail));
-    const byReason = Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<FilterReason, number>;
+    const byReason = Object.fromEntries(REASON_ORDER.map((r) => [r, 0])) as Record<FilterReason, number>;
     const failing = Object.fromEntries(RULES.map((r) => [r, 0])) as Record<RuleName, number>;
     REASON_ORDER.forEach((reason, i) => {
       byReason[reason] += byReasonCode[i + 1]!;
@@ -714,7 +701,7 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
       }
     }
 
-    const dropped = REASONS.reduce((n, r) => n + byReason[r], 0);
+    const dropped = REASON_ORDER.reduce((n, r) => n + byReason[r], 0);
     const rulesOut: RuleReport[] = RULES.map((rule) => {
       const base = ruleReports.get(rule) ?? {
         rule,
@@ -806,7 +793,7 @@ function interruptedResult(o: ResolvedFilterOptions, corpora: OpenCorpus[], star
     kept: 0,
     dropped: 0,
     duplicates: 0,
-    byReason: Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<FilterReason, number>,
+    byReason: Object.fromEntries(REASON_ORDER.map((r) => [r, 0])) as Record<FilterReason, number>,
     rules: [],
     examples: {},
     vocabulary: null,
