@@ -33,6 +33,10 @@ const { values: args } = parseArgs({
     'consistency-weight': { type: 'string', default: '0' },
     methods: { type: 'string', default: 'vanilla,nlip' },
     'min-separation': { type: 'string', default: '2' },
+    'noise-signal': { type: 'string', default: 'auto' },
+    'agreement-neighbours': { type: 'string', default: 'auto' },
+    'multi-positive': { type: 'string', default: 'true' },
+    relabel: { type: 'string', default: 'true' },
     lr: { type: 'string', default: '0.0005' },
     out: { type: 'string', default: '/tmp/altforge-bench-compare' },
   },
@@ -82,8 +86,16 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       robustMode: args['robust-mode'] as 'soft' | 'weight',
       consistencyWeight: Number(args['consistency-weight']),
       minSeparation: Number(args['min-separation']),
+      noiseSignal: args['noise-signal'] as 'auto' | 'agreement' | 'loss',
+      agreementNeighbours: args['agreement-neighbours'] === 'auto' ? 'auto' : Number(args['agreement-neighbours']),
+      multiPositive: args['multi-positive'] === 'true',
+      relabel: args.relabel === 'true',
     },
     onProgress: (p) => {
+      if (p.phase === 'noise' && p.detection)
+        process.stderr.write(
+          `  ${setting}: rate ${p.noiseRate} seed ${p.seed} epoch ${p.detection.epoch}: acted ${p.detection.acted}, AUC ${p.detection.auc?.toFixed(3)}, raw score AUC ${p.detection.scoreAuc?.toFixed(3)}, precision ${p.detection.precision?.toFixed(3)}, recall ${p.detection.recall?.toFixed(3)}\n`,
+        );
       if (p.phase === 'eval')
         process.stderr.write(
           `  ${setting}: run ${p.run + 1}/${p.runs} (${p.method}, rate ${p.noiseRate}, seed ${p.seed}) trained\n`,

@@ -4,6 +4,7 @@ import type { CompareOptions, CompareResult } from '../eval/index.ts';
 import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
 import { interruptSignal } from './_run.ts';
+import { parseNeighbours } from './train.ts';
 
 const flags = {
   setting: {
@@ -70,6 +71,37 @@ const flags = {
     default: 0,
     valueHint: 'W',
   },
+  noiseSignal: {
+    type: 'string',
+    description:
+      'What nlip fits its mixture to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs)',
+    default: 'auto',
+    valueHint: 'SIGNAL',
+    choices: ['auto', 'agreement', 'loss'],
+  },
+  agreementNeighbours: {
+    type: 'string',
+    description:
+      'Nearest training images averaged with each image for the agreement signal (auto: from caption sharing)',
+    default: 'auto',
+    valueHint: 'K|auto',
+  },
+  minSeparation: {
+    type: 'number',
+    description: "nlip acts on the mixture only when its components are this far apart (Ashman's D)",
+    default: 2,
+    valueHint: 'D',
+  },
+  multiPositive: {
+    type: 'boolean',
+    description: 'nlip: pairs with identical captions are positives of each other (--no-multi-positive: off)',
+    default: true,
+  },
+  relabel: {
+    type: 'boolean',
+    description: "nlip: train likely-noisy pairs on the model's best training caption (--no-relabel: off)",
+    default: true,
+  },
   trainPairs: { type: 'integer', description: 'Training pairs of a built-in setting', default: 4000, valueHint: 'N' },
   testImages: {
     type: 'integer',
@@ -124,8 +156,20 @@ export const compareCommand = defineCommand({
       throw new UsageError('ERR_USAGE', 'Give --setting fashion-mnist|emoji, or --corpus DIR with --benchmark NAME');
     }
     const train: Record<string, unknown> = {};
-    for (const k of ['epochs', 'batchSize', 'lr', 'warmupEpochs', 'robustMode', 'consistencyWeight'])
-      if (v[k] !== undefined) train[k] = v[k];
+    for (const k of [
+      'epochs',
+      'batchSize',
+      'lr',
+      'warmupEpochs',
+      'robustMode',
+      'consistencyWeight',
+      'noiseSignal',
+      'agreementNeighbours',
+      'minSeparation',
+      'multiPositive',
+      'relabel',
+    ])
+      if (v[k] !== undefined) train[k] = k === 'agreementNeighbours' ? parseNeighbours(v[k]) : v[k];
     const bar = createProgress(v['progress'] !== false && v['json'] !== true);
     const options: CompareOptions = {
       out: v['out'] as string,
@@ -142,6 +186,7 @@ export const compareCommand = defineCommand({
       ...(v['backend'] !== undefined ? { backend: v['backend'] as 'auto' } : {}),
       train,
       onProgress: (p) =>
+        p.phase !== 'noise' &&
         bar.update(
           `${p.phase} ${p.method} rate ${p.noiseRate} seed ${p.seed} (${p.run + 1}/${p.runs})`,
           p.done,

@@ -85,6 +85,37 @@ const flags = {
     valueHint: 'F',
   },
   robustThreshold: { type: 'number', description: 'Hard split at this noise probability', valueHint: 'P' },
+  noiseSignal: {
+    type: 'string',
+    description:
+      'What nlip fits its mixture to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs)',
+    default: 'auto',
+    valueHint: 'SIGNAL',
+    choices: ['auto', 'agreement', 'loss'],
+  },
+  agreementNeighbours: {
+    type: 'string',
+    description:
+      'Nearest training images averaged with each image for the agreement signal (auto: from caption sharing)',
+    default: 'auto',
+    valueHint: 'K|auto',
+  },
+  multiPositive: {
+    type: 'boolean',
+    description: 'nlip: pairs with identical captions are positives of each other (--no-multi-positive: off)',
+    default: true,
+  },
+  relabel: {
+    type: 'boolean',
+    description: "nlip: train likely-noisy pairs on the model's best training caption (--no-relabel: off)",
+    default: true,
+  },
+  relabelThreshold: {
+    type: 'number',
+    description: 'Noise probability above which pairs are relabelled',
+    default: 0.5,
+    valueHint: 'P',
+  },
   completion: { type: 'boolean', description: 'Noise completion: train noisy pairs on captions of retrieved concepts' },
   completionThreshold: {
     type: 'number',
@@ -103,6 +134,19 @@ const flags = {
   json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
 } satisfies FlagSpecs;
+
+/** `--agreement-neighbours`: `auto` or a whole number of neighbours. */
+export function parseNeighbours(raw: unknown): number | 'auto' {
+  if (raw === 'auto') return 'auto';
+  const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  if (!Number.isInteger(n) || n < 0) {
+    throw new UsageError(
+      'ERR_USAGE',
+      `Flag --agreement-neighbours: expected auto or a whole number, got \`${String(raw)}\``,
+    );
+  }
+  return n;
+}
 
 /** One line that says what the run did. */
 export function summarizeTrain(result: TrainResult): string {
@@ -165,12 +209,14 @@ export const trainCommand = defineCommand({
       progress: showProgress,
       corpus,
       imageSize,
+      agreementNeighbours,
       ...rest
     } = values as Record<string, unknown> & {
       json?: boolean;
       progress?: boolean;
       corpus?: string[];
       imageSize?: number;
+      agreementNeighbours?: string;
     };
     const dirs = [...positionals, ...(corpus ?? [])];
     if (dirs.length === 0) throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to train on');
@@ -180,6 +226,7 @@ export const trainCommand = defineCommand({
       ...rest,
       corpus: dirs,
       ...(imageSize !== undefined ? { model: { imageSize } } : {}),
+      ...(agreementNeighbours !== undefined ? { agreementNeighbours: parseNeighbours(agreementNeighbours) } : {}),
       onProgress: (p: TrainProgress) => bar.update(p),
       signal: interruptSignal(),
     } as TrainOptions;

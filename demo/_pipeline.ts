@@ -256,6 +256,11 @@ export async function runDemoStages(
               // Measured on the 2,000-image demo: Ashman's D of the loss mixture stays at 1.3–1.9 in every
               // epoch, so the default gate of 2 never lets NLIP act and both runs come out identical.
               minSeparation: NLIP_MIN_SEPARATION,
+              // The demo's alt-texts are nearly all distinct, where train's `auto` signal switches the
+              // estimate off (nlip would train exactly like vanilla): the demo shows NLIP's own
+              // loss-based estimate acting instead, with down-weighting only (no relabelling).
+              noiseSignal: 'loss' as const,
+              relabel: false,
             }
           : {}),
         onProgress: (p) =>

@@ -45,7 +45,7 @@ export type CompareTrainOptions = Omit<
 
 /** Progress of a comparison. */
 export interface CompareProgress {
-  phase: 'load' | 'train' | 'eval';
+  phase: 'load' | 'train' | 'noise' | 'eval';
   /** Index of the run (0-based) and number of runs. */
   run: number;
   runs: number;
@@ -56,6 +56,8 @@ export interface CompareProgress {
   done: number;
   total: number;
   loss?: number;
+  /** Noise phase: the epoch's detection against the injected mask (what `detection` records). */
+  detection?: CompareJson['detection'][number];
 }
 
 /** Options of {@link runCompare}. Give `setting` or `corpus`. */
@@ -307,7 +309,7 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
           if (rate === 0) return;
           const positive = e.ids.map((id) => noisyById.get(id) === true);
           const pr = precisionRecall(e.noiseProb, positive, 0.5);
-          detection.push({
+          const found = {
             noiseRate: rate,
             seed,
             epoch: e.epoch,
@@ -316,6 +318,18 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
             scoreAuc: rocAuc(e.scores, positive),
             ...pr,
             acted: e.acted,
+          };
+          detection.push(found);
+          opts.onProgress?.({
+            phase: 'noise',
+            run: index,
+            runs: total,
+            noiseRate: rate,
+            method,
+            seed,
+            done: e.epoch,
+            total: epochs,
+            detection: found,
           });
         };
         const trainStarted = Date.now();

@@ -95,6 +95,33 @@ export interface TrainOptions {
    * image lies from the other images carrying the same caption. @default 0
    */
   consistencyWeight?: number;
+  /**
+   * The per-pair signal the mixture is fitted to (robust `nlip`): `agreement` (how far the pair's
+   * caption is from the model's first choice among every distinct training caption for the image
+   * and its nearest training images, as a cosine gap; see `captionAgreement`) or `loss` (the per-pair
+   * contrastive loss, blended with caption consistency by `consistencyWeight`); `auto` takes
+   * `agreement` when the median caption is carried by at least three pairs, else no estimate is
+   * acted on (nlip then trains like vanilla; see `resolveNoiseSignal`). @default 'auto'
+   */
+  noiseSignal?: 'auto' | 'agreement' | 'loss';
+  /**
+   * Nearest training images averaged with each image for the `agreement` signal (0: the image
+   * alone); `auto` takes the median number of pairs per distinct caption − 1, between 1 and 10. @default 'auto'
+   */
+  agreementNeighbours?: number | 'auto';
+  /**
+   * Robust `nlip` only: pairs of a batch with identical normalised captions are positives of each
+   * other (multi-positive targets) instead of false negatives. @default true
+   */
+  multiPositive?: boolean;
+  /**
+   * Robust `nlip` only, when `completion` is off: a pair whose noise probability exceeds
+   * `relabelThreshold` is trained on the model's first-choice caption among the distinct training
+   * captions (from the `agreement` signal) as a clean pair, instead of its own. @default true
+   */
+  relabel?: boolean;
+  /** Noise probability above which a pair is relabelled. @default 0.5 */
+  relabelThreshold?: number;
   /** Noise completion: train likely-noisy pairs against captions made of retrieved concepts. @default false */
   completion?: boolean;
   /** Noise probability above which a pair is completed. @default 0.5 */
@@ -184,6 +211,11 @@ const trainSchema = z.strictObject({
   robustThreshold: fraction.nullable().default(null),
   varianceFloor: z.number().positive().max(1).default(5e-4),
   consistencyWeight: fraction.default(0),
+  noiseSignal: z.enum(['auto', 'agreement', 'loss']).default('auto'),
+  agreementNeighbours: z.union([z.literal('auto'), z.number().int().min(0).max(1000)]).default('auto'),
+  multiPositive: z.boolean().default(true),
+  relabel: z.boolean().default(true),
+  relabelThreshold: fraction.default(0.5),
   completion: z.boolean().default(false),
   completionThreshold: fraction.default(0.5),
   completionTopK: positiveInt.max(16).default(3),

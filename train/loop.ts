@@ -11,14 +11,20 @@ import { epochOrder, toModelInput, type AugmentOptions, type ImageStore, type Pa
 import { contrastiveLoss } from './loss.ts';
 import type { MetricsLog } from './metrics-log.ts';
 import { MAX_LOGIT_SCALE, type DualEncoder } from './model.ts';
+import { normaliseCaption } from '../corpus/text.ts';
 import {
+  autoNeighbours,
+  captionAgreement,
   captionConsistency,
+  captionGroups,
   cleanValues,
   completeCaptions,
   conceptVocabulary,
   harmonise,
   noiseScores,
+  resolveNoiseSignal,
   noiseStats,
+  positiveMask,
 } from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
 import type { ResolvedTrainOptions, TrainProgress } from './_options.ts';
@@ -196,7 +202,13 @@ export function embedConcepts(model: DualEncoder, tokenizer: Tokenizer, concepts
 }
 
 /** NLIP harmonisation (and completion) at the start of `epoch`; updates `state` and logs a record. */
-async function harmoniseEpoch(ctx: LoopContext, state: LoopState, epoch: number): Promise<void> {
+async function harmoniseEpoch(
+  ctx: LoopContext,
+  state: LoopState,
+  epoch: number,
+  resolved: 'agreement' | 'loss' | 'off',
+): Promise<void> {
+  const signal = resolved === 'agreement' ? 'agreement' : 'loss';
   const { model, data, options } = ctx;
   const n = data.pairs.length;
   const { losses, imageEmbeddings, dim } = await pairLosses(
@@ -206,18 +218,27 @@ async function harmoniseEpoch(ctx: LoopContext, state: LoopState, epoch: number)
     createRandom(options.seed, `harmonise:${epoch}`),
     (done, total) => ctx.onProgress?.({ phase: 'harmonise', done, total, epoch }),
   );
-  const consistency =
-    options.consistencyWeight > 0
-      ? captionConsistency(
-          imageEmbeddings,
-          dim,
-          data.pairs.map((p) => p.caption),
-        )
-      : null;
-  const scores = noiseScores(losses, consistency, options.consistencyWeight);
+  let best: Int32Array | null = null;
+  let groupCaptions: string[] = [];
+  let scores: Float32Array;
+  if (signal === 'agreement') {
+    const groups = captionGroups(data.pairs.map((p) => p.caption));
+    groupCaptions = groups.representatives;
+    const captionEmb = embedConcepts(model, ctx.tokenizer, groups.representatives);
+    const logit = Math.min((model.logitScale.dataSync() as Float32Array)[0] as number, MAX_LOGIT_SCALE);
+    const found = captionAgreement(imageEmbeddings, captionEmb, groups.index, dim, {
+      neighbours: options.agreementNeighbours === 'auto' ? autoNeighbours(groups.index) : options.agreementNeighbours,
+      scale: Math.exp(logit),
+    });
+    best = found.best;
+    scores = found.gap;
+  } else {
+    scores = lossScores(losses, imageEmbeddings, dim, data, options);
+  }
   const result = harmonise(scores, state.noiseProb, {
     ema: options.noiseEma,
-    minSeparation: options.minSeparation,
+    // `off`: the loss estimate is logged, never acted on.
+    minSeparation: resolved === 'off' ? Number.POSITIVE_INFINITY : options.minSeparation,
     varianceFloor: options.varianceFloor,
     maxNoiseFraction: options.maxNoiseFraction,
   });
@@ -233,14 +254,61 @@ async function harmoniseEpoch(ctx: LoopContext, state: LoopState, epoch: number)
     separation: result.separation,
   });
   let completedCount = 0;
+  if (!options.completion && options.relabel && best !== null) {
+    const completed: Array<string | null> = Array.from({ length: n }, () => null);
+    const own = captionGroups(data.pairs.map((p) => p.caption)).index;
+    for (let i = 0; i < n; i++) {
+      if ((result.noiseProb[i] as number) > options.relabelThreshold && best[i] !== own[i]) {
+        completed[i] = groupCaptions[best[i] as number] as string;
+        completedCount++;
+      }
+    }
+    state.completed = completed;
+  }
   if (options.completion) {
+    completedCount = completeEpoch(ctx, state, result.noiseProb, imageEmbeddings, dim);
+  }
+  logEpoch(ctx, state, epoch, result, losses, completedCount);
+}
+
+/** The loss-based noise score (NLIP), blended with caption consistency when asked. */
+function lossScores(
+  losses: Float32Array,
+  imageEmbeddings: Float32Array,
+  dim: number,
+  data: TrainData,
+  options: ResolvedTrainOptions,
+): Float32Array {
+  const consistency =
+    options.consistencyWeight > 0
+      ? captionConsistency(
+          imageEmbeddings,
+          dim,
+          data.pairs.map((p) => p.caption),
+        )
+      : null;
+  return noiseScores(losses, consistency, options.consistencyWeight);
+}
+
+/** Concept completion (NLIP): auxiliary captions for pairs above the completion threshold; returns how many. */
+function completeEpoch(
+  ctx: LoopContext,
+  state: LoopState,
+  noiseProb: Float32Array,
+  imageEmbeddings: Float32Array,
+  dim: number,
+): number {
+  const { model, data, options } = ctx;
+  const n = data.pairs.length;
+  let completedCount = 0;
+  {
     const concepts = conceptVocabulary(
       data.pairs.map((p) => p.caption),
       { size: options.conceptVocabSize },
     );
     const completed: Array<string | null> = Array.from({ length: n }, () => null);
     const noisy: number[] = [];
-    for (let i = 0; i < n; i++) if ((result.noiseProb[i] as number) > options.completionThreshold) noisy.push(i);
+    for (let i = 0; i < n; i++) if ((noiseProb[i] as number) > options.completionThreshold) noisy.push(i);
     if (concepts.length > 0 && noisy.length > 0) {
       const conceptEmb = embedConcepts(model, ctx.tokenizer, concepts);
       const imgs = new Float32Array(noisy.length * dim);
@@ -257,6 +325,19 @@ async function harmoniseEpoch(ctx: LoopContext, state: LoopState, epoch: number)
     }
     state.completed = completed;
   }
+  return completedCount;
+}
+
+/** The metrics record of one harmonisation. */
+function logEpoch(
+  ctx: LoopContext,
+  state: LoopState,
+  epoch: number,
+  result: ReturnType<typeof harmonise>,
+  losses: Float32Array,
+  completedCount: number,
+): void {
+  const n = losses.length;
   const stats = noiseStats(result.noiseProb);
   ctx.log.append({
     kind: 'epoch',
@@ -287,11 +368,19 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   let stepsRun = 0;
   let trainMs = 0;
   let stoppedBy: LoopOutcome['stoppedBy'] = 'done';
+  const nlip = options.robust === 'nlip';
+  const signal = nlip
+    ? resolveNoiseSignal(options.noiseSignal, captionGroups(data.pairs.map((p) => p.caption)).index)
+    : 'loss';
+  const relabelling = nlip && !options.completion && options.relabel && signal === 'agreement';
+  const multiPositive = nlip && options.multiPositive;
+  const captionKeys = multiPositive ? data.pairs.map((p) => normaliseCaption(p.caption)) : [];
+  const relabelTokens = new Map<string, Int32Array<ArrayBuffer>>();
 
   outer: for (let epoch = Math.floor(state.step / stepsPerEpoch); epoch < options.epochs; epoch++) {
     if (state.step >= lastStep) break;
     if (options.robust === 'nlip' && epoch >= options.warmupEpochs && state.harmonisedEpoch < epoch) {
-      await harmoniseEpoch(ctx, state, epoch);
+      await harmoniseEpoch(ctx, state, epoch, signal);
     }
     const order = epochOrder(n, options.seed, epoch);
     const first = state.step - epoch * stepsPerEpoch;
@@ -321,12 +410,37 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
             threshold: options.robustThreshold,
           })
         : null;
-      // Completion: the batch's completed pairs, as a selection of image rows and their captions.
-      const aux = state.completed
-        ? batch.indices.flatMap((idx, k) =>
-            state.completed?.[idx] ? [{ k, caption: state.completed[idx] as string }] : [],
+      // Relabelling: a relabelled pair trains on its new caption, as a clean pair.
+      const relabelled = relabelling && state.completed ? state.completed : null;
+      if (relabelled) {
+        batch.indices.forEach((idx, k) => {
+          const caption = relabelled[idx];
+          if (!caption) return;
+          let row = relabelTokens.get(caption);
+          if (!row) {
+            row = new Int32Array(L);
+            ctx.tokenizer.encode(caption, L, row);
+            relabelTokens.set(caption, row);
+          }
+          batch.tokens.set(row, k * L);
+          if (clean) clean[k] = 1;
+        });
+      }
+      const positives = multiPositive
+        ? positiveMask(
+            batch.indices.map((idx) => {
+              const caption = relabelled?.[idx];
+              return caption ? normaliseCaption(caption) : (captionKeys[idx] as string);
+            }),
           )
-        : [];
+        : null;
+      // Completion: the batch's completed pairs, as a selection of image rows and their captions.
+      const aux =
+        options.completion && state.completed
+          ? batch.indices.flatMap((idx, k) =>
+              state.completed?.[idx] ? [{ k, caption: state.completed[idx] as string }] : [],
+            )
+          : [];
       const { value, grads } = tf.variableGrads(() => {
         const x = tf.tensor4d(batch.images, [B, data.imageSize, data.imageSize, 3]);
         const t = tf.tensor2d(batch.tokens, [B, L], 'int32');
@@ -334,6 +448,8 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
         const txt = model.encodeTexts(t);
         const lossOptions = {
           labelSmoothing: options.labelSmoothing,
+          ...(positives === null ? {} : { positives: tf.tensor2d(positives, [B, B]) }),
+          ...(positives === null || clean === null ? {} : { cleanColumns: tf.tensor1d(clean) }),
           ...(clean === null
             ? {}
             : options.robustMode === 'soft'

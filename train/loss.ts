@@ -26,6 +26,17 @@ export interface LossOptions {
    * @default undefined (every pair weighs 1)
    */
   weights?: tf.Tensor1D;
+  /**
+   * Multi-positive targets: a symmetric 0/1 `[B, B]` matrix (ones on the diagonal) marking pairs
+   * whose captions are identical, so they are positives of each other instead of false negatives.
+   * Image i's target over texts spreads its positive mass evenly over the texts marked in row i
+   * (they are the same text); text i's target over images spreads it over the marked images in
+   * proportion to their clean value (`cleanColumns`, default 1), so an image that probably does
+   * not match the caption is not pulled towards it. @default undefined (the diagonal only)
+   */
+  positives?: tf.Tensor2D;
+  /** Per-pair clean value in [0, 1] weighting the images of `positives` in the text→image direction. @default all 1 */
+  cleanColumns?: tf.Tensor1D;
 }
 
 /**
@@ -54,20 +65,36 @@ export function contrastiveLoss(
   const logProbImageToText = tf.logSoftmax(logits, 1);
   const logProbTextToImage = tf.logSoftmax(tf.transpose(logits), 1);
 
-  // Target matrix, row = anchor (image i for one direction, text i for the other).
+  // Target matrices, row = anchor (image i over texts, text i over images).
   const eye = tf.eye(B);
-  let target: tf.Tensor2D = eye;
-  if (options.targets) {
-    if (options.targets.shape[0] !== B)
-      throw new Error(`contrastiveLoss: ${B} pairs but ${options.targets.shape[0]} targets`);
-    const t = tf.expandDims(options.targets, 1); // [B, 1]
-    const rest = B > 1 ? tf.div(tf.sub(1, t), B - 1) : tf.zerosLike(t);
-    target = tf.add(tf.mul(eye, t), tf.mul(tf.sub(1, eye), rest)) as tf.Tensor2D;
+  let baseImageToText: tf.Tensor2D = eye;
+  let baseTextToImage: tf.Tensor2D = eye;
+  if (options.positives) {
+    if (options.positives.shape[0] !== B || options.positives.shape[1] !== B)
+      throw new Error(`contrastiveLoss: ${B} pairs but a positives matrix of shape ${options.positives.shape}`);
+    const m = tf.maximum(options.positives, eye) as tf.Tensor2D;
+    baseImageToText = tf.div(m, tf.sum(m, 1, true)) as tf.Tensor2D;
+    // Text i over images: other marked images count by their clean value; its own image counts 1
+    // (the soft target below already scales the positive mass by its own clean value).
+    const c = options.cleanColumns ? tf.expandDims(options.cleanColumns, 0) : tf.ones([1, B]);
+    const weighted = tf.add(eye, tf.mul(tf.sub(m, eye), c)) as tf.Tensor2D;
+    baseTextToImage = tf.div(weighted, tf.sum(weighted, 1, true)) as tf.Tensor2D;
   }
-  if (smoothing > 0) target = tf.add(tf.mul(target, 1 - smoothing), smoothing / B) as tf.Tensor2D;
+  const finish = (base: tf.Tensor2D): tf.Tensor2D => {
+    let target = base;
+    if (options.targets) {
+      if (options.targets.shape[0] !== B)
+        throw new Error(`contrastiveLoss: ${B} pairs but ${options.targets.shape[0]} targets`);
+      const t = tf.expandDims(options.targets, 1); // [B, 1]
+      const rest = B > 1 ? tf.div(tf.sub(1, t), B - 1) : tf.zerosLike(t);
+      target = tf.add(tf.mul(base, t), tf.mul(tf.sub(1, eye), rest)) as tf.Tensor2D;
+    }
+    if (smoothing > 0) target = tf.add(tf.mul(target, 1 - smoothing), smoothing / B) as tf.Tensor2D;
+    return target;
+  };
 
-  const imageToText = tf.neg(tf.sum(tf.mul(target, logProbImageToText), 1));
-  const textToImage = tf.neg(tf.sum(tf.mul(target, logProbTextToImage), 1));
+  const imageToText = tf.neg(tf.sum(tf.mul(finish(baseImageToText), logProbImageToText), 1));
+  const textToImage = tf.neg(tf.sum(tf.mul(finish(baseTextToImage), logProbTextToImage), 1));
   const perPair = tf.mul(tf.add(imageToText, textToImage), 0.5) as tf.Tensor1D;
 
   let loss: tf.Scalar;

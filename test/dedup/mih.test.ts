@@ -261,9 +261,34 @@ describe('fingerprints', () => {
     const checker = (inset: number) => ({ x: inset, y: inset, w: 16, h: 16 });
     // The original: a flat band of 180 around the drawing; the copy: a frame of 60 and the blend.
     expect(contentBox(image([[180, 3]]))).toEqual(checker(3));
-    expect(contentBox(image([[60, 5], [120, 1], [180, 3]]))).toEqual(checker(9));
-    expect(contentBox(image([[60, 5], [100, 1], [140, 1], [180, 3]]))).toEqual(checker(10));
+    expect(
+      contentBox(
+        image([
+          [60, 5],
+          [120, 1],
+          [180, 3],
+        ]),
+      ),
+    ).toEqual(checker(9));
+    expect(
+      contentBox(
+        image([
+          [60, 5],
+          [100, 1],
+          [140, 1],
+          [180, 3],
+        ]),
+      ),
+    ).toEqual(checker(10));
     // Two lines of one colour are a band of their own, not a blend: the 180 band after it is drawing.
-    expect(contentBox(image([[60, 5], [120, 2], [180, 3]]))).toEqual({ x: 7, y: 7, w: 22, h: 22 });
+    expect(
+      contentBox(
+        image([
+          [60, 5],
+          [120, 2],
+          [180, 3],
+        ]),
+      ),
+    ).toEqual({ x: 7, y: 7, w: 22, h: 22 });
   });
 });

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -57,6 +57,63 @@ describe('altforge train and score', () => {
     expect(n).toBe(12);
   });
 
+  test('train passes the nlip noise flags on; the default auto signal never acts where every caption is unique', async () => {
+    const common = [
+      'train',
+      '--corpus',
+      corpus,
+      '--backend',
+      'wasm',
+      '--image-size',
+      '16',
+      '--epochs',
+      '2',
+      '--batch-size',
+      '6',
+      '--vocab-size',
+      '300',
+      '--robust',
+      'nlip',
+      '--warmup-epochs',
+      '1',
+      '--min-separation',
+      '0',
+      '--max-noise-fraction',
+      '1',
+      '--noise-signal',
+      'agreement',
+      '--agreement-neighbours',
+      '2',
+      '--no-multi-positive',
+      '--relabel-threshold',
+      '0',
+    ];
+    const relabelled = (dir: string): number =>
+      (
+        JSON.parse(readFileSync(join(dir, 'noise.json'), 'utf8')) as { completedCaption: Array<string | null> }
+      ).completedCaption.filter((c) => c !== null).length;
+    const on = join(work.path, 'nlip-relabel');
+    const withRelabel = await runCli([...common, '--out', on]);
+    expect(withRelabel.code).toBe(0);
+    expect(relabelled(on)).toBeGreaterThan(0);
+    const off = join(work.path, 'nlip-no-relabel');
+    const withoutRelabel = await runCli([...common, '--no-relabel', '--out', off]);
+    expect(withoutRelabel.code).toBe(0);
+    expect(relabelled(off)).toBe(0);
+    const epochs = readFileSync(join(off, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"kind":"epoch"'));
+    expect(epochs).toHaveLength(1);
+    // Every caption of this corpus is unique: `auto` (the default signal) estimates but never acts.
+    const auto = join(work.path, 'nlip-auto');
+    const withoutSignal = [...common];
+    withoutSignal.splice(withoutSignal.indexOf('--noise-signal'), 2);
+    const autoSignal = await runCli([...withoutSignal, '--out', auto]);
+    expect(autoSignal.code).toBe(0);
+    const noise = JSON.parse(readFileSync(join(auto, 'noise.json'), 'utf8')) as { noiseProb: number[] };
+    expect(noise.noiseProb).toEqual(Array.from({ length: 12 }, () => 0));
+  });
+
   test('usage errors exit 2 with one line', async () => {
     const missing = await runCli(['train', '--out', join(work.path, 'x')]);
     expect(missing.code).toBe(2);
@@ -75,6 +132,32 @@ describe('altforge train and score', () => {
     const badMode = await runCli(['train', '--corpus', corpus, '--out', join(work.path, 'z'), '--robust', 'magic']);
     expect(badMode.code).toBe(2);
     expect(lines(badMode.stderr)).toEqual([expect.stringContaining('--robust: expected one of none, nlip')]);
+    const badK = await runCli([
+      'train',
+      '--corpus',
+      corpus,
+      '--out',
+      join(work.path, 'k'),
+      '--agreement-neighbours',
+      'many',
+    ]);
+    expect(badK.code).toBe(2);
+    expect(lines(badK.stderr)).toEqual([
+      expect.stringContaining('--agreement-neighbours: expected auto or a whole number'),
+    ]);
+    const badSignal = await runCli([
+      'train',
+      '--corpus',
+      corpus,
+      '--out',
+      join(work.path, 's'),
+      '--noise-signal',
+      'magic',
+    ]);
+    expect(badSignal.code).toBe(2);
+    expect(lines(badSignal.stderr)).toEqual([
+      expect.stringContaining('--noise-signal: expected one of auto, agreement, loss'),
+    ]);
     const score = await runCli(['score', '--corpus', corpus, '--checkpoint', join(work.path, 'nothing.ckpt')]);
     expect(score.code).toBe(2);
     expect(lines(score.stderr)).toEqual([expect.stringContaining('[ERR_CHECKPOINT_NOT_FOUND]')]);

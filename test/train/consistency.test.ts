@@ -1,5 +1,19 @@
-import { describe, expect, it } from 'vitest';
-import { captionConsistency, noiseScores } from '../../train/noise.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../../train/backend.ts';
+import {
+  autoNeighbours,
+  captionAgreement,
+  captionConsistency,
+  captionGroups,
+  harmonise,
+  noiseScores,
+  positiveMask,
+  resolveNoiseSignal,
+} from '../../train/noise.ts';
+
+beforeAll(async () => {
+  await selectBackend('cpu');
+});
 
 describe('caption consistency', () => {
   it('scores each pair by its image against the other images carrying the same caption', () => {
@@ -20,5 +34,88 @@ describe('caption consistency', () => {
     // loss normalised: 0, .25, .5, 1; inconsistency (1 - c) normalised over known: 0, .5, 1
     expect(Array.from(scores)).toEqual([0, 0.375, 0.75, 1]);
     expect(Array.from(noiseScores([0, 2], new Float32Array([0, 1]), 0))).toEqual([0, 1]);
+  });
+});
+
+describe('caption groups and multi-positive masks', () => {
+  it('groups captions that are identical after normalisation, keeping the first spelling', () => {
+    const g = captionGroups(['A Cat', 'dog', ' a cat ', 'DOG', 'bird']);
+    expect(Array.from(g.index)).toEqual([0, 1, 0, 1, 2]);
+    expect(g.representatives).toEqual(['A Cat', 'dog', 'bird']);
+  });
+
+  it('marks every pair of a batch that shares a group, the diagonal included', () => {
+    expect(Array.from(positiveMask([3, 5, 3]))).toEqual([1, 0, 1, 0, 1, 0, 1, 0, 1]);
+    expect(Array.from(positiveMask(['a', 'b']))).toEqual([1, 0, 0, 1]);
+  });
+});
+
+describe('caption agreement', () => {
+  // Unit 2-d embeddings at angles (degrees): three "cat" images near 0°, two "dog" images near 90°.
+  const at = (deg: number) => [Math.cos((deg * Math.PI) / 180), Math.sin((deg * Math.PI) / 180)];
+  const images = new Float32Array([0, 10, 20, 80, 90].flatMap(at));
+  const captions = new Float32Array([0, 90].flatMap(at)); // group 0 "cat" at 0°, group 1 "dog" at 90°
+  const cos = (a: number, b: number) => Math.cos(((a - b) * Math.PI) / 180);
+
+  it('is 1 where the own caption is the first choice, and exp(own − best logit) elsewhere', () => {
+    // Image 2 (20°) carries "dog": a shuffled caption. No neighbours: the image alone decides.
+    const own = new Int32Array([0, 0, 1, 1, 1]);
+    const { agreement, best } = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    expect(Array.from(best)).toEqual([0, 0, 0, 1, 1]);
+    expect(agreement[0]).toBeCloseTo(1, 6);
+    expect(agreement[3]).toBeCloseTo(1, 6);
+    expect(agreement[2]).toBeCloseTo(Math.exp(10 * (cos(20, 90) - cos(20, 0))), 5);
+    const { gap } = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    expect(gap[0]).toBeCloseTo(0, 6);
+    expect(gap[2]).toBeCloseTo(cos(20, 0) - cos(20, 90), 5);
+  });
+
+  it('sizes the neighbourhood as the median caption group minus one, between 1 and 10', () => {
+    expect(autoNeighbours(new Int32Array([0, 0, 1, 1, 2, 2]))).toBe(1);
+    expect(autoNeighbours(new Int32Array([0, 0, 0, 0, 1, 1, 1, 1, 2]))).toBe(3);
+    expect(autoNeighbours(new Int32Array(Array.from({ length: 300 }, (_, i) => i % 5)))).toBe(10);
+    expect(autoNeighbours(new Int32Array([0, 1, 2]))).toBe(1);
+  });
+
+  it('takes agreement for auto when the median caption has three holders or more, else turns the estimate off', () => {
+    expect(resolveNoiseSignal('auto', new Int32Array([0, 0, 0, 1, 1, 1, 2]))).toBe('agreement');
+    expect(resolveNoiseSignal('auto', new Int32Array([0, 0, 1, 1, 2, 2, 3, 3, 4]))).toBe('off');
+    expect(resolveNoiseSignal('loss', new Int32Array([0, 0, 0, 0]))).toBe('loss');
+    expect(resolveNoiseSignal('agreement', new Int32Array([0, 1]))).toBe('agreement');
+  });
+
+  it('judges an image by the mean embedding of itself and its nearest images', () => {
+    // Image 3 (80°) carries "cat": shuffled. Alone it points at "dog" (best), 70° from "cat".
+    const own = new Int32Array([0, 0, 0, 0, 1]);
+    const alone = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    expect(alone.agreement[3]).toBeCloseTo(Math.exp(10 * (cos(80, 0) - cos(80, 90))), 5);
+    // With 2 neighbours (90° and 20°, the nearest by cosine) its neighbourhood is the normalised
+    // mean of 80°, 90° and 20°.
+    const hood = captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
+    const sum = [80, 90, 20]
+      .map(at)
+      .reduce((s, v) => [(s[0] as number) + (v[0] as number), (s[1] as number) + (v[1] as number)]);
+    const angle = (Math.atan2(sum[1] as number, sum[0] as number) * 180) / Math.PI;
+    expect(hood.best[3]).toBe(1);
+    expect(hood.agreement[3]).toBeCloseTo(Math.exp(10 * (cos(angle, 0) - cos(angle, 90))), 5);
+    // Image 2 (20°): its neighbours 10° and 0° keep it on "cat", its own caption.
+    expect(hood.best[2]).toBe(0);
+    expect(hood.agreement[2]).toBeCloseTo(1, 6);
+    // More neighbours than other images: every image, i.e. the same mean for all.
+    const all = captionAgreement(images, captions, own, 2, { neighbours: 99, scale: 10 });
+    expect(new Set(Array.from(all.best)).size).toBe(1);
+  });
+});
+
+describe('harmonisation', () => {
+  // Two clear humps: 6 low scores, 4 high ones.
+  const scores = [0.01, 0.02, 0.03, 0.02, 0.01, 0.03, 0.97, 0.98, 0.99, 0.96];
+  const options = { ema: 0.5, minSeparation: 0, varianceFloor: 5e-4, maxNoiseFraction: 1 };
+
+  it('blends the previous estimate in with the EMA weight', () => {
+    const previous = new Float32Array(scores.length).fill(0.2);
+    const first = harmonise(scores, null, options);
+    const blended = harmonise(scores, previous, options);
+    blended.noiseProb.forEach((p, i) => expect(p).toBeCloseTo(0.5 * 0.2 + 0.5 * (first.noiseProb[i] as number), 6));
   });
 });

@@ -20,12 +20,26 @@ const TXT = [
  * row i puts t_i on the positive and (1 - t_i)/(B - 1) elsewhere, smoothed by ε, cross-entropy in
  * both directions, averaged per pair, then a weighted mean.
  */
-function reference(scale: number, options: { t?: number[]; eps?: number; w?: number[] } = {}) {
+function reference(
+  scale: number,
+  options: { t?: number[]; eps?: number; w?: number[]; m?: number[][]; c?: number[] } = {},
+) {
   const B = IMG.length;
   const logits = IMG.map((a) => TXT.map((b) => scale * a.reduce((s, x, k) => s + x * (b[k] as number), 0)));
+  // Positive mass of anchor i on column j: one-hot, or (multi-positive) spread over the marked
+  // columns, weighted by the clean value of the other images in the text→image direction.
+  const positive = (i: number, j: number, textToImage: boolean) => {
+    const m = options.m;
+    if (!m) return i === j ? 1 : 0;
+    const weight = (k: number) => (k === i ? 1 : (m[i]?.[k] as number) * (textToImage ? (options.c?.[k] ?? 1) : 1));
+    let total = 0;
+    for (let k = 0; k < B; k++) total += weight(k);
+    return weight(j) / total;
+  };
+  let textToImageDirection = false;
   const target = (i: number, j: number) => {
     const t = options.t?.[i] ?? 1;
-    const base = i === j ? t : (1 - t) / (B - 1);
+    const base = t * positive(i, j, textToImageDirection) + (i === j ? 0 : (1 - t) / (B - 1));
     const eps = options.eps ?? 0;
     return base * (1 - eps) + eps / B;
   };
@@ -39,7 +53,9 @@ function reference(scale: number, options: { t?: number[]; eps?: number; w?: num
     return loss;
   };
   const perPair = IMG.map((_, i) => {
+    textToImageDirection = false;
     const imageToText = ce((j) => logits[i]?.[j] as number, i);
+    textToImageDirection = true;
     const textToImage = ce((j) => logits[j]?.[i] as number, i);
     return (imageToText + textToImage) / 2;
   });
@@ -110,6 +126,27 @@ describe('contrastiveLoss', () => {
     expect(weighted.loss).toBeCloseTo(
       (2 * (reference(5).perPair[0] as number) + (reference(5).perPair[2] as number)) / 3,
       5,
+    );
+  });
+
+  it('makes pairs with identical captions positives of each other (multi-positive targets)', () => {
+    // Pairs 0 and 2 share a caption: image 0's target over texts is 1/2 on texts 0 and 2.
+    const m = [
+      [1, 0, 1],
+      [0, 1, 0],
+      [1, 0, 1],
+    ];
+    const multi = run(Math.log(5), { positives: tf.tensor2d(m) });
+    expectClose(multi, reference(5, { m }));
+    expect(multi.perPair[0]).not.toBeCloseTo(reference(5).perPair[0] as number, 3);
+    expect(multi.perPair[1]).toBeCloseTo(reference(5).perPair[1] as number, 5);
+    // A mask of the diagonal alone is the one-hot loss.
+    expectClose(run(Math.log(5), { positives: tf.eye(3) as tf.Tensor2D }), reference(5));
+    // With soft targets, text i weighs the other marked images by their clean values.
+    const t = [0.9, 1, 0.2];
+    expectClose(
+      run(Math.log(5), { positives: tf.tensor2d(m), targets: tf.tensor1d(t), cleanColumns: tf.tensor1d(t) }),
+      reference(5, { m, t, c: t }),
     );
   });
 

@@ -168,6 +168,8 @@ describe('runTrain', () => {
       batchSize: 16,
       epochs: 12,
       robust: 'nlip',
+      // Every caption is unique, where the default (`auto`) estimates but never acts: ask for the loss.
+      noiseSignal: 'loss',
       warmupEpochs: 4,
       robustMode: 'weight',
     });
