@@ -4,7 +4,7 @@ import type { CompareOptions, CompareResult } from '../eval/index.ts';
 import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
 import { interruptSignal } from './_run.ts';
-import { parseNeighbours } from './train.ts';
+import { NLIP_SIGNAL_FLAGS, parseNeighbours } from './train.ts';
 
 const flags = {
   setting: {
@@ -71,36 +71,12 @@ const flags = {
     default: 0,
     valueHint: 'W',
   },
-  noiseSignal: {
-    type: 'string',
-    description:
-      'What nlip fits its mixture to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs)',
-    default: 'auto',
-    valueHint: 'SIGNAL',
-    choices: ['auto', 'agreement', 'loss'],
-  },
-  agreementNeighbours: {
-    type: 'string',
-    description:
-      'Nearest training images averaged with each image for the agreement signal (auto: from caption sharing)',
-    default: 'auto',
-    valueHint: 'K|auto',
-  },
+  ...NLIP_SIGNAL_FLAGS,
   minSeparation: {
     type: 'number',
     description: "nlip acts on the mixture only when its components are this far apart (Ashman's D)",
     default: 2,
     valueHint: 'D',
-  },
-  multiPositive: {
-    type: 'boolean',
-    description: 'nlip: pairs with identical captions are positives of each other (--no-multi-positive: off)',
-    default: true,
-  },
-  relabel: {
-    type: 'boolean',
-    description: "nlip: train likely-noisy pairs on the model's best training caption (--no-relabel: off)",
-    default: true,
   },
   trainPairs: { type: 'integer', description: 'Training pairs of a built-in setting', default: 4000, valueHint: 'N' },
   testImages: {

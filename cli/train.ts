@@ -6,6 +6,35 @@ import type { TrainOptions, TrainProgress, TrainResult } from '../train/index.ts
 import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
 
+/** The flags of nlip's noise signal, shared with `altforge compare`. */
+export const NLIP_SIGNAL_FLAGS = {
+  noiseSignal: {
+    type: 'string',
+    description:
+      'What nlip fits its mixture to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs)',
+    default: 'auto',
+    valueHint: 'SIGNAL',
+    choices: ['auto', 'agreement', 'loss'],
+  },
+  agreementNeighbours: {
+    type: 'string',
+    description:
+      'Nearest training images averaged with each image for the agreement signal (auto: from caption sharing)',
+    default: 'auto',
+    valueHint: 'K|auto',
+  },
+  multiPositive: {
+    type: 'boolean',
+    description: 'nlip: pairs with identical captions are positives of each other (--no-multi-positive: off)',
+    default: true,
+  },
+  relabel: {
+    type: 'boolean',
+    description: "nlip: train likely-noisy pairs on the model's best training caption (--no-relabel: off)",
+    default: true,
+  },
+} satisfies FlagSpecs;
+
 const flags = {
   corpus: { type: 'list', description: 'Corpus directory to train on', valueHint: 'DIR', alias: 'c' },
   out: {
@@ -85,31 +114,7 @@ const flags = {
     valueHint: 'F',
   },
   robustThreshold: { type: 'number', description: 'Hard split at this noise probability', valueHint: 'P' },
-  noiseSignal: {
-    type: 'string',
-    description:
-      'What nlip fits its mixture to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs)',
-    default: 'auto',
-    valueHint: 'SIGNAL',
-    choices: ['auto', 'agreement', 'loss'],
-  },
-  agreementNeighbours: {
-    type: 'string',
-    description:
-      'Nearest training images averaged with each image for the agreement signal (auto: from caption sharing)',
-    default: 'auto',
-    valueHint: 'K|auto',
-  },
-  multiPositive: {
-    type: 'boolean',
-    description: 'nlip: pairs with identical captions are positives of each other (--no-multi-positive: off)',
-    default: true,
-  },
-  relabel: {
-    type: 'boolean',
-    description: "nlip: train likely-noisy pairs on the model's best training caption (--no-relabel: off)",
-    default: true,
-  },
+  ...NLIP_SIGNAL_FLAGS,
   relabelThreshold: {
     type: 'number',
     description: 'Noise probability above which pairs are relabelled',
