@@ -12,6 +12,33 @@ function slotOf(key: number, mask: number): number {
   return (key / 0x100000) & mask;
 }
 
+/** The power-of-two slot count that holds `capacity` keys at most 70 % full. */
+function slotsFor(capacity: number): number {
+  let cap = MIN_CAPACITY;
+  while (cap * 7 < capacity * 10) cap *= 2;
+  return cap;
+}
+
+/** The keys (and their counts, if any) re-inserted into arrays of `cap` slots. */
+function rehash<C extends Uint32Array | null>(
+  oldKeys: Float64Array,
+  oldCounts: C,
+  cap: number,
+): { keys: Float64Array; counts: C } {
+  const keys = new Float64Array(cap);
+  const counts = (oldCounts === null ? null : new Uint32Array(cap)) as C;
+  const mask = cap - 1;
+  for (let j = 0; j < oldKeys.length; j++) {
+    const key = oldKeys[j]!;
+    if (key === 0) continue;
+    let i = slotOf(key, mask);
+    while (keys[i] !== 0) i = (i + 1) & mask;
+    keys[i] = key;
+    if (counts !== null) counts[i] = oldCounts![j]!;
+  }
+  return { keys, counts };
+}
+
 /** key -> unsigned 32-bit count. */
 export class CountTable {
   private keys: Float64Array;
@@ -20,8 +47,7 @@ export class CountTable {
   size = 0;
 
   constructor(capacity = MIN_CAPACITY) {
-    let cap = MIN_CAPACITY;
-    while (cap * 7 < capacity * 10) cap *= 2;
+    const cap = slotsFor(capacity);
     this.keys = new Float64Array(cap);
     this.counts = new Uint32Array(cap);
     this.mask = cap - 1;
@@ -87,22 +113,8 @@ export class CountTable {
   }
 
   private grow(): void {
-    const oldKeys = this.keys;
-    const oldCounts = this.counts;
-    const cap = oldKeys.length * 2;
-    this.keys = new Float64Array(cap);
-    this.counts = new Uint32Array(cap);
-    this.mask = cap - 1;
-    const keys = this.keys;
-    const mask = this.mask;
-    for (let j = 0; j < oldKeys.length; j++) {
-      const key = oldKeys[j]!;
-      if (key === 0) continue;
-      let i = slotOf(key, mask);
-      while (keys[i] !== 0) i = (i + 1) & mask;
-      keys[i] = key;
-      this.counts[i] = oldCounts[j]!;
-    }
+    ({ keys: this.keys, counts: this.counts } = rehash(this.keys, this.counts, this.keys.length * 2));
+    this.mask = this.keys.length - 1;
   }
 }
 
@@ -187,23 +199,10 @@ export class PartitionedCountTable {
   }
 
   private grow(p: number): void {
-    const oldKeys = this.keys[p]!;
-    const oldCounts = this.counts[p]!;
-    const cap = oldKeys.length * 2;
-    const keys = new Float64Array(cap);
-    const counts = new Uint32Array(cap);
-    const mask = cap - 1;
-    for (let j = 0; j < oldKeys.length; j++) {
-      const key = oldKeys[j]!;
-      if (key === 0) continue;
-      let i = slotOf(key, mask);
-      while (keys[i] !== 0) i = (i + 1) & mask;
-      keys[i] = key;
-      counts[i] = oldCounts[j]!;
-    }
+    const { keys, counts } = rehash(this.keys[p]!, this.counts[p]!, this.keys[p]!.length * 2);
     this.keys[p] = keys;
     this.counts[p] = counts;
-    this.masks[p] = mask;
+    this.masks[p] = keys.length - 1;
   }
 
   private drainAll(): void {
@@ -323,10 +322,8 @@ export class KeySet {
   size = 0;
 
   constructor(capacity = MIN_CAPACITY) {
-    let cap = MIN_CAPACITY;
-    while (cap * 7 < capacity * 10) cap *= 2;
-    this.keys = new Float64Array(cap);
-    this.mask = cap - 1;
+    this.keys = new Float64Array(slotsFor(capacity));
+    this.mask = this.keys.length - 1;
   }
 
   /** Adds the key; returns whether it was new. */
@@ -361,17 +358,7 @@ export class KeySet {
   }
 
   private grow(): void {
-    const old = this.keys;
-    this.keys = new Float64Array(old.length * 2);
+    this.keys = rehash(this.keys, null, this.keys.length * 2).keys;
     this.mask = this.keys.length - 1;
-    const keys = this.keys;
-    const mask = this.mask;
-    for (let j = 0; j < old.length; j++) {
-      const key = old[j]!;
-      if (key === 0) continue;
-      let i = slotOf(key, mask);
-      while (keys[i] !== 0) i = (i + 1) & mask;
-      keys[i] = key;
-    }
   }
 }

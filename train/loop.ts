@@ -25,6 +25,7 @@ import {
   resolveNoiseSignal,
   noiseStats,
   positiveMask,
+  type CaptionGroups,
 } from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
 import type { ResolvedTrainOptions, TrainProgress } from './_options.ts';
@@ -207,6 +208,7 @@ async function harmoniseEpoch(
   state: LoopState,
   epoch: number,
   resolved: 'agreement' | 'loss' | 'off',
+  groups: CaptionGroups,
 ): Promise<void> {
   const signal = resolved === 'agreement' ? 'agreement' : 'loss';
   const { model, data, options } = ctx;
@@ -222,7 +224,6 @@ async function harmoniseEpoch(
   let groupCaptions: string[] = [];
   let scores: Float32Array;
   if (signal === 'agreement') {
-    const groups = captionGroups(data.pairs.map((p) => p.caption));
     groupCaptions = groups.representatives;
     const captionEmb = embedConcepts(model, ctx.tokenizer, groups.representatives);
     const logit = Math.min((model.logitScale.dataSync() as Float32Array)[0] as number, MAX_LOGIT_SCALE);
@@ -256,7 +257,7 @@ async function harmoniseEpoch(
   let completedCount = 0;
   if (!options.completion && options.relabel && best !== null) {
     const completed: Array<string | null> = Array.from({ length: n }, () => null);
-    const own = captionGroups(data.pairs.map((p) => p.caption)).index;
+    const own = groups.index;
     for (let i = 0; i < n; i++) {
       if ((result.noiseProb[i] as number) > options.relabelThreshold && best[i] !== own[i]) {
         completed[i] = groupCaptions[best[i] as number] as string;
@@ -369,9 +370,9 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   let trainMs = 0;
   let stoppedBy: LoopOutcome['stoppedBy'] = 'done';
   const nlip = options.robust === 'nlip';
-  const signal = nlip
-    ? resolveNoiseSignal(options.noiseSignal, captionGroups(data.pairs.map((p) => p.caption)).index)
-    : 'loss';
+  // Captions do not change during a run: their groups are computed once.
+  const groups = nlip ? captionGroups(data.pairs.map((p) => p.caption)) : null;
+  const signal = groups ? resolveNoiseSignal(options.noiseSignal, groups.index) : 'loss';
   const relabelling = nlip && !options.completion && options.relabel && signal === 'agreement';
   const multiPositive = nlip && options.multiPositive;
   const captionKeys = multiPositive ? data.pairs.map((p) => normaliseCaption(p.caption)) : [];
@@ -379,8 +380,8 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
 
   outer: for (let epoch = Math.floor(state.step / stepsPerEpoch); epoch < options.epochs; epoch++) {
     if (state.step >= lastStep) break;
-    if (options.robust === 'nlip' && epoch >= options.warmupEpochs && state.harmonisedEpoch < epoch) {
-      await harmoniseEpoch(ctx, state, epoch, signal);
+    if (groups !== null && epoch >= options.warmupEpochs && state.harmonisedEpoch < epoch) {
+      await harmoniseEpoch(ctx, state, epoch, signal, groups);
     }
     const order = epochOrder(n, options.seed, epoch);
     const first = state.step - epoch * stepsPerEpoch;
