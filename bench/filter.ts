@@ -2,7 +2,7 @@
  * `npm run bench:filter`: the filter's text rules over a generated manifest of captions drawn from
  * a Zipf-distributed vocabulary (BENCH_FILTER_PAIRS, default 1M; cached under os.tmpdir()).
  * Each run is a separate process (`--child`), so its peak RSS (VmHWM) is its own. Reports, per run:
- * wall time, the process's CPU time, pairs/s by both, and peak RSS. Run 1 writes the column into a
+ * wall time, the process's CPU time, pairs/s by both, and peak RSS. Run 1 writes the decisions into a
  * fresh copy; run 2 reruns the same thresholds (nothing to change). The machine may be shared: CPU
  * time is the fairer measure of what one core does. Target: >= 200,000 pairs/s, RSS < 500 MB.
  */
@@ -157,7 +157,7 @@ if (process.argv[2] === '--child') {
   const loadBefore = loadavg()[0]!;
   const runs: Array<{ label: string } & ChildReport> = [];
   try {
-    for (const label of ['first run (writes the column)', 'rerun (same thresholds)']) {
+    for (const label of ['first run (writes the decisions)', 'rerun (same thresholds)']) {
       const out = execFileSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--child', work], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],

@@ -127,7 +127,7 @@ export const filterCommand = defineCommand({
   meta: {
     name: 'filter',
     description:
-      "Apply ALIGN's frequency filter (or DataComp's basic one): record each pair's filter_reason in the manifest, delete nothing. Rerun with other thresholds to recompute.",
+      "Apply ALIGN's frequency filter (or DataComp's basic one): record each rejected pair's reason in the manifest (table filter_decisions), delete nothing. Rerun with other thresholds to recompute.",
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
@@ -144,7 +144,7 @@ export const filterCommand = defineCommand({
         } as FilterOptions),
       report: (result) => (result.interrupted ? '' : formatFilterReport(result)),
       summarize: (result) =>
-        result.interrupted ? 'filter interrupted: nothing written, the previous filter_reason column is intact' : '',
+        result.interrupted ? 'filter interrupted: nothing written, the previous decisions are intact' : '',
       interrupted: (result) => result.interrupted,
     });
   },

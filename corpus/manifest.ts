@@ -11,6 +11,8 @@ export interface Migration {
   /** Unique and stable, e.g. `crawl/001-pairs`. */
   id: string;
   sql: string;
+  /** What SQL alone cannot say (it depends on the schema found), run after `sql` in the same transaction. */
+  run?: (db: Database.Database) => void;
 }
 
 /** The crawl stage's tables: the pairs ledger, the page frontier, the input log, the shards. */
@@ -109,6 +111,7 @@ export function migrate(db: Database.Database, migrations: readonly Migration[])
     if (applied.has(m.id)) continue;
     db.transaction(() => {
       db.exec(m.sql);
+      m.run?.(db);
       record.run(m.id, new Date().toISOString());
     })();
   }
@@ -194,4 +197,9 @@ export function countByStatus(db: Database.Database): Record<string, number> {
 export function hasColumn(db: Database.Database, table: string, column: string): boolean {
   const rows = db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as Array<{ name: string }>;
   return rows.some((r) => r.name === column);
+}
+
+/** Whether the database has a table of that name. */
+export function hasTable(db: Database.Database, name: string): boolean {
+  return db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(name) !== undefined;
 }

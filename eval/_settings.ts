@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { UsageError } from '../corpus/errors.ts';
 import { FASHION_MNIST_CLASSES, idxImages, readIdx } from '../corpus/idx.ts';
+import { filterReasonSql } from '../corpus/filter-reason.ts';
 import { MANIFEST_FILE, hasColumn } from '../corpus/manifest.ts';
 import { createRandom, shuffle } from '../corpus/random.ts';
 import { openRegistry } from '../corpus/registry.ts';
@@ -207,13 +208,16 @@ export async function corpusSetting(options: {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   let rows: Array<{ key: string; caption: string; shard: number }>;
   try {
+    const filter = filterReasonSql(db);
     const where = [
       "status = 'ok'",
-      hasColumn(db, 'pairs', 'filter_reason') ? 'filter_reason IS NULL' : null,
+      filter ? `${filter.reason} IS NULL` : null,
       hasColumn(db, 'pairs', 'dup_of') ? 'dup_of IS NULL' : null,
     ].filter((w) => w !== null);
     rows = db
-      .prepare(`SELECT key, caption, shard FROM pairs WHERE ${where.join(' AND ')} ORDER BY shard, key`)
+      .prepare(
+        `SELECT key, caption, shard FROM ${filter?.from ?? 'pairs'} WHERE ${where.join(' AND ')} ORDER BY shard, key`,
+      )
       .all() as typeof rows;
   } finally {
     db.close();

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { UsageError } from '../corpus/errors.ts';
+import { filterReasonSql, type FilterReasonSql } from '../corpus/filter-reason.ts';
 import { MANIFEST_FILE, hasColumn, openCorpus, recordStageRun } from '../corpus/manifest.ts';
 import { parseOptions } from '../corpus/options.ts';
 import { readShard } from '../corpus/shard-reader.ts';
@@ -56,7 +57,7 @@ const schema = z.strictObject({
 /** Writes the kept pairs of `corpus` into a new corpus at `out`. */
 export async function runExport(options: ExportOptions): Promise<ExportResult> {
   const o = parseOptions(schema, options, 'export');
-  const sources: Array<{ dir: string; db: Database.Database }> = [];
+  const sources: Array<{ dir: string; db: Database.Database; filter: FilterReasonSql | null }> = [];
   try {
     for (const dir of o.corpus) {
       if (!existsSync(join(dir, MANIFEST_FILE))) {
@@ -69,9 +70,10 @@ export async function runExport(options: ExportOptions): Promise<ExportResult> {
           context: { stage: 'export', option: 'out' },
         });
       }
-      sources.push({ dir, db: new Database(join(dir, MANIFEST_FILE), { readonly: true, fileMustExist: true }) });
+      const db = new Database(join(dir, MANIFEST_FILE), { readonly: true, fileMustExist: true });
+      sources.push({ dir, db, filter: filterReasonSql(db) });
     }
-    const unfiltered = sources.find((s) => !hasColumn(s.db, 'pairs', 'filter_reason'));
+    const unfiltered = sources.find((s) => s.filter === null);
     if (unfiltered) {
       throw new UsageError(
         'ERR_NOT_FILTERED',
@@ -91,7 +93,9 @@ export async function runExport(options: ExportOptions): Promise<ExportResult> {
       for (const s of sources) {
         const dup = hasColumn(s.db, 'pairs', 'dup_of') && !o.includeDuplicates ? 'AND dup_of IS NULL' : '';
         const rows = s.db
-          .prepare(`SELECT key, url, page_url, caption FROM pairs WHERE status = 'ok' AND filter_reason IS NULL ${dup}`)
+          .prepare(
+            `SELECT key, url, page_url, caption FROM ${s.filter!.from} WHERE status = 'ok' AND ${s.filter!.reason} IS NULL ${dup}`,
+          )
           .raw()
           .iterate() as IterableIterator<[string, string, string | null, string]>;
         const source = `export:${resolve(s.dir)}`;
@@ -117,7 +121,9 @@ export async function runExport(options: ExportOptions): Promise<ExportResult> {
       o.onProgress?.({ done: 0, total });
       outer: for (const s of sources) {
         const shards = s.db
-          .prepare(`SELECT DISTINCT shard FROM pairs WHERE status = 'ok' AND filter_reason IS NULL ORDER BY shard`)
+          .prepare(
+            `SELECT DISTINCT shard FROM ${s.filter!.from} WHERE status = 'ok' AND ${s.filter!.reason} IS NULL ORDER BY shard`,
+          )
           .pluck()
           .all() as number[];
         for (const shard of shards) {

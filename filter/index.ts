@@ -1,16 +1,17 @@
 /**
  * The filter stage: ALIGN's minimal frequency rules (and DataComp's basic preset), recorded per
- * pair in `pairs.filter_reason`, never deleting anything. One streaming read of the manifests
+ * pair in the manifest's `filter_decisions` table, never deleting anything. One streaming read of the manifests
  * counts (tokens, captions per image, images per caption) into bounded typed-array tables, with
  * sorted runs on disk beyond a limit, and spools per pair what the second pass needs; the second
  * pass decides each pair from the spool and keeps, in memory, the rows whose reason changes. Those
- * are written to each manifest in one transaction, so a killed run leaves the previous column.
+ * are written to each manifest in one transaction, so a killed run leaves the previous decisions.
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
-import { MANIFEST_FILE, hasColumn, openCorpus, recordStageRun, type Migration } from '../corpus/manifest.ts';
+import { FILTER_DECISIONS } from '../corpus/filter-reason.ts';
+import { MANIFEST_FILE, hasColumn, hasTable, openCorpus, recordStageRun, type Migration } from '../corpus/manifest.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { CaptionHasher, normaliseCaption, wordTokens } from '../corpus/text.ts';
@@ -34,19 +35,30 @@ export { RULES, type FilterOptions, type FilterProgress, type FilterReason, type
 export { ClassifierUnavailableError, nsfwjsClassifier, type NsfwClassifier, type NsfwModel } from './nsfw.ts';
 export { runExport, type ExportOptions, type ExportResult } from './export.ts';
 
-/** The filter's columns and its classifier cache. */
+/**
+ * The filter's tables: its decisions (one row per rejected pair: `pair` is the pair's rowid in
+ * `pairs`, `reason` the first failing rule; kept pairs have no row) and its classifier cache.
+ * Manifests filtered before this table existed had the reason in `pairs.filter_reason` (migration
+ * `filter/001-filter-reason`): their reasons move into the table and the column goes.
+ */
 export const FILTER_MIGRATIONS: readonly Migration[] = [
   {
-    id: 'filter/001-filter-reason',
+    id: 'filter/002-decisions',
     sql: `
-      ALTER TABLE pairs ADD COLUMN filter_reason TEXT;
-      CREATE TABLE nsfw_scores (
+      CREATE TABLE IF NOT EXISTS nsfw_scores (
         sha256 TEXT NOT NULL,
         model TEXT NOT NULL,
         score REAL NOT NULL,
         PRIMARY KEY (sha256, model)
       ) WITHOUT ROWID;
+      CREATE TABLE ${FILTER_DECISIONS} (pair INTEGER PRIMARY KEY, reason TEXT NOT NULL);
     `,
+    run: (db) => {
+      if (!hasColumn(db, 'pairs', 'filter_reason')) return;
+      db.exec(`INSERT INTO ${FILTER_DECISIONS} (pair, reason)
+                 SELECT rowid, filter_reason FROM pairs WHERE filter_reason IS NOT NULL;
+               ALTER TABLE pairs DROP COLUMN filter_reason;`);
+    },
   },
 ];
 
@@ -67,7 +79,7 @@ export interface RuleReport {
   status: 'applied' | 'off' | 'skipped';
   /** The threshold in words: `shorter side > 200 px`. */
   threshold: string;
-  /** Pairs for which this rule is the first failing one (their `filter_reason`). */
+  /** Pairs for which this rule is the first failing one (the reason recorded for them). */
   dropped: number;
   /** Pairs failing this rule whatever the others say (nsfw: among the pairs it classified). */
   failing: number;
@@ -81,7 +93,7 @@ export interface FilterResult {
   pairs: number;
   kept: number;
   dropped: number;
-  /** Pairs left out because dedup marked them (`dup_of`); they get no `filter_reason`. */
+  /** Pairs left out because dedup marked them (`dup_of`); they get no filter reason. */
   duplicates: number;
   /** Pairs per reason (first failing rule), zeros included. */
   byReason: Record<FilterReason, number>;
@@ -102,7 +114,11 @@ interface OpenCorpus {
   db: Database.Database;
   hasNoise: boolean;
   hasDup: boolean;
-  hasScores: boolean;
+  /**
+   * Where the previous run's decisions are: `table` (read alongside the rows), or an SQL expression
+   * over a row of `pairs` giving its reason's code (a column from older versions; 0 when none).
+   */
+  previous: 'table' | { sql: string };
   close(): void;
 }
 
@@ -125,7 +141,7 @@ function openForFilter(dir: string, dryRun: boolean): OpenCorpus {
       db,
       hasNoise: hasColumn(db, 'pairs', 'noise_prob'),
       hasDup: hasColumn(db, 'pairs', 'dup_of'),
-      hasScores: hasColumn(db, 'pairs', 'filter_reason'),
+      previous: previousDecisions(db),
       close: () => db.close(),
     };
   }
@@ -135,7 +151,7 @@ function openForFilter(dir: string, dryRun: boolean): OpenCorpus {
     db: corpus.db,
     hasNoise: hasColumn(corpus.db, 'pairs', 'noise_prob'),
     hasDup: hasColumn(corpus.db, 'pairs', 'dup_of'),
-    hasScores: true,
+    previous: previousDecisions(corpus.db),
     close: () => corpus.close(),
   };
 }
@@ -211,20 +227,34 @@ const SPOOL_HEADER = 9;
 
 /** Reason codes: 0 is kept (NULL), i + 1 is `REASON_ORDER[i]`, 15 a value this version does not know. */
 const UNKNOWN_REASON = 15;
-const reasonCodeSql = (column: string) =>
-  `CASE WHEN ${column} IS NULL THEN 0 ${REASON_ORDER.map((r, i) => `WHEN ${column} = '${r}' THEN ${i + 1}`).join(' ')} ELSE ${UNKNOWN_REASON} END`;
+/** The code of a reason that is not NULL. */
+const reasonCodeSql = (reason: string) =>
+  `CASE ${reason} ${REASON_ORDER.map((r, i) => `WHEN '${r}' THEN ${i + 1}`).join(' ')} ELSE ${UNKNOWN_REASON} END`;
+
+/** {@link OpenCorpus.previous} for this manifest's layout of decisions. */
+function previousDecisions(db: Database.Database): OpenCorpus['previous'] {
+  if (hasTable(db, FILTER_DECISIONS)) return 'table';
+  return {
+    sql: hasColumn(db, 'pairs', 'filter_reason')
+      ? `CASE WHEN filter_reason IS NULL THEN 0 ELSE ${reasonCodeSql('filter_reason')} END`
+      : '0',
+  };
+}
 
 const CHUNK = 4096;
 
 /**
  * Rows of a manifest in rowid ranges of {@link CHUNK}, each column of a range as one JSON array:
  * one crossing from SQLite to JS per range instead of one per row, which halves the cost of
- * reading a large manifest. Calls `fn` with the columns of each non-empty range.
+ * reading a large manifest. Calls `fn` with the columns of each non-empty range and, with
+ * `decisions`, the range's previous reason codes by `rowid - from` (0 when kept): read from
+ * `filter_decisions` on their own, cheaper than a lookup per row of `pairs`.
  */
 function forEachChunk(
   db: Database.Database,
   columns: string[],
-  fn: (count: number, cols: unknown[][]) => boolean,
+  decisions: boolean,
+  fn: (count: number, cols: unknown[][], from: number, previous: Uint8Array) => boolean,
 ): void {
   const bounds = db.prepare('SELECT MIN(rowid), MAX(rowid) FROM pairs').raw().get() as [number | null, number | null];
   if (bounds[0] === null || bounds[1] === null) return;
@@ -234,20 +264,38 @@ function forEachChunk(
          FROM pairs WHERE rowid >= ? AND rowid < ? AND status = 'ok'`,
     )
     .raw();
+  // Each decision of a range as two characters of one string, (256 + offset, 48 + code): no JSON
+  // and no number objects for what is most of the table on a rerun.
+  const previousOf = decisions
+    ? db
+        .prepare(
+          `SELECT group_concat(char(pair - @from + 256, ${reasonCodeSql('reason')} + 48), '')
+             FROM ${FILTER_DECISIONS} WHERE pair >= @from AND pair < @to`,
+        )
+        .pluck()
+    : null;
+  const previous = new Uint8Array(CHUNK);
   for (let from = bounds[0]; from <= bounds[1]; from += CHUNK) {
     const [count, ...json] = select.get(from, from + CHUNK) as [number, ...string[]];
     if (count === 0) continue;
+    previous.fill(0);
+    if (previousOf !== null) {
+      const codes = (previousOf.get({ from, to: from + CHUNK }) as string | null) ?? '';
+      for (let k = 0; k < codes.length; k += 2) previous[codes.charCodeAt(k) - 256] = codes.charCodeAt(k + 1) - 48;
+    }
     if (
       !fn(
         count,
         json.map((j) => JSON.parse(j) as unknown[]),
+        from,
+        previous,
       )
     )
       return;
   }
 }
 
-/** The rows of one manifest whose `filter_reason` changes, with their new reason codes. */
+/** The rows of one manifest whose decision changes, with their new reason codes. */
 class Changes {
   rowids = new Float64Array(1024);
   codes = new Uint8Array(1024);
@@ -281,45 +329,40 @@ class Changes {
   }
 }
 
-/** Rows covered by one ranged UPDATE of {@link applyChanges}. */
-const APPLY_SPAN = 1 << 16;
+/** Rows written by one INSERT of {@link applyChanges}: fewer calls from JS, as the crawl measured. */
+const APPLY_ROWS = 128;
 
 /**
- * Writes the changed reasons into a manifest (inside the caller's transaction) in rowid order, so
- * each page of the table is rewritten once, and clears any reason left on a pair no longer stored.
- * Dense changes (a first run: nearly every row) go as one UPDATE per range of rows with the new
- * reason codes in a blob indexed by rowid, so SQLite rewrites them without a call from JS per row;
- * sparse ones (a rerun with other thresholds) row by row.
+ * Writes the changed decisions into a manifest's `filter_decisions` (inside the caller's
+ * transaction) in rowid order, so the table grows by appending, and drops those of pairs no
+ * longer stored.
  */
 function applyChanges(db: Database.Database, changes: Changes): void {
   const reasons = [null, ...REASON_ORDER];
-  const byRow = db.prepare('UPDATE pairs SET filter_reason = ? WHERE rowid = ?');
-  // Byte i of the blob: 0 leaves row `from + i` alone, 1 + code sets its reason to `reasons[code]`.
-  const code = `substr(@codes, rowid - @from + 1, 1)`;
-  const hexByte = (n: number) => `x'${n.toString(16).padStart(2, '0')}'`;
-  const byRange = db.prepare(
-    `UPDATE pairs SET filter_reason = CASE ${code} ${REASON_ORDER.map((r, i) => `WHEN ${hexByte(i + 2)} THEN '${r}'`).join(' ')} ELSE NULL END
-      WHERE rowid >= @from AND rowid <= @to AND ${code} <> x'00'`,
-  );
+  const upsert = (rows: number) =>
+    db.prepare(
+      `INSERT OR REPLACE INTO ${FILTER_DECISIONS} (pair, reason) VALUES ${Array.from({ length: rows }, () => '(?, ?)').join(', ')}`,
+    );
+  const upsertMany = upsert(APPLY_ROWS);
+  const upsertOne = upsert(1);
+  const remove = db.prepare(`DELETE FROM ${FILTER_DECISIONS} WHERE pair = ?`);
   changes.sort();
   const { rowids, codes, length } = changes;
-  const blob = Buffer.alloc(APPLY_SPAN);
-  for (let k = 0; k < length;) {
-    const from = rowids[k]!;
-    let end = k;
-    while (end < length && rowids[end]! - from < APPLY_SPAN) end++;
-    const to = rowids[end - 1]!;
-    if ((end - k) * 8 >= to - from + 1) {
-      blob.fill(0, 0, to - from + 1);
-      for (let j = k; j < end; j++) blob[rowids[j]! - from] = codes[j]! + 1;
-      byRange.run({ codes: blob.subarray(0, to - from + 1), from, to });
-    } else {
-      for (let j = k; j < end; j++) byRow.run(reasons[codes[j]!] ?? null, rowids[j]!);
+  const batch: Array<number | string> = [];
+  for (let k = 0; k < length; k++) {
+    if (codes[k] === 0) {
+      remove.run(rowids[k]!);
+      continue;
     }
-    k = end;
+    batch.push(rowids[k]!, reasons[codes[k]!]!);
+    if (batch.length === 2 * APPLY_ROWS) {
+      upsertMany.run(batch);
+      batch.length = 0;
+    }
   }
+  for (let k = 0; k < batch.length; k += 2) upsertOne.run(batch[k], batch[k + 1]);
   db.prepare(
-    `UPDATE pairs SET filter_reason = NULL WHERE (status < 'ok' OR status > 'ok') AND filter_reason IS NOT NULL`,
+    `DELETE FROM ${FILTER_DECISIONS} WHERE pair IN (SELECT rowid FROM pairs WHERE status < 'ok' OR status > 'ok')`,
   ).run();
 }
 
@@ -331,7 +374,7 @@ function resolveClassifier(o: ResolvedFilterOptions): NsfwClassifier | null {
 
 /**
  * Filters one or more corpora as one: counts over all of them, then records each stored pair's
- * `filter_reason` (the first failing rule, NULL when kept) in its own manifest.
+ * decision (the first failing rule; none when kept) in its own manifest's `filter_decisions`.
  */
 export async function runFilter(options: FilterOptions): Promise<FilterResult> {
   const started = Date.now();
@@ -405,66 +448,72 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
       const cols = [
         'rowid',
         'caption',
-        // What sha52 reads of a sha256 (its first 13 characters when it starts with a hex digit,
-        // else all of it), or the URL of an image without one.
-        `CASE WHEN sha256 IS NULL THEN url WHEN substr(sha256, 1, 1) GLOB '[0-9a-fA-F]' THEN substr(sha256, 1, 13) ELSE sha256 END`,
+        // What sha52 reads of a sha256 (its first 13 characters: 52 bits of a hex digest), or the
+        // URL of an image without one.
+        'COALESCE(substr(sha256, 1, 13), url)',
         'COALESCE(original_width, width, 0)',
         'COALESCE(original_height, height, 0)',
-        `${ci * 64} + 4 * (${c.hasScores ? reasonCodeSql('filter_reason') : '0'}) + 2 * (sha256 IS NOT NULL) + ${c.hasDup ? '(dup_of IS NOT NULL)' : '0'}`,
+        `${ci * 64} + 4 * (${c.previous === 'table' ? '0' : c.previous.sql}) + 2 * (sha256 IS NOT NULL) + ${c.hasDup ? '(dup_of IS NOT NULL)' : '0'}`,
       ];
       if (c.hasNoise) cols.push('noise_prob');
-      forEachChunk(c.db, cols, (count, [rowids, captions, imageIds, widths, heights, flagList, noises]) => {
-        for (let i = 0; i < count; i++) {
-          const caption = captions![i] as string;
-          const flags = flagList![i] as number;
-          let offset = spool!.reserve(SPOOL_HEADER + (caption.length >> 1) + 1);
-          let r = spool!.values;
-          let words = hasher.hash(caption, r, offset + SPOOL_HEADER);
-          let alt: number;
-          let chars: number;
-          if (words >= 0) {
-            // Printable ASCII that normalisation only lower-cases: unigrams hashed in one pass.
-            spool!.shrink(offset, SPOOL_HEADER + words);
-            alt = hasher.caption;
-            chars = caption.length;
-            tokenCounts.addCaption(r, offset + SPOOL_HEADER, words);
-          } else {
-            spool!.shrink(offset, 0);
-            const norm = normaliseCaption(caption);
-            const tokens = wordTokens(norm);
-            alt = hash52(norm);
-            words = tokens.length;
-            chars = codePoints(norm);
-            offset = spool!.reserve(SPOOL_HEADER + words);
-            r = spool!.values;
-            const at = offset + SPOOL_HEADER;
-            for (let k = 0; k < words; k++) r[at + k] = hash52(tokens[k]!);
-            tokenCounts.addCaption(r, at, words);
+      forEachChunk(
+        c.db,
+        cols,
+        c.previous === 'table',
+        (count, [rowids, captions, imageIds, widths, heights, flagList, noises], from, previous) => {
+          for (let i = 0; i < count; i++) {
+            const caption = captions![i] as string;
+            const rowid = rowids![i] as number;
+            const flags = (flagList![i] as number) + 4 * previous[rowid - from]!;
+            let offset = spool!.reserve(SPOOL_HEADER + (caption.length >> 1) + 1);
+            let r = spool!.values;
+            let words = hasher.hash(caption, r, offset + SPOOL_HEADER);
+            let alt: number;
+            let chars: number;
+            if (words >= 0) {
+              // Printable ASCII that normalisation only lower-cases: unigrams hashed in one pass.
+              spool!.shrink(offset, SPOOL_HEADER + words);
+              alt = hasher.caption;
+              chars = caption.length;
+              tokenCounts.addCaption(r, offset + SPOOL_HEADER, words);
+            } else {
+              spool!.shrink(offset, 0);
+              const norm = normaliseCaption(caption);
+              const tokens = wordTokens(norm);
+              alt = hash52(norm);
+              words = tokens.length;
+              chars = codePoints(norm);
+              offset = spool!.reserve(SPOOL_HEADER + words);
+              r = spool!.values;
+              const at = offset + SPOOL_HEADER;
+              for (let k = 0; k < words; k++) r[at + k] = hash52(tokens[k]!);
+              tokenCounts.addCaption(r, at, words);
+            }
+            const imageId = imageIds![i] as string;
+            const image = (flags & 2) !== 0 ? sha52(imageId) : hash52(imageId);
+            if (sharing && seenPairs.add(pairHash52(alt, image))) {
+              pairCaptions[distinctPairs] = alt;
+              pairImages[distinctPairs] = image;
+              distinctPairs++;
+            }
+            const noise = noises === undefined ? null : (noises[i] as number | null);
+            r[offset + S_ROWID] = rowid;
+            r[offset + S_CAPTION] = alt;
+            r[offset + S_IMAGE] = image;
+            r[offset + S_WIDTH] = widths![i] as number;
+            r[offset + S_HEIGHT] = heights![i] as number;
+            r[offset + S_NOISE] = noise ?? NaN;
+            r[offset + S_FLAGS] = flags;
+            r[offset + S_CHARS] = chars;
+            r[offset + S_WORDS] = words;
+            if (++done % BATCH === 0) {
+              progress({ phase: 'count', done, total });
+              if (aborted()) return false;
+            }
           }
-          const imageId = imageIds![i] as string;
-          const image = (flags & 2) !== 0 ? sha52(imageId) : hash52(imageId);
-          if (sharing && seenPairs.add(pairHash52(alt, image))) {
-            pairCaptions[distinctPairs] = alt;
-            pairImages[distinctPairs] = image;
-            distinctPairs++;
-          }
-          const noise = noises === undefined ? null : (noises[i] as number | null);
-          r[offset + S_ROWID] = rowids![i] as number;
-          r[offset + S_CAPTION] = alt;
-          r[offset + S_IMAGE] = image;
-          r[offset + S_WIDTH] = widths![i] as number;
-          r[offset + S_HEIGHT] = heights![i] as number;
-          r[offset + S_NOISE] = noise ?? NaN;
-          r[offset + S_FLAGS] = flags;
-          r[offset + S_CHARS] = chars;
-          r[offset + S_WORDS] = words;
-          if (++done % BATCH === 0) {
-            progress({ phase: 'count', done, total });
-            if (aborted()) return false;
-          }
-        }
-        return true;
-      });
+          return true;
+        },
+      );
     }
     spool.close();
     spool = undefined;
@@ -822,7 +871,7 @@ async function scorePending(
   const insertScore = work.prepare('INSERT OR IGNORE INTO nsfw_run_scores (sha256, score) VALUES (?, ?)');
   // Cached scores of this model.
   for (const c of corpora) {
-    if (!c.hasScores || !hasTable(c.db, 'nsfw_scores')) continue;
+    if (!hasTable(c.db, 'nsfw_scores')) continue;
     c.db.prepare('ATTACH DATABASE ? AS work').run(work.name);
     try {
       c.db
@@ -859,7 +908,7 @@ async function scorePending(
     }
     const c = corpora[ci]!;
     const cache =
-      c.hasScores && !o.dryRun && hasTable(c.db, 'nsfw_scores')
+      !o.dryRun && hasTable(c.db, 'nsfw_scores')
         ? c.db.prepare('INSERT OR REPLACE INTO nsfw_scores (sha256, model, score) VALUES (?, ?, ?)')
         : null;
     let batch: Array<{ sha: string; jpg: Buffer }> = [];
@@ -893,8 +942,4 @@ async function scorePending(
     i = j;
   }
   return { classified, model };
-}
-
-function hasTable(db: Database.Database, name: string): boolean {
-  return db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(name) !== undefined;
 }

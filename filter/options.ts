@@ -22,7 +22,7 @@ export const RULES = [
 export type RuleName = (typeof RULES)[number];
 
 /**
- * The reason recorded in `pairs.filter_reason`: the rule name, or for the word-count rule which
+ * The reason recorded in `filter_decisions.reason`: the rule name, or for the word-count rule which
  * side it failed (`too_few_words`, `too_many_words`).
  */
 export type FilterReason = Exclude<RuleName, 'caption_words'> | 'too_few_words' | 'too_many_words';
@@ -37,7 +37,7 @@ export interface FilterProgress {
 
 /** Options of {@link runFilter}. Thresholds default to ALIGN's; `preset` switches to DataComp's basic filter. */
 export interface FilterOptions {
-  /** Corpus directories, counted together as one corpus and each given its own `filter_reason`. */
+  /** Corpus directories, counted together as one corpus and each given its own decisions. */
   corpus: string | string[];
   /**
    * `align` (ALIGN's rules, strict bounds) or `datacomp-basic` (> 2 words, > 5 characters, shorter

@@ -13,6 +13,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { UsageError } from '../corpus/errors.ts';
+import { filterReasonSql } from '../corpus/filter-reason.ts';
 import { hasColumn, isCorpus, MANIFEST_FILE } from '../corpus/manifest.ts';
 import { defaultRegistryPath, findBenchmark, iterateImages, openRegistry, readImageBytes } from '../corpus/registry.ts';
 import { readShard } from '../corpus/shard-reader.ts';
@@ -258,18 +259,23 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
     };
 
     // --- filter breakdown
-    const hasFilter = hasColumn(db, 'pairs', 'filter_reason');
-    sections.filter = hasFilter;
-    if (hasFilter) {
+    const filter = filterReasonSql(db);
+    sections.filter = filter !== null;
+    if (filter !== null) {
       const reasons = db
         .prepare(
-          `SELECT COALESCE(filter_reason, ${hasColumn(db, 'pairs', 'dup_of') ? "CASE WHEN dup_of IS NOT NULL THEN 'duplicate (dedup)' END, " : ''}'kept') AS reason,
-                  COUNT(*) AS n FROM pairs WHERE status = 'ok' GROUP BY reason ORDER BY n DESC, reason`,
+          `SELECT COALESCE(${filter.reason}, ${hasColumn(db, 'pairs', 'dup_of') ? "CASE WHEN dup_of IS NOT NULL THEN 'duplicate (dedup)' END, " : ''}'kept') AS outcome,
+                  COUNT(*) AS n FROM ${filter.from} WHERE status = 'ok' GROUP BY outcome ORDER BY n DESC, outcome`,
         )
-        .all() as { reason: string; n: number }[];
+        .raw()
+        .all()
+        .map((row) => {
+          const [reason, n] = row as [string, number];
+          return { reason, n };
+        });
       const examples = new Map<string, PairInfo[]>();
       const pick = db.prepare(
-        "SELECT key, caption, url, shard FROM pairs WHERE status = 'ok' AND filter_reason = ? ORDER BY key LIMIT ?",
+        `SELECT key, caption, url, shard FROM ${filter.from} WHERE status = 'ok' AND ${filter.reason} = ? ORDER BY key LIMIT ?`,
       );
       for (const { reason } of reasons) {
         if (reason === 'kept' || reason.startsWith('duplicate')) continue;

@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { UsageError } from '../corpus/errors.ts';
+import { filterReasonSql } from '../corpus/filter-reason.ts';
 import { MANIFEST_FILE, hasColumn } from '../corpus/manifest.ts';
 import { createRandom, shuffle, type Random } from '../corpus/random.ts';
 import { readShard } from '../corpus/shard-reader.ts';
@@ -80,8 +81,8 @@ function openManifestReadOnly(dir: string): Database.Database {
 }
 
 /**
- * The pairs to train on: status `ok`, and (unless asked) `filter_reason IS NULL` and
- * `dup_of IS NULL` when the filter and dedup stages have added those columns. Sorted by corpus,
+ * The pairs to train on: status `ok`, and (unless asked) neither rejected by the filter nor
+ * marked `dup_of` by dedup, where those stages have run. Sorted by corpus,
  * shard and key, so the list is the same on every run.
  */
 export function listPairs(source: TrainSource): { pairs: PairRef[]; counts: SourceCounts[] } {
@@ -102,13 +103,13 @@ export function listPairs(source: TrainSource): { pairs: PairRef[]; counts: Sour
   source.corpus.forEach((dir, corpus) => {
     const db = openManifestReadOnly(dir);
     try {
-      const hasFilter = hasColumn(db, 'pairs', 'filter_reason');
+      const filter = filterReasonSql(db);
       const hasDup = hasColumn(db, 'pairs', 'dup_of');
       const c = { ok: 0, filtered: 0, duplicates: 0, used: 0 };
       const rows = db
         .prepare(
-          `SELECT key, caption, shard${hasFilter ? ', filter_reason' : ', NULL AS filter_reason'}${hasDup ? ', dup_of' : ', NULL AS dup_of'}
-             FROM pairs WHERE status = 'ok' ORDER BY shard, key`,
+          `SELECT key, caption, shard, ${filter?.reason ?? 'NULL'} AS filter_reason${hasDup ? ', dup_of' : ', NULL AS dup_of'}
+             FROM ${filter?.from ?? 'pairs'} WHERE status = 'ok' ORDER BY shard, key`,
         )
         .all() as Array<{
         key: string;

@@ -37,7 +37,10 @@ beforeAll(async () => {
   site = described;
   const db = new Database(join(out, 'corpus', 'manifest.sqlite'), { readonly: true });
   rows = db
-    .prepare('SELECT key, url, caption, status, filter_reason, dup_of, noise_prob FROM pairs ORDER BY key')
+    .prepare(
+      `SELECT key, url, caption, status, fd.reason AS filter_reason, dup_of, noise_prob
+         FROM pairs LEFT JOIN filter_decisions fd ON fd.pair = pairs.rowid ORDER BY key`,
+    )
     .all() as Row[];
   db.close();
 });

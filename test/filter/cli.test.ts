@@ -15,10 +15,13 @@ afterAll(async () => {
   await tmp.remove();
 });
 
-function column(dir: string): Array<string | null> {
+function decisions(dir: string): Array<string | null> {
   const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
   try {
-    return db.prepare('SELECT filter_reason FROM pairs ORDER BY rowid').pluck().all() as Array<string | null>;
+    return db
+      .prepare('SELECT reason FROM pairs LEFT JOIN filter_decisions ON pair = pairs.rowid ORDER BY pairs.rowid')
+      .pluck()
+      .all() as Array<string | null>;
   } finally {
     db.close();
   }
@@ -49,7 +52,7 @@ describe('altforge filter', () => {
     const result = JSON.parse(json.stdout) as { kept: number; byReason: Record<string, number> };
     expect(result.kept).toBe(5);
     expect(result.byReason).toMatchObject({ shared_caption: 12, image_size: 1 });
-    expect(column(dir).filter((r) => r === null)).toHaveLength(5);
+    expect(decisions(dir).filter((r) => r === null)).toHaveLength(5);
   });
 
   it('refuses bad input on one line with exit code 2 and writes nothing', async () => {
@@ -66,14 +69,12 @@ describe('altforge filter', () => {
     const noCorpus = await runCli(['filter']);
     expect(noCorpus.code).toBe(2);
     const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
-    const cols = (db.prepare('SELECT name FROM pragma_table_info(?)').all('pairs') as { name: string }[]).map(
-      (c) => c.name,
-    );
+    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all();
     db.close();
-    expect(cols).not.toContain('filter_reason');
+    expect(tables).not.toContain('filter_decisions');
   });
 
-  it('keeps the previous column whole when killed, and a rerun gives the uninterrupted result', async () => {
+  it('keeps the previous decisions whole when killed, and a rerun gives the uninterrupted result', async () => {
     // Large enough that the run is still counting when it is killed.
     const pairs: PairSpec[] = [];
     for (let i = 0; i < 300_000; i++) {
@@ -87,9 +88,9 @@ describe('altforge filter', () => {
     const reference = join(tmp.path, 'kill-reference');
     makeManifest(dir, pairs);
     cpSync(dir, reference, { recursive: true });
-    // Run A completes: its column is the one a killed run B must leave intact.
+    // Run A completes: its decisions are the ones a killed run B must leave intact.
     await runFilter({ corpus: dir, nsfw: 'none', minSide: 250 });
-    const afterA = column(dir);
+    const afterA = decisions(dir);
     expect(new Set(afterA)).toEqual(new Set([null, 'image_size']));
 
     const run = startCli(['filter', '--corpus', dir, '--nsfw', 'none', '--min-side', '180', '--vocab-min-count', '40']);
@@ -102,7 +103,7 @@ describe('altforge filter', () => {
     run.signal('SIGKILL');
     const killed = await run.exited;
     expect(killed.signal).toBe('SIGKILL');
-    expect(column(dir)).toEqual(afterA);
+    expect(decisions(dir)).toEqual(afterA);
 
     const rerun = await runCli([
       'filter',
@@ -117,8 +118,8 @@ describe('altforge filter', () => {
     ]);
     expect(rerun.code).toBe(0);
     await runFilter({ corpus: reference, nsfw: 'none', minSide: 180, vocabMinCount: 40 });
-    const expected = column(reference);
-    expect(column(dir)).toEqual(expected);
+    const expected = decisions(reference);
+    expect(decisions(dir)).toEqual(expected);
     expect(expected).not.toEqual(afterA);
     expect(existsSync(join(dir, '.filter-work.sqlite'))).toBe(false);
   });

@@ -58,11 +58,11 @@ describe('the pornography rule', () => {
     const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
     const reasons = new Map(
       (
-        db.prepare('SELECT sha256, filter_reason FROM pairs').all() as Array<{
+        db.prepare('SELECT sha256, reason FROM pairs LEFT JOIN filter_decisions ON pair = pairs.rowid').all() as Array<{
           sha256: string;
-          filter_reason: string | null;
+          reason: string | null;
         }>
-      ).map((r) => [r.sha256, r.filter_reason]),
+      ).map((r) => [r.sha256, r.reason]),
     );
     db.close();
     for (const r of rows) expect(reasons.get(r.sha256!)).toBe(cached.get(r.sha256!)! > threshold ? 'nsfw' : null);
@@ -94,7 +94,10 @@ describe('altforge export', () => {
     expect(filtered.kept).toBeGreaterThan(0);
     expect(filtered.dropped).toBeGreaterThan(0);
     const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
-    const kept = db.prepare(`SELECT key FROM pairs WHERE filter_reason IS NULL ORDER BY key`).pluck().all() as string[];
+    const kept = db
+      .prepare(`SELECT key FROM pairs WHERE rowid NOT IN (SELECT pair FROM filter_decisions) ORDER BY key`)
+      .pluck()
+      .all() as string[];
     db.close();
 
     const out = join(tmp.path, 'exported');

@@ -205,7 +205,7 @@ describe('recording', () => {
     expect(rule('nsfw').status).toBe('off');
   });
 
-  it('recomputes the column when rerun with other thresholds, and writes nothing in a dry run', async () => {
+  it('recomputes the decisions when rerun with other thresholds, and writes nothing in a dry run', async () => {
     const dir = join(tmp.path, 'rerun');
     const keys = makeManifest(dir, [
       { caption: caption(1), width: 250, height: 250 },
@@ -223,11 +223,9 @@ describe('recording', () => {
     const dry = await runFilter({ ...base, corpus: dir, dryRun: true });
     expect(dry.byReason.image_size).toBe(1);
     const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
-    const columns = (db.prepare('SELECT name FROM pragma_table_info(?)').all('pairs') as { name: string }[]).map(
-      (c) => c.name,
-    );
+    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all();
     db.close();
-    expect(columns).not.toContain('filter_reason');
+    expect(tables).not.toContain('filter_decisions');
 
     await runFilter({ ...base, corpus: dir });
     expect(read()).toEqual([null, 'image_size']);
@@ -264,14 +262,59 @@ describe('recording', () => {
     }
     // A reason this version does not know, and a reason left on a pair that is no longer stored.
     const db = new Database(join(dir, 'manifest.sqlite'));
-    db.prepare(`UPDATE pairs SET filter_reason = 'retired_rule' WHERE key = ?`).run(keys[5]);
-    db.prepare(`UPDATE pairs SET filter_reason = 'image_size', status = 'http_404' WHERE key = ?`).run(keys[7]);
+    const decide = db.prepare(
+      `INSERT OR REPLACE INTO filter_decisions (pair, reason) SELECT rowid, ? FROM pairs WHERE key = ?`,
+    );
+    decide.run('retired_rule', keys[5]);
+    decide.run('image_size', keys[7]);
+    db.prepare(`UPDATE pairs SET status = 'http_404' WHERE key = ?`).run(keys[7]);
     db.close();
     const result = await runFilter({ ...base, corpus: dir, minSide: 200 });
     expect(result.pairs).toBe(199);
     const want: (string | null)[] = expected(200);
     want[7] = null;
     expect(read()).toEqual(want);
+  });
+
+  it('moves the reasons of a manifest filtered into a column (older versions) into filter_decisions', async () => {
+    const dir = join(tmp.path, 'legacy');
+    const keys = makeManifest(
+      dir,
+      [150, 400, 150, 400].map((side, i) => ({ caption: caption(i), width: side, height: side })),
+    );
+    // The layout the filter wrote before its table existed: a column of pairs, migration filter/001.
+    const legacy = new Database(join(dir, 'manifest.sqlite'));
+    legacy.exec(`ALTER TABLE pairs ADD COLUMN filter_reason TEXT;
+      CREATE TABLE nsfw_scores (sha256 TEXT NOT NULL, model TEXT NOT NULL, score REAL NOT NULL,
+        PRIMARY KEY (sha256, model)) WITHOUT ROWID;`);
+    legacy
+      .prepare('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)')
+      .run('filter/001-filter-reason', new Date().toISOString());
+    const set = legacy.prepare('UPDATE pairs SET filter_reason = ? WHERE key = ?');
+    set.run('image_size', keys[0]);
+    set.run('rare_token', keys[1]);
+    legacy.close();
+    const read = (readonly: boolean) => {
+      const db = new Database(join(dir, 'manifest.sqlite'), { readonly });
+      try {
+        const r = reasons(db);
+        return keys.map((k) => r.get(k) ?? null);
+      } finally {
+        db.close();
+      }
+    };
+    // Read as before, and a dry run changes nothing.
+    expect(read(true)).toEqual(['image_size', 'rare_token', null, null]);
+    await runFilter({ ...base, corpus: dir, dryRun: true });
+    expect(read(true)).toEqual(['image_size', 'rare_token', null, null]);
+    await runFilter({ ...base, corpus: dir });
+    expect(read(true)).toEqual(['image_size', null, 'image_size', null]);
+    const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+    const columns = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('pairs');
+    const stored = db.prepare('SELECT COUNT(*) FROM filter_decisions').pluck().get();
+    db.close();
+    expect(columns).not.toContain('filter_reason');
+    expect(stored).toBe(2);
   });
 
   it('counts two corpora together: a caption shared 6 + 6 times is dropped in both', async () => {

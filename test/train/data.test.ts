@@ -1,5 +1,8 @@
 import Database from 'better-sqlite3';
+import { cpSync } from 'node:fs';
 import { join } from 'node:path';
+import { openCorpus } from '../../corpus/manifest.ts';
+import { FILTER_MIGRATIONS } from '../../filter/index.ts';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import sharp from 'sharp';
 import { buildImageStore, decodeSquare, epochOrder, listPairs, sampleCrop, toModelInput } from '../../train/data.ts';
@@ -41,6 +44,20 @@ describe('training data', () => {
     );
     expect(counts).toEqual([{ ok: 12, filtered: 1, duplicates: 1, used: 10 }]);
     expect(listPairs({ corpus: [corpusA], includeFiltered: true, includeDuplicates: true }).pairs).toHaveLength(12);
+  });
+
+  test("leaves out the pairs the filter rejected in its filter_decisions table (the filter's current layout)", () => {
+    const dir = join(work.path, 'decided');
+    cpSync(corpusB, dir, { recursive: true });
+    const corpus = openCorpus(dir, { migrations: FILTER_MIGRATIONS });
+    const keys = corpus.db.prepare('SELECT key FROM pairs ORDER BY key').pluck().all() as string[];
+    corpus.db
+      .prepare(`INSERT INTO filter_decisions (pair, reason) SELECT rowid, 'rare_token' FROM pairs WHERE key = ?`)
+      .run(keys[1]);
+    corpus.close();
+    const { pairs, counts } = listPairs({ corpus: [dir] });
+    expect(pairs.map((p) => p.key)).toEqual(keys.filter((_k, i) => i !== 1));
+    expect(counts).toEqual([{ ok: 4, filtered: 1, duplicates: 0, used: 3 }]);
   });
 
   test('reads several corpora, prefixing ids with the corpus index, in a stable order', () => {
