@@ -5,8 +5,8 @@
  * Target: the crawl reaches at least 85 % of the floor.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { once } from 'node:events';
 import { processImage } from '../crawl/_image.ts';
@@ -31,9 +31,25 @@ const sizes = images.map((i) => statSync(i.file).size).sort((a, b) => a - b);
 const totalBytes = sizes.reduce((a, b) => a + b, 0);
 const pct = (p: number) => Math.round((sizes[Math.floor((sizes.length - 1) * p)] ?? 0) / 1024);
 
+/** CPU time of this process so far (every thread), ms. */
+const ownCpuMs = (): number => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
+/** CPU time of another process (Linux /proc), ms; null where it cannot be read. */
+function processCpuMs(pid: number | undefined): number | null {
+  const stat = `/proc/${pid}/stat`;
+  if (pid === undefined || !existsSync(stat)) return null;
+  const text = readFileSync(stat, 'utf8');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in clock ticks of 10 ms
+}
+
 // Floor: the same sharp pipeline over the same bytes, already in memory, as parallel as it goes.
-async function floor(parallel: number): Promise<number> {
+// CPU time an image is recorded too: on a shared machine it moves less than the rate does.
+async function floor(parallel: number): Promise<{ rate: number; cpuMsPerImage: number }> {
   const buffers = images.map((i) => readFileSync(i.file));
+  const cpuBefore = ownCpuMs();
   const start = performance.now();
   let next = 0;
   await Promise.all(
@@ -41,12 +57,14 @@ async function floor(parallel: number): Promise<number> {
       while (next < buffers.length) await processImage(buffers[next++] as Buffer, policy);
     }),
   );
-  return buffers.length / ((performance.now() - start) / 1000);
+  const seconds = (performance.now() - start) / 1000;
+  return { rate: buffers.length / seconds, cpuMsPerImage: (ownCpuMs() - cpuBefore) / buffers.length };
 }
 process.stderr.write('measuring the floor (sharp alone)...\n');
-const floors: Record<number, number> = {};
+const floors: Record<number, { rate: number; cpuMsPerImage: number }> = {};
 for (const parallel of [4, 8, 16]) floors[parallel] = await floor(parallel);
-const floorRate = Math.max(...Object.values(floors));
+const floorRate = Math.max(...Object.values(floors).map((f) => f.rate));
+const floorCpu = Math.min(...Object.values(floors).map((f) => f.cpuMsPerImage));
 
 // The crawl: a URL list of the same images served from a separate loopback process.
 const server = spawn(
@@ -65,6 +83,8 @@ writeFileSync(
   images.map((i) => JSON.stringify({ url: `${origin}/img/${basename(i.file)}`, caption: i.caption })).join('\n') + '\n',
 );
 process.stderr.write(`crawling ${COUNT} images from ${origin} at concurrency ${CONCURRENCY}...\n`);
+const serverCpuBefore = processCpuMs(server.pid);
+const crawlCpuBefore = ownCpuMs();
 const start = performance.now();
 const result = await runCrawl({
   urls: [list],
@@ -74,6 +94,12 @@ const result = await runCrawl({
   perHostConcurrency: CONCURRENCY,
 });
 const seconds = (performance.now() - start) / 1000;
+const crawlCpu = (ownCpuMs() - crawlCpuBefore) / Math.max(1, result.ok);
+const serverCpuAfter = processCpuMs(server.pid);
+const serverCpu =
+  serverCpuBefore === null || serverCpuAfter === null
+    ? null
+    : (serverCpuAfter - serverCpuBefore) / Math.max(1, result.ok);
 server.kill('SIGTERM');
 rmSync(work, { recursive: true, force: true });
 const crawlRate = result.ok / seconds;
@@ -84,13 +110,22 @@ const report = {
   node: process.version,
   images: COUNT,
   sizeKB: { p5: pct(0.05), median: pct(0.5), p95: pct(0.95), meanKB: Math.round(totalBytes / COUNT / 1024) },
-  floorImagesPerSec: Object.fromEntries(Object.entries(floors).map(([k, v]) => [`parallel${k}`, Number(v.toFixed(1))])),
+  floorImagesPerSec: Object.fromEntries(
+    Object.entries(floors).map(([k, v]) => [`parallel${k}`, Number(v.rate.toFixed(1))]),
+  ),
+  floorCpuMsPerImage: Object.fromEntries(
+    Object.entries(floors).map(([k, v]) => [`parallel${k}`, Number(v.cpuMsPerImage.toFixed(2))]),
+  ),
   crawl: {
     ok: result.ok,
     failed: result.failed,
     seconds: Number(seconds.toFixed(2)),
     imagesPerSec: Number(crawlRate.toFixed(1)),
+    cpuMsPerImage: Number(crawlCpu.toFixed(2)),
+    serverCpuMsPerImage: serverCpu === null ? null : Number(serverCpu.toFixed(2)),
   },
+  cpuRatioToFloor: Number((floorCpu / crawlCpu).toFixed(3)),
+  loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
   ratioToFloor: Number((crawlRate / floorRate).toFixed(3)),
   target: 0.85,
 };
@@ -99,4 +134,15 @@ console.log(
   `crawl (HTTP + sha256 + sharp + shards + manifest): ${crawlRate.toFixed(1)} images/s, ${result.ok} ok, ${result.failed} failed`,
 );
 console.log(`ratio: ${(100 * report.ratioToFloor).toFixed(1)} % of the floor (target >= 85 %)`);
+console.log(
+  `CPU ms an image: floor ${Object.values(floors)
+    .map((f) => f.cpuMsPerImage.toFixed(2))
+    .join(' / ')} (4/8/16 parallel), crawl ${crawlCpu.toFixed(2)}` +
+    `${serverCpu === null ? '' : ` + server ${serverCpu.toFixed(2)}`}; floor / crawl ${(100 * report.cpuRatioToFloor).toFixed(1)} %`,
+);
+console.log(
+  `load average at the end: ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
 console.log(JSON.stringify(report));

@@ -113,6 +113,45 @@ describe('recording candidates as pending pairs', () => {
     }
   });
 
+  it('keeps non-ASCII captions and URLs, and page URLs that change, repeat or are missing, exactly', async () => {
+    const corpus = openCorpus(join(dir, 'unicode'), { create: true });
+    try {
+      const captions = ['Café au lait', 'Ελληνικά λόγια', '猫の写真', 'emoji 🐈‍⬛ cat', 'a\u0000b', ''];
+      const pages = ['https://p.example.com/é', 'https://p.example.com/é', null, 'https://p.example.com/2', null];
+      const candidates: Candidate[] = [];
+      for (let i = 0; i < 1000; i++) {
+        candidates.push({
+          url: `https://img.example.com/${i % 3 === 0 ? 'ü' : 'u'}/${i}.jpg`,
+          caption: captions[i % captions.length] as string,
+          pageUrl: pages[Math.floor(i / 7) % pages.length] ?? null,
+        });
+      }
+      const result = await recordCandidates(corpus.db, candidates, 'urls:test', undefined, 300);
+      const expected = expectedRows(candidates, 'urls:test');
+      expect(result).toEqual({ read: 1000, inserted: 1000 });
+      expect(pendingRows(corpus.db)).toEqual(expected);
+    } finally {
+      corpus.close();
+    }
+  });
+
+  it("rejects with the reader's error after committing the batches read before it", async () => {
+    const corpus = openCorpus(join(dir, 'reader-fails'), { create: true });
+    try {
+      const candidates = syntheticCandidates(1000).map((c, i) => ({ ...c, url: `https://img.example.com/f/${i}.jpg` }));
+      async function* failing(): AsyncGenerator<Candidate> {
+        yield* candidates.slice(0, 650);
+        throw new Error('the input broke');
+      }
+      await expect(recordCandidates(corpus.db, failing(), 'urls:test', undefined, 300)).rejects.toThrow(
+        'the input broke',
+      );
+      expect(pendingRows(corpus.db)).toEqual(expectedRows(candidates.slice(0, 600), 'urls:test'));
+    } finally {
+      corpus.close();
+    }
+  });
+
   it('rejects with the SQLite error when the database cannot take the pairs', async () => {
     const path = join(dir, 'not-a-manifest.sqlite');
     const db = new Database(path);
