@@ -9,7 +9,8 @@
  * 3. the accuracy suite at full size, next to the plain 64-bit pHash baseline.
  * Sizes: BENCH_DEDUP_REGISTERED=100000 BENCH_DEDUP_CORPUS=1000000 BENCH_DEDUP_LINEAR_SAMPLE=300
  * BENCH_DEDUP_FINGERPRINTS=1000 BENCH_DEDUP_ACCURACY=500 (0 skips a part); BENCH_DEDUP_DISTANCE=8
- * (the lookup distance of part 1); BENCH_DEDUP_SEED=1 (the accuracy set's seed: check a second one).
+ * (the lookup distance of part 1); BENCH_DEDUP_SEED=1 (the accuracy set's seed: check a second one);
+ * BENCH_DEDUP_SECOND_PASS=0 (the accuracy suite without dedup's full-resolution second pass).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -33,6 +34,8 @@ const VARIANTS = DEFAULT_CROPS.length + 1;
 const ACCURACY = Number(process.env['BENCH_DEDUP_ACCURACY'] ?? 500);
 const MAX_DISTANCE = Number(process.env['BENCH_DEDUP_DISTANCE'] ?? 8);
 const SEED = Number(process.env['BENCH_DEDUP_SEED'] ?? 1);
+/** BENCH_DEDUP_SECOND_PASS=0 runs the accuracy suite without the full-resolution second pass. */
+const SECOND_PASS = process.env['BENCH_DEDUP_SECOND_PASS'] !== '0';
 const work = mkdtempSync(join(tmpdir(), 'altforge-bench-dedup-'));
 const random = mulberry32(5);
 const rand32 = () => Math.floor(random() * 2 ** 32) >>> 0;
@@ -235,7 +238,7 @@ try {
       otherEmoji: ACCURACY,
     });
     const dir = join(work, 'accuracy');
-    const r = await evaluateAccuracy(set, dir);
+    const r = await evaluateAccuracy(set, dir, { secondPass: SECOND_PASS });
     const byKind = (list: Array<{ kind: string }>) =>
       list.reduce<Record<string, number>>((a, f) => ((a[f.kind] = (a[f.kind] ?? 0) + 1), a), {});
     report['accuracy'] = {
@@ -249,6 +252,8 @@ try {
       falsePositivesByKind: byKind(r.falsePositives),
       falsePositives: r.falsePositives,
       misses: r.misses,
+      secondPass: SECOND_PASS ? r.secondPass : null,
+      dedupMs: r.dedupMs,
     };
     const fmt = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(3));
     console.log(
@@ -272,6 +277,13 @@ try {
       `issue 5     ${fmt(r.dedup.issuePrecision).padStart(8)} (${fmt(r.pixelIdentical.dedup.issuePrecision)})` +
         `${fmt(r.baseline.issuePrecision).padStart(12)} (${fmt(r.pixelIdentical.baseline.issuePrecision)})` +
         '   negatives: other vendors, skin tones (issue 5: precision >= 0.99)',
+    );
+    console.log(
+      SECOND_PASS
+        ? `second pass: ${r.secondPass.compared} verified candidates compared at full resolution, ` +
+            `${r.secondPass.rejected} rejected, ${r.secondPass.unavailable} without registered pixels; ` +
+            `dedup run ${(r.dedupMs / 1000).toFixed(1)} s`
+        : `second pass: off (BENCH_DEDUP_SECOND_PASS=0); dedup run ${(r.dedupMs / 1000).toFixed(1)} s`,
     );
     for (const f of r.falsePositives) console.log(`  false positive: ${f.kind} ${f.detail} -> ${f.dupOf}`);
     for (const m of r.misses) console.log(`  missed: ${m.kind} ${m.detail} of ${m.copyOf}`);

@@ -44,6 +44,12 @@ const flags = {
     default: 0.03,
     valueHint: 'U',
   },
+  secondPass: {
+    type: 'boolean',
+    description:
+      "Compare each verified candidate again at full resolution with the registered image's pixels (--no-second-pass: thumbnails only)",
+    default: true,
+  },
   concurrency: { type: 'integer', description: 'Images fingerprinted at once', default: 4, valueHint: 'N' },
   json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
@@ -59,9 +65,13 @@ export function summarizeDedup(result: DedupResult): string {
     result.unreadable.length > 0
       ? `; ${result.unreadable.length} unreadable images: ${result.unreadable.slice(0, 5).join(', ')}${result.unreadable.length > 5 ? ', ...' : ''}`
       : '';
+  const unchecked =
+    result.secondPass.unavailable > 0
+      ? `; ${result.secondPass.unavailable} candidates not checked at full resolution (registered images unreadable: moved since bench add?)`
+      : '';
   return (
     `dedup${result.interrupted ? ' interrupted (run the same command to continue)' : ''}: ${result.pairs} pairs, ` +
-    `${result.fingerprinted} fingerprinted now; ${parts.join('; ')}; ${result.flagged} pairs flagged (dup_of)${unreadable}; ` +
+    `${result.fingerprinted} fingerprinted now; ${parts.join('; ')}; ${result.flagged} pairs flagged (dup_of)${unreadable}${unchecked}; ` +
     `${(result.durationMs / 1000).toFixed(1)} s -> ${result.corpus}`
   );
 }

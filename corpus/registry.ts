@@ -300,16 +300,26 @@ export function* iterateImages(
  */
 export async function readImageBytes(registry: Registry, name: string, image: BenchmarkImage): Promise<Buffer> {
   const { id } = getBenchmark(registry, name);
+  return readImageBytesById(registry, id, image.imageId, `image ${image.imageId} of ${name}`);
+}
+
+/** {@link readImageBytes} by the benchmark's id (what dedup's second pass has at hand). */
+export async function readImageBytesById(
+  registry: Registry,
+  benchmarkId: number,
+  imageId: string,
+  label = `image ${imageId}`,
+): Promise<Buffer> {
   const row = registry.db
-    .prepare('SELECT image FROM bench_images WHERE benchmark_id = ? AND image_id = ?')
-    .get(id, image.imageId) as { image: Buffer | null } | undefined;
+    .prepare('SELECT path, member, image FROM bench_images WHERE benchmark_id = ? AND image_id = ?')
+    .get(benchmarkId, imageId) as { path: string | null; member: string | null; image: Buffer | null } | undefined;
   if (row?.image) return row.image;
-  if (image.path !== null && image.member !== null) {
-    for await (const sample of readShard(image.path, new Set([image.member]))) return sample.jpg;
-    throw new UsageError('ERR_IMAGE_NOT_FOUND', `Sample ${image.member} is no longer in ${image.path}`, {
-      context: { path: image.path },
+  if (row && row.path !== null && row.member !== null) {
+    for await (const sample of readShard(row.path, new Set([row.member]))) return sample.jpg;
+    throw new UsageError('ERR_IMAGE_NOT_FOUND', `Sample ${row.member} is no longer in ${row.path}`, {
+      context: { path: row.path },
     });
   }
-  if (image.path !== null) return readFileSync(image.path);
-  throw new UsageError('ERR_IMAGE_NOT_FOUND', `No bytes recorded for image ${image.imageId} of ${name}`);
+  if (row && row.path !== null) return readFileSync(row.path);
+  throw new UsageError('ERR_IMAGE_NOT_FOUND', `No bytes recorded for ${label}`);
 }

@@ -234,6 +234,8 @@ export interface Agreement {
    */
   compactDifference: number;
   mirrored: boolean;
+  /** Whether either thumbnail is grayscale (colour is then compared in luma only). */
+  gray: boolean;
 }
 
 /**
@@ -260,6 +262,7 @@ export function agreement(query: Uint8Array, stored: Uint8Array, storedBase?: Ui
         : Math.max(uncoveredShare(query, stored), uncoveredShare(stored, query)),
     compactDifference: queryFine && storedFine ? compactDifference(queryFine, storedFine, gray) : 0,
     mirrored: useMirror,
+    gray,
   };
 }
 

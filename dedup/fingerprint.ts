@@ -486,6 +486,17 @@ export async function plainPhash(bytes: Uint8Array): Promise<bigint> {
   return hashBox(p, { x: 0, y: 0, w: p.width, h: p.height }, 'standard');
 }
 
+/**
+ * Where a registered variant lies in its image: for a crop, the box its thumbnail records
+ * (relative to the base box); for the base and the re-encodings, the base box itself.
+ */
+export function variantBox(thumb: Uint8Array, base: Box): Box {
+  if (thumb.length !== THUMB_BYTES + BOX_BYTES) return base;
+  const view = new DataView(thumb.buffer, thumb.byteOffset + THUMB_BYTES, BOX_BYTES);
+  const [rx, ry, rw, rh] = [0, 1, 2, 3].map((i) => view.getUint16(i * 2) / 65535) as [number, number, number, number];
+  return { x: base.x + rx * base.w, y: base.y + ry * base.h, w: rw * base.w, h: rh * base.h };
+}
+
 /** A thumbnail of the mirrored image, from the thumbnail itself (a crop's box stays as it is). */
 export function mirrorThumb(thumb: Uint8Array): Uint8Array {
   const out = new Uint8Array(thumb.length);

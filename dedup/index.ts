@@ -16,15 +16,17 @@ import {
   defaultRegistryPath,
   getBenchmark,
   openRegistry,
+  readImageBytesById,
   type BenchmarkInfo,
   type Registry,
 } from '../corpus/registry.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { normaliseCaption } from '../corpus/text.ts';
-import { decodePixels, FINGERPRINT_VERSION, queryFromPixels } from './fingerprint.ts';
+import { contentBox, decodePixels, FINGERPRINT_VERSION, queryFromPixels, variantBox, type Box } from './fingerprint.ts';
 import { loadMihTable, storedHash, type MihTable, type TableHit } from './_mih.ts';
-import { agreement, DEFAULT_THRESHOLDS, verified, type VerifyThresholds } from './_verify.ts';
+import { refine, SECOND_PASS, toLabImage, type LabImage, type Refinement } from './_refine.ts';
+import { agreement, DEFAULT_THRESHOLDS, verified, type Agreement, type VerifyThresholds } from './_verify.ts';
 import { resolveDedupOptions, type DedupOptions, type DedupProgress, type ResolvedDedupOptions } from './options.ts';
 import { toUnsigned } from './phash.ts';
 
@@ -111,6 +113,11 @@ export interface DedupResult {
   shardsMatched: number;
   /** Matches per benchmark named, over the whole corpus. */
   byBenchmark: Record<string, BenchmarkMatches>;
+  /**
+   * The second pass over the verified candidates of the shards matched in this run: compared at
+   * full resolution with the registered image, rejected, or unavailable (registered bytes gone).
+   */
+  secondPass: SecondPassCounts;
   /** Near-duplicate clusters inside the corpus (--within): clusters and pairs pointing to a representative. */
   within: { clusters: number; duplicates: number } | null;
   /** Pairs with `dup_of` set, over the whole corpus. */
@@ -140,6 +147,36 @@ interface Match {
   fingerprint: string;
   correlation: number | null;
   colourDifference: number | null;
+}
+
+/** A verified candidate of the first pass: a registered image whose hash and thumbnail agree. */
+interface Candidate {
+  benchmarkId: number;
+  imageId: string;
+  variant: string;
+  thumb: Uint8Array;
+  distance: number;
+  agreement: Agreement;
+  /** The second pass's comparison (undefined: not run, or the registered image could not be read). */
+  refinement?: Refinement;
+}
+
+/** What the first pass found for one pair, per benchmark name. */
+interface Findings {
+  sha256: Map<string, Match>;
+  /** Verified candidates, best first by the first pass's rule (luma correlation, then distance). */
+  image: Map<string, Candidate[]>;
+  caption: Map<string, Match>;
+}
+
+/** What the second pass did in a run. */
+export interface SecondPassCounts {
+  /** Verified candidates compared at full resolution. */
+  compared: number;
+  /** Of those, rejected (a compact colour difference). */
+  rejected: number;
+  /** Candidates whose registered image could not be read (kept on the first pass's word). */
+  unavailable: number;
 }
 
 const KIND_RANK = `CASE m.kind WHEN 'sha256' THEN 0 WHEN 'image' THEN 1 WHEN 'caption' THEN 2 ELSE 3 END`;
@@ -198,9 +235,10 @@ class BenchmarkMatcher {
   private readonly hashRow;
   private readonly baseRow;
   private readonly names: Map<number, string>;
+  private readonly pixelCache = new Map<string, Promise<{ image: LabImage; box: Box } | null>>();
 
   constructor(
-    registry: Registry,
+    private readonly registry: Registry,
     benchmarks: BenchmarkInfo[],
     private readonly maxDistance: number,
     private readonly thresholds: VerifyThresholds,
@@ -244,14 +282,17 @@ class BenchmarkMatcher {
     return new Map(prints.map((p, i) => [p.key, hits[i] as TableHit[]]));
   }
 
-  /** The best match per benchmark for one pair (`hits`: its print's lookup, from {@link lookupAll}). */
-  match(pair: PairRow, print: Print | undefined, hits: readonly TableHit[] = []): Match[] {
-    const best = new Map<string, Match>();
+  /**
+   * The first pass for one pair (`hits`: its print's lookup, from {@link lookupAll}): exact bytes,
+   * every verified candidate per benchmark, and caption leaks.
+   */
+  find(pair: PairRow, print: Print | undefined, hits: readonly TableHit[] = []): Findings {
+    const findings: Findings = { sha256: new Map(), image: new Map(), caption: new Map() };
     if (pair.sha256) {
       for (const row of this.bySha.all(pair.sha256) as { benchmark_id: number; image_id: string }[]) {
         const benchmark = this.names.get(row.benchmark_id);
-        if (benchmark === undefined || best.has(benchmark)) continue;
-        best.set(benchmark, {
+        if (benchmark === undefined || findings.sha256.has(benchmark)) continue;
+        findings.sha256.set(benchmark, {
           key: pair.key,
           benchmark,
           imageId: row.image_id,
@@ -264,12 +305,12 @@ class BenchmarkMatcher {
       }
     }
     if (print) {
+      // Per benchmark and registered image, the variant whose thumbnail agrees best.
+      const byImage = new Map<string, Candidate>();
       for (const hit of hits) {
         const stored = this.indexRows[hit.index] as { id: number; benchmark_id: number };
         const benchmark = this.names.get(stored.benchmark_id);
-        if (benchmark === undefined) continue;
-        const current = best.get(benchmark);
-        if (current?.kind === 'sha256') continue;
+        if (benchmark === undefined || findings.sha256.has(benchmark)) continue;
         const row = this.hashRow.get(stored.id) as { image_id: string; variant: string; thumb: Buffer };
         // A registered crop's fine grid is the part of its base variant's grid where it lies.
         const base =
@@ -278,32 +319,39 @@ class BenchmarkMatcher {
             : (this.baseRow.get(stored.benchmark_id, row.image_id) as { thumb: Buffer } | undefined)?.thumb;
         const a = agreement(print.thumb, row.thumb, base);
         if (!verified(a, this.thresholds)) continue;
-        // Of the verified candidates, the one that agrees best (a look-alike of the true source
-        // can be fewer bits away), then the nearest.
-        if (
-          current &&
-          ((current.correlation ?? 0) > a.correlation ||
-            (current.correlation === Number(a.correlation.toFixed(4)) && (current.distance ?? 0) <= hit.distance))
-        )
-          continue;
-        best.set(benchmark, {
-          key: pair.key,
-          benchmark,
+        const id = `${stored.benchmark_id}/${row.image_id}`;
+        const current = byImage.get(id);
+        if (current && !firstPassBetter(a.correlation, hit.distance, current)) continue;
+        byImage.set(id, {
+          benchmarkId: stored.benchmark_id,
           imageId: row.image_id,
-          kind: 'image',
+          variant: row.variant,
+          thumb: row.thumb,
           distance: hit.distance,
-          fingerprint: a.mirrored ? `${row.variant}+mirror` : row.variant,
-          correlation: Number(a.correlation.toFixed(4)),
-          colourDifference: Number(a.colourDifference.toFixed(2)),
+          agreement: a,
         });
       }
+      for (const c of byImage.values()) {
+        const benchmark = this.names.get(c.benchmarkId) as string;
+        const list = findings.image.get(benchmark) ?? [];
+        list.push(c);
+        findings.image.set(benchmark, list);
+      }
+      for (const list of findings.image.values())
+        list.sort((x, y) =>
+          firstPassBetter(x.agreement.correlation, x.distance, y)
+            ? -1
+            : firstPassBetter(y.agreement.correlation, y.distance, x)
+              ? 1
+              : 0,
+        );
     }
     const normalised = normaliseCaption(pair.caption);
     if (this.captions && normalised !== '') {
       for (const row of this.byCaption.all(normalised) as { benchmark_id: number; image_id: string }[]) {
         const benchmark = this.names.get(row.benchmark_id);
-        if (benchmark === undefined || best.has(benchmark)) continue;
-        best.set(benchmark, {
+        if (benchmark === undefined || findings.caption.has(benchmark)) continue;
+        findings.caption.set(benchmark, {
           key: pair.key,
           benchmark,
           imageId: row.image_id,
@@ -315,7 +363,123 @@ class BenchmarkMatcher {
         });
       }
     }
-    return [...best.values()];
+    return findings;
+  }
+
+  /**
+   * The registered image's pixels (decoded as at registration), or null when its bytes can no
+   * longer be read (a folder moved since `bench add`). Cached for the run.
+   */
+  registeredPixels(benchmarkId: number, imageId: string): Promise<{ image: LabImage; box: Box } | null> {
+    const id = `${benchmarkId}/${imageId}`;
+    let cached = this.pixelCache.get(id);
+    if (cached === undefined) {
+      if (this.pixelCache.size >= PIXEL_CACHE) this.pixelCache.clear();
+      cached = readImageBytesById(this.registry, benchmarkId, imageId)
+        .then(decodePixels)
+        .then((pixels) => ({ image: toLabImage(pixels), box: contentBox(pixels) }))
+        .catch(() => null);
+      this.pixelCache.set(id, cached);
+    }
+    return cached;
+  }
+
+  /** The matches of one pair per benchmark: exact bytes, else the best candidate left, else the caption. */
+  decide(pair: PairRow, findings: Findings, maxCompactDifference: number): Match[] {
+    const out: Match[] = [];
+    const names = new Set([...findings.sha256.keys(), ...findings.image.keys(), ...findings.caption.keys()]);
+    for (const benchmark of [...names].sort()) {
+      const exact = findings.sha256.get(benchmark);
+      if (exact) {
+        out.push(exact);
+        continue;
+      }
+      const kept = (findings.image.get(benchmark) ?? []).filter(
+        (c) => c.refinement === undefined || c.refinement.compactDifference <= maxCompactDifference,
+      );
+      // Compared at full resolution: the candidate that agrees best (the true source over a
+      // look-alike that the thumbnails could not tell apart); the others keep the first pass's order.
+      const best = kept.reduce<Candidate | undefined>((b, c) => {
+        if (b === undefined) return c;
+        if (c.refinement && (!b.refinement || c.refinement.meanDifference < b.refinement.meanDifference)) return c;
+        return b;
+      }, undefined);
+      if (best) {
+        out.push({
+          key: pair.key,
+          benchmark,
+          imageId: best.imageId,
+          kind: 'image',
+          distance: best.distance,
+          fingerprint: best.agreement.mirrored ? `${best.variant}+mirror` : best.variant,
+          correlation: Number(best.agreement.correlation.toFixed(4)),
+          colourDifference: Number(best.agreement.colourDifference.toFixed(2)),
+        });
+        continue;
+      }
+      const caption = findings.caption.get(benchmark);
+      if (caption) out.push(caption);
+    }
+    return out;
+  }
+}
+
+/** Whether a candidate (correlation, distance) beats `other` in the first pass: better luma correlation (to 4 places), then fewer bits. */
+function firstPassBetter(correlation: number, distance: number, other: Candidate): boolean {
+  const a = Number(correlation.toFixed(4));
+  const b = Number(other.agreement.correlation.toFixed(4));
+  return a > b || (a === b && distance < other.distance);
+}
+
+/** Registered images' pixels kept per run (a registered emoji decodes to ~12 kB; a photo to ~200 kB). */
+const PIXEL_CACHE = 2048;
+
+/**
+ * The second pass over one shard: the corpus images with verified candidates are decoded again
+ * and compared at full resolution with each candidate's registered image (see _refine.ts).
+ */
+async function secondPass(
+  corpus: Corpus,
+  shard: number,
+  matcher: BenchmarkMatcher,
+  findings: Map<string, Findings>,
+  counts: SecondPassCounts,
+): Promise<void> {
+  const keys = new Set<string>();
+  for (const [key, f] of findings) for (const list of f.image.values()) if (list.length > 0) keys.add(key);
+  if (keys.size === 0) return;
+  const { tar } = shardPaths(corpus.dir, shard);
+  for await (const sample of readShard(tar, keys)) {
+    const f = findings.get(sample.key) as Findings;
+    let query: { image: LabImage; box: Box };
+    try {
+      const pixels = await decodePixels(sample.jpg);
+      query = { image: toLabImage(pixels), box: contentBox(pixels) };
+    } catch {
+      continue;
+    }
+    for (const list of f.image.values()) {
+      for (const c of list) {
+        const reg = await matcher.registeredPixels(c.benchmarkId, c.imageId);
+        if (reg === null) {
+          counts.unavailable++;
+          continue;
+        }
+        // Aligned from the matched variant's box, and from the whole image's (a whole copy can be
+        // nominated by a crop's hash).
+        const box = variantBox(c.thumb, reg.box);
+        c.refinement = refine(
+          query.image,
+          query.box,
+          reg.image,
+          box === reg.box ? [box] : [box, reg.box],
+          c.agreement.mirrored,
+          c.agreement.gray,
+        );
+        counts.compared++;
+        if (c.refinement.compactDifference > SECOND_PASS.maxCompactDifference) counts.rejected++;
+      }
+    }
   }
 }
 
@@ -421,8 +585,12 @@ async function dedupCorpus(
       maxDistance: opts.maxDistance,
       captions: opts.captions,
       thresholds,
+      secondPass: opts.secondPass ? SECOND_PASS : null,
     });
 
+  // Without the second pass nothing is refined, and every verified candidate stays in the race.
+  const maxCompact = SECOND_PASS.maxCompactDifference;
+  const secondPassCounts: SecondPassCounts = { compared: 0, rejected: 0, unavailable: 0 };
   let fingerprinted = 0;
   let shardsMatched = 0;
   let interrupted = false;
@@ -459,8 +627,11 @@ async function dedupCorpus(
       for (const p of fresh.prints) prints.set(p.key, p);
       const names = new Set(todo.map((b) => b.name));
       const hits = matcher.lookupAll([...prints.values()]);
+      const findings = new Map<string, Findings>();
+      for (const pair of pairs) findings.set(pair.key, matcher.find(pair, prints.get(pair.key), hits.get(pair.key)));
+      if (opts.secondPass) await secondPass(corpus, shard, matcher, findings, secondPassCounts);
       for (const pair of pairs) {
-        const found = matcher.match(pair, prints.get(pair.key), hits.get(pair.key));
+        const found = matcher.decide(pair, findings.get(pair.key) as Findings, maxCompact);
         matches.push(...found.filter((m) => names.has(m.benchmark)));
       }
     }
@@ -529,6 +700,7 @@ async function dedupCorpus(
     unreadable,
     shardsMatched,
     byBenchmark,
+    secondPass: secondPassCounts,
     within,
     flagged,
     durationMs: 0,

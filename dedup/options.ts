@@ -29,6 +29,12 @@ export interface DedupOptions {
   maxColourDifference?: number;
   /** Highest share (0–1) of either image in colours the other lacks (colour histograms). @default 0.03 */
   maxUncoveredColour?: number;
+  /**
+   * Compare every verified candidate again at full resolution with the registered image's own
+   * pixels (read from where `bench add` found them), rejecting a compact colour difference and
+   * choosing the candidate that agrees best. @default true
+   */
+  secondPass?: boolean;
   /** Images fingerprinted at once. @default 4 */
   concurrency?: number;
   onProgress?: (progress: DedupProgress) => void;
@@ -46,6 +52,7 @@ const schema = z.strictObject({
   minCorrelation: z.number().min(-1).max(1).default(0.9),
   maxColourDifference: z.number().min(0).max(255).default(12),
   maxUncoveredColour: z.number().min(0).max(1).default(0.03),
+  secondPass: z.boolean().default(true),
   concurrency: z.number().int().min(1).max(64).default(4),
   onProgress: z.custom<(p: DedupProgress) => void>((v) => typeof v === 'function').optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),

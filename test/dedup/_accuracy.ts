@@ -11,7 +11,14 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openCorpus } from '../../corpus/manifest.ts';
 import { ShardWriter } from '../../corpus/shards.ts';
-import { hamming, plainPhash, registerBenchmark, runDedup, type DedupOptions } from '../../dedup/index.ts';
+import {
+  hamming,
+  plainPhash,
+  registerBenchmark,
+  runDedup,
+  type DedupOptions,
+  type SecondPassCounts,
+} from '../../dedup/index.ts';
 import { TRANSFORMS, type AccuracyCorpusImage, type AccuracySet, type CorpusKind } from '../fixtures/transforms.ts';
 
 /** Counts for one kind of corpus image. */
@@ -67,6 +74,10 @@ export interface AccuracyReport {
   falsePositives: Array<{ kind: CorpusKind; detail: string; dupOf: string }>;
   /** Copies dedup missed. */
   misses: Array<{ kind: CorpusKind; detail: string; copyOf: string }>;
+  /** What the dedup run's second pass did (full-resolution comparison of verified candidates). */
+  secondPass: SecondPassCounts;
+  /** Wall time of the dedup run (fingerprints, lookups, both passes), ms. */
+  dedupMs: number;
 }
 
 function score(set: AccuracySet, flags: Array<string | null>, definition: SuiteDefinition): MethodScore {
@@ -113,7 +124,10 @@ const md5 = (text: string) => createHash('md5').update(text).digest('hex');
 export async function evaluateAccuracy(
   set: AccuracySet,
   dir: string,
-  options: Pick<DedupOptions, 'maxDistance' | 'minCorrelation' | 'maxColourDifference' | 'concurrency'> = {},
+  options: Pick<
+    DedupOptions,
+    'maxDistance' | 'minCorrelation' | 'maxColourDifference' | 'concurrency' | 'secondPass'
+  > = {},
 ): Promise<AccuracyReport> {
   const benchDir = join(dir, 'bench');
   mkdirSync(benchDir, { recursive: true });
@@ -150,7 +164,7 @@ export async function evaluateAccuracy(
   await writer.flush();
   corpus.close();
 
-  await runDedup({ corpus: corpusDir, against: ['accuracy'], benchDb, captions: false, ...options });
+  const run = await runDedup({ corpus: corpusDir, against: ['accuracy'], benchDb, captions: false, ...options });
   const db = openCorpus(corpusDir);
   const dupOf = new Map(
     (db.db.prepare('SELECT key, dup_of FROM pairs').all() as { key: string; dup_of: string | null }[]).map((r) => [
@@ -200,5 +214,7 @@ export async function evaluateAccuracy(
     },
     falsePositives,
     misses,
+    secondPass: run.secondPass,
+    dedupMs: run.durationMs,
   };
 }

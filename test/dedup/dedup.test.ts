@@ -201,6 +201,74 @@ describe('dedup --against', () => {
   });
 });
 
+describe('dedup --against, second pass', () => {
+  // Registered: a woman in a wheelchair, and a person with a white cane facing left and facing
+  // right (nearly each other's mirror image). The thumbnails cannot tell a skin tone on the face
+  // (~10 px at 64 px) from a copy, nor a flipped copy of one cane drawing from the other drawing.
+  const names = ['1f469-200d-1f9bc.png', '1f9d1-200d-1f9af.png', '1f9d1-200d-1f9af-200d-27a1-fe0f.png'];
+  let db: string;
+  let list: Item[];
+  beforeAll(async () => {
+    const bench = join(work.path, 'bench-second');
+    mkdirSync(bench);
+    for (const name of names) copyFileSync(emojiFile('twitter', name), join(bench, name));
+    db = join(work.path, 'registry-second.sqlite');
+    await registerBenchmark({ name: 'second', images: bench, benchDb: db });
+    list = [
+      {
+        key: 's-skin',
+        caption: 'woman in wheelchair',
+        jpg: await white(emojiFile('twitter', '1f469-1f3fc-200d-1f9bc.png')).jpeg({ quality: 95 }).toBuffer(),
+        expected: null,
+      },
+      {
+        key: 't-flip',
+        caption: 'person with white cane',
+        jpg: await white(emojiFile('twitter', '1f9d1-200d-1f9af.png')).flop().jpeg({ quality: 95 }).toBuffer(),
+        expected: 'second/1f9d1-200d-1f9af.png',
+      },
+      {
+        key: 'u-jpeg',
+        caption: 'woman in wheelchair',
+        jpg: await white(emojiFile('twitter', '1f469-200d-1f9bc.png')).jpeg({ quality: 40 }).toBuffer(),
+        expected: 'second/1f469-200d-1f9bc.png',
+      },
+    ];
+  });
+
+  it('rejects a skin-tone variant and names the true source of a flip, where the first pass alone does neither', async () => {
+    const first = join(work.path, 'corpus-first');
+    await writeCorpus(first, list, 10);
+    await runDedup({ corpus: first, against: ['second'], benchDb: db, secondPass: false });
+    expect(dupColumns(first).map((r) => [r.key, r.dup_of])).toEqual([
+      ['s-skin', 'second/1f469-200d-1f9bc.png'],
+      ['t-flip', 'second/1f9d1-200d-1f9af-200d-27a1-fe0f.png'],
+      ['u-jpeg', 'second/1f469-200d-1f9bc.png'],
+    ]);
+
+    const dir = join(work.path, 'corpus-second');
+    await writeCorpus(dir, list, 10);
+    const result = await runDedup({ corpus: dir, against: ['second'], benchDb: db });
+    expect(dupColumns(dir).map((r) => [r.key, r.dup_of])).toEqual(list.map((item) => [item.key, item.expected]));
+    expect(result.secondPass.rejected).toBe(1);
+    expect(result.secondPass.unavailable).toBe(0);
+  });
+
+  it("keeps the first pass's word when the registered images can no longer be read", async () => {
+    const moved = join(work.path, 'registry-moved.sqlite');
+    const bench = join(work.path, 'bench-moved');
+    mkdirSync(bench);
+    for (const name of names) copyFileSync(emojiFile('twitter', name), join(bench, name));
+    await registerBenchmark({ name: 'moved', images: bench, benchDb: moved });
+    (await import('node:fs')).rmSync(bench, { recursive: true });
+    const dir = join(work.path, 'corpus-moved');
+    await writeCorpus(dir, list.slice(0, 1), 10);
+    const result = await runDedup({ corpus: dir, against: ['moved'], benchDb: moved });
+    expect(result.secondPass).toEqual({ compared: 0, rejected: 0, unavailable: 1 });
+    expect(dupColumns(dir).map((r) => r.dup_of)).toEqual(['moved/1f469-200d-1f9bc.png']);
+  });
+});
+
 describe('dedup --within', () => {
   it('points the near-duplicates of a cluster to one representative, the largest image', async () => {
     const dir = join(work.path, 'corpus-c');
