@@ -12,6 +12,7 @@
  * agrees best, where a mirror-image look-alike could correlate better in the 16×16 luma thumbnail.
  */
 import type { Box, Pixels } from './fingerprint.ts';
+import { largestBlob } from './_verify.ts';
 
 /** Largest side of the comparison grid (the registered emoji are 64 px). */
 export const MAX_SIDE = 64;
@@ -174,43 +175,6 @@ function nearestDifference(a: Float32Array, b: Float32Array, side: number, gray:
     }
   }
   return out;
-}
-
-/** The largest 4-connected group of 2×2 blocks of `strong` cells. */
-function largestBlob(strong: Uint8Array, side: number): number {
-  const block = new Uint8Array(side * side);
-  for (let y = 0; y < side - 1; y++)
-    for (let x = 0; x < side - 1; x++) {
-      const i = y * side + x;
-      if (strong[i] && strong[i + 1] && strong[i + side] && strong[i + side + 1]) block[i] = 1;
-    }
-  let largest = 0;
-  const stack: number[] = [];
-  for (let s = 0; s < block.length; s++) {
-    if (block[s] !== 1) continue;
-    let n = 0;
-    block[s] = 2;
-    stack.push(s);
-    while (stack.length > 0) {
-      const i = stack.pop() as number;
-      n++;
-      const y = Math.floor(i / side);
-      const x = i % side;
-      for (const j of [
-        x > 0 ? i - 1 : -1,
-        x < side - 1 ? i + 1 : -1,
-        y > 0 ? i - side : -1,
-        y < side - 1 ? i + side : -1,
-      ]) {
-        if (j >= 0 && block[j] === 1) {
-          block[j] = 2;
-          stack.push(j);
-        }
-      }
-    }
-    largest = Math.max(largest, n);
-  }
-  return largest;
 }
 
 /** The largest compact region (2×2 blocks, 4-connected) of cells whose difference exceeds `strong`, as a share of the grid. */

@@ -186,11 +186,18 @@ function compactDifference(a: Uint8Array, b: Uint8Array, gray: boolean): number 
   const ab = nearestDifference(a, b, gray);
   const ba = nearestDifference(b, a, gray);
   const strong = (i: number) => (ab[i] as number) > STRONG_DELTA_E || (ba[i] as number) > STRONG_DELTA_E;
-  const block = new Uint8Array(FINE * FINE);
-  for (let y = 0; y < FINE - 1; y++)
-    for (let x = 0; x < FINE - 1; x++) {
-      const i = y * FINE + x;
-      if (strong(i) && strong(i + 1) && strong(i + FINE) && strong(i + FINE + 1)) block[i] = 1;
+  const mask = new Uint8Array(FINE * FINE);
+  for (let i = 0; i < mask.length; i++) mask[i] = strong(i) ? 1 : 0;
+  return largestBlob(mask, FINE);
+}
+
+/** The largest 4-connected group of 2×2 blocks of `strong` cells (a `side` × `side` grid), in blocks. */
+export function largestBlob(strong: Uint8Array, side: number): number {
+  const block = new Uint8Array(side * side);
+  for (let y = 0; y < side - 1; y++)
+    for (let x = 0; x < side - 1; x++) {
+      const i = y * side + x;
+      if (strong[i] && strong[i + 1] && strong[i + side] && strong[i + side + 1]) block[i] = 1;
     }
   let largest = 0;
   const stack: number[] = [];
@@ -202,13 +209,13 @@ function compactDifference(a: Uint8Array, b: Uint8Array, gray: boolean): number 
     while (stack.length > 0) {
       const i = stack.pop() as number;
       n++;
-      const y = Math.floor(i / FINE);
-      const x = i % FINE;
+      const y = Math.floor(i / side);
+      const x = i % side;
       for (const j of [
         x > 0 ? i - 1 : -1,
-        x < FINE - 1 ? i + 1 : -1,
-        y > 0 ? i - FINE : -1,
-        y < FINE - 1 ? i + FINE : -1,
+        x < side - 1 ? i + 1 : -1,
+        y > 0 ? i - side : -1,
+        y < side - 1 ? i + side : -1,
       ]) {
         if (j >= 0 && block[j] === 1) {
           block[j] = 2;
