@@ -1,24 +1,24 @@
-import { once } from 'node:events';
 import {
+  close,
   closeSync,
-  createReadStream,
-  createWriteStream,
   existsSync,
+  fstatSync,
+  fsync,
   fsyncSync,
   mkdirSync,
   openSync,
+  readSync,
   readdirSync,
   renameSync,
   statSync,
   truncateSync,
   unlinkSync,
   writeFileSync,
-  type WriteStream,
+  writev,
 } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import tar from 'tar-stream';
 import type { Corpus } from './manifest.ts';
 import { CriticalError } from './errors.ts';
 
@@ -66,52 +66,201 @@ export function shardPaths(dir: string, shard: number) {
 
 const BLOCK = 512;
 const padded = (size: number) => Math.ceil(size / BLOCK) * BLOCK;
+/** Two zero blocks: the end of a tar archive. */
+const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
+
+const writevAsync = promisify(writev);
+const fsyncAsync = promisify(fsync);
+const closeAsync = promisify(close);
+
+/** `n` as a zero-padded octal field of `width` digits followed by a space, as tar-stream writes it. */
+function writeOctal(block: Buffer, offset: number, width: number, n: number): void {
+  block.write(n.toString(8).padStart(width, '0') + ' ', offset, 'latin1');
+}
+
+/**
+ * Writes a ustar header for a regular file (mode 644, uid/gid 0, mtime 0) into `block` at
+ * `offset`, which must be 512 zero bytes. The same bytes tar-stream's `pack` writes for these
+ * fields. Names longer than 100 bytes or not ASCII get a pax `path` record first, in its own
+ * entry; `offset` then covers both (see {@link headerSize}).
+ */
+function writeHeader(block: Buffer, offset: number, name: string, size: number, type = '0'): void {
+  const ascii = name.length <= 100 && Buffer.byteLength(name) === name.length;
+  if (!ascii) {
+    const body = paxPath(name);
+    writeHeader(block, offset, 'PaxHeader', body.length, 'x');
+    body.copy(block, offset + BLOCK);
+    offset += BLOCK + padded(body.length);
+    name = name.slice(0, 100).replace(/[^\x20-\x7e]/g, '_');
+  }
+  block.write(name, offset, 'latin1');
+  writeOctal(block, offset + 100, 6, 0o644);
+  writeOctal(block, offset + 108, 6, 0);
+  writeOctal(block, offset + 116, 6, 0);
+  writeOctal(block, offset + 124, 11, size);
+  writeOctal(block, offset + 136, 11, 0);
+  block[offset + 156] = type.charCodeAt(0);
+  block.write('ustar\x0000', offset + 257, 'latin1');
+  writeOctal(block, offset + 329, 6, 0);
+  writeOctal(block, offset + 337, 6, 0);
+  // The checksum counts its own field as eight spaces.
+  let sum = 8 * 32;
+  for (let i = offset; i < offset + 148; i++) sum += block[i] as number;
+  for (let i = offset + 156; i < offset + BLOCK; i++) sum += block[i] as number;
+  writeOctal(block, offset + 148, 6, sum);
+}
+
+/** A pax extended header body holding one `path` record: `<length> path=<name>\n`. */
+function paxPath(name: string): Buffer {
+  const rest = ` path=${name}\n`;
+  const restBytes = Buffer.byteLength(rest);
+  let length = restBytes + 1;
+  while (String(length).length + restBytes !== length) length = String(length).length + restBytes;
+  return Buffer.from(`${length}${rest}`, 'utf8');
+}
+
+/** Bytes of the header(s) {@link writeHeader} writes for `name`. */
+function headerSize(name: string): number {
+  if (name.length <= 100 && Buffer.byteLength(name) === name.length) return BLOCK;
+  return 2 * BLOCK + padded(paxPath(name).length);
+}
+
+/**
+ * A sample's three tar entries (`.jpg`, `.txt`, `.json`, the json last) as buffers to write in
+ * order: the jpg's header, the jpg itself (not copied), then one buffer with the jpg's padding
+ * and the two other entries.
+ */
+function sampleTar(sample: Sample): Buffer[] {
+  const { meta, jpg } = sample;
+  const txt = Buffer.from(meta.caption, 'utf8');
+  const json = Buffer.from(JSON.stringify(meta), 'utf8');
+  const jpgName = `${meta.key}.jpg`;
+  const txtName = `${meta.key}.txt`;
+  const jsonName = `${meta.key}.json`;
+  const head = Buffer.alloc(headerSize(jpgName));
+  writeHeader(head, 0, jpgName, jpg.length);
+  const jpgPad = padded(jpg.length) - jpg.length;
+  const txtAt = jpgPad;
+  const txtData = txtAt + headerSize(txtName);
+  const jsonAt = txtData + padded(txt.length);
+  const jsonData = jsonAt + headerSize(jsonName);
+  const tail = Buffer.alloc(jsonData + padded(json.length));
+  writeHeader(tail, txtAt, txtName, txt.length);
+  txt.copy(tail, txtData);
+  writeHeader(tail, jsonAt, jsonName, json.length);
+  json.copy(tail, jsonData);
+  return [head, jpg, tail];
+}
+
+/** Most buffers in one `writev` call (Linux's IOV_MAX is 1024). */
+const MAX_IOV = 768;
+/** Bytes queued before a write starts: many samples a write call (closing the file writes the rest). */
+const WRITE_AT = 1024 * 1024;
+/** Bytes queued for the file beyond which `add` waits for the writes. */
+const MAX_QUEUED = 8 * 1024 * 1024;
+
+/** A tar header's octal (or base-256, high bit set) number field. */
+function readNumber(block: Buffer, offset: number, length: number): number {
+  if (((block[offset] as number) & 0x80) !== 0) {
+    let n = 0;
+    for (let i = offset + 1; i < offset + length; i++) n = n * 256 + (block[i] as number);
+    return n;
+  }
+  const text = block
+    .toString('latin1', offset, offset + length)
+    .replace(/[\0 ]+$/, '')
+    .trim();
+  return text === '' ? 0 : parseInt(text, 8);
+}
+
+/** A NUL-terminated UTF-8 string field of a tar header. */
+function readString(block: Buffer, offset: number, length: number): string {
+  const end = block.indexOf(0, offset);
+  return block.toString('utf8', offset, end === -1 || end > offset + length ? offset + length : end);
+}
+
+/** True when the header's checksum matches its bytes (a header cut or overwritten does not). */
+function checksumMatches(block: Buffer): boolean {
+  let sum = 8 * 32;
+  for (let i = 0; i < 148; i++) sum += block[i] as number;
+  for (let i = 156; i < BLOCK; i++) sum += block[i] as number;
+  return sum === readNumber(block, 148, 8);
+}
+
+/** The `path` record of a pax extended header body, if any. */
+function paxPathOf(body: Buffer): string | undefined {
+  let at = 0;
+  while (at < body.length) {
+    const space = body.indexOf(0x20, at);
+    if (space === -1) break;
+    const length = Number(body.toString('latin1', at, space));
+    if (!Number.isSafeInteger(length) || length <= 0) break;
+    const record = body.toString('utf8', space + 1, at + length - 1);
+    const eq = record.indexOf('=');
+    if (record.slice(0, eq) === 'path') return record.slice(eq + 1);
+    at += length;
+  }
+  return undefined;
+}
 
 /**
  * Reads the samples that are complete in a partly written shard (`.jpg`, `.txt` then `.json`,
  * the json last) and the byte offset where the last complete one ends. A sample cut by a kill is
- * simply not counted: the file is truncated there and writing continues.
+ * simply not counted: the file is truncated there and writing continues. Walks the headers with
+ * positioned reads; of the data, only the json entries are read.
  */
 export async function scanPartialShard(path: string): Promise<{ samples: SampleMeta[]; endOffset: number }> {
   const samples: SampleMeta[] = [];
-  let offset = 0;
   let endOffset = 0;
   let parts = new Set<string>();
-  const extract = tar.extract();
-  extract.on('entry', (header, stream, next) => {
-    const chunks: Buffer[] = [];
-    // An entry cut by a kill ends the scan: the pipeline rejects and endOffset stays before it.
-    stream.on('error', (err: unknown) => next(err as Error));
-    stream.on('data', (c: unknown) => {
-      chunks.push(c as Buffer);
-    });
-    stream.on('end', () => {
-      const size = header.size ?? 0;
-      offset += BLOCK + padded(size);
-      const dot = header.name.lastIndexOf('.');
-      const key = header.name.slice(0, dot);
-      const ext = header.name.slice(dot + 1);
-      if (ext === 'json') {
+  let paxName: string | undefined;
+  const header = Buffer.alloc(BLOCK);
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    for (let offset = 0; offset + BLOCK <= size;) {
+      readSync(fd, header, 0, BLOCK, offset);
+      // End-of-archive blocks, or a header a kill cut short: nothing after this is whole.
+      if (header.every((b) => b === 0) || !checksumMatches(header)) break;
+      const entrySize = readNumber(header, 124, 12);
+      const dataAt = offset + BLOCK;
+      const next = dataAt + padded(entrySize);
+      if (next > size) break;
+      const type = String.fromCharCode(header[156] as number);
+      const readData = (): Buffer => {
+        const data = Buffer.alloc(entrySize);
+        readSync(fd, data, 0, entrySize, dataAt);
+        return data;
+      };
+      offset = next;
+      if (type === 'x') {
+        paxName = paxPathOf(readData());
+        continue;
+      }
+      let name = readString(header, 0, 100);
+      const prefix = header.toString('latin1', 257, 263) === 'ustar\0' ? readString(header, 345, 155) : '';
+      if (prefix !== '') name = `${prefix}/${name}`;
+      if (paxName !== undefined) name = paxName;
+      paxName = undefined;
+      const dot = name.lastIndexOf('.');
+      const key = name.slice(0, dot);
+      if (name.slice(dot + 1) === 'json') {
         try {
-          const meta = JSON.parse(Buffer.concat(chunks).toString('utf8')) as SampleMeta;
+          const meta = JSON.parse(readData().toString('utf8')) as SampleMeta;
           if (meta.key === key && parts.has(`${key}.jpg`) && parts.has(`${key}.txt`)) {
             samples.push(meta);
-            endOffset = offset;
+            endOffset = next;
           }
         } catch {
-          // A json cut short cannot be complete: the sample ends before it.
+          // A json that does not parse cannot be a complete sample.
         }
         parts = new Set();
       } else {
-        parts.add(header.name);
+        parts.add(name);
       }
-      next();
-    });
-  });
-  try {
-    await pipeline(createReadStream(path), extract);
-  } catch {
-    // The tail is truncated: everything before endOffset is whole.
+    }
+  } finally {
+    closeSync(fd);
   }
   return { samples, endOffset };
 }
@@ -120,15 +269,6 @@ function writeFileDurably(path: string, data: Uint8Array | string): void {
   const fd = openSync(path, 'w');
   try {
     writeFileSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r+');
-  try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -158,7 +298,8 @@ interface FailureRow {
 
 /**
  * Writes WebDataset shards with a two-phase commit so that a kill at any moment leaves the corpus
- * consistent: samples stream into `NNNNN.tar.tmp`; a full shard is fsynced with its parquet and
+ * consistent: samples are appended to `NNNNN.tar.tmp` (each sample's tar entries built in memory,
+ * queued ones written together, in order, by one `writev` call); a full shard is fsynced with its parquet and
  * stats, then one transaction marks its pairs `ok` and records the shard, then the files are
  * renamed. On open, a shard recorded but not yet renamed is renamed, and an unrecorded `.tmp`
  * is scanned and continued, so nothing stored is downloaded twice.
@@ -170,8 +311,20 @@ export class ShardWriter {
   current = 0;
   private samples: SampleMeta[] = [];
   private keys = new Set<string>();
-  private pack: tar.Pack | null = null;
-  private out: WriteStream | null = null;
+  /** The open shard's `.tar.tmp`, and where its next byte goes. */
+  private fd: number | null = null;
+  private position = 0;
+  /** Buffers added but not yet handed to a write, and their bytes. */
+  private pendingBuffers: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Bytes handed to the write in progress. */
+  private writingBytes = 0;
+  /** The write loop in progress, if any; it ends when less than {@link WRITE_AT} is pending (unless closing). */
+  private writing: Promise<void> | null = null;
+  /** Set while the file is being closed: the write loop then writes whatever is queued. */
+  private closing = false;
+  /** A write that failed: every later call rejects with it. */
+  private writeError: unknown = null;
   private openedAt = Date.now();
   private queue: Promise<void> = Promise.resolve();
   /** Shards committed by this writer. */
@@ -231,10 +384,58 @@ export class ShardWriter {
   }
 
   private openStream(path: string, append: boolean): void {
-    this.pack = tar.pack();
-    this.out = createWriteStream(path, { flags: append ? 'a' : 'w' });
-    this.pack.pipe(this.out);
+    this.fd = openSync(path, append ? 'r+' : 'w');
+    this.position = append ? statSync(path).size : 0;
     this.openedAt = Date.now();
+  }
+
+  /**
+   * Queues buffers for the open file; starts the write loop if it is idle and a megabyte is
+   * queued, or at once with `now`.
+   */
+  private enqueue(buffers: Buffer[], now = false): void {
+    for (const b of buffers) {
+      this.pendingBuffers.push(b);
+      this.pendingBytes += b.length;
+    }
+    if (!now && this.pendingBytes < WRITE_AT) return;
+    this.writing ??= this.writeLoop().finally(() => {
+      this.writing = null;
+    });
+  }
+
+  /**
+   * Writes the pending buffers in order, many a call, at the file's next position. A short
+   * write (rare) is continued from where it stopped. An error is kept for the next call.
+   */
+  private async writeLoop(): Promise<void> {
+    try {
+      while (this.pendingBuffers.length > 0 && (this.closing || this.pendingBytes >= WRITE_AT)) {
+        const fd = this.fd as number;
+        let batch = this.pendingBuffers.splice(0, MAX_IOV);
+        let bytes = batch.reduce((sum, b) => sum + b.length, 0);
+        this.pendingBytes -= bytes;
+        this.writingBytes = bytes;
+        while (bytes > 0) {
+          const { bytesWritten } = await writevAsync(fd, batch, this.position);
+          this.position += bytesWritten;
+          bytes -= bytesWritten;
+          if (bytes > 0) batch = skipBytes(batch, bytesWritten);
+        }
+        this.writingBytes = 0;
+      }
+    } catch (err) {
+      this.writeError = err;
+      this.pendingBuffers = [];
+      this.pendingBytes = 0;
+      this.writingBytes = 0;
+    }
+  }
+
+  /** Waits until every queued buffer is in the file; rejects with a write's error. */
+  private async drain(): Promise<void> {
+    while (this.writing !== null) await this.writing;
+    if (this.writeError !== null) throw this.writeError;
   }
 
   /** True when the open shard already holds this key (recovered after a kill). */
@@ -247,29 +448,32 @@ export class ShardWriter {
     return this.samples.length;
   }
 
-  /** Appends a sample; commits the shard when it is full. Calls are serialised. */
+  /**
+   * Appends a sample; commits the shard when it is full. Calls are serialised. Resolves once the
+   * sample is queued for the file, which is not yet on disk: the shard's commit writes and fsyncs
+   * every queued byte before the manifest marks any of its pairs `ok`.
+   */
   add(sample: Sample): Promise<void> {
     const next = this.queue.then(() => this.write(sample));
     this.queue = next.catch(() => undefined);
     return next;
   }
 
+  /**
+   * Queues the sample's tar bytes for the file; waits only when much is queued. A sample queued
+   * but not yet written is lost by a kill, which is harmless: its pair stays `pending` in the
+   * manifest until the shard commits, after every byte is written and fsynced.
+   */
   private async write(sample: Sample): Promise<void> {
     const { meta } = sample;
+    if (this.writeError !== null) throw this.writeError;
     if (this.keys.has(meta.key)) return;
-    if (this.pack === null) this.openStream(shardPaths(this.corpus.dir, this.current).tarTmp, false);
-    const pack = this.pack as tar.Pack;
-    const entry = (name: string, data: Buffer) =>
-      new Promise<void>((resolve, reject) => {
-        pack.entry({ name, size: data.length, mtime: new Date(0) }, data, (err) => (err ? reject(err) : resolve()));
-      });
-    await entry(`${meta.key}.jpg`, sample.jpg);
-    await entry(`${meta.key}.txt`, Buffer.from(meta.caption, 'utf8'));
-    // The json goes last: its presence marks the sample complete when a partial shard is scanned.
-    await entry(`${meta.key}.json`, Buffer.from(JSON.stringify(meta), 'utf8'));
+    if (this.fd === null) this.openStream(shardPaths(this.corpus.dir, this.current).tarTmp, false);
+    this.enqueue(sampleTar(sample));
     this.samples.push(meta);
     this.keys.add(meta.key);
     if (this.samples.length >= this.shardSize) await this.commit();
+    else if (this.pendingBytes + this.writingBytes > MAX_QUEUED) await this.writing;
   }
 
   /** Waits for queued samples, then commits the open shard if it holds any. */
@@ -278,7 +482,7 @@ export class ShardWriter {
     const failures = this.corpus.db
       .prepare(`SELECT 1 FROM pairs WHERE shard = ? AND status NOT IN ('ok', 'pending') LIMIT 1`)
       .get(this.current);
-    if (this.samples.length > 0 || this.pack !== null || failures !== undefined) await this.commit();
+    if (this.samples.length > 0 || this.fd !== null || failures !== undefined) await this.commit();
   }
 
   /** Waits for queued samples and closes the file, leaving the open shard to be continued. */
@@ -288,26 +492,31 @@ export class ShardWriter {
   }
 
   /**
-   * Ends the tar (with its end-of-archive blocks, so even a suspended shard is a valid tar) and
-   * waits until the file is closed. A resumed shard is truncated after its last sample first.
+   * Ends the tar (with its end-of-archive blocks, so even a suspended shard is a valid tar),
+   * waits until everything is written and closes the file, fsynced first with `sync`. A resumed
+   * shard was truncated after its last sample when it was opened.
    */
-  private async closeStream(): Promise<void> {
-    const pack = this.pack;
-    const out = this.out;
-    this.pack = null;
-    this.out = null;
-    if (pack === null || out === null) return;
-    pack.finalize();
-    if (!out.closed) await once(out, 'close');
+  private async closeStream(sync = false): Promise<void> {
+    const fd = this.fd;
+    if (fd === null) return;
+    this.closing = true;
+    try {
+      this.enqueue([END_OF_ARCHIVE], true);
+      await this.drain();
+      if (sync) await fsyncAsync(fd);
+    } finally {
+      this.closing = false;
+      this.fd = null;
+      await closeAsync(fd);
+    }
   }
 
   private async commit(): Promise<void> {
     const { dir, db } = this.corpus;
     const shard = this.current;
     const paths = shardPaths(dir, shard);
-    if (this.pack === null) this.openStream(paths.tarTmp, existsSync(paths.tarTmp));
-    await this.closeStream();
-    fsyncPath(paths.tarTmp);
+    if (this.fd === null) this.openStream(paths.tarTmp, existsSync(paths.tarTmp));
+    await this.closeStream(true);
 
     const failures = db
       .prepare(
@@ -362,6 +571,15 @@ export class ShardWriter {
     this.samples = [];
     this.keys = new Set();
   }
+}
+
+/** The buffers left after the first `skip` bytes of `buffers`. */
+function skipBytes(buffers: Buffer[], skip: number): Buffer[] {
+  let i = 0;
+  while (i < buffers.length && skip >= (buffers[i] as Buffer).length) skip -= (buffers[i++] as Buffer).length;
+  const rest = buffers.slice(i);
+  if (skip > 0 && rest.length > 0) rest[0] = (rest[0] as Buffer).subarray(skip);
+  return rest;
 }
 
 /** The per-shard parquet: img2dataset's columns, successes then failures. */

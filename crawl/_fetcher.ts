@@ -1,7 +1,7 @@
 import type { LookupFunction } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { Agent, errors as undiciErrors, request } from 'undici';
+import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { RetryableError, SkipItemError } from '../corpus/errors.ts';
 import { checkLiteralHost, guardedLookup, isGuardLifted } from './_net-guard.ts';
 import { RobotsCache } from './_robots-cache.ts';
@@ -231,70 +231,124 @@ export class Fetcher {
         host.next = start + host.interval;
         if (start > now) await sleep(start - now);
       }
-      return this.global(async () => {
-        const res = await request(url, {
+      return this.global(() => this.exchange(url, lifted ? this.open : this.guarded, kind));
+    });
+  }
+
+  /**
+   * One HTTP exchange through undici's dispatcher, its body copied as it arrives into one buffer
+   * of the declared length (no stream, no chunk list, no second copy). A body we will not use is
+   * read on and dropped up to 64 KiB, so the connection can be reused, and cut off past that.
+   */
+  private exchange(
+    url: URL,
+    dispatcher: Agent,
+    kind: 'image' | 'page' | 'robots',
+  ): Promise<{ status: number; contentType: string; body: Buffer; location?: string }> {
+    const policy = this.policy;
+    const context = { url: url.href };
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (
+        err: unknown,
+        value?: { status: number; contentType: string; body: Buffer; location?: string },
+      ) => {
+        if (settled) return;
+        settled = true;
+        if (err === null && value !== undefined) resolve(value);
+        else reject(err);
+      };
+      let status = 0;
+      let contentType = '';
+      let body: Buffer | null = null;
+      let chunks: Buffer[] | null = null;
+      let size = 0;
+      /** Past the response's start, the body is only read on to free the connection. */
+      let discarding = false;
+      const handler: Dispatcher.DispatchHandler = {
+        // Its presence tells undici that this handler speaks the controller API.
+        onRequestStart() {},
+        onResponseStart(controller, statusCode, headers) {
+          status = statusCode;
+          const location = headerValue(headers, 'location');
+          if (status >= 300 && status < 400 && location !== undefined) {
+            discarding = true;
+            settle(null, { status, contentType: '', body: Buffer.alloc(0), location });
+            return;
+          }
+          if (status < 200 || status >= 300) {
+            discarding = true;
+            const message = `HTTP ${status} for ${url.href}`;
+            if (status === 429 || status >= 500) {
+              const retryAfterMs =
+                status === 429 || status === 503 ? parseRetryAfter(headerValue(headers, 'retry-after')) : undefined;
+              settle(
+                new RetryableError(`http_${status}`, message, {
+                  context,
+                  ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+                }),
+              );
+            } else settle(new SkipItemError(`http_${status}`, message, { context }));
+            return;
+          }
+          if (kind !== 'robots' && policy.respectXRobotsTag && isOptedOut(headers['x-robots-tag'], policy.userAgent)) {
+            discarding = true;
+            settle(new SkipItemError('opted_out', `X-Robots-Tag: ${String(headers['x-robots-tag'])}`, { context }));
+            return;
+          }
+          const declared = Number(headerValue(headers, 'content-length') ?? NaN);
+          if (declared > policy.maxBodyBytes) {
+            settle(
+              new SkipItemError('too_large', `Body of ${declared} bytes exceeds ${policy.maxBodyBytes}`, { context }),
+            );
+            discarding = true;
+            controller.abort(new Error('body not wanted'));
+            return;
+          }
+          contentType = headerValue(headers, 'content-type') ?? '';
+          if (Number.isSafeInteger(declared) && declared >= 0) body = Buffer.allocUnsafe(declared);
+          else chunks = [];
+        },
+        onResponseData(controller, chunk) {
+          const end = size + chunk.length;
+          if (discarding) {
+            size = end;
+            if (size > 64 * 1024) controller.abort(new Error('body not wanted'));
+            return;
+          }
+          if (end > policy.maxBodyBytes) {
+            settle(new SkipItemError('too_large', `Body exceeds ${policy.maxBodyBytes} bytes`, { context }));
+            discarding = true;
+            controller.abort(new Error('body not wanted'));
+            return;
+          }
+          if (body !== null && end <= body.length) chunk.copy(body, size);
+          else {
+            // More than declared (undici rejects that itself) or no length: keep the chunks.
+            chunks ??= body === null ? [] : [body.subarray(0, size)];
+            body = null;
+            chunks.push(chunk);
+          }
+          size = end;
+        },
+        onResponseEnd() {
+          if (body !== null)
+            settle(null, { status, contentType, body: size === body.length ? body : body.subarray(0, size) });
+          else settle(null, { status, contentType, body: Buffer.concat(chunks ?? [], size) });
+        },
+        onResponseError(_controller, err) {
+          settle(err);
+        },
+      };
+      dispatcher.dispatch(
+        {
+          origin: url.origin,
+          path: url.pathname + url.search,
           method: 'GET',
-          dispatcher: lifted ? this.open : this.guarded,
-          headers: { 'user-agent': this.policy.userAgent, accept: kind === 'image' ? 'image/*,*/*;q=0.8' : '*/*' },
-        });
-        const status = res.statusCode;
-        const headers = res.headers;
-        const location = headerValue(headers, 'location');
-        // Discards the rest of a body we will not use: small ones are drained so the connection
-        // can be reused; dump() destroys the stream past its limit without an unhandled error.
-        const done = (): void => {
-          res.body.on('error', () => undefined);
-          res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
-        };
-        if (status >= 300 && status < 400 && location !== undefined) {
-          done();
-          return { status, contentType: '', body: Buffer.alloc(0), location };
-        }
-        if (status < 200 || status >= 300) {
-          done();
-          const message = `HTTP ${status} for ${url.href}`;
-          const context = { url: url.href };
-          if (status === 429 || status >= 500) {
-            const retryAfterMs =
-              status === 429 || status === 503 ? parseRetryAfter(headerValue(headers, 'retry-after')) : undefined;
-            throw new RetryableError(`http_${status}`, message, {
-              context,
-              ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-            });
-          }
-          throw new SkipItemError(`http_${status}`, message, { context });
-        }
-        if (
-          kind !== 'robots' &&
-          this.policy.respectXRobotsTag &&
-          isOptedOut(headers['x-robots-tag'], this.policy.userAgent)
-        ) {
-          done();
-          throw new SkipItemError('opted_out', `X-Robots-Tag: ${String(headers['x-robots-tag'])}`, {
-            context: { url: url.href },
-          });
-        }
-        const declared = Number(headerValue(headers, 'content-length') ?? NaN);
-        if (declared > this.policy.maxBodyBytes) {
-          done();
-          throw new SkipItemError('too_large', `Body of ${declared} bytes exceeds ${this.policy.maxBodyBytes}`, {
-            context: { url: url.href },
-          });
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        for await (const chunk of res.body) {
-          size += (chunk as Buffer).length;
-          if (size > this.policy.maxBodyBytes) {
-            done();
-            throw new SkipItemError('too_large', `Body exceeds ${this.policy.maxBodyBytes} bytes`, {
-              context: { url: url.href },
-            });
-          }
-          chunks.push(chunk as Buffer);
-        }
-        return { status, contentType: headerValue(headers, 'content-type') ?? '', body: Buffer.concat(chunks, size) };
-      });
+          headers: { 'user-agent': policy.userAgent, accept: kind === 'image' ? 'image/*,*/*;q=0.8' : '*/*' },
+        },
+        handler,
+      );
     });
   }
 

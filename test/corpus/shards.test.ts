@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, readdirSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import tar from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openCorpus, type Corpus } from '../../corpus/manifest.ts';
 import { ShardWriter, scanPartialShard, shardPaths, type Sample } from '../../corpus/shards.ts';
@@ -23,6 +24,35 @@ function sample(i: number): Sample {
       http_status: 200,
     },
   };
+}
+
+/** The bytes tar-stream's `pack` writes for these samples' three entries (mtime 0), end blocks included. */
+async function packedByTarStream(samples: Sample[]): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
+  const ended = new Promise<void>((resolve) => {
+    pack.on('end', () => resolve());
+  });
+  for (const s of samples) {
+    const parts: [string, Buffer][] = [
+      ['jpg', s.jpg],
+      ['txt', Buffer.from(s.meta.caption, 'utf8')],
+      ['json', Buffer.from(JSON.stringify(s.meta), 'utf8')],
+    ];
+    for (const [ext, data] of parts) {
+      await new Promise<void>((resolve, reject) =>
+        pack.entry({ name: `${s.meta.key}.${ext}`, size: data.length, mtime: new Date(0) }, data, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
+    }
+  }
+  pack.finalize();
+  await ended;
+  return Buffer.concat(chunks);
 }
 
 function addPending(corpus: Corpus, samples: Sample[]): void {
@@ -137,5 +167,76 @@ describe('ShardWriter', () => {
       failures: Record<string, number>;
     };
     expect(stats).toMatchObject({ count: 1, successes: 0, failures: { http_404: 1 } });
+  });
+
+  it('writes the same tar bytes as tar-stream, for entries of 0, 1, 511, 512 and 513 bytes and empty captions', async () => {
+    const samples = [0, 1, 511, 512, 513, 2048].map((size, i) => {
+      const s = sample(i);
+      s.jpg = Buffer.alloc(size, 7 + i);
+      if (i === 2) s.meta.caption = '';
+      if (i === 3) s.meta.caption = 'überall 🙂 '.repeat(60);
+      return s;
+    });
+    addPending(corpus, samples);
+    const writer = await ShardWriter.open(corpus, 6);
+    for (const s of samples) await writer.add(s);
+    await writer.flush();
+    const written = readFileSync(shardPaths(corpus.dir, 0).tar);
+    expect(written.equals(await packedByTarStream(samples))).toBe(true);
+  });
+
+  it('stores keys longer than 100 bytes or not ASCII under their whole name, and resumes a shard holding them', async () => {
+    const long = sample(1);
+    long.meta.key = 'k'.repeat(140);
+    const accented = sample(2);
+    accented.meta.key = 'clé-ü';
+    const plain = sample(3);
+    addPending(corpus, [long, accented, plain]);
+    const first = await ShardWriter.open(corpus, 10);
+    await first.add(long);
+    await first.add(accented);
+    await first.suspend();
+    const scan = await scanPartialShard(shardPaths(corpus.dir, 0).tarTmp);
+    expect(scan.samples.map((s) => s.key)).toEqual(['k'.repeat(140), 'clé-ü']);
+
+    const second = await ShardWriter.open(corpus, 10);
+    expect([second.has('k'.repeat(140)), second.has('clé-ü')]).toEqual([true, true]);
+    await second.add(plain);
+    await second.flush();
+    const entries = await readTar(shardPaths(corpus.dir, 0).tar);
+    expect(entries.map((e) => e.name)).toEqual(
+      ['k'.repeat(140), 'clé-ü', 'key0003'].flatMap((k) => [`${k}.jpg`, `${k}.txt`, `${k}.json`]),
+    );
+    expect(entries[0]?.data.equals(long.jpg)).toBe(true);
+    expect(statusOf(corpus, 'clé-ü')).toEqual({ status: 'ok', shard: 0 });
+  });
+
+  it('leaves added samples pending in the manifest until their shard commits, and a suspend writes every one', async () => {
+    const samples = Array.from({ length: 4 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+    const writer = await ShardWriter.open(corpus, 10);
+    for (const s of samples) await writer.add(s);
+    expect(samples.map((s) => statusOf(corpus, s.meta.key).status)).toEqual([
+      'pending',
+      'pending',
+      'pending',
+      'pending',
+    ]);
+    await writer.suspend();
+    expect(samples.map((s) => statusOf(corpus, s.meta.key).status)).toEqual([
+      'pending',
+      'pending',
+      'pending',
+      'pending',
+    ]);
+    const scan = await scanPartialShard(shardPaths(corpus.dir, 0).tarTmp);
+    expect(scan.samples).toEqual(samples.map((s) => s.meta));
+    expect(await readTar(shardPaths(corpus.dir, 0).tarTmp)).toEqual(
+      samples.flatMap((s) => [
+        { name: `${s.meta.key}.jpg`, data: s.jpg },
+        { name: `${s.meta.key}.txt`, data: Buffer.from(s.meta.caption) },
+        { name: `${s.meta.key}.json`, data: Buffer.from(JSON.stringify(s.meta)) },
+      ]),
+    );
   });
 });

@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
-import { isOptedOut, parseRetryAfter } from '../../crawl/_fetcher.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Fetcher, isOptedOut, parseRetryAfter, type FetchPolicy } from '../../crawl/_fetcher.ts';
 import { isGuardLifted, isPrivateAddress } from '../../crawl/_net-guard.ts';
 
 describe('X-Robots-Tag opt-outs', () => {
@@ -64,5 +66,90 @@ describe('SSRF guard', () => {
     expect(isGuardLifted(url, ['127.0.0.1:9090'])).toBe(false);
     expect(isGuardLifted(url, false)).toBe(false);
     expect(isGuardLifted(url, true)).toBe(true);
+  });
+});
+
+describe('Fetcher bodies', () => {
+  const policy: FetchPolicy = {
+    userAgent: 'TestBot/1.0',
+    concurrency: 4,
+    perHostConcurrency: 1,
+    perHostRate: 0,
+    connectTimeoutMs: 5000,
+    headersTimeoutMs: 5000,
+    bodyTimeoutMs: 5000,
+    maxBodyBytes: 300_000,
+    maxRedirects: 2,
+    retries: 0,
+    retryBaseMs: 1,
+    retryMaxMs: 10,
+    respectRobots: false,
+    respectXRobotsTag: true,
+    allowPrivateNetwork: ['127.0.0.1'],
+  };
+  /** Deterministic bytes that differ at every position a copy could misplace. */
+  const bytes = (n: number, seed: number) =>
+    Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) % 251));
+  const big = bytes(200_000, 1);
+  let origin = '';
+  const server = createServer((req, res) => {
+    if (req.url === '/length') res.writeHead(200, { 'content-type': 'image/jpeg' }).end(big);
+    else if (req.url === '/chunked') {
+      res.writeHead(200, { 'content-type': 'image/png' });
+      for (let at = 0; at < big.length; at += 7_001) res.write(big.subarray(at, at + 7_001));
+      res.end();
+    } else if (req.url === '/empty') res.writeHead(200, { 'content-length': 0 }).end();
+    else if (req.url === '/gone') res.writeHead(404, { 'content-type': 'text/html' }).end(bytes(150_000, 2));
+    else if (req.url === '/moved') res.writeHead(301, { location: '/length' }).end(bytes(1_000, 3));
+    else res.writeHead(500).end();
+  });
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('reads a body with a Content-Length, one sent in chunks without it, and an empty one, byte for byte', async () => {
+    const fetcher = new Fetcher(policy);
+    try {
+      const withLength = await fetcher.fetch(`${origin}/length`, 'image');
+      const chunked = await fetcher.fetch(`${origin}/chunked`, 'image');
+      const empty = await fetcher.fetch(`${origin}/empty`, 'image');
+      expect([withLength.status, withLength.contentType, withLength.body.equals(big)]).toEqual([
+        200,
+        'image/jpeg',
+        true,
+      ]);
+      expect([chunked.status, chunked.contentType, chunked.body.equals(big)]).toEqual([200, 'image/png', true]);
+      expect([empty.status, empty.body.length]).toEqual([200, 0]);
+    } finally {
+      await fetcher.close();
+    }
+  });
+
+  it('follows a redirect with a body, and gives up a large error body without losing the next fetch', async () => {
+    const fetcher = new Fetcher(policy);
+    try {
+      const moved = await fetcher.fetch(`${origin}/moved`, 'image');
+      expect([moved.url, moved.body.equals(big)]).toEqual([`${origin}/length`, true]);
+      await expect(fetcher.fetch(`${origin}/gone`, 'image')).rejects.toMatchObject({ status: 'http_404' });
+      const after = await fetcher.fetch(`${origin}/length`, 'image');
+      expect(after.body.equals(big)).toBe(true);
+    } finally {
+      await fetcher.close();
+    }
+  });
+
+  it('refuses a body past the cap, declared or not', async () => {
+    const fetcher = new Fetcher({ ...policy, maxBodyBytes: 100_000 });
+    try {
+      await expect(fetcher.fetch(`${origin}/length`, 'image')).rejects.toMatchObject({ status: 'too_large' });
+      await expect(fetcher.fetch(`${origin}/chunked`, 'image')).rejects.toMatchObject({ status: 'too_large' });
+    } finally {
+      await fetcher.close();
+    }
   });
 });
