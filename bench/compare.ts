@@ -9,7 +9,8 @@
  *   npm run bench:compare -- [--settings fashion-mnist,emoji] [--rates 0,0.2,0.5] [--seeds 2]
  *     [--fashion-pairs 2000] [--fashion-epochs 8] [--emoji-pairs 1000] [--emoji-epochs 15]
  *     [--batch 64] [--warmup-epochs 2] [--robust-mode soft] [--consistency-weight 0]
- *     [--out /tmp/altforge-bench-compare]
+ *     [--first-seed 1] [--gate-latch true|false] [--relabel-source model|neighbours|joint]
+ *     [--noise-ema 0.5] [--robust-threshold P] [--out /tmp/altforge-bench-compare]
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -22,6 +23,12 @@ const { values: args } = parseArgs({
     settings: { type: 'string', default: 'fashion-mnist,emoji' },
     rates: { type: 'string', default: '0,0.2,0.5' },
     seeds: { type: 'string', default: '2' },
+    'first-seed': { type: 'string', default: '1' },
+    // Unset: train's default.
+    'robust-threshold': { type: 'string' },
+    'noise-ema': { type: 'string' },
+    'gate-latch': { type: 'string' },
+    'relabel-source': { type: 'string' },
     'fashion-pairs': { type: 'string', default: '2000' },
     'fashion-epochs': { type: 'string', default: '8' },
     'emoji-pairs': { type: 'string', default: '1000' },
@@ -76,6 +83,7 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
     noiseRates: rates,
     methods: (args.methods as string).split(',') as Array<'vanilla' | 'nlip'>,
     seeds: Number(args.seeds),
+    firstSeed: Number(args['first-seed']),
     trainPairs: Number(fashion ? args['fashion-pairs'] : args['emoji-pairs']),
     testImages: Number(args['test-images']),
     train: {
@@ -90,6 +98,12 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       agreementNeighbours: args['agreement-neighbours'] === 'auto' ? 'auto' : Number(args['agreement-neighbours']),
       multiPositive: args['multi-positive'] === 'true',
       relabel: args.relabel === 'true',
+      ...(args['noise-ema'] === undefined ? {} : { noiseEma: Number(args['noise-ema']) }),
+      ...(args['gate-latch'] === undefined ? {} : { gateLatch: args['gate-latch'] === 'true' }),
+      ...(args['relabel-source'] === undefined
+        ? {}
+        : { relabelSource: args['relabel-source'] as 'model' | 'neighbours' | 'joint' }),
+      ...(args['robust-threshold'] === undefined ? {} : { robustThreshold: Number(args['robust-threshold']) }),
     },
     onProgress: (p) => {
       if (p.phase === 'noise' && p.detection)

@@ -38,7 +38,18 @@ const flags = {
     default: '0,0.2,0.5',
     valueHint: 'R,R',
   },
-  seeds: { type: 'integer', description: 'Seeds per rate and method (1..N)', default: 2, valueHint: 'N' },
+  seeds: {
+    type: 'integer',
+    description: 'Seeds per rate and method (--first-seed .. --first-seed + N - 1)',
+    default: 2,
+    valueHint: 'N',
+  },
+  firstSeed: {
+    type: 'integer',
+    description: 'First seed (add seeds to an earlier comparison without re-running its own)',
+    default: 1,
+    valueHint: 'S',
+  },
   steps: {
     type: 'integer',
     description: 'Training steps of every run (default: --epochs full epochs)',
@@ -144,6 +155,8 @@ export const compareCommand = defineCommand({
       'minSeparation',
       'multiPositive',
       'relabel',
+      'relabelSource',
+      'gateLatch',
     ])
       if (v[k] !== undefined) train[k] = k === 'agreementNeighbours' ? parseNeighbours(v[k]) : v[k];
     const bar = createProgress(v['progress'] !== false && v['json'] !== true);
@@ -155,6 +168,7 @@ export const compareCommand = defineCommand({
       ...(v['benchDb'] !== undefined ? { benchDb: v['benchDb'] as string } : {}),
       noiseRates: parseRates((v['noiseRates'] as string | undefined) ?? '0,0.2,0.5'),
       ...(v['seeds'] !== undefined ? { seeds: v['seeds'] as number } : {}),
+      ...(v['firstSeed'] !== undefined ? { firstSeed: v['firstSeed'] as number } : {}),
       ...(v['steps'] !== undefined ? { steps: v['steps'] as number } : {}),
       ...(v['trainPairs'] !== undefined ? { trainPairs: v['trainPairs'] as number } : {}),
       ...(v['testImages'] !== undefined ? { testImages: v['testImages'] as number } : {}),

@@ -33,6 +33,20 @@ export const NLIP_SIGNAL_FLAGS = {
     description: "nlip: train likely-noisy pairs on the model's best training caption (--no-relabel: off)",
     default: true,
   },
+  relabelSource: {
+    type: 'string',
+    description:
+      "nlip: the caption a relabelled pair gets: the model's first choice for its image neighbourhood, the caption its nearest images carry (neighbours), or both cosines summed (joint)",
+    default: 'neighbours',
+    valueHint: 'SOURCE',
+    choices: ['model', 'neighbours', 'joint'],
+  },
+  gateLatch: {
+    type: 'boolean',
+    description:
+      'nlip: once the noise estimate has been acted on, keep acting on later epochs (--no-gate-latch: re-check the gate every epoch)',
+    default: true,
+  },
 } satisfies FlagSpecs;
 
 const flags = {

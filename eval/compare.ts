@@ -74,8 +74,10 @@ export interface CompareOptions {
   out: string;
   /** Fractions of training pairs whose captions are shuffled. @default [0, 0.2, 0.5] */
   noiseRates?: number[];
-  /** Seeds per (rate, method): 1..seeds. @default 2 */
+  /** Seeds per (rate, method): firstSeed..firstSeed + seeds − 1. @default 2 */
   seeds?: number;
+  /** The first seed (to add seeds to an earlier comparison without re-running its seeds). @default 1 */
+  firstSeed?: number;
   /** Training steps of every run (null: `train.epochs` full epochs). @default null */
   steps?: number | null;
   /** Methods trained. @default ['vanilla', 'nlip'] */
@@ -160,6 +162,7 @@ const schema = z.strictObject({
   out: z.string().min(1),
   noiseRates: z.array(z.number().min(0).max(1)).min(1).default([0, 0.2, 0.5]),
   seeds: z.number().int().min(1).max(100).default(2),
+  firstSeed: z.number().int().min(0).default(1),
   steps: z.number().int().positive().nullable().default(null),
   methods: z
     .array(z.enum(['vanilla', 'nlip']))
@@ -268,7 +271,7 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
   const stepsPerEpoch = Math.floor(data.pairs.length / batch);
   const epochs = opts.steps === null ? Number(recipe['epochs']) : Math.ceil(opts.steps / stepsPerEpoch);
   const steps = opts.steps ?? epochs * stepsPerEpoch;
-  const seeds = Array.from({ length: opts.seeds }, (_, i) => i + 1);
+  const seeds = Array.from({ length: opts.seeds }, (_, i) => i + opts.firstSeed);
   mkdirSync(join(out, 'runs'), { recursive: true });
 
   const runs: CompareRun[] = [];

@@ -84,6 +84,12 @@ export interface TrainOptions {
   minSeparation?: number;
   /** Act on the mixture only when its high-loss component holds at most this fraction of the pairs. @default 0.7 */
   maxNoiseFraction?: number;
+  /**
+   * Once the mixture has been acted on, keep acting on later epochs even when their separation
+   * falls below `minSeparation` or their high component grows past `maxNoiseFraction` (a latch:
+   * the gate decides when the estimate starts, not every epoch anew). @default true
+   */
+  gateLatch?: boolean;
   /** Smallest clean target or weight a pair keeps. @default 0 */
   robustFloor?: number;
   /** Hard split at this noise probability instead of using the probability itself. @default null */
@@ -122,6 +128,12 @@ export interface TrainOptions {
   relabel?: boolean;
   /** Noise probability above which a pair is relabelled. @default 0.5 */
   relabelThreshold?: number;
+  /**
+   * The caption a relabelled pair gets: the model's first choice for the image's neighbourhood
+   * (`model`), the caption closest to its nearest images' own captions (`neighbours`, label
+   * propagation), or the best of both cosines summed (`joint`). @default 'neighbours'
+   */
+  relabelSource?: 'model' | 'neighbours' | 'joint';
   /** Noise completion: train likely-noisy pairs against captions made of retrieved concepts. @default false */
   completion?: boolean;
   /** Noise probability above which a pair is completed. @default 0.5 */
@@ -207,6 +219,7 @@ const trainSchema = z.strictObject({
   noiseEma: z.number().min(0).lt(1).default(0.5),
   minSeparation: z.number().min(0).default(2),
   maxNoiseFraction: fraction.default(0.7),
+  gateLatch: z.boolean().default(true),
   robustFloor: fraction.default(0),
   robustThreshold: fraction.nullable().default(null),
   varianceFloor: z.number().positive().max(1).default(5e-4),
@@ -216,6 +229,7 @@ const trainSchema = z.strictObject({
   multiPositive: z.boolean().default(true),
   relabel: z.boolean().default(true),
   relabelThreshold: fraction.default(0.5),
+  relabelSource: z.enum(['model', 'neighbours', 'joint']).default('neighbours'),
   completion: z.boolean().default(false),
   completionThreshold: fraction.default(0.5),
   completionTopK: positiveInt.max(16).default(3),

@@ -231,17 +231,25 @@ async function harmoniseEpoch(
       neighbours: options.agreementNeighbours === 'auto' ? autoNeighbours(groups.index) : options.agreementNeighbours,
       scale: Math.exp(logit),
     });
-    best = found.best;
+    best =
+      options.relabelSource === 'neighbours'
+        ? found.voteBest
+        : options.relabelSource === 'joint'
+          ? found.jointBest
+          : found.best;
     scores = found.gap;
   } else {
     scores = lossScores(losses, imageEmbeddings, dim, data, options);
   }
-  const result = harmonise(scores, state.noiseProb, {
+  const previous = state.noiseProb;
+  const result = harmonise(scores, previous, {
     ema: options.noiseEma,
     // `off`: the loss estimate is logged, never acted on.
     minSeparation: resolved === 'off' ? Number.POSITIVE_INFINITY : options.minSeparation,
     varianceFloor: options.varianceFloor,
     maxNoiseFraction: options.maxNoiseFraction,
+    // A probability above 0 means an earlier harmonisation acted (closed gates add 0 through the EMA).
+    latched: options.gateLatch && previous !== null && previous.some((p) => p > 0),
   });
   state.noiseProb = result.noiseProb;
   state.harmonisedEpoch = epoch;

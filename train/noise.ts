@@ -26,6 +26,12 @@ export interface HarmoniseOptions {
    * @default 0.7
    */
   maxNoiseFraction: number;
+  /**
+   * The gate has opened on an earlier epoch: act whatever this epoch's separation and high-component
+   * weight, so a gate that wavers around its thresholds does not switch the estimate (and the
+   * relabelling built on it) off and on. Ignored when `minSeparation` is infinite (estimate off). @default false
+   */
+  latched?: boolean;
 }
 
 /** What one harmonisation found. */
@@ -51,7 +57,9 @@ export function harmonise(
   const normalised = minMaxNormalise(losses);
   const gmm = fitGmm(normalised, { varianceFloor: options.varianceFloor });
   const d = separation(gmm);
-  const acted = d >= options.minSeparation && gmm.weights[1] <= options.maxNoiseFraction;
+  const acted =
+    (options.latched === true && Number.isFinite(options.minSeparation)) ||
+    (d >= options.minSeparation && (gmm.weights[1] as number) <= options.maxNoiseFraction);
   const noiseProb = new Float32Array(normalised.length);
   for (let i = 0; i < normalised.length; i++) {
     const fresh = acted ? highPosterior(gmm, normalised[i] as number) : 0;
@@ -274,6 +282,25 @@ export interface Agreement {
   gap: Float32Array;
   /** The model's first-choice caption group for the image's neighbourhood embedding. */
   best: Int32Array;
+  /**
+   * Caption vote of the neighbours: the cosine between the text embedding of the pair's caption and
+   * the mean text embedding of its `neighbours` nearest images' own captions (itself excluded; 1
+   * when it has no neighbours). Uses only image–image and text–text similarity, not the image–text
+   * match a noisy training set has weakened: a shuffled caption names what its image's look-alikes'
+   * captions do not.
+   */
+  vote: Float32Array;
+  /**
+   * The caption group closest (cosine) to the neighbours' mean caption embedding: what the image's
+   * look-alikes are called, whatever the model makes of the image itself (its own group when it
+   * has no neighbours).
+   */
+  voteBest: Int32Array;
+  /**
+   * The caption group maximising the sum of both cosines (the neighbourhood image embedding's and
+   * the neighbours' mean caption embedding's).
+   */
+  jointBest: Int32Array;
 }
 
 /**
@@ -329,29 +356,49 @@ export function captionAgreement(
   const agreement = new Float32Array(n);
   const gap = new Float32Array(n);
   const best = new Int32Array(n);
+  const vote = new Float32Array(n).fill(1);
+  const voteBest = Int32Array.from(own);
+  const jointBest = new Int32Array(n);
   const images = tf.tensor2d(imageEmbeddings, [n, dim]);
   const texts = tf.tensor2d(captionEmbeddings, [groups, dim]);
   try {
     for (let s = 0; s < n; s += chunk) {
       const rows = Math.min(chunk, n - s);
-      const [logits, bestIdx] = tf.tidy(() => {
+      const [logits, bestIdx, nearest] = tf.tidy(() => {
         const part = tf.slice(images, [s, 0], [rows, dim]);
         let hood = part;
+        let near: tf.Tensor | null = null;
         if (k > 0) {
           // k + 1 nearest include the image itself (cosine 1); gather their mean embedding.
           const sims = tf.matMul(part, images, false, true);
           const { indices } = tf.topk(sims, k + 1);
+          near = indices;
           const gathered = tf.reshape(tf.gather(images, tf.reshape(indices, [-1])), [rows, k + 1, dim]);
           const mean = tf.mean(gathered, 1);
           hood = tf.div(mean, tf.maximum(tf.norm(mean, 2, 1, true), 1e-12)) as tf.Tensor2D;
         }
         const l = tf.logSoftmax(tf.mul(tf.matMul(hood, texts, false, true), options.scale), 1) as tf.Tensor2D;
-        return [l, tf.argMax(l, 1)] as const;
+        return [l, tf.argMax(l, 1), near] as const;
       });
       const values = logits.dataSync() as Float32Array;
       const top = bestIdx.dataSync() as Int32Array;
-      logits.dispose();
+      const neighbourIdx = nearest ? (nearest.dataSync() as Int32Array) : null;
       bestIdx.dispose();
+      nearest?.dispose();
+      const means = neighbourIdx
+        ? voteRows(vote, s, rows, k + 1, neighbourIdx, captionEmbeddings, own, dim)
+        : new Float32Array(rows * dim);
+      // Cosines of the neighbours' mean caption with every caption group; log p(g) / scale is
+      // cos(hood, g) up to a per-row constant, so their sum ranks groups by both cosines.
+      const [voteTop, jointTop] = tf.tidy(() => {
+        const dots = tf.matMul(tf.tensor2d(means, [rows, dim]), texts, false, true);
+        return [tf.argMax(dots, 1), tf.argMax(tf.add(tf.div(logits, options.scale), dots), 1)] as const;
+      });
+      logits.dispose();
+      const votes = voteTop.dataSync() as Int32Array;
+      const joints = jointTop.dataSync() as Int32Array;
+      voteTop.dispose();
+      jointTop.dispose();
       for (let r = 0; r < rows; r++) {
         const b = top[r] as number;
         const i = s + r;
@@ -359,11 +406,55 @@ export function captionAgreement(
         const diff = (values[r * groups + (own[i] as number)] as number) - (values[r * groups + b] as number);
         agreement[i] = Math.exp(diff);
         gap[i] = -diff / options.scale;
+        jointBest[i] = joints[r] as number;
+        if (neighbourIdx) voteBest[i] = votes[r] as number;
       }
     }
   } finally {
     images.dispose();
     texts.dispose();
   }
-  return { agreement, gap, best };
+  return { agreement, gap, best, vote, voteBest, jointBest };
+}
+
+/**
+ * Fills `vote[s .. s + rows)` from each row's `width` nearest pairs (see {@link Agreement.vote});
+ * returns the rows' normalised mean neighbour-caption embeddings, `[rows, dim]`.
+ */
+function voteRows(
+  vote: Float32Array,
+  s: number,
+  rows: number,
+  width: number,
+  neighbourIdx: Int32Array,
+  captionEmbeddings: Float32Array,
+  own: Int32Array,
+  dim: number,
+): Float32Array {
+  const means = new Float32Array(rows * dim);
+  const sum = new Float64Array(dim);
+  for (let r = 0; r < rows; r++) {
+    const i = s + r;
+    sum.fill(0);
+    let count = 0;
+    for (let c = 0; c < width; c++) {
+      const j = neighbourIdx[r * width + c] as number;
+      if (j === i) continue;
+      const o = (own[j] as number) * dim;
+      for (let d = 0; d < dim; d++) sum[d] = (sum[d] as number) + (captionEmbeddings[o + d] as number);
+      count++;
+    }
+    if (count === 0) continue;
+    let norm = 0;
+    let dot = 0;
+    const o = (own[i] as number) * dim;
+    for (let d = 0; d < dim; d++) {
+      norm += (sum[d] as number) ** 2;
+      dot += (sum[d] as number) * (captionEmbeddings[o + d] as number);
+    }
+    vote[i] = norm > 0 ? dot / Math.sqrt(norm) : 0;
+    const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+    for (let d = 0; d < dim; d++) means[r * dim + d] = (sum[d] as number) * inv;
+  }
+  return means;
 }

@@ -88,7 +88,7 @@ beforeAll(async () => {
   hits = site.snapshotHits();
   manifest = readManifest(out);
   shards = await readShards(out);
-}, 180_000);
+});
 
 afterAll(async () => {
   await site?.close();

@@ -123,6 +123,8 @@ describe('altforge compare', () => {
       '0,0.5',
       '--seeds',
       '1',
+      '--first-seed',
+      '3',
       '--steps',
       '3',
       '--batch-size',
@@ -135,6 +137,9 @@ describe('altforge compare', () => {
     const json = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
     expect(json.trainPairs).toBe(24);
     expect(json.runs).toHaveLength(4);
+    // --first-seed 3 --seeds 1: every run is seed 3.
+    expect(json.seeds).toEqual([3]);
+    expect(json.runs.map((r) => r.seed)).toEqual([3, 3, 3, 3]);
     expect(Object.keys(json.runs[0]?.metrics ?? {})).toContain('emoji/image_to_text/R@1');
     expect(json.plots.map((p) => p.svg)).toContain('plots/emoji-image-to-text-r1-vs-noise.svg');
     checkOutputs(out, json);

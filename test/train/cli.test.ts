@@ -19,6 +19,40 @@ afterAll(async () => {
   await work.remove();
 });
 
+/** Flags of a tiny nlip run that acts from its second epoch on the agreement signal. */
+function nlipFlags(): string[] {
+  return [
+    'train',
+    '--corpus',
+    corpus,
+    '--backend',
+    'wasm',
+    '--image-size',
+    '16',
+    '--epochs',
+    '2',
+    '--batch-size',
+    '6',
+    '--vocab-size',
+    '300',
+    '--robust',
+    'nlip',
+    '--warmup-epochs',
+    '1',
+    '--min-separation',
+    '0',
+    '--max-noise-fraction',
+    '1',
+    '--noise-signal',
+    'agreement',
+    '--agreement-neighbours',
+    '2',
+    '--no-multi-positive',
+    '--relabel-threshold',
+    '0',
+  ];
+}
+
 describe('altforge train and score', () => {
   test('train prints the backend and a one-line summary; score writes noise_prob', async () => {
     const out = join(work.path, 'run');
@@ -58,36 +92,7 @@ describe('altforge train and score', () => {
   });
 
   test('train passes the nlip noise flags on; the default auto signal never acts where every caption is unique', async () => {
-    const common = [
-      'train',
-      '--corpus',
-      corpus,
-      '--backend',
-      'wasm',
-      '--image-size',
-      '16',
-      '--epochs',
-      '2',
-      '--batch-size',
-      '6',
-      '--vocab-size',
-      '300',
-      '--robust',
-      'nlip',
-      '--warmup-epochs',
-      '1',
-      '--min-separation',
-      '0',
-      '--max-noise-fraction',
-      '1',
-      '--noise-signal',
-      'agreement',
-      '--agreement-neighbours',
-      '2',
-      '--no-multi-positive',
-      '--relabel-threshold',
-      '0',
-    ];
+    const common = nlipFlags();
     const relabelled = (dir: string): number =>
       (
         JSON.parse(readFileSync(join(dir, 'noise.json'), 'utf8')) as { completedCaption: Array<string | null> }
@@ -114,6 +119,42 @@ describe('altforge train and score', () => {
     expect(noise.noiseProb).toEqual(Array.from({ length: 12 }, () => 0));
   });
 
+  test("train relabels from the neighbours' captions with the gate latched", async () => {
+    const common = nlipFlags();
+    // Each relabelled pair gets another training caption than its own.
+    const neighbours = join(work.path, 'nlip-relabel-neighbours');
+    const fromNeighbours = await runCli([
+      ...common,
+      '--relabel-source',
+      'neighbours',
+      '--gate-latch',
+      '--out',
+      neighbours,
+    ]);
+    expect(fromNeighbours.code).toBe(0);
+    const saved = JSON.parse(readFileSync(join(neighbours, 'noise.json'), 'utf8')) as {
+      ids: string[];
+      completedCaption: Array<string | null>;
+    };
+    const db = new Database(join(corpus, 'manifest.sqlite'), { readonly: true });
+    const captionOf = new Map(
+      (db.prepare(`SELECT key, caption FROM pairs`).all() as Array<{ key: string; caption: string }>).map((r) => [
+        r.key,
+        r.caption,
+      ]),
+    );
+    db.close();
+    const changed = saved.completedCaption.flatMap((c, i) =>
+      c === null ? [] : [[saved.ids[i] as string, c] as const],
+    );
+    expect(changed.length).toBeGreaterThan(0);
+    const captions = new Set(captionOf.values());
+    for (const [id, caption] of changed) {
+      expect(captions.has(caption)).toBe(true);
+      expect(caption).not.toBe(captionOf.get(id));
+    }
+  });
+
   test('usage errors exit 2 with one line', async () => {
     const missing = await runCli(['train', '--out', join(work.path, 'x')]);
     expect(missing.code).toBe(2);
@@ -129,6 +170,19 @@ describe('altforge train and score', () => {
     ]);
     expect(none.code).toBe(2);
     expect(lines(none.stderr)).toEqual([expect.stringMatching(/No corpus at .*\[ERR_CORPUS_NOT_FOUND\]$/)]);
+    const badSource = await runCli([
+      'train',
+      '--corpus',
+      corpus,
+      '--out',
+      join(work.path, 's'),
+      '--relabel-source',
+      'oracle',
+    ]);
+    expect(badSource.code).toBe(2);
+    expect(lines(badSource.stderr)).toEqual([
+      expect.stringContaining('--relabel-source: expected one of model, neighbours, joint'),
+    ]);
     const badMode = await runCli(['train', '--corpus', corpus, '--out', join(work.path, 'z'), '--robust', 'magic']);
     expect(badMode.code).toBe(2);
     expect(lines(badMode.stderr)).toEqual([expect.stringContaining('--robust: expected one of none, nlip')]);

@@ -105,12 +105,49 @@ describe('caption agreement', () => {
     const all = captionAgreement(images, captions, own, 2, { neighbours: 99, scale: 10 });
     expect(new Set(Array.from(all.best)).size).toBe(1);
   });
+
+  it("votes with the nearest images' own captions, itself left out", () => {
+    // Image 3 (80°) carries "cat" (shuffled); its neighbours 90° ("dog") and 20° ("cat").
+    const own = new Int32Array([0, 0, 0, 0, 1]);
+    const found = captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
+    // Mean of the "dog" and "cat" caption embeddings is 45°: cosine 45° with its own "cat".
+    expect(found.vote[3]).toBeCloseTo(cos(45, 0), 5);
+    // Image 0 (0°): neighbours 10° and 20°, both "cat" like itself.
+    expect(found.vote[0]).toBeCloseTo(1, 6);
+    // Image 4 (90°, "dog"): neighbours 80° and 20°, both carrying "cat": the vote names "cat".
+    expect(found.vote[4]).toBeCloseTo(cos(90, 0), 5);
+    expect(found.voteBest[4]).toBe(0);
+    expect(found.voteBest[0]).toBe(0);
+    // Joint: cos(neighbourhood, g) + cos(neighbours' captions, g). Image 4's neighbourhood mean of
+    // 90°, 80°, 20° points at "dog" by the model, its neighbours' captions at "cat".
+    const sum = [90, 80, 20]
+      .map(at)
+      .reduce((s, v) => [(s[0] as number) + (v[0] as number), (s[1] as number) + (v[1] as number)]);
+    const angle = (Math.atan2(sum[1] as number, sum[0] as number) * 180) / Math.PI;
+    const joint = (g: number) => cos(angle, g) + cos(0, g);
+    expect(found.jointBest[4]).toBe(joint(0) > joint(90) ? 0 : 1);
+    // Without neighbours there is no vote: 1, and the own caption.
+    const alone = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    expect(Array.from(alone.vote)).toEqual([1, 1, 1, 1, 1]);
+    expect(Array.from(alone.voteBest)).toEqual(Array.from(own));
+  });
 });
 
 describe('harmonisation', () => {
   // Two clear humps: 6 low scores, 4 high ones.
   const scores = [0.01, 0.02, 0.03, 0.02, 0.01, 0.03, 0.97, 0.98, 0.99, 0.96];
   const options = { ema: 0.5, minSeparation: 0, varianceFloor: 5e-4, maxNoiseFraction: 1 };
+
+  it('keeps acting once latched, even when this epoch would not open the gate', () => {
+    const closed = { ...options, minSeparation: 1e9 };
+    expect(harmonise(scores, null, closed).acted).toBe(false);
+    const latched = harmonise(scores, null, { ...closed, latched: true });
+    expect(latched.acted).toBe(true);
+    expect(latched.noiseProb[9]).toBeGreaterThan(0.99);
+    expect(latched.noiseProb[0]).toBeLessThan(0.01);
+    // An estimate turned off (infinite gate) stays off, latch or not.
+    expect(harmonise(scores, null, { ...options, minSeparation: Infinity, latched: true }).acted).toBe(false);
+  });
 
   it('blends the previous estimate in with the EMA weight', () => {
     const previous = new Float32Array(scores.length).fill(0.2);
