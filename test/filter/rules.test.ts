@@ -262,11 +262,11 @@ describe('recording', () => {
     }
     // A reason this version does not know, and a reason left on a pair that is no longer stored.
     const db = new Database(join(dir, 'manifest.sqlite'));
-    const decide = db.prepare(
+    const record = db.prepare(
       `INSERT OR REPLACE INTO filter_decisions (pair, reason) SELECT rowid, ? FROM pairs WHERE key = ?`,
     );
-    decide.run('retired_rule', keys[5]);
-    decide.run('image_size', keys[7]);
+    record.run('retired_rule', keys[5]);
+    record.run('image_size', keys[7]);
     db.prepare(`UPDATE pairs SET status = 'http_404' WHERE key = ?`).run(keys[7]);
     db.close();
     const result = await runFilter({ ...base, corpus: dir, minSide: 200 });
