@@ -11,14 +11,21 @@ import { SpoolReader, SpoolWriter } from './_spool.ts';
 
 /** Counts of unigrams and bigrams keyed by their 52-bit hashes. */
 export class TokenCounter {
-  private counts = new PartitionedCountTable();
+  private counts: PartitionedCountTable;
   private readonly runs: string[] = [];
 
-  /** Run files are `${runPrefix}N.f64`; the caller removes them if the process dies before {@link finish}. */
+  /**
+   * Run files are `${runPrefix}N.f64`; the caller removes them if the process dies before
+   * {@link finish}. `expected`: distinct tokens to size the table for up front (at most
+   * `maxInMemory`), so that it is not rehashed step by step as it grows.
+   */
   constructor(
     private readonly runPrefix: string,
     private readonly maxInMemory: number,
-  ) {}
+    expected = 0,
+  ) {
+    this.counts = new PartitionedCountTable(Math.min(expected, maxInMemory));
+  }
 
   add(h: number): void {
     this.counts.add(h);

@@ -140,11 +140,13 @@ export class PartitionedCountTable {
   private readonly fill = new Int32Array(PARTITIONS);
   private counted = 0;
 
-  constructor() {
+  /** `expected`: distinct keys to size the partitions for up front (they grow beyond it). */
+  constructor(expected = 0) {
+    const cap = slotsFor(Math.ceil(expected / PARTITIONS));
     for (let p = 0; p < PARTITIONS; p++) {
-      this.keys.push(new Float64Array(MIN_CAPACITY));
-      this.counts.push(new Uint32Array(MIN_CAPACITY));
-      this.masks[p] = MIN_CAPACITY - 1;
+      this.keys.push(new Float64Array(cap));
+      this.counts.push(new Uint32Array(cap));
+      this.masks[p] = cap - 1;
     }
   }
 
