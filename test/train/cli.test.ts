@@ -170,48 +170,17 @@ describe('altforge train and score', () => {
     ]);
     expect(none.code).toBe(2);
     expect(lines(none.stderr)).toEqual([expect.stringMatching(/No corpus at .*\[ERR_CORPUS_NOT_FOUND\]$/)]);
-    const badSource = await runCli([
-      'train',
-      '--corpus',
-      corpus,
-      '--out',
-      join(work.path, 's'),
-      '--relabel-source',
-      'oracle',
-    ]);
-    expect(badSource.code).toBe(2);
-    expect(lines(badSource.stderr)).toEqual([
-      expect.stringContaining('--relabel-source: expected one of model, neighbours, joint'),
-    ]);
-    const badMode = await runCli(['train', '--corpus', corpus, '--out', join(work.path, 'z'), '--robust', 'magic']);
-    expect(badMode.code).toBe(2);
-    expect(lines(badMode.stderr)).toEqual([expect.stringContaining('--robust: expected one of none, nlip')]);
-    const badK = await runCli([
-      'train',
-      '--corpus',
-      corpus,
-      '--out',
-      join(work.path, 'k'),
-      '--agreement-neighbours',
-      'many',
-    ]);
-    expect(badK.code).toBe(2);
-    expect(lines(badK.stderr)).toEqual([
-      expect.stringContaining('--agreement-neighbours: expected auto or a whole number'),
-    ]);
-    const badSignal = await runCli([
-      'train',
-      '--corpus',
-      corpus,
-      '--out',
-      join(work.path, 's'),
-      '--noise-signal',
-      'magic',
-    ]);
-    expect(badSignal.code).toBe(2);
-    expect(lines(badSignal.stderr)).toEqual([
-      expect.stringContaining('--noise-signal: expected one of auto, agreement, loss'),
-    ]);
+    // A bad value of a flag: one line naming the flag and what it accepts.
+    for (const [flag, value, expected] of [
+      ['--relabel-source', 'oracle', '--relabel-source: expected one of model, neighbours, joint'],
+      ['--robust', 'magic', '--robust: expected one of none, nlip'],
+      ['--agreement-neighbours', 'many', '--agreement-neighbours: expected auto or a whole number'],
+      ['--noise-signal', 'magic', '--noise-signal: expected one of auto, agreement, loss'],
+    ] as const) {
+      const bad = await runCli(['train', '--corpus', corpus, '--out', join(work.path, 'bad'), flag, value]);
+      expect(bad.code).toBe(2);
+      expect(lines(bad.stderr)).toEqual([expect.stringContaining(expected)]);
+    }
     const score = await runCli(['score', '--corpus', corpus, '--checkpoint', join(work.path, 'nothing.ckpt')]);
     expect(score.code).toBe(2);
     expect(lines(score.stderr)).toEqual([expect.stringContaining('[ERR_CHECKPOINT_NOT_FOUND]')]);
