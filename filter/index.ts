@@ -256,8 +256,11 @@ function forEachChunk(
   decisions: boolean,
   fn: (count: number, cols: unknown[][], from: number, previous: Uint8Array) => boolean,
 ): void {
-  const bounds = db.prepare('SELECT MIN(rowid), MAX(rowid) FROM pairs').raw().get() as [number | null, number | null];
-  if (bounds[0] === null || bounds[1] === null) return;
+  // Two queries: each alone is a walk down one edge of the table's b-tree; together in one SELECT
+  // SQLite scans the whole table (measured: 80-100 ms on the 1M bench manifest against ~0).
+  const first = db.prepare('SELECT MIN(rowid) FROM pairs').pluck().get() as number | null;
+  const last = db.prepare('SELECT MAX(rowid) FROM pairs').pluck().get() as number | null;
+  if (first === null || last === null) return;
   const select = db
     .prepare(
       `SELECT COUNT(*), ${columns.map((c) => `json_group_array(${c})`).join(', ')}
@@ -275,7 +278,7 @@ function forEachChunk(
         .pluck()
     : null;
   const previous = new Uint8Array(CHUNK);
-  for (let from = bounds[0]; from <= bounds[1]; from += CHUNK) {
+  for (let from = first; from <= last; from += CHUNK) {
     const [count, ...json] = select.get(from, from + CHUNK) as [number, ...string[]];
     if (count === 0) continue;
     previous.fill(0);
