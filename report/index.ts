@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { UsageError } from '../corpus/errors.ts';
 import { filterReasonSql } from '../corpus/filter-reason.ts';
-import { hasColumn, isCorpus, MANIFEST_FILE } from '../corpus/manifest.ts';
+import { hasColumn, hasTable, isCorpus, MANIFEST_FILE } from '../corpus/manifest.ts';
 import { defaultRegistryPath, findBenchmark, iterateImages, openRegistry, readImageBytes } from '../corpus/registry.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
@@ -124,10 +124,6 @@ function fixedOrDash(value: number | null): string {
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * (sorted.length - 1)))] as number;
-}
-
-function tableExists(db: Database.Database, name: string): boolean {
-  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
 
 /** Reads `compare.json` (the file or the directory holding it); null when not given. */
@@ -303,7 +299,7 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
     }
 
     // --- dedup matches
-    const hasDedup = hasColumn(db, 'pairs', 'dup_of') && tableExists(db, 'dedup_matches');
+    const hasDedup = hasColumn(db, 'pairs', 'dup_of') && hasTable(db, 'dedup_matches');
     sections.dedup = hasDedup;
     if (hasDedup) {
       const counts = db
