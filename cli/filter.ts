@@ -127,7 +127,7 @@ export const filterCommand = defineCommand({
   meta: {
     name: 'filter',
     description:
-      "Apply ALIGN's frequency filter (or DataComp's basic one): record each rejected pair's reason in the manifest (table filter_decisions), delete nothing. Rerun with other thresholds to recompute.",
+      "Apply ALIGN's frequency filter (or DataComp's basic one): record each rejected pair's reason in the manifest (view filter_decisions), delete nothing. Rerun with other thresholds to recompute.",
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {

@@ -1,6 +1,6 @@
 /**
  * The filter stage: ALIGN's minimal frequency rules (and DataComp's basic preset), recorded per
- * pair in the manifest's `filter_decisions` table, never deleting anything. One streaming read of the manifests
+ * pair in the manifest (decision blocks, read as the view `filter_decisions`), never deleting anything. One streaming read of the manifests
  * counts (tokens, captions per image, images per caption) into bounded typed-array tables, with
  * sorted runs on disk beyond a limit, and spools per pair what the second pass needs; the second
  * pass decides each pair from the spool and keeps, in memory, the rows whose reason changes. Those
@@ -10,13 +10,20 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
-import { FILTER_DECISIONS } from '../corpus/filter-reason.ts';
+import {
+  BLOCK_PAIRS,
+  DECISION_BLOCKS,
+  DECISION_BLOCKS_SQL,
+  FILTER_DECISIONS,
+  STORED_REASONS,
+} from '../corpus/filter-reason.ts';
 import { MANIFEST_FILE, hasColumn, hasTable, openCorpus, recordStageRun, type Migration } from '../corpus/manifest.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { CaptionHasher, normaliseCaption, wordTokens } from '../corpus/text.ts';
 import { TokenCounter } from './_counts.ts';
 import { SpoolReader, SpoolWriter, removeSpool } from './_spool.ts';
+import { DecisionBlocks, readDecisions, UNKNOWN_REASON } from './_decision-blocks.ts';
 import { KeySet } from './_hash-table.ts';
 import { hash52, pairHash52, sha52 } from './_hash.ts';
 import { ClassifierUnavailableError, nsfwjsClassifier, type NsfwClassifier, type NsfwModel } from './nsfw.ts';
@@ -36,10 +43,10 @@ export { ClassifierUnavailableError, nsfwjsClassifier, type NsfwClassifier, type
 export { runExport, type ExportOptions, type ExportResult } from './export.ts';
 
 /**
- * The filter's tables: its decisions (one row per rejected pair: `pair` is the pair's rowid in
- * `pairs`, `reason` the first failing rule; kept pairs have no row) and its classifier cache.
- * Manifests filtered before this table existed had the reason in `pairs.filter_reason` (migration
- * `filter/001-filter-reason`): their reasons move into the table and the column goes.
+ * The filter's tables: its decisions (`corpus/filter-reason.ts`: a byte a pair in blocks of 256
+ * rowids, and the view `filter_decisions (pair, reason)` over them) and its classifier cache.
+ * Older manifests are converted: a reason in the column `pairs.filter_reason` (migration
+ * `filter/001-filter-reason`) moves into a row a pair (002), and those rows into blocks (003).
  */
 export const FILTER_MIGRATIONS: readonly Migration[] = [
   {
@@ -58,6 +65,28 @@ export const FILTER_MIGRATIONS: readonly Migration[] = [
       db.exec(`INSERT INTO ${FILTER_DECISIONS} (pair, reason)
                  SELECT rowid, filter_reason FROM pairs WHERE filter_reason IS NOT NULL;
                ALTER TABLE pairs DROP COLUMN filter_reason;`);
+    },
+  },
+  {
+    id: 'filter/003-decision-blocks',
+    sql: `ALTER TABLE ${FILTER_DECISIONS} RENAME TO filter_decision_rows; ${DECISION_BLOCKS_SQL}`,
+    run: (db) => {
+      const blocks = new DecisionBlocks(db);
+      const rows = db
+        .prepare('SELECT pair, reason FROM filter_decision_rows WHERE pair > ? ORDER BY pair LIMIT 65536')
+        .raw();
+      // In batches: the connection cannot write while a statement iterates.
+      for (let after = -Infinity; ;) {
+        const batch = rows.all(after) as Array<[number, string]>;
+        if (batch.length === 0) break;
+        for (const [pair, reason] of batch) {
+          const code = STORED_REASONS.indexOf(reason);
+          blocks.setStored(pair, code < 0 ? 0xff : code + 1);
+        }
+        after = batch[batch.length - 1]![0];
+      }
+      blocks.flush();
+      db.exec('DROP TABLE filter_decision_rows');
     },
   },
 ];
@@ -115,10 +144,10 @@ interface OpenCorpus {
   hasNoise: boolean;
   hasDup: boolean;
   /**
-   * Where the previous run's decisions are: `table` (read alongside the rows), or an SQL expression
+   * Where the previous run's decisions are: `blocks` (read alongside the rows), or an SQL expression
    * over a row of `pairs` giving its reason's code (a column from older versions; 0 when none).
    */
-  previous: 'table' | { sql: string };
+  previous: 'blocks' | { sql: string };
   close(): void;
 }
 
@@ -225,15 +254,21 @@ const S_CHARS = 7;
 const S_WORDS = 8;
 const SPOOL_HEADER = 9;
 
-/** Reason codes: 0 is kept (NULL), i + 1 is `REASON_ORDER[i]`, 15 a value this version does not know. */
-const UNKNOWN_REASON = 15;
-/** The code of a reason that is not NULL. */
+/** The filter's code of a reason that is not NULL (0 kept, i + 1 for `REASON_ORDER[i]`). */
 const reasonCodeSql = (reason: string) =>
   `CASE ${reason} ${REASON_ORDER.map((r, i) => `WHEN '${r}' THEN ${i + 1}`).join(' ')} ELSE ${UNKNOWN_REASON} END`;
 
-/** {@link OpenCorpus.previous} for this manifest's layout of decisions. */
+/**
+ * {@link OpenCorpus.previous} for this manifest's layout of decisions. The older layouts are
+ * only read as such by a dry run (which does not migrate): a lookup a pair, or the column.
+ */
 function previousDecisions(db: Database.Database): OpenCorpus['previous'] {
-  if (hasTable(db, FILTER_DECISIONS)) return 'table';
+  if (hasTable(db, DECISION_BLOCKS)) return 'blocks';
+  if (hasTable(db, FILTER_DECISIONS)) {
+    return {
+      sql: `COALESCE((SELECT ${reasonCodeSql('reason')} FROM ${FILTER_DECISIONS} WHERE pair = pairs.rowid), 0)`,
+    };
+  }
   return {
     sql: hasColumn(db, 'pairs', 'filter_reason')
       ? `CASE WHEN filter_reason IS NULL THEN 0 ELSE ${reasonCodeSql('filter_reason')} END`
@@ -241,19 +276,29 @@ function previousDecisions(db: Database.Database): OpenCorpus['previous'] {
   };
 }
 
-const CHUNK = 4096;
+/** Rowids a range covers: a whole number of decision blocks. */
+const CHUNK = 16 * BLOCK_PAIRS;
+
+/** A column {@link forEachChunk} reads: SQL over a row of `pairs`; `text` when its values are never NULL strings. */
+interface ChunkColumn {
+  sql: string;
+  text?: boolean;
+}
 
 /**
- * Rows of a manifest in rowid ranges of {@link CHUNK}, each column of a range as one JSON array:
+ * Rows of a manifest in rowid ranges of {@link CHUNK}, each column of a range read as one value:
  * one crossing from SQLite to JS per range instead of one per row, which halves the cost of
- * reading a large manifest. Calls `fn` with the columns of each non-empty range and, with
- * `decisions`, the range's previous reason codes by `rowid - from` (0 when kept): read from
- * `filter_decisions` on their own, cheaper than a lookup per row of `pairs`.
+ * reading a large manifest. A number column comes as a JSON array; a text column as its values
+ * joined by NUL characters and split in JS (no JSON escaping either way; a range whose text holds
+ * a NUL is read again as JSON). Calls `fn` with the columns of each non-empty range and, with
+ * `stale`, the range's previous reason codes by `rowid - from` (0 when kept), read from the
+ * range's decision blocks; then calls `stale` with each rowid that has a previous decision but is
+ * not a stored pair any more (its decision is to be cleared). With `stale`, `columns[0]` is `rowid`.
  */
 function forEachChunk(
   db: Database.Database,
-  columns: string[],
-  decisions: boolean,
+  columns: ChunkColumn[],
+  stale: ((rowid: number) => void) | null,
   fn: (count: number, cols: unknown[][], from: number, previous: Uint8Array) => boolean,
 ): void {
   // Two queries: each alone is a walk down one edge of the table's b-tree; together in one SELECT
@@ -261,40 +306,34 @@ function forEachChunk(
   const first = db.prepare('SELECT MIN(rowid) FROM pairs').pluck().get() as number | null;
   const last = db.prepare('SELECT MAX(rowid) FROM pairs').pluck().get() as number | null;
   if (first === null || last === null) return;
-  const select = db
-    .prepare(
-      `SELECT COUNT(*), ${columns.map((c) => `json_group_array(${c})`).join(', ')}
-         FROM pairs WHERE rowid >= ? AND rowid < ? AND status = 'ok'`,
-    )
-    .raw();
-  // Each decision of a range as two characters of one string, (256 + offset, 48 + code): no JSON
-  // and no number objects for what is most of the table on a rerun.
-  const previousOf = decisions
-    ? db
-        .prepare(
-          `SELECT group_concat(char(pair - @from + 256, ${reasonCodeSql('reason')} + 48), '')
-             FROM ${FILTER_DECISIONS} WHERE pair >= @from AND pair < @to`,
-        )
-        .pluck()
-    : null;
-  const previous = new Uint8Array(CHUNK);
-  for (let from = first; from <= last; from += CHUNK) {
-    const [count, ...json] = select.get(from, from + CHUNK) as [number, ...string[]];
-    if (count === 0) continue;
-    previous.fill(0);
-    if (previousOf !== null) {
-      const codes = (previousOf.get({ from, to: from + CHUNK }) as string | null) ?? '';
-      for (let k = 0; k < codes.length; k += 2) previous[codes.charCodeAt(k) - 256] = codes.charCodeAt(k + 1) - 48;
-    }
-    if (
-      !fn(
-        count,
-        json.map((j) => JSON.parse(j) as unknown[]),
-        from,
-        previous,
+  const query = (joined: boolean) =>
+    db
+      .prepare(
+        `SELECT COUNT(*), ${columns.map((c) => (c.text && joined ? `group_concat(${c.sql}, char(0))` : `json_group_array(${c.sql})`)).join(', ')}
+           FROM pairs WHERE rowid >= ? AND rowid < ? AND status = 'ok'`,
       )
-    )
-      return;
+      .raw();
+  const select = query(true);
+  const selectJson = query(false);
+  const readPrevious = stale !== null ? readDecisions(db) : null;
+  const previous = new Uint8Array(CHUNK);
+  for (let from = first - (first % CHUNK); from <= last; from += CHUNK) {
+    const [count, ...values] = select.get(from, from + CHUNK) as [number, ...string[]];
+    let cols = values.map((v, k) =>
+      columns[k]!.text ? (count > 0 ? v.split('\0') : []) : (JSON.parse(v) as unknown[]),
+    );
+    if (cols.some((c) => c.length !== count)) {
+      const [, ...json] = selectJson.get(from, from + CHUNK) as [number, ...string[]];
+      cols = json.map((j) => JSON.parse(j) as unknown[]);
+    }
+    if (readPrevious !== null) readPrevious(from, previous);
+    if (count === 0 && readPrevious === null) continue;
+    if (count > 0 && !fn(count, cols, from, previous)) return;
+    if (stale !== null) {
+      const rowids = cols[0] as number[];
+      for (let i = 0; i < count; i++) previous[rowids[i]! - from] = 0;
+      for (let k = 0; k < CHUNK; k++) if (previous[k] !== 0) stale(from + k);
+    }
   }
 }
 
@@ -332,41 +371,18 @@ class Changes {
   }
 }
 
-/** Rows written by one INSERT of {@link applyChanges}: fewer calls from JS, as the crawl measured. */
-const APPLY_ROWS = 128;
-
 /**
- * Writes the changed decisions into a manifest's `filter_decisions` (inside the caller's
- * transaction) in rowid order, so the table grows by appending, and drops those of pairs no
- * longer stored.
+ * Writes the changed decisions into a manifest's decision blocks (inside the caller's
+ * transaction) in rowid order, each changed block read and written once, and clears the
+ * decisions of `stale`, rowids that are no longer stored pairs.
  */
-function applyChanges(db: Database.Database, changes: Changes): void {
-  const reasons = [null, ...REASON_ORDER];
-  const upsert = (rows: number) =>
-    db.prepare(
-      `INSERT OR REPLACE INTO ${FILTER_DECISIONS} (pair, reason) VALUES ${Array.from({ length: rows }, () => '(?, ?)').join(', ')}`,
-    );
-  const upsertMany = upsert(APPLY_ROWS);
-  const upsertOne = upsert(1);
-  const remove = db.prepare(`DELETE FROM ${FILTER_DECISIONS} WHERE pair = ?`);
+function applyChanges(db: Database.Database, changes: Changes, stale: number[]): void {
   changes.sort();
+  const blocks = new DecisionBlocks(db);
   const { rowids, codes, length } = changes;
-  const batch: Array<number | string> = [];
-  for (let k = 0; k < length; k++) {
-    if (codes[k] === 0) {
-      remove.run(rowids[k]!);
-      continue;
-    }
-    batch.push(rowids[k]!, reasons[codes[k]!]!);
-    if (batch.length === 2 * APPLY_ROWS) {
-      upsertMany.run(batch);
-      batch.length = 0;
-    }
-  }
-  for (let k = 0; k < batch.length; k += 2) upsertOne.run(batch[k], batch[k + 1]);
-  db.prepare(
-    `DELETE FROM ${FILTER_DECISIONS} WHERE pair IN (SELECT rowid FROM pairs WHERE status < 'ok' OR status > 'ok')`,
-  ).run();
+  for (let k = 0; k < length; k++) blocks.set(rowids[k]!, codes[k]!);
+  for (const rowid of stale) blocks.set(rowid, 0);
+  blocks.flush();
 }
 
 function resolveClassifier(o: ResolvedFilterOptions): NsfwClassifier | null {
@@ -447,24 +463,28 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     let distinctPairs = 0;
     const hasher = new CaptionHasher();
     spool = new SpoolWriter(spoolPath);
+    // Rowids with a previous decision that are no longer stored pairs: cleared by apply.
+    const stale = corpora.map((): number[] => []);
     let done = 0;
     for (let ci = 0; ci < corpora.length && !aborted(); ci++) {
       const c = corpora[ci]!;
-      const cols = [
-        'rowid',
-        'caption',
+      const cols: ChunkColumn[] = [
+        { sql: 'rowid' },
+        { sql: 'caption', text: true },
         // What sha52 reads of a sha256 (its first 13 characters: 52 bits of a hex digest), or the
         // URL of an image without one.
-        'COALESCE(substr(sha256, 1, 13), url)',
-        'COALESCE(original_width, width, 0)',
-        'COALESCE(original_height, height, 0)',
-        `${ci * 64} + 4 * (${c.previous === 'table' ? '0' : c.previous.sql}) + 2 * (sha256 IS NOT NULL) + ${c.hasDup ? '(dup_of IS NOT NULL)' : '0'}`,
+        { sql: 'COALESCE(substr(sha256, 1, 13), url)', text: true },
+        { sql: 'COALESCE(original_width, width, 0)' },
+        { sql: 'COALESCE(original_height, height, 0)' },
+        {
+          sql: `${ci * 64} + 4 * (${c.previous === 'blocks' ? '0' : c.previous.sql}) + 2 * (sha256 IS NOT NULL) + ${c.hasDup ? '(dup_of IS NOT NULL)' : '0'}`,
+        },
       ];
-      if (c.hasNoise) cols.push('noise_prob');
+      if (c.hasNoise) cols.push({ sql: 'noise_prob' });
       forEachChunk(
         c.db,
         cols,
-        c.previous === 'table',
+        c.previous === 'blocks' ? (rowid) => stale[ci]!.push(rowid) : null,
         (count, [rowids, captions, imageIds, widths, heights, flagList, noises], from, previous) => {
           for (let i = 0; i < count; i++) {
             const caption = captions![i] as string;
@@ -791,7 +811,7 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
         const c = corpora[ci]!;
         progress({ phase: 'apply', done: ci, total: corpora.length });
         c.db.transaction(() => {
-          applyChanges(c.db, changes[ci]!);
+          applyChanges(c.db, changes[ci]!, stale[ci]!);
           finishRuns[ci]!('ok', { ...result, examples: undefined, durationMs: Date.now() - started });
         })();
       }

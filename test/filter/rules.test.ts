@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { STORED_REASONS } from '../../corpus/filter-reason.ts';
+import { DecisionBlocks } from '../../filter/_decision-blocks.ts';
 import { runFilter, type FilterOptions } from '../../filter/index.ts';
 import { makeManifest, reasons, type PairSpec } from '../fixtures/manifest.ts';
 import { tempDir } from '../helpers/corpus.ts';
@@ -91,6 +93,17 @@ describe('text rules', () => {
     const got = await decide(pairs);
     expect(got.slice(0, 10)).toEqual(Array(10).fill(null));
     expect(got.slice(10)).toEqual(Array(11).fill('shared_caption'));
+  });
+
+  it('reads captions holding a NUL character intact', async () => {
+    // Captions are read a range at a time, joined by NULs; one that holds a NUL itself must still
+    // be one caption: 11 images sharing it, then 10 sharing another, then a short one.
+    const pairs: PairSpec[] = [];
+    for (let i = 0; i < 11; i++) pairs.push({ caption: 'nul\u0000inside this caption', url: `http://a/${i}.jpg` });
+    for (let i = 0; i < 10; i++) pairs.push({ caption: 'ten images share this', url: `http://b/${i}.jpg` });
+    pairs.push({ caption: 'two words', url: 'http://c/0.jpg' });
+    const got = await decide(pairs);
+    expect(got).toEqual([...Array(11).fill('shared_caption'), ...Array(10).fill(null), 'too_few_words']);
   });
 
   it('counts a caption shared after normalisation (NFKC, case, whitespace) and by distinct images only', async () => {
@@ -237,8 +250,9 @@ describe('recording', () => {
 
   it('rewrites exactly the rows whose reason changes, far apart or together, and clears pairs no longer stored', async () => {
     const dir = join(tmp.path, 'changes');
-    // 200 pairs: the first and the last 150 px, the 10 in the middle 250 px, the rest 400 px.
-    const sizes = Array.from({ length: 200 }, (_, i) => (i === 0 || i === 199 ? 150 : i >= 95 && i < 105 ? 250 : 400));
+    // 600 pairs (three blocks of decisions): the first and the last 150 px, 10 across the first
+    // block's end 250 px, the rest 400 px.
+    const sizes = Array.from({ length: 600 }, (_, i) => (i === 0 || i === 599 ? 150 : i >= 250 && i < 260 ? 250 : 400));
     const keys = makeManifest(
       dir,
       sizes.map((side, i) => ({ caption: caption(i), width: side, height: side })),
@@ -255,25 +269,47 @@ describe('recording', () => {
     const expected = (minSide: number) => sizes.map((side) => (side <= minSide ? 'image_size' : null));
     await runFilter({ ...base, corpus: dir, minSide: 100 });
     expect(read()).toEqual(expected(100));
-    // Two changes 199 rows apart, then ten neighbours, then all of them back.
+    // Two changes 599 rows apart, then ten neighbours, then all of them back.
     for (const minSide of [200, 300, 100, 500, 100]) {
       await runFilter({ ...base, corpus: dir, minSide });
       expect(read()).toEqual(expected(minSide));
     }
     // A reason this version does not know, and a reason left on a pair that is no longer stored.
-    const db = new Database(join(dir, 'manifest.sqlite'));
-    const record = db.prepare(
-      `INSERT OR REPLACE INTO filter_decisions (pair, reason) SELECT rowid, ? FROM pairs WHERE key = ?`,
-    );
-    record.run('retired_rule', keys[5]);
-    record.run('image_size', keys[7]);
-    db.prepare(`UPDATE pairs SET status = 'http_404' WHERE key = ?`).run(keys[7]);
-    db.close();
+    const edit = new Database(join(dir, 'manifest.sqlite'));
+    const rowid = edit.prepare('SELECT rowid FROM pairs WHERE key = ?').pluck();
+    const blocks = new DecisionBlocks(edit);
+    blocks.setStored(rowid.get(keys[5]) as number, 0xfe);
+    blocks.setStored(rowid.get(keys[7]) as number, STORED_REASONS.indexOf('image_size') + 1);
+    blocks.flush();
+    edit.prepare(`UPDATE pairs SET status = 'http_404' WHERE key = ?`).run(keys[7]);
+    edit.close();
+    expect(read()[5]).toBe('unknown');
     const result = await runFilter({ ...base, corpus: dir, minSide: 200 });
-    expect(result.pairs).toBe(199);
+    expect(result.pairs).toBe(sizes.length - 1);
     const want: (string | null)[] = expected(200);
     want[7] = null;
     expect(read()).toEqual(want);
+    // The view has a row a rejected pair; only blocks holding a rejected pair are stored.
+    const stored = () => {
+      const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+      try {
+        return {
+          view: db.prepare('SELECT pair, reason FROM filter_decisions ORDER BY pair').all(),
+          blocks: db.prepare('SELECT block FROM filter_decision_blocks ORDER BY block').pluck().all(),
+          ends: db.prepare('SELECT MIN(rowid), MAX(rowid) FROM pairs').raw().get() as [number, number],
+        };
+      } finally {
+        db.close();
+      }
+    };
+    const { view, blocks: full, ends } = stored();
+    expect(view).toEqual([
+      { pair: ends[0], reason: 'image_size' },
+      { pair: ends[1], reason: 'image_size' },
+    ]);
+    expect(full).toEqual([Math.floor(ends[0] / 256), Math.floor(ends[1] / 256)]);
+    await runFilter({ ...base, corpus: dir, minSide: 100 });
+    expect(stored()).toEqual({ view: [], blocks: [], ends });
   });
 
   it('moves the reasons of a manifest filtered into a column (older versions) into filter_decisions', async () => {
@@ -315,6 +351,60 @@ describe('recording', () => {
     db.close();
     expect(columns).not.toContain('filter_reason');
     expect(stored).toBe(2);
+  });
+
+  it('converts the row-a-pair table of the previous version into decision blocks, reading it the same before', async () => {
+    const dir = join(tmp.path, 'rows');
+    const keys = makeManifest(
+      dir,
+      [150, 400, 150, 400].map((side, i) => ({ caption: caption(i), width: side, height: side })),
+    );
+    // The layout of the previous version: migration filter/002 and one row a rejected pair.
+    const previous = new Database(join(dir, 'manifest.sqlite'));
+    previous.exec(`CREATE TABLE nsfw_scores (sha256 TEXT NOT NULL, model TEXT NOT NULL, score REAL NOT NULL,
+        PRIMARY KEY (sha256, model)) WITHOUT ROWID;
+      CREATE TABLE filter_decisions (pair INTEGER PRIMARY KEY, reason TEXT NOT NULL);`);
+    const applied = previous.prepare('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)');
+    applied.run('filter/001-filter-reason', new Date().toISOString());
+    applied.run('filter/002-decisions', new Date().toISOString());
+    const record = previous.prepare(
+      'INSERT INTO filter_decisions (pair, reason) SELECT rowid, ? FROM pairs WHERE key = ?',
+    );
+    record.run('image_size', keys[0]);
+    record.run('rare_token', keys[1]);
+    // A decision left on a rowid that is no longer a pair, two blocks further on: cleared.
+    previous.prepare('INSERT INTO filter_decisions (pair, reason) VALUES (600, ?)').run('image_size');
+    previous.close();
+    const read = () => {
+      const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+      try {
+        const r = reasons(db);
+        return keys.map((k) => r.get(k) ?? null);
+      } finally {
+        db.close();
+      }
+    };
+    expect(read()).toEqual(['image_size', 'rare_token', null, null]);
+    const dry = await runFilter({ ...base, corpus: dir, dryRun: true });
+    expect(dry.byReason.image_size).toBe(2);
+    expect(read()).toEqual(['image_size', 'rare_token', null, null]);
+    await runFilter({ ...base, corpus: dir });
+    expect(read()).toEqual(['image_size', null, 'image_size', null]);
+    const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+    const objects = db
+      .prepare(`SELECT name, type FROM sqlite_master WHERE name LIKE 'filter_decision%' ORDER BY name`)
+      .all();
+    const view = db.prepare('SELECT pair, reason FROM filter_decisions ORDER BY pair').raw().all();
+    const rowids = db
+      .prepare('SELECT rowid FROM pairs WHERE key = ? OR key = ? ORDER BY rowid')
+      .pluck()
+      .all(keys[0], keys[2]);
+    db.close();
+    expect(view).toEqual(rowids.map((r) => [r, 'image_size']));
+    expect(objects).toEqual([
+      { name: 'filter_decision_blocks', type: 'table' },
+      { name: 'filter_decisions', type: 'view' },
+    ]);
   });
 
   it('counts two corpora together: a caption shared 6 + 6 times is dropped in both', async () => {

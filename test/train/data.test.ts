@@ -2,6 +2,8 @@ import Database from 'better-sqlite3';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCorpus } from '../../corpus/manifest.ts';
+import { STORED_REASONS } from '../../corpus/filter-reason.ts';
+import { DecisionBlocks } from '../../filter/_decision-blocks.ts';
 import { FILTER_MIGRATIONS } from '../../filter/index.ts';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import sharp from 'sharp';
@@ -46,14 +48,17 @@ describe('training data', () => {
     expect(listPairs({ corpus: [corpusA], includeFiltered: true, includeDuplicates: true }).pairs).toHaveLength(12);
   });
 
-  test("leaves out the pairs the filter rejected in its filter_decisions table (the filter's current layout)", () => {
+  test("leaves out the pairs the filter rejected in its decision blocks (the filter's current layout)", () => {
     const dir = join(work.path, 'decided');
     cpSync(corpusB, dir, { recursive: true });
     const corpus = openCorpus(dir, { migrations: FILTER_MIGRATIONS });
     const keys = corpus.db.prepare('SELECT key FROM pairs ORDER BY key').pluck().all() as string[];
-    corpus.db
-      .prepare(`INSERT INTO filter_decisions (pair, reason) SELECT rowid, 'rare_token' FROM pairs WHERE key = ?`)
-      .run(keys[1]);
+    const blocks = new DecisionBlocks(corpus.db);
+    blocks.setStored(
+      corpus.db.prepare('SELECT rowid FROM pairs WHERE key = ?').pluck().get(keys[1]) as number,
+      STORED_REASONS.indexOf('rare_token') + 1,
+    );
+    blocks.flush();
     corpus.close();
     const { pairs, counts } = listPairs({ corpus: [dir] });
     expect(pairs.map((p) => p.key)).toEqual(keys.filter((_k, i) => i !== 1));
