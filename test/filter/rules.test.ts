@@ -23,6 +23,11 @@ async function decide(pairs: PairSpec[], options: Partial<FilterOptions> = {}, n
   const dir = join(tmp.path, name);
   const keys = makeManifest(dir, pairs);
   await runFilter({ ...base, corpus: dir, ...options });
+  return reasonsOf(dir, keys);
+}
+
+/** The filter reason of each of `keys` in the manifest of `dir` (null when kept). */
+function reasonsOf(dir: string, keys: string[]): (string | null)[] {
   const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
   try {
     const byKey = reasons(db);
@@ -224,15 +229,7 @@ describe('recording', () => {
       { caption: caption(1), width: 250, height: 250 },
       { caption: caption(2), width: 150, height: 150 },
     ]);
-    const read = () => {
-      const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
-      try {
-        const r = reasons(db);
-        return keys.map((k) => r.get(k));
-      } finally {
-        db.close();
-      }
-    };
+    const read = () => reasonsOf(dir, keys);
     const dry = await runFilter({ ...base, corpus: dir, dryRun: true });
     expect(dry.byReason.image_size).toBe(1);
     const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
@@ -257,15 +254,7 @@ describe('recording', () => {
       dir,
       sizes.map((side, i) => ({ caption: caption(i), width: side, height: side })),
     );
-    const read = () => {
-      const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
-      try {
-        const r = reasons(db);
-        return keys.map((k) => r.get(k) ?? null);
-      } finally {
-        db.close();
-      }
-    };
+    const read = () => reasonsOf(dir, keys);
     const expected = (minSide: number) => sizes.map((side) => (side <= minSide ? 'image_size' : null));
     await runFilter({ ...base, corpus: dir, minSide: 100 });
     expect(read()).toEqual(expected(100));
@@ -330,21 +319,13 @@ describe('recording', () => {
     set.run('image_size', keys[0]);
     set.run('rare_token', keys[1]);
     legacy.close();
-    const read = (readonly: boolean) => {
-      const db = new Database(join(dir, 'manifest.sqlite'), { readonly });
-      try {
-        const r = reasons(db);
-        return keys.map((k) => r.get(k) ?? null);
-      } finally {
-        db.close();
-      }
-    };
+    const read = () => reasonsOf(dir, keys);
     // Read as before, and a dry run changes nothing.
-    expect(read(true)).toEqual(['image_size', 'rare_token', null, null]);
+    expect(read()).toEqual(['image_size', 'rare_token', null, null]);
     await runFilter({ ...base, corpus: dir, dryRun: true });
-    expect(read(true)).toEqual(['image_size', 'rare_token', null, null]);
+    expect(read()).toEqual(['image_size', 'rare_token', null, null]);
     await runFilter({ ...base, corpus: dir });
-    expect(read(true)).toEqual(['image_size', null, 'image_size', null]);
+    expect(read()).toEqual(['image_size', null, 'image_size', null]);
     const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
     const columns = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('pairs');
     const stored = db.prepare('SELECT COUNT(*) FROM filter_decisions').pluck().get();
@@ -375,15 +356,7 @@ describe('recording', () => {
     // A decision left on a rowid that is no longer a pair, two blocks further on: cleared.
     previous.prepare('INSERT INTO filter_decisions (pair, reason) VALUES (600, ?)').run('image_size');
     previous.close();
-    const read = () => {
-      const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
-      try {
-        const r = reasons(db);
-        return keys.map((k) => r.get(k) ?? null);
-      } finally {
-        db.close();
-      }
-    };
+    const read = () => reasonsOf(dir, keys);
     expect(read()).toEqual(['image_size', 'rare_token', null, null]);
     const dry = await runFilter({ ...base, corpus: dir, dryRun: true });
     expect(dry.byReason.image_size).toBe(2);
