@@ -60,7 +60,8 @@ export interface StageCommand<R> {
 
 /** What a stage command hands its stage: a progress callback and the Ctrl-C signal. */
 export interface StageHooks {
-  onProgress(progress: { phase: string; done: number; total?: number | null }): void;
+  /** `ok` and `failed` (the crawl's and registration's counts) add an ok-rate to the bar. */
+  onProgress(progress: { phase: string; done: number; total?: number | null; ok?: number; failed?: number }): void;
   signal: AbortSignal;
   positionals: string[];
 }
@@ -87,7 +88,7 @@ export async function runStageCommand<R>(command: StageCommand<R>): Promise<R> {
   let result: R;
   try {
     result = await command.run(options, {
-      onProgress: (p) => bar.update(p.phase, p.done, p.total ?? null),
+      onProgress: (p) => bar.update(p.phase, p.done, p.total ?? null, p.ok, p.failed),
       signal: interruptSignal(),
       positionals,
     });

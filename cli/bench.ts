@@ -9,8 +9,7 @@ import {
 } from '../corpus/registry.ts';
 import { registerBenchmark, type RegisterOptions, type RegisterResult } from '../dedup/index.ts';
 import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
-import { createProgress } from './_progress.ts';
-import { interruptSignal, setExitCode } from './_run.ts';
+import { runStageCommand } from './_run.ts';
 
 const benchDb = {
   type: 'string',
@@ -86,31 +85,25 @@ const addCommand = defineCommand({
   },
   args: cittyArgs(addFlags),
   async run({ rawArgs }) {
-    const { values } = parseFlags(rawArgs, addFlags);
-    const {
-      json,
-      progress: showProgress,
-      ...rest
-    } = values as Record<string, unknown> & { json?: boolean; progress?: boolean };
-    if (rest['name'] === undefined)
-      throw new UsageError('ERR_USAGE', 'Missing --name NAME: the name to register the test set under');
-    if (rest['images'] === undefined)
-      throw new UsageError('ERR_USAGE', 'Missing --images PATH: a folder, WebDataset shards or an IDX file');
-    const bar = createProgress(showProgress !== false && json !== true);
-    const options = {
-      ...rest,
-      onProgress: (p) => bar.update('register', p.done, p.total, p.ok, p.failed),
-      signal: interruptSignal(),
-    } as RegisterOptions;
-    let result: RegisterResult;
-    try {
-      result = await registerBenchmark(options);
-    } finally {
-      bar.stop();
-    }
-    if (json) process.stdout.write(JSON.stringify(result) + '\n');
-    else process.stderr.write(summarizeAdd(result, options.benchDb ?? defaultRegistryPath()) + '\n');
-    if (result.interrupted) setExitCode(130);
+    let registry = defaultRegistryPath();
+    await runStageCommand<RegisterResult>({
+      rawArgs,
+      flags: addFlags,
+      required: {
+        name: 'Missing --name NAME: the name to register the test set under',
+        images: 'Missing --images PATH: a folder, WebDataset shards or an IDX file',
+      },
+      run: (values, hooks) => {
+        registry = (values['benchDb'] as string | undefined) ?? registry;
+        return registerBenchmark({
+          ...values,
+          onProgress: (p) => hooks.onProgress({ phase: 'register', ...p }),
+          signal: hooks.signal,
+        } as RegisterOptions);
+      },
+      summarize: (result) => summarizeAdd(result, registry),
+      interrupted: (result) => result.interrupted,
+    });
   },
 });
 

@@ -1,9 +1,7 @@
 import { defineCommand } from 'citty';
-import { UsageError } from '../corpus/errors.ts';
 import { runCrawl, type CrawlOptions, type CrawlResult } from '../crawl/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
-import { createProgress } from './_progress.ts';
-import { interruptSignal, setExitCode } from './_run.ts';
+import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { runStageCommand } from './_run.ts';
 
 const flags = {
   out: { type: 'string', description: 'Corpus directory to create or continue', valueHint: 'DIR', alias: 'o' },
@@ -127,44 +125,30 @@ export const crawlCommand = defineCommand({
     ...cittyArgs(flags),
   },
   async run({ rawArgs }) {
-    const { values, positionals } = parseFlags(rawArgs, flags);
-    const {
-      json,
-      progress: showProgress,
-      allowPrivateNetwork,
-      allowPrivateHost,
-      pages,
-      ...rest
-    } = values as Record<string, unknown> & {
-      json?: boolean;
-      progress?: boolean;
-      allowPrivateNetwork?: boolean;
-      allowPrivateHost?: string[];
-      pages?: string[];
-    };
-    const bar = createProgress(showProgress !== false && json !== true);
-    const options = {
-      ...rest,
-      pages: [...positionals, ...(pages ?? [])],
-      ...(allowPrivateNetwork
-        ? { allowPrivateNetwork: true }
-        : allowPrivateHost
-          ? { allowPrivateNetwork: allowPrivateHost }
-          : {}),
-      onProgress: (p) => bar.update(p.phase, p.done, p.total, p.ok, p.failed),
-      signal: interruptSignal(),
-    } as CrawlOptions;
-    if (options.out === undefined) {
-      throw new UsageError('ERR_USAGE', 'Missing --out DIR: the corpus directory to create or continue');
-    }
-    let result: CrawlResult;
-    try {
-      result = await runCrawl(options);
-    } finally {
-      bar.stop();
-    }
-    if (json) process.stdout.write(JSON.stringify(result) + '\n');
-    else process.stderr.write(summarize(result) + '\n');
-    if (result.interrupted) setExitCode(130);
+    await runStageCommand<CrawlResult>({
+      rawArgs,
+      flags,
+      required: { out: 'Missing --out DIR: the corpus directory to create or continue' },
+      run: (values, hooks) => {
+        const { allowPrivateNetwork, allowPrivateHost, pages, ...rest } = values as Record<string, unknown> & {
+          allowPrivateNetwork?: boolean;
+          allowPrivateHost?: string[];
+          pages?: string[];
+        };
+        return runCrawl({
+          ...rest,
+          pages: [...hooks.positionals, ...(pages ?? [])],
+          ...(allowPrivateNetwork
+            ? { allowPrivateNetwork: true }
+            : allowPrivateHost
+              ? { allowPrivateNetwork: allowPrivateHost }
+              : {}),
+          onProgress: (p) => hooks.onProgress(p),
+          signal: hooks.signal,
+        } as CrawlOptions);
+      },
+      summarize,
+      interrupted: (result) => result.interrupted,
+    });
   },
 });

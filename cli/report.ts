@@ -1,7 +1,8 @@
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 import type { ReportOptions, ReportResult } from '../report/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { runStageCommand } from './_run.ts';
 
 const flags = {
   corpus: { type: 'string', description: 'Corpus directory (with manifest.sqlite)', valueHint: 'DIR' },
@@ -57,15 +58,19 @@ export const reportCommand = defineCommand({
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
-    const { values, positionals } = parseFlags(rawArgs, flags);
-    const { json, ...rest } = values as Record<string, unknown> & { json?: boolean };
-    if (rest['corpus'] === undefined && positionals[0] !== undefined) rest['corpus'] = positionals[0];
-    if (rest['corpus'] === undefined)
-      throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to report on');
-    // Loaded here: the report reads training metrics through the train stage, which loads TensorFlow.js.
-    const { runReport } = await import('../report/index.ts');
-    const result = await runReport(rest as unknown as ReportOptions);
-    if (json) process.stdout.write(JSON.stringify(result) + '\n');
-    else process.stderr.write(summarizeReport(result) + '\n');
+    await runStageCommand<ReportResult>({
+      rawArgs,
+      flags,
+      run: async (values, hooks) => {
+        if (values['corpus'] === undefined && hooks.positionals[0] !== undefined)
+          values['corpus'] = hooks.positionals[0];
+        if (values['corpus'] === undefined)
+          throw new UsageError('ERR_USAGE', 'Missing --corpus DIR: the corpus to report on');
+        // Loaded here: the report reads training metrics through the train stage, which loads TensorFlow.js.
+        const { runReport } = await import('../report/index.ts');
+        return runReport(values as unknown as ReportOptions);
+      },
+      summarize: summarizeReport,
+    });
   },
 });
