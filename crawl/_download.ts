@@ -98,9 +98,10 @@ export async function downloadPending(
           },
         });
         counts.ok++;
-        counts.bytes += response.body.length;
         settings.onItem?.(true);
       }
+      // Once a download, however many pairs share its URL.
+      counts.bytes += response.body.length;
     } catch (err) {
       if (!(err instanceof SkipItemError)) throw err;
       if (err.status === 'aborted') return; // interrupted: stays pending for the next run

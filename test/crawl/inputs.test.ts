@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCrawl } from '../../crawl/index.ts';
+import { makeImage } from '../fixtures/images.ts';
 import { readManifest, tempDir } from '../helpers/corpus.ts';
 
 let work: { path: string; remove: () => Promise<void> };
@@ -44,5 +45,31 @@ describe('seed inputs', () => {
     const out = join(work.path, 'bad');
     await expect(runCrawl({ pages: [seeds], out })).rejects.toMatchObject({ code: 'ERR_INPUT_MALFORMED' });
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('URL lists', () => {
+  it('fetches an image listed under two captions once and counts its bytes once', async () => {
+    const image = await makeImage({ emoji: 'grinning', format: 'jpeg', width: 320, height: 240 });
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'image/jpeg' }).end(image.bytes);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/shared.jpg`;
+    const list = join(work.path, 'shared.jsonl');
+    writeFileSync(
+      list,
+      [JSON.stringify({ url, caption: 'one caption' }), JSON.stringify({ url, caption: 'another' })].join('\n'),
+    );
+    const out = join(work.path, 'shared');
+    const result = await runCrawl({ urls: [list], out, allowPrivateNetwork: ['127.0.0.1'], respectRobots: false });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    expect(requests).toBe(1);
+    expect(result.ok).toBe(2);
+    expect(readManifest(out).pairs.map((p) => p.bytes)).toEqual([image.bytes.length, image.bytes.length]);
+    expect(result.bytes).toBe(image.bytes.length);
   });
 });
