@@ -64,6 +64,11 @@ const flags = {
     description: 'Honour X-Robots-Tag noai/noimageai/noindex/noimageindex',
     default: true,
   },
+  respectMetaRobots: {
+    type: 'boolean',
+    description: 'Leave out the images of pages whose <meta name="robots"> says noai/noimageai/noimageindex',
+    default: true,
+  },
   userAgent: { type: 'string', description: 'User-Agent header, also the robots.txt name', valueHint: 'UA' },
   allowPrivateNetwork: { type: 'boolean', description: 'Lift the SSRF guard for every host (local use only)' },
   allowPrivateHost: {

@@ -38,13 +38,18 @@ export interface Fetched {
 /** X-Robots-Tag directives that opt an image out of dataset use, as img2dataset honours them. */
 const OPT_OUT = new Set(['noai', 'noimageai', 'noindex', 'noimageindex']);
 
+/** Our robot's name in robots directives: the user agent's product, lower case (`altforge`). */
+export function robotName(userAgent: string): string {
+  return userAgent.split('/')[0]?.trim().toLowerCase() ?? '';
+}
+
 /**
  * True when an X-Robots-Tag header opts out of our use. Directives may be scoped to a robot
  * (`googlebot: noindex`); those count only when the robot is us.
  */
 export function isOptedOut(header: string | string[] | undefined, userAgent: string): boolean {
   if (header === undefined) return false;
-  const product = userAgent.split('/')[0]?.trim().toLowerCase() ?? '';
+  const product = robotName(userAgent);
   for (const value of Array.isArray(header) ? header : [header]) {
     let scope: string | null = null;
     for (const raw of value.split(',')) {

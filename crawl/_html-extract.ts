@@ -12,7 +12,19 @@ export interface ExtractedPage {
   images: ExtractedImage[];
   /** Absolute http(s) links (`<a href>`), fragment removed, in document order, unique. */
   links: string[];
+  /**
+   * The directive by which the page opts its images out of AI use (`noai`, `noimageai`,
+   * `noimageindex` in a `<meta name="robots">`, or in one named for our robot), or null.
+   */
+  optOut: string | null;
 }
+
+/**
+ * The `<meta name="robots">` directives that opt a page's images out of dataset use: DeviantArt's
+ * `noai` / `noimageai`, and `noimageindex`. A page's `noindex` is about search results, not its
+ * images, so it does not count here (an image's own `X-Robots-Tag: noindex` does, as in img2dataset).
+ */
+const META_OPT_OUT = new Set(['noai', 'noimageai', 'noimageindex']);
 
 const LAZY_ATTRIBUTES = ['data-src', 'data-lazy-src', 'data-original', 'data-lazy'];
 const SRCSET_ATTRIBUTES = ['srcset', 'data-srcset', 'data-lazy-srcset'];
@@ -150,6 +162,8 @@ function largest(candidates: SrcsetCandidate[]): string | null {
 export interface ExtractOptions {
   /** Collect the page's links too; a WARC reader needs only the images. @default true */
   links?: boolean;
+  /** Our robot's name (the user agent's product, lower case): its `<meta name>` counts as `robots`. */
+  robot?: string;
 }
 
 /**
@@ -215,7 +229,26 @@ export function extractFromHtml(html: string, pageUrl: string, options: ExtractO
       links.push(url);
     }
   }
-  return { images, links };
+  return { images, links, optOut: metaOptOut(scan.metas, options.robot) };
+}
+
+/**
+ * The first AI opt-out directive of a page's `<meta>` tags, given as their `name` and `content`
+ * (see {@link ExtractedPage.optOut}), or null.
+ */
+export function metaOptOut(
+  metas: ReadonlyArray<ReadonlyMap<string, string>>,
+  robot: string | undefined,
+): string | null {
+  for (const meta of metas) {
+    const name = meta.get('name')?.trim().toLowerCase();
+    if (name !== 'robots' && (robot === undefined || name !== robot)) continue;
+    for (const part of (meta.get('content') ?? '').split(',')) {
+      const directive = part.trim().toLowerCase();
+      if (META_OPT_OUT.has(directive)) return directive;
+    }
+  }
+  return null;
 }
 
 // --- The scanner ---------------------------------------------------------------------------------
@@ -241,7 +274,7 @@ function isAsciiAlpha(c: number): boolean {
 
 /** 1 at the char code (lower-cased) of the first letter of a wanted or raw-text tag. */
 const INTERESTING_FIRST_LETTER = new Uint8Array(128);
-for (const letter of 'abistx') INTERESTING_FIRST_LETTER[letter.charCodeAt(0)] = 1;
+for (const letter of 'abimstx') INTERESTING_FIRST_LETTER[letter.charCodeAt(0)] = 1;
 
 /** Tags whose content htmlparser2 reads as raw text up to the matching end tag. */
 const RAW_TEXT_TAGS = new Set(['script', 'style', 'title', 'textarea', 'xmp']);
@@ -251,6 +284,7 @@ const WANTED_ATTRIBUTES = new Map<string, ReadonlySet<string>>([
   ['source', new Set(SRCSET_ATTRIBUTES)],
   ['a', new Set(['href'])],
   ['base', new Set(['href'])],
+  ['meta', new Set(['name', 'content'])],
 ]);
 
 // htmlparser2's tree rules (Parser.ts), needed only to know an <img>'s parent.
@@ -375,6 +409,8 @@ function decodeAttribute(raw: string, quote: number): string {
 class HtmlScan {
   readonly images: ScannedImage[] = [];
   readonly hrefs: string[] = [];
+  /** `<meta>` tags with a name: robots directives are read from them. */
+  readonly metas: Attributes[] = [];
   baseHref: string | undefined = undefined;
 
   private readonly html: string;
@@ -496,7 +532,7 @@ class HtmlScan {
     }
 
     // Without a tree to keep, only the names of wanted and raw-text tags matter (at most 8 letters,
-    // starting with a, b, i, s, t or x): others are stepped over without being sliced.
+    // starting with a, b, i, m, s, t or x): others are stepped over without being sliced.
     let name: string | null = null;
     if (this.trackTree || (end - start <= 8 && INTERESTING_FIRST_LETTER[html.charCodeAt(start) | 0x20] === 1)) {
       name = html.slice(start, end).toLowerCase();
@@ -639,6 +675,8 @@ class HtmlScan {
     } else if (name === 'base') {
       const href = attrs.get('href');
       if (href !== undefined && this.baseHref === undefined) this.baseHref = href;
+    } else if (name === 'meta') {
+      if (attrs.has('name')) this.metas.push(attrs);
     }
   }
 

@@ -11,6 +11,10 @@ export interface PageCrawlSettings {
   maxDepth: number;
   maxPages: number;
   keepEmptyAlt: boolean;
+  /** Record no pair of a page whose robots meta opts it out of AI use (the page's status: `opted_out`). */
+  respectMetaRobots: boolean;
+  /** Our robot's name: a meta named so counts as `robots`. */
+  robot: string;
   concurrency: number;
   signal?: AbortSignal | undefined;
   onPage?: (fetched: number, failed: number, queued: number) => void;
@@ -47,15 +51,24 @@ export async function crawlPages(
   let found = 0;
   const inFlight = new Set<string>();
 
-  const record = db.transaction((page: { url: string; depth: number }, candidates: Candidate[], links: string[]) => {
-    const inserted = insertPairs(candidates, 'pages');
-    if (page.depth < settings.maxDepth) {
-      const site = siteOf(page.url);
-      for (const link of links) if (siteOf(link) === site) addPage.run(link, page.depth + 1);
-    }
-    finishPage.run('ok', null, candidates.length, new Date().toISOString(), page.url);
-    return inserted;
-  });
+  const record = db.transaction(
+    (page: { url: string; depth: number }, candidates: Candidate[], links: string[], optOut: string | null) => {
+      // An opted-out page's links are still followed: the directive is about its images only.
+      const inserted = optOut === null ? insertPairs(candidates, 'pages') : 0;
+      if (page.depth < settings.maxDepth) {
+        const site = siteOf(page.url);
+        for (const link of links) if (siteOf(link) === site) addPage.run(link, page.depth + 1);
+      }
+      finishPage.run(
+        optOut === null ? 'ok' : 'opted_out',
+        optOut === null ? null : `<meta name="robots"> ${optOut}: its ${candidates.length} images not recorded`,
+        candidates.length,
+        new Date().toISOString(),
+        page.url,
+      );
+      return inserted;
+    },
+  );
 
   const processPage = async (page: { url: string; depth: number }): Promise<void> => {
     try {
@@ -65,9 +78,11 @@ export async function crawlPages(
       if (!isHtmlType(type) && !(untyped && sniffsAsHtml(response.body))) {
         throw new SkipItemError('not_html', `Content-Type '${response.contentType}' is not HTML`);
       }
-      const { images, links } = extractFromHtml(decodeHtml(response.body, type), response.url);
+      const { images, links, optOut } = extractFromHtml(decodeHtml(response.body, type), response.url, {
+        robot: settings.robot,
+      });
       const candidates = imageCandidates(images, page.url, settings.keepEmptyAlt);
-      found += record(page, candidates, links);
+      found += record(page, candidates, links, settings.respectMetaRobots ? optOut : null);
       fetched++;
     } catch (err) {
       if (!(err instanceof SkipItemError)) throw err;

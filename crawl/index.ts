@@ -9,7 +9,7 @@ import { ShardWriter } from '../corpus/shards.ts';
 import { UsageError } from '../corpus/errors.ts';
 import type { Candidate } from './_candidate.ts';
 import { downloadPending } from './_download.ts';
-import { Fetcher } from './_fetcher.ts';
+import { Fetcher, robotName } from './_fetcher.ts';
 import { recordCandidates } from './_ingest.ts';
 import { acquireLock } from './_lock.ts';
 import { crawlPages } from './_pages.ts';
@@ -142,6 +142,8 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
         maxDepth: opts.maxDepth,
         maxPages: opts.maxPages,
         keepEmptyAlt: opts.keepEmptyAlt,
+        respectMetaRobots: opts.respectMetaRobots,
+        robot: robotName(opts.userAgent),
         concurrency: Math.min(opts.concurrency, 16),
         signal,
         onPage: (fetched, failed) =>
@@ -156,7 +158,11 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
         corpus,
         'warc',
         path,
-        readWarcRecords(path, { keepEmptyAlt: opts.keepEmptyAlt }),
+        readWarcRecords(path, {
+          keepEmptyAlt: opts.keepEmptyAlt,
+          respectMetaRobots: opts.respectMetaRobots,
+          robot: robotName(opts.userAgent),
+        }),
         (read) => progress({ phase: 'ingest', done: read, total: null, ok: read, failed: 0 }),
       );
     }

@@ -64,6 +64,11 @@ export interface CrawlOptions {
   respectRobots?: boolean;
   /** Honour `X-Robots-Tag: noai, noimageai, noindex, noimageindex`. @default true */
   respectXRobotsTag?: boolean;
+  /**
+   * Honour a page's `<meta name="robots" content="noai">` (also `noimageai`, `noimageindex`, and a
+   * meta named for our robot): the page's images are not recorded. @default true
+   */
+  respectMetaRobots?: boolean;
   /** User-Agent sent with every request, also the name matched in robots.txt. @default 'altforge/0.1 (+https://github.com/altforge/altforge)' */
   userAgent?: string;
   /** Lift the SSRF guard: true for every host, or a list of host names (`127.0.0.1`, `localhost:8080`). @default false */
@@ -112,6 +117,7 @@ const schema = z.strictObject({
   retryMaxMs: z.number().int().min(0).default(60_000),
   respectRobots: z.boolean().default(true),
   respectXRobotsTag: z.boolean().default(true),
+  respectMetaRobots: z.boolean().default(true),
   userAgent: z.string().min(1).default('altforge/0.1 (+https://github.com/altforge/altforge)'),
   allowPrivateNetwork: z.union([z.boolean(), z.array(z.string().min(1))]).default(false),
   resizeMode: z.enum(['no', 'border', 'keep_ratio', 'keep_ratio_largest', 'center_crop']).default('keep_ratio'),

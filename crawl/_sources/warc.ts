@@ -24,13 +24,20 @@ import {
 import type { Readable, TransformOptions } from 'node:stream';
 import { UsageError } from '../../corpus/errors.ts';
 import type { Candidate } from '../_candidate.ts';
-import { collapseWhitespace, extractFromHtml, resolveHttpUrl } from '../_html-extract.ts';
+import { collapseWhitespace, extractFromHtml, metaOptOut, resolveHttpUrl } from '../_html-extract.ts';
 import { decodeHtml, imageCandidates, isHtmlType, sniffsAsHtml } from '../_html-page.ts';
 
 /** Options of {@link readWarc}. */
 export interface WarcReadOptions {
   /** Also yield images whose alt-text is missing or empty, with caption ''. */
   keepEmptyAlt: boolean;
+  /**
+   * Leave out the images of pages whose `<meta name="robots">` (or WAT `Head > Metas`) opts them
+   * out of AI use (`noai`, `noimageai`, `noimageindex`). @default true
+   */
+  respectMetaRobots?: boolean;
+  /** Our robot's name (the user agent's product, lower case): a meta of that name counts as robots. */
+  robot?: string;
   /** Called as the file is read, with the bytes read from disk so far (compressed for `.gz`). */
   onBytes?: (compressedBytesRead: number) => void;
 }
@@ -422,13 +429,21 @@ function field(value: unknown, key: string): unknown {
  * Candidates of one WAT metadata record, by cc2dataset's rules: the `IMG@/src` links of
  * Envelope > Payload-Metadata > HTTP-Response-Metadata > HTML-Metadata > Links that have a
  * non-empty `alt`, resolved against HTML-Metadata > Head > Base, else the WARC-Target-URI of
- * Envelope > WARC-Header-Metadata. With `keepEmptyAlt`, links without alt are kept too.
+ * Envelope > WARC-Header-Metadata. With `keepEmptyAlt`, links without alt are kept too; a page whose
+ * Head > Metas opt it out of AI use gives none (unless `respectMetaRobots` is false).
  */
-function watCandidates(json: unknown, recordUri: string | null, keepEmptyAlt: boolean): Candidate[] {
+function watCandidates(json: unknown, recordUri: string | null, options: WarcReadOptions): Candidate[] {
   const envelope = field(json, 'Envelope');
   const html = field(field(field(envelope, 'Payload-Metadata'), 'HTTP-Response-Metadata'), 'HTML-Metadata');
   const links = field(html, 'Links');
   if (!Array.isArray(links)) return [];
+  if (options.respectMetaRobots !== false) {
+    const metas = field(field(html, 'Head'), 'Metas');
+    const named = Array.isArray(metas)
+      ? metas.map((m) => new Map([...['name', 'content'].map((k) => [k, String(field(m, k) ?? '')] as const)]))
+      : [];
+    if (metaOptOut(named, options.robot) !== null) return [];
+  }
   const target = field(field(envelope, 'WARC-Header-Metadata'), 'WARC-Target-URI');
   const pageUrl = typeof target === 'string' ? target : recordUri;
   if (pageUrl === null) return [];
@@ -441,7 +456,7 @@ function watCandidates(json: unknown, recordUri: string | null, keepEmptyAlt: bo
     if (typeof ref !== 'string') continue;
     const rawAlt = field(link, 'alt');
     const caption = typeof rawAlt === 'string' ? collapseWhitespace(rawAlt) : '';
-    if (caption === '' && !keepEmptyAlt) continue;
+    if (caption === '' && !options.keepEmptyAlt) continue;
     const url = resolveHttpUrl(ref, base);
     if (url !== null) out.push({ url, caption, pageUrl });
   }
@@ -472,7 +487,7 @@ async function recordCandidates(
   cursor: ByteCursor,
   record: HeaderBlock,
   length: number,
-  keepEmptyAlt: boolean,
+  options: WarcReadOptions,
 ): Promise<Candidate[]> {
   const type = record.headers.get('warc-type');
   if (length > MAX_PARSED_PAYLOAD_BYTES) return skipBlock(cursor, length);
@@ -501,7 +516,9 @@ async function recordCandidates(
     } catch {
       return [];
     }
-    return imageCandidates(extractFromHtml(html, pageUrl, { links: false }).images, pageUrl, keepEmptyAlt);
+    const page = extractFromHtml(html, pageUrl, { links: false, robot: options.robot });
+    if (page.optOut !== null && options.respectMetaRobots !== false) return [];
+    return imageCandidates(page.images, pageUrl, options.keepEmptyAlt);
   }
 
   if (type === 'metadata' && (record.headers.get('content-type') ?? '').toLowerCase().includes('application/json')) {
@@ -513,7 +530,7 @@ async function recordCandidates(
     } catch {
       return [];
     }
-    return watCandidates(json, targetUri(record.headers), keepEmptyAlt);
+    return watCandidates(json, targetUri(record.headers), options);
   }
   return skipBlock(cursor, length);
 }
@@ -613,7 +630,7 @@ export async function* readWarcRecords(path: string, options: WarcReadOptions): 
         if (!/^\d+$/.test(lengthText)) {
           throw malformed(path, `a record has no valid Content-Length (got \`${lengthText}\`)`, where(recordStart));
         }
-        candidates = await recordCandidates(cursor, record, Number(lengthText), options.keepEmptyAlt);
+        candidates = await recordCandidates(cursor, record, Number(lengthText), options);
       } catch (error) {
         throw failureOf(path, failure ?? error, where(recordStart));
       }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   collapseWhitespace,
   extractFromHtml,
+  metaOptOut,
   parseSrcset,
   resolveHttpUrl,
   type ExtractedPage,
@@ -138,7 +139,11 @@ describe('extractFromHtml', () => {
 
   it('can leave the links out', () => {
     const page = extractFromHtml(`<a href="a.html">a</a><img src="i.jpg" alt="i">`, PAGE, { links: false });
-    expect(page).toEqual({ images: [{ url: 'https://example.com/dir/i.jpg', alt: 'i', hasAlt: true }], links: [] });
+    expect(page).toEqual({
+      images: [{ url: 'https://example.com/dir/i.jpg', alt: 'i', hasAlt: true }],
+      links: [],
+      optOut: null,
+    });
   });
 });
 
@@ -401,7 +406,14 @@ function extractWithDom(html: string, pageUrl: string): ExtractedPage {
       links.push(url);
     }
   });
-  return { images: found, links };
+  const metas: Array<Map<string, string>> = [];
+  $('meta[name]').each((_, element) => {
+    const meta = new Map([['name', $(element).attr('name') ?? '']]);
+    const content = $(element).attr('content');
+    if (content !== undefined) meta.set('content', content);
+    metas.push(meta);
+  });
+  return { images: found, links, optOut: metaOptOut(metas, undefined) };
 }
 
 /** Markup where tokenizers disagree: each one is checked against the DOM on its own. */
@@ -467,6 +479,11 @@ const TRICKY = [
   `<constructor src="x.jpg"><__proto__ href="y"><img src="ok.jpg" alt="ok">`,
   `<img src="a.jpg" alt="\u00e9t\u00e9 \u4e2d\u6587 \ud83d\ude00">`,
   `<a href="http://ex ample.com/">bad</a><img src="http://[::1/x.jpg" alt="bad">`,
+  `<meta name=robots content="noai"><img src=a.jpg alt=a>`,
+  `<META NAME="Robots" CONTENT="index, NoImageAI"><img src=a.jpg alt=a>`,
+  `<meta name="robots" content="noindex, nofollow"><meta name="googlebot" content="noai"><img src=a.jpg alt=a>`,
+  `<!-- <meta name="robots" content="noai"> --><script><meta name="robots" content="noai"></script><img src=a.jpg alt=a>`,
+  `<meta content="noai" name="robots"/><meta name="robots"><meta name content="noai">`,
 ];
 
 /** Seeded random tag soup, made of the pieces that decide where tags start and end. */
@@ -581,6 +598,21 @@ function tagSoup(seed: number): string {
   for (let i = 0; i < n; i++) html += pick(pieces)();
   return html;
 }
+
+describe('robots metas', () => {
+  it('opts a page out with noai, noimageai or noimageindex in a robots meta, not with noindex', () => {
+    const optOut = (head: string, robot?: string) =>
+      extractFromHtml(`<html><head>${head}</head><body><img src=a.jpg alt=a></body></html>`, PAGE, { robot }).optOut;
+    expect(optOut('<meta name="robots" content="noai, noimageai">')).toBe('noai');
+    expect(optOut('<meta name="ROBOTS" content=" NoImageAI ">')).toBe('noimageai');
+    expect(optOut('<meta name="robots" content="noimageindex">')).toBe('noimageindex');
+    expect(optOut('<meta name="robots" content="noindex, nofollow">')).toBeNull();
+    expect(optOut('<meta name="googlebot" content="noai">')).toBeNull();
+    expect(optOut('<meta name="altforge" content="noai">', 'altforge')).toBe('noai');
+    expect(optOut('<meta property="robots" content="noai">')).toBeNull();
+    expect(optOut('')).toBeNull();
+  });
+});
 
 describe('extractFromHtml against a DOM', () => {
   it.each(TRICKY.map((html, i) => [i, html] as const))(

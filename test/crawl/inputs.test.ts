@@ -73,3 +73,49 @@ describe('URL lists', () => {
     expect(result.bytes).toBe(image.bytes.length);
   });
 });
+
+describe('robots metas on crawled pages', () => {
+  it('records no pair of a page whose robots meta says noai, marks it opted_out and follows its links', async () => {
+    const image = await makeImage({ emoji: 'grinning', format: 'jpeg', width: 320, height: 240 });
+    const requested: string[] = [];
+    const pages: Record<string, string> = {
+      '/out.html': `<html><head><meta name="robots" content="noai"></head><body>
+        <img src="/out.jpg" alt="Kept out of datasets"><a href="/in.html">next</a></body></html>`,
+      '/in.html': `<html><body><img src="/in.jpg" alt="Free to use"></body></html>`,
+    };
+    const server = createServer((req, res) => {
+      requested.push(req.url ?? '');
+      const page = pages[req.url ?? ''];
+      if (page !== undefined) res.writeHead(200, { 'content-type': 'text/html' }).end(page);
+      else res.writeHead(200, { 'content-type': 'image/jpeg' }).end(image.bytes);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const crawl = (name: string, respectMetaRobots?: boolean) =>
+      runCrawl({
+        pages: [`${origin}/out.html`],
+        out: join(work.path, name),
+        allowPrivateNetwork: ['127.0.0.1'],
+        respectRobots: false,
+        ...(respectMetaRobots === undefined ? {} : { respectMetaRobots }),
+      });
+    try {
+      await crawl('meta-robots');
+      const manifest = readManifest(join(work.path, 'meta-robots'));
+      expect(new Map(manifest.pages.map((p) => [p.url, p.status]))).toEqual(
+        new Map([
+          [`${origin}/out.html`, 'opted_out'],
+          [`${origin}/in.html`, 'ok'],
+        ]),
+      );
+      expect(manifest.pairs.map((p) => [p.caption, p.status])).toEqual([['Free to use', 'ok']]);
+      expect(requested).not.toContain('/out.jpg');
+      await crawl('meta-robots-off', false);
+      const off = readManifest(join(work.path, 'meta-robots-off'));
+      expect(off.pairs.map((p) => p.caption).sort()).toEqual(['Free to use', 'Kept out of datasets']);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});

@@ -12,6 +12,11 @@ import {
   BASED_PAGE_URL,
   ENCODED_PAGE_URL,
   LATIN1_PAGE_URL,
+  OPTED_IN_PAGE_URL,
+  OPTED_IN_WAT_URL,
+  OPTED_OUT_PAGE_URL,
+  OPTED_OUT_WAT_URL,
+  optOutFixtureBytes,
   PAGE_URL,
   UNTYPED_PAGE_URL,
   WAT_PAGE_URL,
@@ -140,6 +145,22 @@ describe('readWarc on WAT files', () => {
       ['https://static.example.com/shop/img/empty-alt.jpg', ''],
       ['https://other.example.net/abs.png', 'Absolute URL'],
       ['https://plain.example.com/c.gif', 'Relative to the page'],
+    ]);
+  });
+});
+
+describe('readWarc and robots metas', () => {
+  it('leaves out the images of pages whose robots meta or WAT Head.Metas opt out of AI use', async () => {
+    const path = await file('opt-out.warc.gz', await optOutFixtureBytes({ gzip: true }));
+    expect(await collect(path)).toEqual([
+      { url: 'https://art.example.com/in.jpg', caption: 'A drawing', pageUrl: OPTED_IN_PAGE_URL },
+      { url: 'https://art.example.com/wat-in.jpg', caption: 'A drawing', pageUrl: OPTED_IN_WAT_URL },
+    ]);
+    expect((await collect(path, { respectMetaRobots: false })).map((c) => c.pageUrl)).toEqual([
+      OPTED_OUT_PAGE_URL,
+      OPTED_IN_PAGE_URL,
+      OPTED_OUT_WAT_URL,
+      OPTED_IN_WAT_URL,
     ]);
   });
 });
