@@ -440,7 +440,7 @@ function watCandidates(json: unknown, recordUri: string | null, options: WarcRea
   if (options.respectMetaRobots !== false) {
     const metas = field(field(html, 'Head'), 'Metas');
     const named = Array.isArray(metas)
-      ? metas.map((m) => new Map([...['name', 'content'].map((k) => [k, String(field(m, k) ?? '')] as const)]))
+      ? metas.map((m) => new Map(['name', 'content'].map((k) => [k, String(field(m, k) ?? '')] as const)))
       : [];
     if (metaOptOut(named, options.robot) !== null) return [];
   }
