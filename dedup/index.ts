@@ -88,6 +88,16 @@ export const DEDUP_MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    // The second pass's figures for an image match (NULL: not compared, or matched before they
+    // were recorded): mean CIELAB difference of the aligned images, and the largest compact
+    // region of strongly differing cells as a share of the grid (the rejection criterion).
+    id: 'dedup/002-second-pass',
+    sql: `
+      ALTER TABLE dedup_matches ADD COLUMN mean_difference REAL;
+      ALTER TABLE dedup_matches ADD COLUMN compact_difference REAL;
+    `,
+  },
 ];
 
 /** What a dedup run found, per benchmark. */
@@ -147,6 +157,10 @@ interface Match {
   fingerprint: string;
   correlation: number | null;
   colourDifference: number | null;
+  /** The second pass's mean CIELAB difference (image matches it compared; else null). */
+  meanDifference: number | null;
+  /** The second pass's largest compact region of strong differences, share of the grid (else null). */
+  compactDifference: number | null;
 }
 
 /** A verified candidate of the first pass: a registered image whose hash and thumbnail agree. */
@@ -301,6 +315,8 @@ class BenchmarkMatcher {
           fingerprint: 'sha256',
           correlation: null,
           colourDifference: null,
+          meanDifference: null,
+          compactDifference: null,
         });
       }
     }
@@ -360,6 +376,8 @@ class BenchmarkMatcher {
           fingerprint: 'caption',
           correlation: null,
           colourDifference: null,
+          meanDifference: null,
+          compactDifference: null,
         });
       }
     }
@@ -414,6 +432,8 @@ class BenchmarkMatcher {
           fingerprint: best.agreement.mirrored ? `${best.variant}+mirror` : best.variant,
           correlation: Number(best.agreement.correlation.toFixed(4)),
           colourDifference: Number(best.agreement.colourDifference.toFixed(2)),
+          meanDifference: best.refinement ? Number(best.refinement.meanDifference.toFixed(2)) : null,
+          compactDifference: best.refinement ? Number(best.refinement.compactDifference.toFixed(5)) : null,
         });
         continue;
       }
@@ -569,8 +589,9 @@ async function dedupCorpus(
   const setDone = db.prepare('INSERT OR REPLACE INTO dedup_done (benchmark, shard, params) VALUES (?, ?, ?)');
   const deleteMatch = db.prepare('DELETE FROM dedup_matches WHERE key = ? AND benchmark = ?');
   const insertMatch = db.prepare(
-    `INSERT OR REPLACE INTO dedup_matches (key, benchmark, image_id, kind, distance, fingerprint, correlation, colour_difference)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT OR REPLACE INTO dedup_matches (key, benchmark, image_id, kind, distance, fingerprint, correlation,
+       colour_difference, mean_difference, compact_difference)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const recompute = db.prepare(RECOMPUTE_SQL);
 
@@ -654,6 +675,8 @@ async function dedupCorpus(
           m.fingerprint,
           m.correlation,
           m.colourDifference,
+          m.meanDifference,
+          m.compactDifference,
         );
       }
       for (const b of todo) setDone.run(b.name, shard, paramsOf(b));

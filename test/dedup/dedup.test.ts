@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasColumn, openCorpus } from '../../corpus/manifest.ts';
 import { ShardWriter } from '../../corpus/shards.ts';
+import { SECOND_PASS } from '../../dedup/_refine.ts';
 import { registerBenchmark, runDedup } from '../../dedup/index.ts';
 import { lines, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
@@ -252,6 +253,26 @@ describe('dedup --against, second pass', () => {
     expect(dupColumns(dir).map((r) => [r.key, r.dup_of])).toEqual(list.map((item) => [item.key, item.expected]));
     expect(result.secondPass.rejected).toBe(1);
     expect(result.secondPass.unavailable).toBe(0);
+    // Each image match records the second pass's figures; they are within its threshold.
+    const corpus = openCorpus(dir);
+    const figures = corpus.db
+      .prepare('SELECT key, mean_difference, compact_difference FROM dedup_matches ORDER BY key')
+      .all() as Array<{ key: string; mean_difference: number | null; compact_difference: number | null }>;
+    corpus.close();
+    expect(figures.map((f) => f.key)).toEqual(['t-flip', 'u-jpeg']);
+    for (const f of figures) {
+      expect(f.mean_difference).toBeGreaterThan(0);
+      expect(f.compact_difference).toBeGreaterThanOrEqual(0);
+      expect(f.compact_difference).toBeLessThanOrEqual(SECOND_PASS.maxCompactDifference);
+    }
+    // Without the second pass the same columns stay empty.
+    const unrefined = openCorpus(first);
+    const none = unrefined.db
+      .prepare('SELECT COUNT(*) FROM dedup_matches WHERE mean_difference IS NOT NULL')
+      .pluck()
+      .get();
+    unrefined.close();
+    expect(none).toBe(0);
   });
 
   it("keeps the first pass's word when the registered images can no longer be read", async () => {
