@@ -163,6 +163,22 @@ interface Match {
   compactDifference: number | null;
 }
 
+/** A match on equal bytes (`sha256`) or an equal normalised caption: no image figures. */
+function exactMatch(key: string, benchmark: string, imageId: string, kind: 'sha256' | 'caption'): Match {
+  return {
+    key,
+    benchmark,
+    imageId,
+    kind,
+    distance: kind === 'sha256' ? 0 : null,
+    fingerprint: kind,
+    correlation: null,
+    colourDifference: null,
+    meanDifference: null,
+    compactDifference: null,
+  };
+}
+
 /** A verified candidate of the first pass: a registered image whose hash and thumbnail agree. */
 interface Candidate {
   benchmarkId: number;
@@ -306,18 +322,7 @@ class BenchmarkMatcher {
       for (const row of this.bySha.all(pair.sha256) as { benchmark_id: number; image_id: string }[]) {
         const benchmark = this.names.get(row.benchmark_id);
         if (benchmark === undefined || findings.sha256.has(benchmark)) continue;
-        findings.sha256.set(benchmark, {
-          key: pair.key,
-          benchmark,
-          imageId: row.image_id,
-          kind: 'sha256',
-          distance: 0,
-          fingerprint: 'sha256',
-          correlation: null,
-          colourDifference: null,
-          meanDifference: null,
-          compactDifference: null,
-        });
+        findings.sha256.set(benchmark, exactMatch(pair.key, benchmark, row.image_id, 'sha256'));
       }
     }
     if (print) {
@@ -367,18 +372,7 @@ class BenchmarkMatcher {
       for (const row of this.byCaption.all(normalised) as { benchmark_id: number; image_id: string }[]) {
         const benchmark = this.names.get(row.benchmark_id);
         if (benchmark === undefined || findings.caption.has(benchmark)) continue;
-        findings.caption.set(benchmark, {
-          key: pair.key,
-          benchmark,
-          imageId: row.image_id,
-          kind: 'caption',
-          distance: null,
-          fingerprint: 'caption',
-          correlation: null,
-          colourDifference: null,
-          meanDifference: null,
-          compactDifference: null,
-        });
+        findings.caption.set(benchmark, exactMatch(pair.key, benchmark, row.image_id, 'caption'));
       }
     }
     return findings;
