@@ -308,14 +308,25 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
         )
         .all() as { benchmark: string; kind: string; n: number }[];
       const flagged = (db.prepare('SELECT COUNT(*) AS n FROM pairs WHERE dup_of IS NOT NULL').get() as { n: number }).n;
+      // The second pass's figures, where this manifest has them (migration dedup/002).
+      const figures = hasColumn(db, 'dedup_matches', 'mean_difference')
+        ? 'm.mean_difference AS meanDifference, m.compact_difference AS compactDifference'
+        : 'NULL AS meanDifference, NULL AS compactDifference';
       const matches = db
         .prepare(
-          `SELECT m.key, m.benchmark, m.image_id AS imageId, m.kind, m.distance, p.caption, p.url, p.shard
+          `SELECT m.key, m.benchmark, m.image_id AS imageId, m.kind, m.distance, ${figures}, p.caption, p.url, p.shard
              FROM dedup_matches m JOIN pairs p ON p.key = m.key
             WHERE m.kind IN ('image', 'sha256') ORDER BY m.distance, m.key LIMIT ?`,
         )
         .all(opts.examples) as Array<
-        PairInfo & { benchmark: string; imageId: string; kind: string; distance: number | null }
+        PairInfo & {
+          benchmark: string;
+          imageId: string;
+          kind: string;
+          distance: number | null;
+          meanDifference: number | null;
+          compactDifference: number | null;
+        }
       >;
       matches.forEach((m) => want(thumbs, m));
       parts.dedup = async () => {
@@ -350,7 +361,15 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
         const pairs = matches.map(
           (m) =>
             `<div class="pair">${card(benchThumbs.get(`${m.benchmark}\n${m.imageId}`) ?? null, [`${m.benchmark}`, m.imageId], `test image ${m.imageId}`)}` +
-            `${card(img(m.key), [m.caption, `${m.kind}, distance ${m.distance ?? '–'}`], m.caption)}</div>`,
+            `${card(
+              img(m.key),
+              [
+                m.caption,
+                `${m.kind}, distance ${m.distance ?? '–'}` +
+                  (m.meanDifference === null ? '' : `, ΔE ${m.meanDifference}, compact ${m.compactDifference}`),
+              ],
+              m.caption,
+            )}</div>`,
         );
         return [
           `<p><b>${flagged}</b> pairs marked as duplicates (<code>dup_of</code> set) and left out of training.</p>`,

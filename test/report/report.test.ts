@@ -127,10 +127,19 @@ describe('altforge report', () => {
     const db = new Database(join(corpus, 'manifest.sqlite'), { readonly: true });
     const shown = db
       .prepare(
-        "SELECT benchmark, image_id FROM dedup_matches WHERE kind IN ('image', 'sha256') ORDER BY distance, key LIMIT 6",
+        "SELECT benchmark, image_id, mean_difference, compact_difference FROM dedup_matches WHERE kind IN ('image', 'sha256') ORDER BY distance, key LIMIT 6",
       )
-      .all() as { benchmark: string; image_id: string }[];
+      .all() as {
+      benchmark: string;
+      image_id: string;
+      mean_difference: number | null;
+      compact_difference: number | null;
+    }[];
     db.close();
+    // The second pass's figures are shown with each image match it compared.
+    const compared = shown.filter((m) => m.mean_difference !== null);
+    expect(compared.length).toBeGreaterThan(0);
+    for (const m of compared) expect(html).toContain(`ΔE ${m.mean_difference}, compact ${m.compact_difference}`);
     expect(shown.length).toBeGreaterThan(0);
     expect(files.filter((f) => f.startsWith('bench-')).length).toBe(
       new Set(shown.map((m) => `${m.benchmark}/${m.image_id}`)).size,
