@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { ArgsDef } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
+import { BACKEND_CHOICES } from '../train/backend-names.ts';
 
 /** One command-line flag: what `--help` shows and how its value is parsed. */
 export interface FlagSpec {
@@ -16,6 +17,11 @@ export interface FlagSpec {
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
+
+/** The `--backend` flag of the commands that compute on TensorFlow.js. */
+export function backendFlag(description = 'Compute backend'): FlagSpec {
+  return { type: 'string', description, default: 'auto', valueHint: 'NAME', choices: BACKEND_CHOICES };
+}
 
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 

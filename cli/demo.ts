@@ -2,7 +2,7 @@ import { defineCommand } from 'citty';
 import type { AltKind, DemoOptions, DemoResult, ImageFate } from '../demo/index.ts';
 import { DEMO_STAGES } from '../demo/options.ts';
 import { ALT_KINDS, IMAGE_FATES } from '../demo/site.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { summarize } from './crawl.ts';
 import { createProgress, type Progress } from './_progress.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
@@ -32,13 +32,7 @@ const flags = {
     valueHint: 'N',
   },
   batchSize: { type: 'integer', description: 'Pairs per training step', default: 128, valueHint: 'N' },
-  backend: {
-    type: 'string',
-    description: 'Backend of training, scoring and eval',
-    default: 'auto',
-    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
-    valueHint: 'NAME',
-  },
+  backend: backendFlag('Backend of training, scoring and eval'),
   nsfw: {
     type: 'string',
     description: 'Pornography classifier of the filter',

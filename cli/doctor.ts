@@ -1,21 +1,9 @@
 import { defineCommand } from 'citty';
-import {
-  BACKEND_CHOICES,
-  describeBackends,
-  diagnoseBackends,
-  type BackendChoice,
-  type DoctorReport,
-} from '../train/backend.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { describeBackends, diagnoseBackends, type BackendChoice, type DoctorReport } from '../train/backend.ts';
+import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 
 const flags = {
-  backend: {
-    type: 'string',
-    description: 'Backend to try, as `altforge train --backend` would',
-    default: 'auto',
-    valueHint: 'NAME',
-    choices: BACKEND_CHOICES,
-  },
+  backend: backendFlag('Backend to try, as `altforge train --backend` would'),
   sgemmSize: { type: 'integer', description: 'Side of the square sgemm timed', default: 1024, valueHint: 'N' },
   json: { type: 'boolean', description: 'Print the report as JSON on stdout' },
 } satisfies FlagSpecs;

@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import type { EvalMetric, EvalOptions, EvalResult } from '../eval/index.ts';
-import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { backendFlag, cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 
 const flags = {
@@ -31,13 +31,7 @@ const flags = {
     valueHint: 'TEXT',
   },
   limit: { type: 'integer', description: 'Evaluate on at most N images of each benchmark', valueHint: 'N' },
-  backend: {
-    type: 'string',
-    description: 'Compute backend',
-    default: 'auto',
-    valueHint: 'NAME',
-    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
-  },
+  backend: backendFlag(),
   batchSize: { type: 'integer', description: 'Images or texts embedded at once', default: 256, valueHint: 'N' },
   json: { type: 'boolean', description: 'Print the result as JSON on stdout' },
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },

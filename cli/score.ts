@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import type { ScoreOptions, ScoreResult } from '../train/index.ts';
-import { cittyArgs, type FlagSpecs } from './_args.ts';
+import { backendFlag, cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 
 const flags = {
@@ -10,13 +10,7 @@ const flags = {
     description: 'Checkpoint file, or a run directory of altforge train',
     valueHint: 'PATH',
   },
-  backend: {
-    type: 'string',
-    description: 'Compute backend',
-    default: 'auto',
-    valueHint: 'NAME',
-    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
-  },
+  backend: backendFlag(),
   batchSize: { type: 'integer', description: 'Pairs per scoring batch', default: 256, valueHint: 'N' },
   seed: { type: 'integer', description: 'Seed of the random batches', default: 1, valueHint: 'N' },
   completion: { type: 'boolean', description: 'Also write completed captions for likely-noisy pairs', default: true },

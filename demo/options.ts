@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { CrawlProgress } from '../crawl/index.ts';
 import { MAX_IMAGES } from './site.ts';
+import { BACKEND_CHOICES, type BackendChoice } from '../train/backend-names.ts';
 import { parseOptions } from '../corpus/options.ts';
 
 /** The demo's steps, in order; `upTo` names the last one run. */
@@ -38,7 +39,7 @@ export interface DemoOptions {
   /** Pairs per training step. @default 128 */
   batchSize?: number;
   /** Compute backend of training, scoring and evaluation. @default 'auto' */
-  backend?: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm-blas' | 'wasm' | 'cpu';
+  backend?: BackendChoice;
   /** The pornography classifier of the filter stage: `nsfwjs`, or `none` to leave the rule off. @default 'nsfwjs' */
   nsfw?: 'nsfwjs' | 'none';
   /** Called with one line when a stage starts or ends (thresholds, counts, headline); the CLI prints them. @default undefined */
@@ -68,7 +69,7 @@ const schema = z.strictObject({
     .min(2, 'expected an integer in [2, 4096]')
     .max(4096, 'expected an integer in [2, 4096]')
     .default(128),
-  backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu']).default('auto'),
+  backend: z.enum(BACKEND_CHOICES).default('auto'),
   nsfw: z.enum(['nsfwjs', 'none']).default('nsfwjs'),
   onLog: z.custom<(line: string) => void>((v) => typeof v === 'function', 'expected a function').optional(),
   onProgress: z

@@ -15,18 +15,9 @@ import { dirname } from 'node:path';
 import { UsageError } from '../corpus/errors.ts';
 import { blasKernelConfigs, NO_TRANS, type Sgemm, type Sgemv } from './_blas-kernels.ts';
 
-/** What `--backend` accepts. */
-export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm-blas' | 'wasm' | 'cpu';
+import { BACKEND_CHOICES, type BackendChoice } from './backend-names.ts';
 
-/** Every backend choice, in `auto`'s order after `auto` itself. */
-export const BACKEND_CHOICES: readonly BackendChoice[] = [
-  'auto',
-  'tensorflow-gpu',
-  'tensorflow',
-  'wasm-blas',
-  'wasm',
-  'cpu',
-];
+export { BACKEND_CHOICES, type BackendChoice } from './backend-names.ts';
 
 /** Which backend runs, and why each one tried before it was skipped. */
 export interface BackendReport {
