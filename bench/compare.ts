@@ -10,6 +10,7 @@
  *     [--fashion-pairs 2000] [--fashion-epochs 8] [--emoji-pairs 1000] [--emoji-epochs 15]
  *     [--batch 64] [--warmup-epochs 2] [--robust-mode soft] [--consistency-weight 0]
  *     [--first-seed 1] [--gate-latch true|false] [--relabel-source model|neighbours|joint]
+ *     [--agreement-score gap|joint] [--min-noise-fraction F]
  *     [--noise-ema 0.5] [--robust-threshold P] [--out /tmp/altforge-bench-compare]
  */
 import { readFileSync } from 'node:fs';
@@ -29,6 +30,8 @@ const { values: args } = parseArgs({
     'noise-ema': { type: 'string' },
     'gate-latch': { type: 'string' },
     'relabel-source': { type: 'string' },
+    'agreement-score': { type: 'string' },
+    'min-noise-fraction': { type: 'string' },
     'fashion-pairs': { type: 'string', default: '2000' },
     'fashion-epochs': { type: 'string', default: '8' },
     'emoji-pairs': { type: 'string', default: '1000' },
@@ -103,6 +106,8 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       ...(args['relabel-source'] === undefined
         ? {}
         : { relabelSource: args['relabel-source'] as 'model' | 'neighbours' | 'joint' }),
+      ...(args['min-noise-fraction'] === undefined ? {} : { minNoiseFraction: Number(args['min-noise-fraction']) }),
+      ...(args['agreement-score'] === undefined ? {} : { agreementScore: args['agreement-score'] as 'gap' | 'joint' }),
       ...(args['robust-threshold'] === undefined ? {} : { robustThreshold: Number(args['robust-threshold']) }),
     },
     onProgress: (p) => {

@@ -156,7 +156,9 @@ export const compareCommand = defineCommand({
       'multiPositive',
       'relabel',
       'relabelSource',
+      'agreementScore',
       'gateLatch',
+      'minNoiseFraction',
     ])
       if (v[k] !== undefined) train[k] = k === 'agreementNeighbours' ? parseNeighbours(v[k]) : v[k];
     const bar = createProgress(v['progress'] !== false && v['json'] !== true);

@@ -41,6 +41,21 @@ export const NLIP_SIGNAL_FLAGS = {
     valueHint: 'SOURCE',
     choices: ['model', 'neighbours', 'joint'],
   },
+  agreementScore: {
+    type: 'string',
+    description:
+      "nlip agreement signal's score: the cosine gap of the model's first-choice caption for the image neighbourhood (gap), or that gap plus the neighbours' caption vote through the text tower (joint)",
+    default: 'joint',
+    valueHint: 'SCORE',
+    choices: ['gap', 'joint'],
+  },
+  minNoiseFraction: {
+    type: 'number',
+    description:
+      'nlip: act only when the high-score component holds at least this fraction of pairs (a smaller hump on clean data is the hardest pairs, not noise)',
+    default: 0,
+    valueHint: 'F',
+  },
   gateLatch: {
     type: 'boolean',
     description:

@@ -85,6 +85,13 @@ export interface TrainOptions {
   /** Act on the mixture only when its high-loss component holds at most this fraction of the pairs. @default 0.7 */
   maxNoiseFraction?: number;
   /**
+   * Act on the mixture only when its high component holds at least this fraction of the pairs: on
+   * clean data a trained model's hardest pairs can form a small, well separated hump of their own
+   * (Fashion-MNIST: 11–16 % of the pairs, Ashman's D up to 2.4), which is no reason to relabel
+   * them. Noise rates below it are left to the plain loss. @default 0
+   */
+  minNoiseFraction?: number;
+  /**
    * Once the mixture has been acted on, keep acting on later epochs even when their separation
    * falls below `minSeparation` or their high component grows past `maxNoiseFraction` (a latch:
    * the gate decides when the estimate starts, not every epoch anew). @default true
@@ -126,6 +133,14 @@ export interface TrainOptions {
    * captions (from the `agreement` signal) as a clean pair, instead of its own. @default true
    */
   relabel?: boolean;
+  /**
+   * The `agreement` signal's per-pair score: `gap` (the cosine gap between the model's first-choice
+   * caption for the image neighbourhood and the pair's own) or `joint` (the same gap taken over
+   * that cosine plus the mean text-tower cosine of each caption with the neighbours' own captions;
+   * see `Agreement.jointGap`). The joint score separates noise better right after the warm-up
+   * (Fashion-MNIST 50 %: AUC 0.913 against 0.886 at the first harmonisation). @default 'joint'
+   */
+  agreementScore?: 'gap' | 'joint';
   /** Noise probability above which a pair is relabelled. @default 0.5 */
   relabelThreshold?: number;
   /**
@@ -219,6 +234,7 @@ const trainSchema = z.strictObject({
   noiseEma: z.number().min(0).lt(1).default(0.5),
   minSeparation: z.number().min(0).default(2),
   maxNoiseFraction: fraction.default(0.7),
+  minNoiseFraction: fraction.default(0),
   gateLatch: z.boolean().default(true),
   robustFloor: fraction.default(0),
   robustThreshold: fraction.nullable().default(null),
@@ -228,6 +244,7 @@ const trainSchema = z.strictObject({
   agreementNeighbours: z.union([z.literal('auto'), z.number().int().min(0).max(1000)]).default('auto'),
   multiPositive: z.boolean().default(true),
   relabel: z.boolean().default(true),
+  agreementScore: z.enum(['gap', 'joint']).default('joint'),
   relabelThreshold: fraction.default(0.5),
   relabelSource: z.enum(['model', 'neighbours', 'joint']).default('neighbours'),
   completion: z.boolean().default(false),

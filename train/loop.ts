@@ -237,19 +237,21 @@ async function harmoniseEpoch(
         : options.relabelSource === 'joint'
           ? found.jointBest
           : found.best;
-    scores = found.gap;
+    scores = options.agreementScore === 'joint' ? found.jointGap : found.gap;
   } else {
     scores = lossScores(losses, imageEmbeddings, dim, data, options);
   }
   const previous = state.noiseProb;
+  // A probability above 0 means an earlier harmonisation acted (closed gates add 0 through the EMA).
+  const latched = options.gateLatch && previous !== null && previous.some((p) => p > 0);
   const result = harmonise(scores, previous, {
     ema: options.noiseEma,
     // `off`: the loss estimate is logged, never acted on.
     minSeparation: resolved === 'off' ? Number.POSITIVE_INFINITY : options.minSeparation,
     varianceFloor: options.varianceFloor,
     maxNoiseFraction: options.maxNoiseFraction,
-    // A probability above 0 means an earlier harmonisation acted (closed gates add 0 through the EMA).
-    latched: options.gateLatch && previous !== null && previous.some((p) => p > 0),
+    minNoiseFraction: options.minNoiseFraction,
+    latched,
   });
   state.noiseProb = result.noiseProb;
   state.harmonisedEpoch = epoch;

@@ -32,6 +32,12 @@ export interface HarmoniseOptions {
    * relabelling built on it) off and on. Ignored when `minSeparation` is infinite (estimate off). @default false
    */
   latched?: boolean;
+  /**
+   * Act only when the high component holds at least this fraction of the pairs: on clean data a
+   * trained model's hardest pairs (look-alike classes) can form a small hump of their own, as
+   * well separated as real noise. @default 0
+   */
+  minNoiseFraction?: number;
 }
 
 /** What one harmonisation found. */
@@ -59,7 +65,9 @@ export function harmonise(
   const d = separation(gmm);
   const acted =
     (options.latched === true && Number.isFinite(options.minSeparation)) ||
-    (d >= options.minSeparation && (gmm.weights[1] as number) <= options.maxNoiseFraction);
+    (d >= options.minSeparation &&
+      (gmm.weights[1] as number) <= options.maxNoiseFraction &&
+      (gmm.weights[1] as number) >= (options.minNoiseFraction ?? 0));
   const noiseProb = new Float32Array(normalised.length);
   for (let i = 0; i < normalised.length; i++) {
     const fresh = acted ? highPosterior(gmm, normalised[i] as number) : 0;
@@ -301,6 +309,15 @@ export interface Agreement {
    * the neighbours' mean caption embedding's).
    */
   jointBest: Int32Array;
+  /**
+   * The joint noise score: over every distinct training caption g, the best value of
+   * `cos(hood, g) + mean_j cos(caption_j, g)` (j over the `neighbours` nearest images, itself
+   * excluded) minus that of the pair's own caption. The second term is the neighbours' caption
+   * vote through the text tower, unnormalised, so neighbours that disagree among themselves count
+   * less; with no neighbours it equals `gap`. A shuffled caption is far both from what the
+   * model sees in the neighbourhood and from what the neighbours are called.
+   */
+  jointGap: Float32Array;
 }
 
 /**
@@ -359,6 +376,7 @@ export function captionAgreement(
   const vote = new Float32Array(n).fill(1);
   const voteBest = Int32Array.from(own);
   const jointBest = new Int32Array(n);
+  const jointGap = new Float32Array(n);
   const images = tf.tensor2d(imageEmbeddings, [n, dim]);
   const texts = tf.tensor2d(captionEmbeddings, [groups, dim]);
   try {
@@ -385,20 +403,25 @@ export function captionAgreement(
       const neighbourIdx = nearest ? (nearest.dataSync() as Int32Array) : null;
       bestIdx.dispose();
       nearest?.dispose();
+      const spread = new Float32Array(rows);
       const means = neighbourIdx
-        ? voteRows(vote, s, rows, k + 1, neighbourIdx, captionEmbeddings, own, dim)
+        ? voteRows(vote, spread, s, rows, k + 1, neighbourIdx, captionEmbeddings, own, dim)
         : new Float32Array(rows * dim);
       // Cosines of the neighbours' mean caption with every caption group; log p(g) / scale is
       // cos(hood, g) up to a per-row constant, so their sum ranks groups by both cosines.
-      const [voteTop, jointTop] = tf.tidy(() => {
+      const [voteTop, jointTop, jointScore] = tf.tidy(() => {
         const dots = tf.matMul(tf.tensor2d(means, [rows, dim]), texts, false, true);
-        return [tf.argMax(dots, 1), tf.argMax(tf.add(tf.div(logits, options.scale), dots), 1)] as const;
+        // The unnormalised vote: mean_j cos(caption_j, g) = |mean| · cos(normalised mean, g).
+        const joint = tf.add(tf.div(logits, options.scale), tf.mul(dots, tf.tensor2d(spread, [rows, 1])));
+        return [tf.argMax(dots, 1), tf.argMax(tf.add(tf.div(logits, options.scale), dots), 1), joint] as const;
       });
       logits.dispose();
       const votes = voteTop.dataSync() as Int32Array;
       const joints = jointTop.dataSync() as Int32Array;
+      const jointValues = jointScore.dataSync() as Float32Array;
       voteTop.dispose();
       jointTop.dispose();
+      jointScore.dispose();
       for (let r = 0; r < rows; r++) {
         const b = top[r] as number;
         const i = s + r;
@@ -407,6 +430,9 @@ export function captionAgreement(
         agreement[i] = Math.exp(diff);
         gap[i] = -diff / options.scale;
         jointBest[i] = joints[r] as number;
+        let peak = -Infinity;
+        for (let g = 0; g < groups; g++) peak = Math.max(peak, jointValues[r * groups + g] as number);
+        jointGap[i] = peak - (jointValues[r * groups + (own[i] as number)] as number);
         if (neighbourIdx) voteBest[i] = votes[r] as number;
       }
     }
@@ -414,15 +440,18 @@ export function captionAgreement(
     images.dispose();
     texts.dispose();
   }
-  return { agreement, gap, best, vote, voteBest, jointBest };
+  return { agreement, gap, best, vote, voteBest, jointBest, jointGap };
 }
 
 /**
- * Fills `vote[s .. s + rows)` from each row's `width` nearest pairs (see {@link Agreement.vote});
- * returns the rows' normalised mean neighbour-caption embeddings, `[rows, dim]`.
+ * Fills `vote[s .. s + rows)` from each row's `width` nearest pairs (see {@link Agreement.vote})
+ * and `spread[r]` with the length of the row's mean neighbour-caption embedding (1: the neighbours
+ * share one caption; 0 when it has none); returns the rows' normalised mean neighbour-caption
+ * embeddings, `[rows, dim]`.
  */
 function voteRows(
   vote: Float32Array,
+  spread: Float32Array,
   s: number,
   rows: number,
   width: number,
@@ -453,6 +482,7 @@ function voteRows(
       dot += (sum[d] as number) * (captionEmbeddings[o + d] as number);
     }
     vote[i] = norm > 0 ? dot / Math.sqrt(norm) : 0;
+    spread[r] = Math.sqrt(norm) / count;
     const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
     for (let d = 0; d < dim; d++) means[r * dim + d] = (sum[d] as number) * inv;
   }

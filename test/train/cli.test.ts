@@ -155,6 +155,26 @@ describe('altforge train and score', () => {
     }
   });
 
+  test("train scores agreement by the joint gap (the neighbours' caption vote added) when asked", async () => {
+    const common = nlipFlags();
+    const probs = (dir: string): number[] =>
+      (JSON.parse(readFileSync(join(dir, 'noise.json'), 'utf8')) as { noiseProb: number[] }).noiseProb;
+    const gapDir = join(work.path, 'nlip-score-gap');
+    const jointDir = join(work.path, 'nlip-score-joint');
+    const gap = await runCli([...common, '--agreement-score', 'gap', '--no-relabel', '--out', gapDir]);
+    const joint = await runCli([...common, '--agreement-score', 'joint', '--no-relabel', '--out', jointDir]);
+    expect(gap.code).toBe(0);
+    expect(joint.code).toBe(0);
+    // The same model at the first harmonisation (warm-up is vanilla): only the score differs, and
+    // with two neighbours carrying other captions the vote moves it.
+    expect(probs(jointDir)).toHaveLength(12);
+    expect(probs(jointDir)).not.toEqual(probs(gapDir));
+    // The default is the joint gap.
+    const byDefault = join(work.path, 'nlip-score-default');
+    expect((await runCli([...common, '--no-relabel', '--out', byDefault])).code).toBe(0);
+    expect(probs(byDefault)).toEqual(probs(jointDir));
+  });
+
   test('usage errors exit 2 with one line', async () => {
     const missing = await runCli(['train', '--out', join(work.path, 'x')]);
     expect(missing.code).toBe(2);
@@ -176,6 +196,8 @@ describe('altforge train and score', () => {
       ['--robust', 'magic', '--robust: expected one of none, nlip'],
       ['--agreement-neighbours', 'many', '--agreement-neighbours: expected auto or a whole number'],
       ['--noise-signal', 'magic', '--noise-signal: expected one of auto, agreement, loss'],
+      ['--agreement-score', 'both', '--agreement-score: expected one of gap, joint'],
+      ['--min-noise-fraction', 'some', '--min-noise-fraction: expected a number'],
     ] as const) {
       const bad = await runCli(['train', '--corpus', corpus, '--out', join(work.path, 'bad'), flag, value]);
       expect(bad.code).toBe(2);

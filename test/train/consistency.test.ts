@@ -131,6 +131,32 @@ describe('caption agreement', () => {
     expect(Array.from(alone.vote)).toEqual([1, 1, 1, 1, 1]);
     expect(Array.from(alone.voteBest)).toEqual(Array.from(own));
   });
+
+  it("scores the joint gap: the neighbourhood's cosine plus the neighbours' unnormalised caption vote", () => {
+    const own = new Int32Array([0, 0, 0, 0, 1]);
+    const found = captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
+    const hoodAngle = (degs: number[]) => {
+      const sum = degs
+        .map(at)
+        .reduce((s, v) => [(s[0] as number) + (v[0] as number), (s[1] as number) + (v[1] as number)]);
+      return (Math.atan2(sum[1] as number, sum[0] as number) * 180) / Math.PI;
+    };
+    // Image 4 (90°, "dog"): neighbours 80° and 20° both carry "cat", so the vote is cos(0°, g) at full weight.
+    const a4 = hoodAngle([90, 80, 20]);
+    const j4 = (g: number) => cos(a4, g) + cos(0, g);
+    expect(found.jointGap[4]).toBeCloseTo(Math.max(j4(0), j4(90)) - j4(90), 5);
+    expect(found.jointGap[4]).toBeGreaterThan(0);
+    // Image 3 (80°, "cat"): neighbours 90° ("dog") and 20° ("cat") disagree: the vote is the mean of
+    // cos(0°, g) and cos(90°, g), 0.5 for both groups, so it adds nothing and the model's gap remains.
+    const a3 = hoodAngle([80, 90, 20]);
+    expect(found.jointGap[3]).toBeCloseTo(Math.max(0, cos(a3, 90) - cos(a3, 0)), 5);
+    expect(found.jointGap[3]).toBeCloseTo(found.gap[3] as number, 5);
+    // Image 0 (0°, "cat", neighbours "cat"): its own caption is best both ways.
+    expect(found.jointGap[0]).toBeCloseTo(0, 6);
+    // Without neighbours the joint gap is the gap.
+    const alone = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    alone.jointGap.forEach((g, i) => expect(g).toBeCloseTo(alone.gap[i] as number, 6));
+  });
 });
 
 describe('harmonisation', () => {
@@ -147,6 +173,18 @@ describe('harmonisation', () => {
     expect(latched.noiseProb[0]).toBeLessThan(0.01);
     // An estimate turned off (infinite gate) stays off, latch or not.
     expect(harmonise(scores, null, { ...options, minSeparation: Infinity, latched: true }).acted).toBe(false);
+  });
+
+  it('keeps the gate shut while the high component holds less than the smallest noise fraction', () => {
+    // The high hump holds 4 of 10 pairs.
+    const open = harmonise(scores, null, { ...options, minNoiseFraction: 0.35 });
+    expect(open.acted).toBe(true);
+    expect(open.gmm.weights[1]).toBeCloseTo(0.4, 3);
+    const shut = harmonise(scores, null, { ...options, minNoiseFraction: 0.45 });
+    expect(shut.acted).toBe(false);
+    expect(Array.from(shut.noiseProb)).toEqual(Array.from({ length: scores.length }, () => 0));
+    // A latched gate keeps acting whatever the fraction.
+    expect(harmonise(scores, null, { ...options, minNoiseFraction: 0.45, latched: true }).acted).toBe(true);
   });
 
   it('blends the previous estimate in with the EMA weight', () => {
