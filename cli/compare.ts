@@ -1,7 +1,7 @@
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 import type { CompareOptions, CompareResult } from '../eval/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
 import { interruptSignal } from './_run.ts';
 import { NLIP_SIGNAL_FLAGS, parseNeighbours } from './train.ts';
@@ -97,13 +97,7 @@ const flags = {
     valueHint: 'N',
   },
   template: { type: 'list', description: "Classification prompt template, '{}' is the class name", valueHint: 'TEXT' },
-  backend: {
-    type: 'string',
-    description: 'Compute backend',
-    default: 'auto',
-    valueHint: 'NAME',
-    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
-  },
+  backend: backendFlag(),
   json: { type: 'boolean', description: 'Print compare.json on stdout' },
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
 } satisfies FlagSpecs;

@@ -3,7 +3,7 @@ import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 // The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
 import type { TrainOptions, TrainProgress, TrainResult } from '../train/index.ts';
-import { cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
 
 /** The flags of nlip's noise signal, shared with `altforge compare`. */
@@ -72,13 +72,7 @@ const flags = {
     valueHint: 'DIR',
     alias: 'o',
   },
-  backend: {
-    type: 'string',
-    description: 'Compute backend',
-    default: 'auto',
-    valueHint: 'NAME',
-    choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'],
-  },
+  backend: backendFlag(),
   preset: { type: 'string', description: 'Model size', default: 'tiny', valueHint: 'NAME', choices: ['tiny', 'small'] },
   imageSize: { type: 'integer', description: "Input image size (overrides the preset's)", valueHint: 'PX' },
   epochs: { type: 'integer', description: 'Passes over the data', default: 10, valueHint: 'N' },

@@ -4,9 +4,7 @@
  */
 import { z } from 'zod';
 import { parseOptions } from '../corpus/options.ts';
-import type { BackendChoice } from '../train/index.ts';
-
-const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'] as const;
+import { BACKEND_CHOICES, type BackendChoice } from '../train/backend-names.ts';
 
 /** Progress of an evaluation, for a progress bar. */
 export interface EvalProgress {
@@ -49,7 +47,7 @@ const evalSchema = z.strictObject({
     .array(z.string().includes('{}', { message: "a template must contain '{}'" }))
     .min(1)
     .optional(),
-  backend: z.enum(BACKENDS).default('auto'),
+  backend: z.enum(BACKEND_CHOICES).default('auto'),
   batchSize: z.number().int().min(1).max(65_536).default(256),
   limit: z.number().int().positive().nullable().default(null),
   onProgress: z.custom<(p: EvalProgress) => void>((v) => typeof v === 'function').optional(),

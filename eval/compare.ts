@@ -21,6 +21,7 @@ import {
   type NoiseEpoch,
   type TrainOptions,
 } from '../train/index.ts';
+import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
 import { injectNoise } from './noise-injection.ts';
 import { renderPlots, type PlotRef } from './plots.ts';
@@ -172,7 +173,7 @@ const schema = z.strictObject({
   testImages: z.number().int().min(1).default(500),
   templates: z.array(z.string().includes('{}')).min(1).optional(),
   train: z.record(z.string(), z.unknown()).default({}),
-  backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu']).default('auto'),
+  backend: z.enum(BACKEND_CHOICES).default('auto'),
   onProgress: z.custom<(p: CompareProgress) => void>((v) => typeof v === 'function').optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
 });

@@ -5,10 +5,10 @@
 import { z } from 'zod';
 import { UsageError } from '../corpus/errors.ts';
 import { parseOptions } from '../corpus/options.ts';
+import { BACKEND_CHOICES, type BackendChoice } from './backend-names.ts';
 import type { MemoryPair } from './data.ts';
 
 /** Backends, as `selectBackend` takes them. */
-export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm-blas', 'wasm', 'cpu'] as const;
 
 /** Overrides of the preset's architecture (vocabulary size comes from the tokenizer). */
 export interface ModelOverrides {
@@ -47,7 +47,7 @@ export interface TrainOptions {
   /** Run directory: `checkpoint.ckpt`, `metrics.jsonl`, `noise.json`. Created if missing. */
   out: string;
   /** Compute backend. @default 'auto' */
-  backend?: (typeof BACKEND_CHOICES)[number];
+  backend?: BackendChoice;
   /** Model preset. @default 'tiny' */
   preset?: 'tiny' | 'small';
   /** Architecture overrides of the preset. @default {} */
@@ -294,7 +294,7 @@ export interface ScoreOptions {
   /** A checkpoint file, or a run directory holding `checkpoint.ckpt`. */
   checkpoint: string;
   /** Compute backend. @default 'auto' */
-  backend?: (typeof BACKEND_CHOICES)[number];
+  backend?: BackendChoice;
   /** Pairs per scoring batch: each pair's loss is taken against the others of its batch. @default 256 */
   batchSize?: number;
   /** Seed of the random batches. @default 1 */
