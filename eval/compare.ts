@@ -318,7 +318,12 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
             seed,
             epoch: e.epoch,
             step: e.step,
-            auc: rocAuc(e.noiseProb, positive),
+            // The noise probability's order, from the log of its complement: pairs whose noise
+            // probability rounds to 1 keep the order of their posteriors.
+            auc: rocAuc(
+              Float64Array.from(e.logCleanProb, (c) => -c),
+              positive,
+            ),
             scoreAuc: rocAuc(e.scores, positive),
             ...pr,
             acted: e.acted,

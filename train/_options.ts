@@ -185,6 +185,11 @@ export interface NoiseEpoch {
   ids: readonly string[];
   /** Noise probability per pair after the EMA. */
   noiseProb: Float32Array;
+  /**
+   * Natural log of `1 - noiseProb`, in float64: ranks the pairs where the noise probability
+   * rounds to 1 (ROC AUC is computed from it).
+   */
+  logCleanProb: Float64Array;
   /** The score the mixture was fitted to (normalised loss, blended with inconsistency), before any gate. */
   scores: Float32Array;
   /** Whether the mixture was acted on this epoch. */

@@ -120,28 +120,44 @@ export function fitGmm(values: ArrayLike<number>, options: GmmOptions = {}): Gmm
   return { means: mu, variances: v, weights: w, logLikelihood: ll, iterations };
 }
 
-function rawPosterior(gmm: Gmm1d, x: number): number {
+function rawLogOdds(gmm: Gmm1d, x: number): number {
   const a = Math.log(gmm.weights[0]) + logNormal(x, gmm.means[0], gmm.variances[0]);
   const b = Math.log(gmm.weights[1]) + logNormal(x, gmm.means[1], gmm.variances[1]);
-  return 1 / (1 + Math.exp(a - b));
+  return b - a;
 }
 
 /**
- * Posterior probability that `x` belongs to the high-mean component, made monotone in `x`. With
- * unequal variances the log-odds is a parabola and the wider component wins back one tail (a
- * wide noisy component would call the very lowest losses noisy); the posterior is held at its
- * value at the parabola's vertex beyond it, so a larger loss never means a cleaner pair.
+ * Log-odds that `x` belongs to the high-mean component, made monotone in `x`. With unequal
+ * variances the log-odds is a parabola and the wider component wins back one tail (a wide noisy
+ * component would call the very lowest losses noisy); it is held at its value at the parabola's
+ * vertex beyond it, so a larger loss never means a cleaner pair.
  */
-export function highPosterior(gmm: Gmm1d, x: number): number {
+export function highLogOdds(gmm: Gmm1d, x: number): number {
   const [m0, m1] = gmm.means;
   const [v0, v1] = gmm.variances;
   if (v0 !== v1) {
     const vertex = (m1 * v0 - m0 * v1) / (v0 - v1);
     // v1 > v0: convex log-odds, minimum at the vertex; v0 > v1: concave, maximum there.
-    if (v1 > v0 && x < vertex) return rawPosterior(gmm, vertex);
-    if (v0 > v1 && x > vertex) return rawPosterior(gmm, vertex);
+    if (v1 > v0 && x < vertex) return rawLogOdds(gmm, vertex);
+    if (v0 > v1 && x > vertex) return rawLogOdds(gmm, vertex);
   }
-  return rawPosterior(gmm, x);
+  return rawLogOdds(gmm, x);
+}
+
+/** Posterior probability that `x` belongs to the high-mean component (monotone: {@link highLogOdds}). */
+export function highPosterior(gmm: Gmm1d, x: number): number {
+  return 1 / (1 + Math.exp(-highLogOdds(gmm, x)));
+}
+
+/**
+ * Natural log of the posterior probability that `x` belongs to the low-mean component, i.e. of
+ * `1 - highPosterior`: finite however far `x` lies in the high component, where the high
+ * posterior rounds to 1 and the low one underflows to 0.
+ */
+export function logLowPosterior(gmm: Gmm1d, x: number): number {
+  const l = highLogOdds(gmm, x);
+  // -log(1 + e^l), without overflow.
+  return l > 0 ? -l - Math.log1p(Math.exp(-l)) : -Math.log1p(Math.exp(l));
 }
 
 /**

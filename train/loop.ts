@@ -49,6 +49,8 @@ export interface LoopState {
   step: number;
   /** Noise probability per pair (NLIP), null before the first harmonisation. */
   noiseProb: Float32Array | null;
+  /** The log of its complement (see `HarmoniseResult.logCleanProb`); null until this run's first harmonisation. */
+  logCleanProb?: Float64Array | null;
   /** Last epoch whose harmonisation has run (-1: none). */
   harmonisedEpoch: number;
   /** Completed caption per pair (null: not completed). */
@@ -244,22 +246,29 @@ async function harmoniseEpoch(
   const previous = state.noiseProb;
   // A probability above 0 means an earlier harmonisation acted (closed gates add 0 through the EMA).
   const latched = options.gateLatch && previous !== null && previous.some((p) => p > 0);
-  const result = harmonise(scores, previous, {
-    ema: options.noiseEma,
-    // `off`: the loss estimate is logged, never acted on.
-    minSeparation: resolved === 'off' ? Number.POSITIVE_INFINITY : options.minSeparation,
-    varianceFloor: options.varianceFloor,
-    maxNoiseFraction: options.maxNoiseFraction,
-    minNoiseFraction: options.minNoiseFraction,
-    latched,
-  });
+  const result = harmonise(
+    scores,
+    previous,
+    {
+      ema: options.noiseEma,
+      // `off`: the loss estimate is logged, never acted on.
+      minSeparation: resolved === 'off' ? Number.POSITIVE_INFINITY : options.minSeparation,
+      varianceFloor: options.varianceFloor,
+      maxNoiseFraction: options.maxNoiseFraction,
+      minNoiseFraction: options.minNoiseFraction,
+      latched,
+    },
+    state.logCleanProb ?? null,
+  );
   state.noiseProb = result.noiseProb;
+  state.logCleanProb = result.logCleanProb;
   state.harmonisedEpoch = epoch;
   options.onNoise?.({
     epoch,
     step: state.step,
     ids: data.pairs.map((p) => p.id),
     noiseProb: result.noiseProb.slice(),
+    logCleanProb: result.logCleanProb.slice(),
     scores,
     acted: result.acted,
     separation: result.separation,

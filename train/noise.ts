@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { normaliseCaption, wordTokens } from '../corpus/text.ts';
-import { fitGmm, highPosterior, minMaxNormalise, separation, type Gmm1d } from './gmm.ts';
+import { fitGmm, highPosterior, logLowPosterior, minMaxNormalise, separation, type Gmm1d } from './gmm.ts';
 
 /** Options of {@link harmonise}. */
 export interface HarmoniseOptions {
@@ -44,6 +44,12 @@ export interface HarmoniseOptions {
 export interface HarmoniseResult {
   /** Noise probability per pair after the EMA. */
   noiseProb: Float32Array;
+  /**
+   * Natural log of `1 - noiseProb` (the clean probability, same EMA), in float64: where the noise
+   * probability rounds to 1 (a posterior many standard deviations into the high component), this
+   * keeps the pairs' order, which ROC AUC needs.
+   */
+  logCleanProb: Float64Array;
   gmm: Gmm1d;
   /** Ashman's D of the fitted components. */
   separation: number;
@@ -51,14 +57,23 @@ export interface HarmoniseResult {
   acted: boolean;
 }
 
+/** log(e^a + e^b), without overflow or underflow (either may be -Infinity). */
+function logAddExp(a: number, b: number): number {
+  const hi = Math.max(a, b);
+  if (hi === Number.NEGATIVE_INFINITY) return hi;
+  return hi + Math.log1p(Math.exp(Math.min(a, b) - hi));
+}
+
 /**
  * Fits the mixture to `losses` (per pair, any scale) and blends the high-loss posterior into
- * `previous` (null on the first harmonisation).
+ * `previous` (null on the first harmonisation); `previousLogClean`, the previous result's
+ * `logCleanProb`, when there is one (else `log(1 - previous)` is blended).
  */
 export function harmonise(
   losses: ArrayLike<number>,
   previous: Float32Array | null,
   options: HarmoniseOptions,
+  previousLogClean: Float64Array | null = null,
 ): HarmoniseResult {
   const normalised = minMaxNormalise(losses);
   const gmm = fitGmm(normalised, { varianceFloor: options.varianceFloor });
@@ -69,11 +84,23 @@ export function harmonise(
       (gmm.weights[1] as number) <= options.maxNoiseFraction &&
       (gmm.weights[1] as number) >= (options.minNoiseFraction ?? 0));
   const noiseProb = new Float32Array(normalised.length);
+  const logCleanProb = new Float64Array(normalised.length);
+  const logEma = Math.log(options.ema);
+  const logFreshWeight = Math.log(1 - options.ema);
   for (let i = 0; i < normalised.length; i++) {
     const fresh = acted ? highPosterior(gmm, normalised[i] as number) : 0;
-    noiseProb[i] = previous === null ? fresh : options.ema * (previous[i] as number) + (1 - options.ema) * fresh;
+    const logFreshClean = acted ? logLowPosterior(gmm, normalised[i] as number) : 0;
+    if (previous === null) {
+      noiseProb[i] = fresh;
+      logCleanProb[i] = logFreshClean;
+    } else {
+      noiseProb[i] = options.ema * (previous[i] as number) + (1 - options.ema) * fresh;
+      const before =
+        previousLogClean === null ? Math.log(1 - (previous[i] as number)) : (previousLogClean[i] as number);
+      logCleanProb[i] = logAddExp(logEma + before, logFreshWeight + logFreshClean);
+    }
   }
-  return { noiseProb, gmm, separation: d, acted };
+  return { noiseProb, logCleanProb, gmm, separation: d, acted };
 }
 
 /** How the loss uses the noise probability. */

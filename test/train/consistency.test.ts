@@ -192,5 +192,33 @@ describe('harmonisation', () => {
     const first = harmonise(scores, null, options);
     const blended = harmonise(scores, previous, options);
     blended.noiseProb.forEach((p, i) => expect(p).toBeCloseTo(0.5 * 0.2 + 0.5 * (first.noiseProb[i] as number), 6));
+    blended.logCleanProb.forEach((c, i) => expect(Math.exp(c)).toBeCloseTo(1 - (blended.noiseProb[i] as number), 6));
+    // Blended with a previous clean probability, which takes the place of 1 - previous.
+    const again = harmonise(scores, blended.noiseProb, options, blended.logCleanProb);
+    again.logCleanProb.forEach((c, i) =>
+      expect(Math.exp(c)).toBeCloseTo(
+        0.5 * Math.exp(blended.logCleanProb[i] as number) + 0.5 * Math.exp(first.logCleanProb[i] as number),
+        12,
+      ),
+    );
+  });
+
+  it('keeps the order of pairs whose noise probability rounds to 1 in the log of its complement', () => {
+    // A narrow low hump and high scores far above it: every high posterior rounds to 1 in float32.
+    const far = [0.01, 0.011, 0.012, 0.01, 0.011, 0.012, 0.5, 0.7, 0.85, 1];
+    const result = harmonise(far, null, options);
+    expect(result.acted).toBe(true);
+    expect(Array.from(result.noiseProb.subarray(6))).toEqual([1, 1, 1, 1]);
+    const logClean = Array.from(result.logCleanProb.subarray(6));
+    for (const c of logClean) expect(Number.isFinite(c)).toBe(true);
+    // A higher score, a smaller clean probability: the order the rounded probability lost.
+    expect(logClean).toEqual([...logClean].sort((a, b) => b - a));
+    expect(new Set(logClean).size).toBe(4);
+    result.logCleanProb.forEach((c, i) => expect(Math.exp(c)).toBeCloseTo(1 - (result.noiseProb[i] as number), 6));
+    // And through the EMA, from a previous estimate that had them at 1 too.
+    const next = harmonise(far, result.noiseProb, options, result.logCleanProb);
+    const nextLog = Array.from(next.logCleanProb.subarray(6));
+    expect(new Set(nextLog).size).toBe(4);
+    expect(nextLog).toEqual([...nextLog].sort((a, b) => b - a));
   });
 });
