@@ -19,8 +19,8 @@ afterAll(async () => {
   await work.remove();
 });
 
-/** Flags of a tiny nlip run that acts from its second epoch on the agreement signal. */
-function nlipFlags(): string[] {
+/** Flags of a tiny vanilla run: 2 epochs of 2 steps, 16 px images. */
+function tinyFlags(): string[] {
   return [
     'train',
     '--corpus',
@@ -35,6 +35,13 @@ function nlipFlags(): string[] {
     '6',
     '--vocab-size',
     '300',
+  ];
+}
+
+/** Flags of a tiny nlip run that acts from its second epoch on the agreement signal. */
+function nlipFlags(): string[] {
+  return [
+    ...tinyFlags(),
     '--robust',
     'nlip',
     '--warmup-epochs',
@@ -56,23 +63,7 @@ function nlipFlags(): string[] {
 describe('altforge train and score', () => {
   test('train prints the backend and a one-line summary; score writes noise_prob', async () => {
     const out = join(work.path, 'run');
-    const train = await runCli([
-      'train',
-      '--corpus',
-      corpus,
-      '--out',
-      out,
-      '--backend',
-      'wasm',
-      '--image-size',
-      '16',
-      '--epochs',
-      '2',
-      '--batch-size',
-      '6',
-      '--vocab-size',
-      '300',
-    ]);
+    const train = await runCli([...tinyFlags(), '--out', out]);
     expect(train.stderr).toMatch(/^backend: wasm/);
     const summary = lines(train.stderr).at(-1) ?? '';
     expect(summary).toMatch(
