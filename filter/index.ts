@@ -319,6 +319,7 @@ function forEachChunk(
   const previous = new Uint8Array(CHUNK);
   for (let from = first - (first % CHUNK); from <= last; from += CHUNK) {
     const [count, ...values] = select.get(from, from + CHUNK) as [number, ...string[]];
+    if (count === 0 && readPrevious === null) continue;
     let cols = values.map((v, k) =>
       columns[k]!.text ? (count > 0 ? v.split('\0') : []) : (JSON.parse(v) as unknown[]),
     );
@@ -327,7 +328,6 @@ function forEachChunk(
       cols = json.map((j) => JSON.parse(j) as unknown[]);
     }
     if (readPrevious !== null) readPrevious(from, previous);
-    if (count === 0 && readPrevious === null) continue;
     if (count > 0 && !fn(count, cols, from, previous)) return;
     if (stale !== null) {
       const rowids = cols[0] as number[];
