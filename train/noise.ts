@@ -436,19 +436,26 @@ export function captionAgreement(
         : new Float32Array(rows * dim);
       // Cosines of the neighbours' mean caption with every caption group; log p(g) / scale is
       // cos(hood, g) up to a per-row constant, so their sum ranks groups by both cosines.
-      const [voteTop, jointTop, jointScore] = tf.tidy(() => {
+      const ownCells = new Int32Array(rows * 2);
+      for (let r = 0; r < rows; r++) {
+        ownCells[2 * r] = r;
+        ownCells[2 * r + 1] = own[s + r] as number;
+      }
+      const [voteTop, jointTop, jointGapTensor] = tf.tidy(() => {
         const dots = tf.matMul(tf.tensor2d(means, [rows, dim]), texts, false, true);
         // The unnormalised vote: mean_j cos(caption_j, g) = |mean| · cos(normalised mean, g).
         const joint = tf.add(tf.div(logits, options.scale), tf.mul(dots, tf.tensor2d(spread, [rows, 1])));
-        return [tf.argMax(dots, 1), tf.argMax(tf.add(tf.div(logits, options.scale), dots), 1), joint] as const;
+        // Best value over the groups minus the own group's, on the backend: one value a row comes back.
+        const jointGapRows = tf.sub(tf.max(joint, 1), tf.gatherND(joint, tf.tensor2d(ownCells, [rows, 2], 'int32')));
+        return [tf.argMax(dots, 1), tf.argMax(tf.add(tf.div(logits, options.scale), dots), 1), jointGapRows] as const;
       });
       logits.dispose();
       const votes = voteTop.dataSync() as Int32Array;
       const joints = jointTop.dataSync() as Int32Array;
-      const jointValues = jointScore.dataSync() as Float32Array;
+      jointGap.set(jointGapTensor.dataSync() as Float32Array, s);
       voteTop.dispose();
       jointTop.dispose();
-      jointScore.dispose();
+      jointGapTensor.dispose();
       for (let r = 0; r < rows; r++) {
         const b = top[r] as number;
         const i = s + r;
@@ -457,9 +464,6 @@ export function captionAgreement(
         agreement[i] = Math.exp(diff);
         gap[i] = -diff / options.scale;
         jointBest[i] = joints[r] as number;
-        let peak = -Infinity;
-        for (let g = 0; g < groups; g++) peak = Math.max(peak, jointValues[r * groups + g] as number);
-        jointGap[i] = peak - (jointValues[r * groups + (own[i] as number)] as number);
         if (neighbourIdx) voteBest[i] = votes[r] as number;
       }
     }
