@@ -28,7 +28,6 @@ import {
 const RETRIES = 2;
 const SHARD_SIZE = 5;
 const MAX_BODY_BYTES = 2 * 1024 * 1024;
-const SLOW = 120_000;
 
 /** The options of every crawl here: short timeouts (the slow routes stall far longer), quick retries. */
 function crawlOptions(site: Site, out: string, extra: Partial<CrawlOptions> = {}): CrawlOptions {
@@ -158,25 +157,21 @@ describe('pairs found on the pages', () => {
     for (const e of site.expected.filter((x) => x.emptyAlt)) expect(hitsOf(e.path)).toBe(0);
   });
 
-  test(
-    'keeps images without alt-text, captioned with an empty string, when keepEmptyAlt is set',
-    async () => {
-      const dir = join(work.path, 'keep-empty-alt');
-      await runCrawl(crawlOptions(site, dir, { pages: [site.url('/noalt.html')], maxDepth: 0, keepEmptyAlt: true }));
-      const rows = readManifest(dir).pairs.map((r) => ({
-        key: r.key,
-        url: r.url,
-        caption: r.caption,
-        status: r.status,
-      }));
-      const onPage = site.expected.filter((e) => e.pageUrls.includes(site.url('/noalt.html')));
-      expect(onPage.filter((e) => e.emptyAlt)).toHaveLength(3);
-      expect(rows.toSorted(byUrlCaption)).toEqual(
-        onPage.map((e) => ({ key: e.key, url: e.url, caption: e.caption, status: 'ok' })).toSorted(byUrlCaption),
-      );
-    },
-    SLOW,
-  );
+  test('keeps images without alt-text, captioned with an empty string, when keepEmptyAlt is set', async () => {
+    const dir = join(work.path, 'keep-empty-alt');
+    await runCrawl(crawlOptions(site, dir, { pages: [site.url('/noalt.html')], maxDepth: 0, keepEmptyAlt: true }));
+    const rows = readManifest(dir).pairs.map((r) => ({
+      key: r.key,
+      url: r.url,
+      caption: r.caption,
+      status: r.status,
+    }));
+    const onPage = site.expected.filter((e) => e.pageUrls.includes(site.url('/noalt.html')));
+    expect(onPage.filter((e) => e.emptyAlt)).toHaveLength(3);
+    expect(rows.toSorted(byUrlCaption)).toEqual(
+      onPage.map((e) => ({ key: e.key, url: e.url, caption: e.caption, status: 'ok' })).toSorted(byUrlCaption),
+    );
+  });
 });
 
 describe('pages', () => {
@@ -312,19 +307,15 @@ describe('downloads and their failures', () => {
     expect(site.requests.filter((r) => r.host !== `127.0.0.1:${site.port}`)).toEqual([]);
   });
 
-  test(
-    'refuses even the seed page when the SSRF guard is fully on',
-    async () => {
-      const before = site.snapshotHits();
-      const dir = join(work.path, 'guarded');
-      await runCrawl(crawlOptions(site, dir, { allowPrivateNetwork: false }));
-      const guarded = readManifest(dir);
-      expect(guarded.pages).toEqual([{ url: site.url('/'), depth: 0, status: 'private_address' }]);
-      expect(guarded.pairs).toEqual([]);
-      expect(site.snapshotHits()).toEqual(before);
-    },
-    SLOW,
-  );
+  test('refuses even the seed page when the SSRF guard is fully on', async () => {
+    const before = site.snapshotHits();
+    const dir = join(work.path, 'guarded');
+    await runCrawl(crawlOptions(site, dir, { allowPrivateNetwork: false }));
+    const guarded = readManifest(dir);
+    expect(guarded.pages).toEqual([{ url: site.url('/'), depth: 0, status: 'private_address' }]);
+    expect(guarded.pairs).toEqual([]);
+    expect(site.snapshotHits()).toEqual(before);
+  });
 });
 
 describe('images as stored', () => {
@@ -472,22 +463,18 @@ describe('the result', () => {
     expect(result.interrupted).toBe(false);
   });
 
-  test(
-    'downloads nothing and changes no row when run again',
-    async () => {
-      const before = site.snapshotHits();
-      const tarsBefore = await shardBytes(out);
-      const again = await runCrawl(crawlOptions(site, out));
-      const after = site.snapshotHits();
-      expect(imageHits(after)).toEqual(imageHits(before));
-      expect(readManifest(out).pairs).toEqual(manifest.pairs);
-      expect(await shardBytes(out)).toEqual(tarsBefore);
-      expect(again.attempted).toBe(0);
-      expect(again.byStatus).toEqual(result.byStatus);
-      expect(await findTempFiles(out)).toEqual([]);
-    },
-    SLOW,
-  );
+  test('downloads nothing and changes no row when run again', async () => {
+    const before = site.snapshotHits();
+    const tarsBefore = await shardBytes(out);
+    const again = await runCrawl(crawlOptions(site, out));
+    const after = site.snapshotHits();
+    expect(imageHits(after)).toEqual(imageHits(before));
+    expect(readManifest(out).pairs).toEqual(manifest.pairs);
+    expect(await shardBytes(out)).toEqual(tarsBefore);
+    expect(again.attempted).toBe(0);
+    expect(again.byStatus).toEqual(result.byStatus);
+    expect(await findTempFiles(out)).toEqual([]);
+  });
 });
 
 describe('bad input', () => {
@@ -521,47 +508,39 @@ describe('bad input', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
-  test(
-    'exits 2 with one line on stderr when the output directory is not a corpus',
-    async () => {
-      const dir = join(work.path, 'not-a-corpus-cli');
-      await mkdir(dir);
-      await writeFile(join(dir, 'notes.txt'), 'my notes\n');
-      const run = await runCli(['crawl', '--pages', site.url('/'), '--out', dir, '--allow-private-host', '127.0.0.1']);
-      expect(run.code).toBe(2);
-      expect(lines(run.stderr)).toHaveLength(1);
-      expect(await readdir(dir)).toEqual(['notes.txt']);
-    },
-    SLOW,
-  );
+  test('exits 2 with one line on stderr when the output directory is not a corpus', async () => {
+    const dir = join(work.path, 'not-a-corpus-cli');
+    await mkdir(dir);
+    await writeFile(join(dir, 'notes.txt'), 'my notes\n');
+    const run = await runCli(['crawl', '--pages', site.url('/'), '--out', dir, '--allow-private-host', '127.0.0.1']);
+    expect(run.code).toBe(2);
+    expect(lines(run.stderr)).toHaveLength(1);
+    expect(await readdir(dir)).toEqual(['notes.txt']);
+  });
 
   test.each([
     ['--concurrency', '0', 'concurrency'],
     ['--jpeg-quality', '400', 'jpeg'],
     ['--retries', 'lots', 'retries'],
-  ])(
-    'exits 2 with one line on stderr naming the option for %s %s',
-    async (flag, value, named) => {
-      const dir = join(work.path, `invalid-cli${flag}`);
-      const run = await runCli([
-        'crawl',
-        '--pages',
-        site.url('/'),
-        '--out',
-        dir,
-        '--allow-private-host',
-        '127.0.0.1',
-        flag,
-        value,
-      ]);
-      expect(run.code).toBe(2);
-      const stderr = lines(run.stderr);
-      expect(stderr).toHaveLength(1);
-      expect(stderr[0]?.toLowerCase()).toContain(named);
-      expect(existsSync(dir)).toBe(false);
-    },
-    SLOW,
-  );
+  ])('exits 2 with one line on stderr naming the option for %s %s', async (flag, value, named) => {
+    const dir = join(work.path, `invalid-cli${flag}`);
+    const run = await runCli([
+      'crawl',
+      '--pages',
+      site.url('/'),
+      '--out',
+      dir,
+      '--allow-private-host',
+      '127.0.0.1',
+      flag,
+      value,
+    ]);
+    expect(run.code).toBe(2);
+    const stderr = lines(run.stderr);
+    expect(stderr).toHaveLength(1);
+    expect(stderr[0]?.toLowerCase()).toContain(named);
+    expect(existsSync(dir)).toBe(false);
+  });
 });
 
 /** Per-path request counts of image routes only (pages and robots.txt may be read again). */
