@@ -12,8 +12,10 @@
  *     [--first-seed 1] [--gate-latch true|false] [--relabel-source model|neighbours|joint]
  *     [--agreement-score gap|joint] [--min-noise-fraction F]
  *     [--noise-ema 0.5] [--robust-threshold P] [--out /tmp/altforge-bench-compare]
+ *
+ * Each setting's directory under --out is cleared first: every number is measured by this run.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -80,6 +82,8 @@ console.log(
 for (const setting of (args.settings as string).split(',') as Array<'fashion-mnist' | 'emoji'>) {
   const started = Date.now();
   const fashion = setting === 'fashion-mnist';
+  // Measured now, every run: nothing reused from an earlier bench into the same directory.
+  rmSync(join(args.out as string, setting), { recursive: true, force: true });
   const result = await runCompare({
     setting,
     out: join(args.out as string, setting),

@@ -28,7 +28,8 @@ const flags = {
   benchDb: { type: 'string', description: 'Benchmark registry', valueHint: 'FILE' },
   out: {
     type: 'string',
-    description: 'Output directory: compare.json, compare.md, plots/, runs/',
+    description:
+      'Output directory: compare.json, compare.md, plots/, runs/ (a rerun into it keeps the runs it finished: add seeds or rates, or go on after an interruption)',
     valueHint: 'DIR',
     alias: 'o',
   },
@@ -46,7 +47,7 @@ const flags = {
   },
   firstSeed: {
     type: 'integer',
-    description: 'First seed (add seeds to an earlier comparison without re-running its own)',
+    description: 'First seed',
     default: 1,
     valueHint: 'S',
   },
@@ -116,7 +117,8 @@ function parseRates(text: string): number[] {
 /** One line that says what the comparison did. */
 export function summarizeCompare(result: CompareResult): string {
   return (
-    `compare: ${result.setting}, ${result.runs.length} runs (rates ${result.noiseRates.join(', ')} × ${result.seeds.length} seed(s) × methods), ` +
+    `compare: ${result.setting}, ${result.runs.length} runs (rates ${result.noiseRates.join(', ')} × ${result.seeds.length} seed(s) × methods` +
+    `${result.reusedRuns > 0 ? `; ${result.reusedRuns} finished earlier, reused` : ''}), ` +
     `${result.steps} steps each; ${(result.durationMs / 1000).toFixed(1)} s -> ${result.markdown}, ${result.json}, ${result.plots.length} plots`
   );
 }

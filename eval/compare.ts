@@ -4,7 +4,8 @@
  * NLIP run are trained with the same seeds, data order and steps, and both are evaluated on the
  * same clean benchmarks. Writes `compare.json`, `compare.md` and `plots/*.svg|png` into `out`.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
@@ -25,6 +26,7 @@ import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
 import { injectNoise } from './noise-injection.ts';
 import { renderPlots, type PlotRef } from './plots.ts';
+import { configHash } from './results.ts';
 import { corpusSetting, emoji, fashionMnist, type SettingData } from './_settings.ts';
 import { DEFAULT_TEMPLATES, evaluateBenchmark } from './zero-shot.ts';
 
@@ -46,7 +48,8 @@ export type CompareTrainOptions = Omit<
 
 /** Progress of a comparison. */
 export interface CompareProgress {
-  phase: 'load' | 'train' | 'noise' | 'eval';
+  /** `reused`: a run finished by an earlier invocation into the same `out`, taken as it is. */
+  phase: 'load' | 'train' | 'noise' | 'eval' | 'reused';
   /** Index of the run (0-based) and number of runs. */
   run: number;
   runs: number;
@@ -77,7 +80,7 @@ export interface CompareOptions {
   noiseRates?: number[];
   /** Seeds per (rate, method): firstSeed..firstSeed + seeds − 1. @default 2 */
   seeds?: number;
-  /** The first seed (to add seeds to an earlier comparison without re-running its seeds). @default 1 */
+  /** The first seed. @default 1 */
   firstSeed?: number;
   /** Training steps of every run (null: `train.epochs` full epochs). @default null */
   steps?: number | null;
@@ -149,6 +152,8 @@ export interface CompareJson {
 /** What a comparison produced. */
 export interface CompareResult extends CompareJson {
   out: string;
+  /** Runs taken from an earlier invocation into the same `out` (same data, recipe and benchmarks). */
+  reusedRuns: number;
   /** Paths of `compare.json` and `compare.md`. */
   json: string;
   markdown: string;
@@ -205,6 +210,42 @@ function writeAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, text);
   renameSync(tmp, path);
+}
+
+/** The file a finished run leaves in its directory: what it measured, and what it was trained and evaluated on. */
+export const COMPARE_RUN_FILE = 'compare-run.json';
+
+interface RunRecord {
+  version: 1;
+  /** Hash of the training: the noisy pairs, the recipe, steps, seed and method. */
+  train: string;
+  /** Hash of the evaluation: the benchmarks and the templates. */
+  eval: string;
+  run: Omit<CompareRun, 'checkpoint'>;
+  detection: CompareJson['detection'];
+}
+
+/** The finished run in `runDir`, or null when there is none (never started, or killed before its record). */
+function readRunRecord(runDir: string): RunRecord | null {
+  const path = join(runDir, COMPARE_RUN_FILE);
+  if (!existsSync(path)) return null;
+  const record = JSON.parse(readFileSync(path, 'utf8')) as RunRecord;
+  return record.version === 1 ? record : null;
+}
+
+const interrupted = () =>
+  new AltforgeError(
+    'ERR_INTERRUPTED',
+    'Interrupted; the comparison is incomplete (a rerun goes on from the runs it finished)',
+    {
+      context: { stage: 'compare' },
+    },
+  );
+
+function pairsHash(pairs: ReadonlyArray<{ id: string; caption: string }>): string {
+  const h = createHash('sha256');
+  for (const p of pairs) h.update(p.id).update('\u0000').update(p.caption).update('\u0001');
+  return h.digest('hex').slice(0, 32);
 }
 
 const fmt = (v: number | null, digits = 1) => (v === null || !Number.isFinite(v) ? '–' : v.toFixed(digits));
@@ -279,7 +320,13 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
   const detection: CompareJson['detection'] = [];
   const curves: CompareJson['curves'] = [];
   const total = opts.noiseRates.length * seeds.length * opts.methods.length;
+  const { onProgress: _p, signal: _s, ...trainShown } = recipe;
+  const evalPrint = configHash({
+    benchmarks: data.benchmarks.map((b) => [b.name, b.images.length, b.captions.flat().length, b.labels?.length ?? 0]),
+    templates,
+  });
   let index = 0;
+  let reusedRuns = 0;
   for (const rate of opts.noiseRates) {
     for (const seed of seeds) {
       const injected = injectNoise(
@@ -290,13 +337,13 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
       );
       const noisyById = new Map(data.pairs.map((p, i) => [p.id, injected.noisy[i] as boolean]));
       const pairs = data.pairs.map((p, i) => ({ ...p, caption: injected.captions[i] as string }));
+      const dataPrint = pairsHash(pairs);
       for (const method of opts.methods) {
         if (opts.signal?.aborted) {
-          throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted; the comparison is incomplete', {
-            context: { stage: 'compare' },
-          });
+          throw interrupted();
         }
         const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
+        const trainPrint = configHash({ pairs: dataPrint, recipe: trainShown, epochs, steps, seed, method });
         const progress = (phase: CompareProgress['phase'], done: number, t: number, loss?: number) =>
           opts.onProgress?.({
             phase,
@@ -309,74 +356,117 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
             total: t,
             ...(loss === undefined ? {} : { loss }),
           });
-        const onNoise = (e: NoiseEpoch) => {
-          if (rate === 0) return;
-          const positive = e.ids.map((id) => noisyById.get(id) === true);
-          const pr = precisionRecall(e.noiseProb, positive, 0.5);
-          const found = {
-            noiseRate: rate,
-            seed,
-            epoch: e.epoch,
-            step: e.step,
-            // The noise probability's order, from the log of its complement: pairs whose noise
-            // probability rounds to 1 keep the order of their posteriors.
-            auc: rocAuc(
-              Float64Array.from(e.logCleanProb, (c) => -c),
-              positive,
-            ),
-            scoreAuc: rocAuc(e.scores, positive),
-            ...pr,
-            acted: e.acted,
+        const earlier = readRunRecord(runDir);
+        if (earlier !== null && earlier.train !== trainPrint) {
+          throw new UsageError(
+            'ERR_COMPARE_MISMATCH',
+            `'${runDir}' holds a run trained on other data or with another recipe: choose another --out, or remove it`,
+            { context: { stage: 'compare', path: runDir } },
+          );
+        }
+        const runDetection: CompareJson['detection'] = [];
+        let run: CompareRun;
+        if (earlier !== null && earlier.eval === evalPrint) {
+          run = { ...earlier.run, checkpoint: runDir };
+          runDetection.push(...earlier.detection);
+          reusedRuns++;
+          progress('reused', 1, 1);
+        } else {
+          let trainSeconds: number;
+          let step: number;
+          if (earlier !== null) {
+            // Trained by an earlier invocation, evaluated on other benchmarks or templates: only evaluate.
+            ({ trainSeconds, steps: step } = earlier.run);
+            runDetection.push(...earlier.detection);
+          } else {
+            // Nothing finished here: whatever an interrupted invocation left is started over.
+            rmSync(runDir, { recursive: true, force: true });
+            const onNoise = (e: NoiseEpoch) => {
+              if (rate === 0) return;
+              const positive = e.ids.map((id) => noisyById.get(id) === true);
+              const pr = precisionRecall(e.noiseProb, positive, 0.5);
+              const found = {
+                noiseRate: rate,
+                seed,
+                epoch: e.epoch,
+                step: e.step,
+                // The noise probability's order, from the log of its complement: pairs whose noise
+                // probability rounds to 1 keep the order of their posteriors.
+                auc: rocAuc(
+                  Float64Array.from(e.logCleanProb, (c) => -c),
+                  positive,
+                ),
+                scoreAuc: rocAuc(e.scores, positive),
+                ...pr,
+                acted: e.acted,
+              };
+              runDetection.push(found);
+              opts.onProgress?.({
+                phase: 'noise',
+                run: index,
+                runs: total,
+                noiseRate: rate,
+                method,
+                seed,
+                done: e.epoch,
+                total: epochs,
+                detection: found,
+              });
+            };
+            const trainStarted = Date.now();
+            const trained = await runTrain({
+              ...(recipe as CompareTrainOptions),
+              pairs,
+              out: runDir,
+              seed,
+              epochs,
+              maxSteps: steps,
+              checkpointEvery: Math.max(steps, 1),
+              robust: method === 'nlip' ? 'nlip' : 'none',
+              backend: opts.backend,
+              onProgress: (p) => {
+                if (p.phase === 'train') progress('train', p.done, steps, p.loss);
+              },
+              ...(method === 'nlip' ? { onNoise } : {}),
+              ...(opts.signal ? { signal: opts.signal } : {}),
+            });
+            if (trained.stoppedBy === 'signal') {
+              // A run cut short is not a result: no record, so a rerun trains it again.
+              throw interrupted();
+            }
+            trainSeconds = (Date.now() - trainStarted) / 1000;
+            step = trained.step;
+          }
+          progress('eval', 0, data.benchmarks.length);
+          const encoder = await loadEncoder(join(runDir, CHECKPOINT_FILE), { backend: opts.backend });
+          const metrics: Record<string, number> = {};
+          try {
+            for (const b of data.benchmarks) {
+              for (const m of await evaluateBenchmark(encoder, b, { templates })) {
+                metrics[`${m.benchmark}/${m.task}/${m.metric}`] = m.value;
+              }
+            }
+          } finally {
+            encoder.dispose();
+          }
+          run = { noiseRate: rate, method, seed, checkpoint: runDir, metrics, steps: step, trainSeconds };
+          const { checkpoint: _c, ...stored } = run;
+          const record: RunRecord = {
+            version: 1,
+            train: trainPrint,
+            eval: evalPrint,
+            run: stored,
+            detection: runDetection,
           };
-          detection.push(found);
-          opts.onProgress?.({
-            phase: 'noise',
-            run: index,
-            runs: total,
-            noiseRate: rate,
-            method,
-            seed,
-            done: e.epoch,
-            total: epochs,
-            detection: found,
-          });
-        };
-        const trainStarted = Date.now();
-        const trained = await runTrain({
-          ...(recipe as CompareTrainOptions),
-          pairs,
-          out: runDir,
-          seed,
-          epochs,
-          maxSteps: steps,
-          checkpointEvery: Math.max(steps, 1),
-          robust: method === 'nlip' ? 'nlip' : 'none',
-          backend: opts.backend,
-          onProgress: (p) => {
-            if (p.phase === 'train') progress('train', p.done, steps, p.loss);
-          },
-          ...(method === 'nlip' ? { onNoise } : {}),
-          ...(opts.signal ? { signal: opts.signal } : {}),
-        });
-        const trainSeconds = (Date.now() - trainStarted) / 1000;
+          writeAtomic(join(runDir, COMPARE_RUN_FILE), JSON.stringify(record, null, 1));
+        }
         for (const r of readMetrics(join(runDir, METRICS_FILE))) {
           if (r.kind === 'step' && typeof r['loss'] === 'number') {
             curves.push({ noiseRate: rate, method, seed, step: r.step, loss: r['loss'] });
           }
         }
-        progress('eval', 0, data.benchmarks.length);
-        const encoder = await loadEncoder(join(runDir, CHECKPOINT_FILE), { backend: opts.backend });
-        const metrics: Record<string, number> = {};
-        try {
-          for (const b of data.benchmarks) {
-            for (const m of await evaluateBenchmark(encoder, b, { templates })) {
-              metrics[`${m.benchmark}/${m.task}/${m.metric}`] = m.value;
-            }
-          }
-        } finally {
-          encoder.dispose();
-        }
-        runs.push({ noiseRate: rate, method, seed, checkpoint: runDir, metrics, steps: trained.step, trainSeconds });
+        detection.push(...runDetection);
+        runs.push(run);
         index++;
       }
     }
@@ -395,7 +485,6 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
       }
     }
   }
-  const { onProgress: _p, signal: _s, ...trainShown } = recipe;
   const result: CompareJson = {
     version: 1,
     setting: data.setting,
@@ -417,5 +506,5 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
   const mdPath = join(out, 'compare.md');
   writeAtomic(jsonPath, JSON.stringify(result, null, 1));
   writeAtomic(mdPath, compareMarkdown(result));
-  return { ...result, out, json: jsonPath, markdown: mdPath, durationMs: Date.now() - started };
+  return { ...result, out, reusedRuns, json: jsonPath, markdown: mdPath, durationMs: Date.now() - started };
 }

@@ -28,7 +28,7 @@ export {
 } from './metrics.ts';
 export { injectNoise, noisyCount, type InjectedNoise } from './noise-injection.ts';
 export { RESULTS_MIGRATIONS, configHash, openResults, type ResultsDb } from './results.ts';
-export { runCompare, type CompareOptions, type CompareResult, type CompareJson } from './compare.ts';
+export { COMPARE_RUN_FILE, runCompare, type CompareOptions, type CompareResult, type CompareJson } from './compare.ts';
 
 /** What an evaluation produced. */
 export interface EvalResult {

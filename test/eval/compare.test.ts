@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCompare, type CompareJson } from '../../eval/index.ts';
+import { COMPARE_RUN_FILE, runCompare, type CompareJson, type CompareOptions } from '../../eval/index.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEmojiCorpus } from '../train/_corpus.ts';
 import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
@@ -26,20 +26,21 @@ function checkOutputs(out: string, json: CompareJson): void {
   }
 }
 
+const TOY_FASHION = {
+  setting: 'fashion-mnist',
+  noiseRates: [0, 0.5],
+  seeds: 1,
+  steps: 6,
+  trainPairs: 64,
+  testImages: 20,
+  // Multi-positive targets off, so that nlip's warm-up is vanilla's computation.
+  train: { batchSize: 16, warmupEpochs: 1, vocabSize: 300, lrWarmupSteps: 1, multiPositive: false },
+} as const satisfies Omit<CompareOptions, 'out'>;
+
 describe('runCompare', () => {
   it('trains both methods at every rate on Fashion-MNIST at toy size and writes all its outputs', async () => {
     const out = join(dir, 'fashion');
-    const result = await runCompare({
-      setting: 'fashion-mnist',
-      out,
-      noiseRates: [0, 0.5],
-      seeds: 1,
-      steps: 6,
-      trainPairs: 64,
-      testImages: 20,
-      // Multi-positive targets off, so that nlip's warm-up is vanilla's computation (next test).
-      train: { batchSize: 16, warmupEpochs: 1, vocabSize: 300, lrWarmupSteps: 1, multiPositive: false },
-    });
+    const result = await runCompare({ ...TOY_FASHION, out });
     const json = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
     expect(json.version).toBe(1);
     expect(json.setting).toBe('fashion-mnist');
@@ -98,6 +99,62 @@ describe('runCompare', () => {
     for (const step of [1, 2, 3, 4]) expect(loss(nlip, step)).toBe(loss(vanilla, step));
   });
 
+  it('reuses the finished runs of an earlier invocation into the same out', async () => {
+    const out = join(dir, 'fashion');
+    const before = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
+    const phases: string[] = [];
+    const again = await runCompare({ ...TOY_FASHION, out, onProgress: (p) => phases.push(p.phase) });
+    expect(again.reusedRuns).toBe(4);
+    expect(phases).toEqual(['reused', 'reused', 'reused', 'reused']);
+    expect(again.runs).toEqual(before.runs);
+    expect(again.detection).toEqual(before.detection);
+    expect(again.curves).toEqual(before.curves);
+    // Other templates: evaluated again, not trained again.
+    phases.length = 0;
+    const templated = await runCompare({
+      ...TOY_FASHION,
+      out,
+      templates: ['{}'],
+      onProgress: (p) => phases.push(p.phase),
+    });
+    expect(templated.reusedRuns).toBe(0);
+    expect(phases.filter((p) => p === 'eval')).toHaveLength(4);
+    expect(phases).not.toContain('train');
+    expect(templated.runs.map((r) => r.trainSeconds)).toEqual(before.runs.map((r) => r.trainSeconds));
+    // Another recipe into the same directory: refused, nothing overwritten.
+    await expect(runCompare({ ...TOY_FASHION, out, steps: 5 })).rejects.toMatchObject({ code: 'ERR_COMPARE_MISMATCH' });
+  });
+
+  it('goes on after an interruption: finished runs are kept, the one cut short is trained again', async () => {
+    const out = join(dir, 'cut');
+    const stop = new AbortController();
+    await expect(
+      runCompare({
+        ...TOY_FASHION,
+        out,
+        signal: stop.signal,
+        onProgress: (p) => {
+          if (p.phase === 'train' && p.run === 1 && p.done === 3) stop.abort();
+        },
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_INTERRUPTED' });
+    expect(existsSync(join(out, 'runs', 'rate-0-vanilla-seed-1', COMPARE_RUN_FILE))).toBe(true);
+    expect(existsSync(join(out, 'runs', 'rate-0-nlip-seed-1', COMPARE_RUN_FILE))).toBe(false);
+    expect(existsSync(join(out, 'compare.json'))).toBe(false);
+    const trained = new Set<number>();
+    const result = await runCompare({
+      ...TOY_FASHION,
+      out,
+      onProgress: (p) => {
+        if (p.phase === 'train') trained.add(p.run);
+      },
+    });
+    expect(result.reusedRuns).toBe(1);
+    expect([...trained]).toEqual([1, 2, 3]);
+    expect(result.runs.map((r) => r.steps)).toEqual([6, 6, 6, 6]);
+    expect(result.detection.map((d) => [d.noiseRate, d.epoch])).toEqual([[0.5, 1]]);
+  });
+
   it('refuses to start without a setting or a corpus', async () => {
     await expect(runCompare({ out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_INPUT' });
     await expect(runCompare({ corpus: dir, out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_BENCHMARK' });
@@ -109,7 +166,7 @@ describe('altforge compare', () => {
     const corpus = join(dir, 'corpus');
     await makeEmojiCorpus(corpus, { count: 24 });
     const out = join(dir, 'corpus-compare');
-    const res = await runCli([
+    const args = [
       'compare',
       '--corpus',
       corpus,
@@ -131,7 +188,8 @@ describe('altforge compare', () => {
       '8',
       '--warmup-epochs',
       '1',
-    ]);
+    ];
+    const res = await runCli(args);
     expect(res.stderr).toContain('compare: corpus:');
     expect(res.code).toBe(0);
     const json = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
@@ -143,6 +201,16 @@ describe('altforge compare', () => {
     expect(Object.keys(json.runs[0]?.metrics ?? {})).toContain('emoji/image_to_text/R@1');
     expect(json.plots.map((p) => p.svg)).toContain('plots/emoji-image-to-text-r1-vs-noise.svg');
     checkOutputs(out, json);
+    // The same command again: every run finished, nothing trained, the same results.
+    const again = await runCli(args);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('4 finished earlier, reused');
+    const json2 = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
+    expect(json2.runs).toEqual(json.runs);
+    // Another recipe into the same --out: one line, exit 2.
+    const other = await runCli([...args.slice(0, -2), '--warmup-epochs', '2']);
+    expect(other.code).toBe(2);
+    expect(other.stderr.trim().split('\n').at(-1)).toContain('another recipe');
   });
 
   it('exits 2 on a malformed noise rate', async () => {
