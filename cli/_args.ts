@@ -52,11 +52,14 @@ export function cittyArgs(specs: FlagSpecs): ArgsDef {
 /**
  * Parses flags strictly (an unknown flag or a missing value is a usage error, exit 2): lists may
  * be repeated, numbers are checked here so the message names the flag as the user typed it.
- * Only flags the user gave appear in the result, keyed by their camelCase option name.
+ * Only flags the user gave appear in the result, keyed by their camelCase option name. More
+ * arguments that are not flags than `maxPositionals` (default none) is a usage error too: a value
+ * given to a switch (`--gate-latch no`) would otherwise be dropped without a word.
  */
 export function parseFlags(
   rawArgs: string[],
   specs: FlagSpecs,
+  maxPositionals = 0,
 ): { values: Record<string, unknown>; positionals: string[] } {
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
     help: { type: 'boolean', short: 'h' },
@@ -83,6 +86,28 @@ export function parseFlags(
   } catch (err) {
     throw new UsageError('ERR_USAGE', (err as Error).message.split('\n')[0] ?? 'Invalid arguments');
   }
+  // A value given to a switch (`--gate-latch no`) would otherwise be taken as an argument or dropped.
+  const switchBefore = (arg: string): string | null => {
+    const before = rawArgs[rawArgs.indexOf(arg) - 1] ?? '';
+    const flag = before.replace(/^--(no-)?/, '');
+    const name = before.startsWith('--') ? byFlag.get(flag) : undefined;
+    return name !== undefined && specs[name]?.type === 'boolean' ? flag : null;
+  };
+  parsed.positionals.forEach((arg, i) => {
+    const flag = switchBefore(arg);
+    if (flag !== null && (i >= maxPositionals || /^(true|false|yes|no|on|off|maybe|[01])$/i.test(arg))) {
+      throw new UsageError(
+        'ERR_USAGE',
+        `Flag --${flag} is a switch and takes no value (--${flag} or --no-${flag}), got \`${arg}\``,
+      );
+    }
+    if (i >= maxPositionals) {
+      throw new UsageError(
+        'ERR_USAGE',
+        `Unexpected argument \`${arg}\`${maxPositionals === 0 ? ': this command takes flags only' : ''}`,
+      );
+    }
+  });
   const values: Record<string, unknown> = {};
   for (const [flag, raw] of Object.entries(parsed.values)) {
     const name = byFlag.get(flag);

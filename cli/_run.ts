@@ -48,6 +48,8 @@ export interface StageCommand<R> {
   flags: FlagSpecs;
   /** Flags that must be given (camelCase) and the one-line message when one is missing. */
   required?: Record<string, string>;
+  /** How many arguments that are not flags the command takes (`hooks.positionals`). @default 0 */
+  maxPositionals?: number;
   /** Runs the stage with the parsed flags (without `json` and `progress`). */
   run(options: Record<string, unknown>, hooks: StageHooks): Promise<R>;
   /** The human summary line(s), on stderr. */
@@ -72,7 +74,7 @@ export interface StageHooks {
  * with `--json`, else the report on stdout and the summary on stderr, exit 130 after Ctrl-C.
  */
 export async function runStageCommand<R>(command: StageCommand<R>): Promise<R> {
-  const { values, positionals } = parseFlags(command.rawArgs, command.flags);
+  const { values, positionals } = parseFlags(command.rawArgs, command.flags, command.maxPositionals);
   const {
     json,
     progress: showProgress,

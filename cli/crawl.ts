@@ -134,6 +134,7 @@ export const crawlCommand = defineCommand({
       rawArgs,
       flags,
       required: { out: 'Missing --out DIR: the corpus directory to create or continue' },
+      maxPositionals: Infinity,
       run: (values, hooks) => {
         const { allowPrivateNetwork, allowPrivateHost, pages, ...rest } = values as Record<string, unknown> & {
           allowPrivateNetwork?: boolean;

@@ -61,6 +61,7 @@ export const reportCommand = defineCommand({
     await runStageCommand<ReportResult>({
       rawArgs,
       flags,
+      maxPositionals: 1,
       run: async (values, hooks) => {
         if (values['corpus'] === undefined && hooks.positionals[0] !== undefined)
           values['corpus'] = hooks.positionals[0];

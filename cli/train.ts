@@ -231,7 +231,7 @@ export const trainCommand = defineCommand({
     ...cittyArgs(flags),
   },
   async run({ rawArgs }) {
-    const { values, positionals } = parseFlags(rawArgs, flags);
+    const { values, positionals } = parseFlags(rawArgs, flags, Infinity);
     const {
       json,
       progress: showProgress,

@@ -3,8 +3,8 @@
  * content types, the extra headers `headers.json` names per path (`X-Robots-Tag: noai`), 404 for
  * anything missing, and no way out of the directory.
  */
-import { createReadStream, createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
@@ -119,17 +119,14 @@ export async function serveDemoSite(dir: string, options: ServeOptions = {}): Pr
       sendStatus(res, 404, head);
       return;
     }
+    // The site's files are small (pages, images of a few kB): each is sent whole, in one write that
+    // ends the response, rather than piped from a read stream.
+    const body = head ? null : await readFile(file);
     res.statusCode = 200;
     res.setHeader('content-type', contentTypeOf(file));
-    res.setHeader('content-length', info.size);
+    res.setHeader('content-length', body?.length ?? info.size);
     for (const [name, value] of Object.entries(headers.get(target.urlPath) ?? {})) res.setHeader(name, value);
-    if (head) {
-      res.end();
-      return;
-    }
-    const stream = createReadStream(file);
-    stream.on('error', () => res.destroy());
-    stream.pipe(res);
+    res.end(body ?? undefined);
   };
 
   const sockets = new Set<Socket>();

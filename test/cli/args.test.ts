@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { parseFlags, type FlagSpecs } from '../../cli/_args.ts';
+import { runCli } from '../helpers/cli.ts';
+
+const specs = {
+  out: { type: 'string', description: 'Output' },
+  steps: { type: 'integer', description: 'Steps' },
+  gateLatch: { type: 'boolean', description: 'A switch' },
+} satisfies FlagSpecs;
+
+const usage = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (err) {
+    return { code: (err as { code?: string }).code, message: (err as Error).message };
+  }
+  return null;
+};
+
+describe('parseFlags', () => {
+  it('parses flags, switches and their negations', () => {
+    expect(parseFlags(['--out', 'x', '--steps', '3', '--no-gate-latch'], specs).values).toEqual({
+      out: 'x',
+      steps: 3,
+      gateLatch: false,
+    });
+  });
+
+  it('refuses a value given to a switch, naming the switch', () => {
+    expect(usage(() => parseFlags(['--gate-latch', 'maybe', '--out', 'x'], specs))).toEqual({
+      code: 'ERR_USAGE',
+      message: 'Flag --gate-latch is a switch and takes no value (--gate-latch or --no-gate-latch), got `maybe`',
+    });
+    expect(usage(() => parseFlags(['--no-gate-latch', 'x'], specs))?.message).toContain('--gate-latch is a switch');
+    // Even where the command takes arguments, a yes/no word after a switch is a value meant for it.
+    expect(usage(() => parseFlags(['--gate-latch', 'false', 'dir'], specs, Infinity))?.message).toContain(
+      'got `false`',
+    );
+  });
+
+  it('refuses arguments a command does not take, and keeps those it does', () => {
+    expect(usage(() => parseFlags(['--out', 'x', 'extra'], specs))).toEqual({
+      code: 'ERR_USAGE',
+      message: 'Unexpected argument `extra`: this command takes flags only',
+    });
+    expect(usage(() => parseFlags(['a', 'b'], specs, 1))?.message).toBe('Unexpected argument `b`');
+    expect(parseFlags(['a', '--gate-latch', 'https://example.com/'], specs, Infinity).positionals).toEqual([
+      'a',
+      'https://example.com/',
+    ]);
+  });
+});
+
+describe('a command given a value for a switch', () => {
+  it('exits 2 with one line', async () => {
+    const res = await runCli(['compare', '--setting', 'emoji', '--out', '/tmp/never', '--gate-latch', 'no']);
+    expect(res.code).toBe(2);
+    expect(res.stderr.trim().split('\n')).toHaveLength(1);
+    expect(res.stderr).toContain('--gate-latch is a switch');
+  });
+});
