@@ -3,7 +3,7 @@ import type Database from 'better-sqlite3';
 import { SkipItemError } from '../corpus/errors.ts';
 import type { ShardWriter } from '../corpus/shards.ts';
 import type { Fetcher } from './_fetcher.ts';
-import { processImage, type ImagePolicy } from './_image.ts';
+import { processImage, type ImagePolicy, type ProcessedImage } from './_image.ts';
 
 interface PendingRow {
   rowid: number;
@@ -16,6 +16,8 @@ interface PendingRow {
 export interface DownloadSettings {
   concurrency: number;
   image: ImagePolicy;
+  /** Bytes of recent outcomes kept so that a URL met again in a later batch is not fetched again. @default RECENT_BYTES */
+  recentBytes?: number;
   signal?: AbortSignal | undefined;
   onItem?: (ok: boolean) => void;
 }
@@ -28,10 +30,56 @@ export interface DownloadCounts {
   bytes: number;
 }
 
+/** What fetching and processing one URL gave. */
+type Outcome =
+  | { ok: true; image: ProcessedImage; sha256: string; bytes: number; httpStatus: number }
+  | { ok: false; error: SkipItemError };
+
+/** Default memory for recent outcomes: thousands of resized images, the popular URLs of a crawl. */
+export const RECENT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The outcomes of recently fetched URLs, least recently used dropped first once their size passes
+ * `maxBytes`. The same image URL recurs all over a crawl (logos, icons, a site's banner), far
+ * beyond one batch of pending rows.
+ */
+class RecentOutcomes {
+  private readonly entries = new Map<string, { outcome: Outcome; size: number }>();
+  private size = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(url: string): Outcome | undefined {
+    const entry = this.entries.get(url);
+    if (entry === undefined) return undefined;
+    this.entries.delete(url);
+    this.entries.set(url, entry);
+    return entry.outcome;
+  }
+
+  set(url: string, outcome: Outcome): void {
+    const size = url.length * 2 + 256 + (outcome.ok ? outcome.image.jpg.length : outcome.error.message.length * 2);
+    if (size > this.maxBytes) return;
+    const old = this.entries.get(url);
+    if (old !== undefined) {
+      this.entries.delete(url);
+      this.size -= old.size;
+    }
+    this.entries.set(url, { outcome, size });
+    this.size += size;
+    for (const [key, entry] of this.entries) {
+      if (this.size <= this.maxBytes) break;
+      this.entries.delete(key);
+      this.size -= entry.size;
+    }
+  }
+}
+
 /**
  * Fetches every `pending` pair, resizes it and hands it to the shard writer. Failures are recorded
  * at once, with the status that says why, against the shard being written; successes become `ok`
- * when their shard commits. A URL that several pending pairs share is fetched once per batch.
+ * when their shard commits. A URL that several pending pairs share is fetched once: within a batch
+ * they are one group, across batches the URL's outcome is remembered (up to `recentBytes`) and a
+ * fetch already in flight is awaited. Every pair gets its own copy of the image in its shard.
  */
 export async function downloadPending(
   db: Database.Database,
@@ -72,14 +120,51 @@ export async function downloadPending(
     return queue.shift();
   };
 
+  const recent = new RecentOutcomes(settings.recentBytes ?? RECENT_BYTES);
+  const inFlight = new Map<string, Promise<Outcome>>();
+  const download = async (url: string): Promise<Outcome> => {
+    try {
+      const response = await fetcher.fetch(url, 'image');
+      const image = await processImage(response.body, settings.image);
+      const sha256 = createHash('sha256').update(response.body).digest('hex');
+      // Once a download, however many pairs share its URL.
+      counts.bytes += response.body.length;
+      return { ok: true, image, sha256, bytes: response.body.length, httpStatus: response.status };
+    } catch (err) {
+      if (!(err instanceof SkipItemError)) throw err;
+      return { ok: false, error: err };
+    }
+  };
+  const outcomeOf = (url: string): Promise<Outcome> => {
+    const known = recent.get(url);
+    if (known !== undefined) return Promise.resolve(known);
+    let pending = inFlight.get(url);
+    if (pending === undefined) {
+      pending = download(url).then(
+        (outcome) => {
+          inFlight.delete(url);
+          // An interrupted fetch is no outcome: its pairs stay pending for the next run.
+          if (outcome.ok || outcome.error.status !== 'aborted') recent.set(url, outcome);
+          return outcome;
+        },
+        (err: unknown) => {
+          inFlight.delete(url);
+          throw err;
+        },
+      );
+      inFlight.set(url, pending);
+    }
+    return pending;
+  };
+
   const handle = async (group: PendingRow[]): Promise<void> => {
     const first = group[0];
     if (first === undefined) return;
     counts.attempted += group.length;
     try {
-      const response = await fetcher.fetch(first.url, 'image');
-      const image = await processImage(response.body, settings.image);
-      const sha256 = createHash('sha256').update(response.body).digest('hex');
+      const outcome = await outcomeOf(first.url);
+      if (!outcome.ok) throw outcome.error;
+      const { image, sha256 } = outcome;
       for (const row of group) {
         await writer.add({
           jpg: image.jpg,
@@ -93,15 +178,13 @@ export async function downloadPending(
             original_width: image.originalWidth,
             original_height: image.originalHeight,
             sha256,
-            bytes: response.body.length,
-            http_status: response.status,
+            bytes: outcome.bytes,
+            http_status: outcome.httpStatus,
           },
         });
         counts.ok++;
         settings.onItem?.(true);
       }
-      // Once a download, however many pairs share its URL.
-      counts.bytes += response.body.length;
     } catch (err) {
       if (!(err instanceof SkipItemError)) throw err;
       if (err.status === 'aborted') return; // interrupted: stays pending for the next run

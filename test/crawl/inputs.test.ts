@@ -74,6 +74,45 @@ describe('URL lists', () => {
   });
 });
 
+describe('URLs met again in later batches', () => {
+  it('fetches a URL once however far apart its pairs are, and remembers a failure too', async () => {
+    const image = await makeImage({ emoji: 'grinning', format: 'jpeg', width: 96, height: 72 });
+    const requests = new Map<string, number>();
+    const server = createServer((req, res) => {
+      const path = req.url ?? '';
+      requests.set(path, (requests.get(path) ?? 0) + 1);
+      if (path === '/gone.jpg') res.writeHead(404).end();
+      else res.writeHead(200, { 'content-type': 'image/jpeg' }).end(image.bytes);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // 700 rows: the download reads pending rows a batch (256 or more) at a time; rows 0 and 650 are in two.
+    const shared = new Set([0, 300, 650]);
+    const gone = new Set([10, 400]);
+    const rows = Array.from({ length: 700 }, (_, i) => ({
+      url: shared.has(i) ? `${origin}/logo.jpg` : gone.has(i) ? `${origin}/gone.jpg` : `${origin}/u/${i}.jpg`,
+      caption: `caption number ${i}`,
+    }));
+    const list = join(work.path, 'far-apart.jsonl');
+    writeFileSync(list, rows.map((r) => JSON.stringify(r)).join('\n'));
+    const out = join(work.path, 'far-apart');
+    const result = await runCrawl({ urls: [list], out, allowPrivateNetwork: ['127.0.0.1'], respectRobots: false });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    expect(requests.get('/logo.jpg')).toBe(1);
+    expect(requests.get('/gone.jpg')).toBe(1);
+    expect([...requests.values()].every((n) => n === 1)).toBe(true);
+    expect(requests.size).toBe(700 - 3 - 2 + 2);
+    const pairs = readManifest(out).pairs;
+    const logo = pairs.filter((p) => p.url.endsWith('/logo.jpg'));
+    expect(logo.map((p) => p.status)).toEqual(['ok', 'ok', 'ok']);
+    expect(new Set(logo.map((p) => p.sha256)).size).toBe(1);
+    expect(pairs.filter((p) => p.url.endsWith('/gone.jpg')).map((p) => p.status)).toEqual(['http_404', 'http_404']);
+    expect(result.ok).toBe(698);
+    expect(result.bytes).toBe((700 - 3 - 2 + 1) * image.bytes.length);
+  });
+});
+
 describe('robots metas on crawled pages', () => {
   it('records no pair of a page whose robots meta says noai, marks it opted_out and follows its links', async () => {
     const image = await makeImage({ emoji: 'grinning', format: 'jpeg', width: 320, height: 240 });
