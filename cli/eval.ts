@@ -97,7 +97,7 @@ export const evalCommand = defineCommand({
           ...(template ? { templates: template } : {}),
           onProgress: (p) =>
             hooks.onProgress({
-              phase: p.benchmark === '' ? 'eval' : `eval ${p.benchmark}`,
+              phase: `eval ${p.benchmark}`,
               done: p.done,
               total: p.total,
             }),

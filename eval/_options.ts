@@ -10,6 +10,7 @@ import { BACKEND_CHOICES, type BackendChoice } from '../train/backend-names.ts';
 export interface EvalProgress {
   /** The benchmark being evaluated. */
   benchmark: string;
+  /** Its images embedded so far, and how many it has. */
   done: number;
   total: number;
 }
@@ -32,9 +33,9 @@ export interface EvalOptions {
   batchSize?: number;
   /** Evaluate on at most this many images of each benchmark (the first by image id); null: all. @default null */
   limit?: number | null;
-  /** Called as benchmarks are evaluated. */
+  /** Called as each benchmark's images are embedded. */
   onProgress?: (progress: EvalProgress) => void;
-  /** Aborting it stops before the next benchmark. */
+  /** Aborting it stops between batches of images; nothing of the run is stored. */
   signal?: AbortSignal;
 }
 

@@ -28,7 +28,7 @@ import { injectNoise } from './noise-injection.ts';
 import { renderPlots, type PlotRef } from './plots.ts';
 import { configHash } from './results.ts';
 import { corpusSetting, emoji, fashionMnist, type SettingData } from './_settings.ts';
-import { DEFAULT_TEMPLATES, evaluateBenchmark } from './zero-shot.ts';
+import { DEFAULT_TEMPLATES, evaluateBenchmark, imageCount } from './zero-shot.ts';
 
 /** The training recipe shared by both methods (everything `runTrain` takes except the data and the robust switch). */
 export type CompareTrainOptions = Omit<
@@ -322,7 +322,7 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
   const total = opts.noiseRates.length * seeds.length * opts.methods.length;
   const { onProgress: _p, signal: _s, ...trainShown } = recipe;
   const evalPrint = configHash({
-    benchmarks: data.benchmarks.map((b) => [b.name, b.images.length, b.captions.flat().length, b.labels?.length ?? 0]),
+    benchmarks: data.benchmarks.map((b) => [b.name, imageCount(b), b.captions.flat().length, b.labels?.length ?? 0]),
     templates,
   });
   let index = 0;

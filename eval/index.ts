@@ -5,10 +5,9 @@
  * both side by side (tables and plots).
  */
 import { dirname, resolve } from 'node:path';
-import { AltforgeError } from '../corpus/errors.ts';
 import { defaultRegistryPath, openRegistry } from '../corpus/registry.ts';
 import { loadEncoder, type BackendReport } from '../train/index.ts';
-import { loadBenchmark } from './benchmarks.ts';
+import { openBenchmark } from './benchmarks.ts';
 import { openResults } from './results.ts';
 import { DEFAULT_TEMPLATES, evaluateBenchmark, type EvalMetric } from './zero-shot.ts';
 import { resolveEvalOptions, type EvalOptions } from './_options.ts';
@@ -59,9 +58,9 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
   const templates = opts.templates ?? [...DEFAULT_TEMPLATES];
   const registry = openRegistry(benchDb);
   try {
-    // Load every benchmark first: an unknown or empty one is refused before any work or write.
-    const benchmarks = [];
-    for (const name of opts.benchmark) benchmarks.push(await loadBenchmark(registry, name, opts.limit ?? undefined));
+    // Open every benchmark first: an unknown or empty one is refused before any work or write. The
+    // images are read a batch at a time as they are embedded, so only their embeddings stay in memory.
+    const benchmarks = opts.benchmark.map((name) => openBenchmark(registry, name, opts.limit ?? undefined));
     const encoder = await loadEncoder(opts.checkpoint, { backend: opts.backend });
     const results = openResults(resultsPath);
     try {
@@ -80,16 +79,16 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
       });
       const metrics: EvalMetric[] = [];
       try {
-        for (const [k, benchmark] of benchmarks.entries()) {
-          if (opts.signal?.aborted) {
-            throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted; results of this run were not stored', {
-              context: { stage: 'eval' },
-            });
-          }
-          opts.onProgress?.({ benchmark: benchmark.name, done: k, total: benchmarks.length });
-          metrics.push(...(await evaluateBenchmark(encoder, benchmark, { templates, batchSize: opts.batchSize })));
+        for (const benchmark of benchmarks) {
+          metrics.push(
+            ...(await evaluateBenchmark(encoder, benchmark, {
+              templates,
+              batchSize: opts.batchSize,
+              onImages: (done, total) => opts.onProgress?.({ benchmark: benchmark.name, done, total }),
+              ...(opts.signal ? { signal: opts.signal } : {}),
+            })),
+          );
         }
-        opts.onProgress?.({ benchmark: '', done: benchmarks.length, total: benchmarks.length });
         results.finishRun(runId, encoder.checkpoint, metrics);
       } catch (err) {
         results.failRun(runId);

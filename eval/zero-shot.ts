@@ -3,7 +3,7 @@
  * the images have captions, classification when they have labels and the set has class names.
  * Class embeddings are the mean of the prompt templates' text embeddings, re-normalised (CLIP).
  */
-import { UsageError } from '../corpus/errors.ts';
+import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import type { Encoder, RawImage } from '../train/index.ts';
 import { classificationMetrics, retrievalMetrics, similarity } from './metrics.ts';
 
@@ -24,11 +24,18 @@ export interface EvalMetric {
   value: number;
 }
 
-/** A benchmark loaded into memory. */
+/** A benchmark's images read a batch at a time, so that only their embeddings are held at once. */
+export interface ImageStream {
+  count: number;
+  /** The images in order, at most `size` at a time. */
+  batches(size: number): AsyncIterable<ReadonlyArray<Uint8Array | RawImage>>;
+}
+
+/** A benchmark: its captions and labels in memory, its images in memory or streamed. */
 export interface EvalBenchmark {
   name: string;
-  /** Encoded image bytes or raw pixels. */
-  images: ReadonlyArray<Uint8Array | RawImage>;
+  /** Encoded image bytes or raw pixels, in memory or read as they are embedded. */
+  images: ReadonlyArray<Uint8Array | RawImage> | ImageStream;
   /** Captions per image (may be empty lists). */
   captions: ReadonlyArray<readonly string[]>;
   /** Label per image, or null for unlabelled images (classification sets). */
@@ -73,14 +80,65 @@ export function classEmbeddings(
   return out;
 }
 
+/** How many images a benchmark has. */
+export function imageCount(benchmark: Pick<EvalBenchmark, 'images'>): number {
+  return 'count' in benchmark.images ? benchmark.images.count : benchmark.images.length;
+}
+
+/** `[images, dim]` image embeddings of a benchmark, a batch at a time. */
+async function embedBenchmarkImages(
+  encoder: Pick<Encoder, 'embedImages' | 'dim'>,
+  benchmark: EvalBenchmark,
+  batchSize: number,
+  onImages?: (done: number, total: number) => void,
+  signal?: AbortSignal,
+): Promise<Float32Array> {
+  const total = imageCount(benchmark);
+  const { images } = benchmark;
+  const batches =
+    'count' in images
+      ? images.batches(batchSize)
+      : (function* () {
+          for (let s = 0; s < images.length; s += batchSize) yield images.slice(s, s + batchSize);
+        })();
+  const out = new Float32Array(total * encoder.dim);
+  let done = 0;
+  onImages?.(0, total);
+  for await (const batch of batches) {
+    if (signal?.aborted) {
+      throw new AltforgeError('ERR_INTERRUPTED', `Interrupted while embedding the images of '${benchmark.name}'`, {
+        context: { stage: 'eval' },
+      });
+    }
+    if (done + batch.length > total) break;
+    out.set(await encoder.embedImages(batch, batchSize), done * encoder.dim);
+    done += batch.length;
+    onImages?.(done, total);
+  }
+  if (done !== total) {
+    throw new AltforgeError('ERR_IMAGE_NOT_FOUND', `Benchmark '${benchmark.name}': read ${done} of ${total} images`, {
+      context: { stage: 'eval' },
+    });
+  }
+  return out;
+}
+
 /** Every metric of `benchmark` for `encoder`; an empty benchmark (or one with nothing to score) is refused. */
 export async function evaluateBenchmark(
   encoder: Pick<Encoder, 'embedImages' | 'embedTexts' | 'dim'>,
   benchmark: EvalBenchmark,
-  options: { templates: readonly string[]; batchSize?: number },
+  options: {
+    templates: readonly string[];
+    batchSize?: number;
+    /** Images embedded so far, and how many there are. */
+    onImages?: (done: number, total: number) => void;
+    /** Aborting it stops between batches of images (`ERR_INTERRUPTED`). */
+    signal?: AbortSignal;
+  },
 ): Promise<EvalMetric[]> {
   const { name } = benchmark;
-  if (benchmark.images.length === 0) {
+  const count = imageCount(benchmark);
+  if (count === 0) {
     throw new UsageError('ERR_EMPTY_BENCHMARK', `Benchmark '${name}' has no readable images to evaluate on`, {
       context: { stage: 'eval' },
     });
@@ -102,19 +160,25 @@ export async function evaluateBenchmark(
   if (texts.length === 0 && !canClassify) {
     throw new UsageError(
       'ERR_EMPTY_BENCHMARK',
-      `Benchmark '${name}' has ${benchmark.images.length} images but neither captions nor labelled classes to evaluate with`,
+      `Benchmark '${name}' has ${count} images but neither captions nor labelled classes to evaluate with`,
       { context: { stage: 'eval' } },
     );
   }
   const dim = encoder.dim;
-  const imageEmb = await encoder.embedImages(benchmark.images, options.batchSize);
+  const imageEmb = await embedBenchmarkImages(
+    encoder,
+    benchmark,
+    options.batchSize ?? 256,
+    options.onImages,
+    options.signal,
+  );
   const metrics: EvalMetric[] = [];
   const push = (task: EvalMetric['task'], values: Record<string, number>) => {
     for (const [metric, value] of Object.entries(values)) metrics.push({ benchmark: name, task, metric, value });
   };
   if (texts.length > 0) {
     const textEmb = encoder.embedTexts(texts, options.batchSize);
-    const r = retrievalMetrics(similarity(imageEmb, textEmb, dim), benchmark.images.length, textImage);
+    const r = retrievalMetrics(similarity(imageEmb, textEmb, dim), count, textImage);
     const pick = (s: typeof r.imageToText) => ({
       'R@1': s['R@1'],
       'R@5': s['R@5'],

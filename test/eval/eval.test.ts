@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatEvalTable } from '../../cli/eval.ts';
+import { openRegistry } from '../../corpus/registry.ts';
+import { loadBenchmark } from '../../eval/benchmarks.ts';
 import { retrievalMetrics, runEval, similarity } from '../../eval/index.ts';
+import { DEFAULT_TEMPLATES, evaluateBenchmark } from '../../eval/zero-shot.ts';
 import { loadEncoder } from '../../train/index.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
@@ -93,6 +96,66 @@ describe('runEval', () => {
       result.metrics.find((m) => m.task === task && m.metric === metric)?.value;
     expect(got('image_to_text', 'mean_rank')).toBeCloseTo(expected.imageToText.mean_rank, 9);
     expect(got('text_to_image', 'R@1')).toBeCloseTo(expected.textToImage['R@1'], 9);
+  });
+
+  it('streams the images a batch at a time, with the same metrics as the whole set in memory', async () => {
+    const progress: string[] = [];
+    const streamed = await runEval({
+      checkpoint: fx.checkpoint,
+      benchmark: ['emoji', 'fashion'],
+      benchDb: fx.benchDb,
+      resultsDb: join(dir, 'results-stream.sqlite'),
+      batchSize: 8,
+      onProgress: (p) => progress.push(`${p.benchmark} ${p.done}/${p.total}`),
+    });
+    expect(progress).toEqual([
+      'emoji 0/12',
+      'emoji 8/12',
+      'emoji 12/12',
+      'fashion 0/30',
+      'fashion 8/30',
+      'fashion 16/30',
+      'fashion 24/30',
+      'fashion 30/30',
+    ]);
+    const registry = openRegistry(fx.benchDb);
+    const encoder = await loadEncoder(fx.checkpoint);
+    try {
+      const inMemory = [];
+      for (const name of ['emoji', 'fashion']) {
+        const benchmark = await loadBenchmark(registry, name);
+        expect(Array.isArray(benchmark.images)).toBe(true);
+        inMemory.push(...(await evaluateBenchmark(encoder, benchmark, { templates: DEFAULT_TEMPLATES })));
+      }
+      expect(streamed.metrics).toEqual(inMemory);
+    } finally {
+      encoder.dispose();
+      registry.close();
+    }
+  });
+
+  it('stops between batches when interrupted, storing the run as failed', async () => {
+    const resultsDb = join(dir, 'results-cut.sqlite');
+    const stop = new AbortController();
+    await expect(
+      runEval({
+        checkpoint: fx.checkpoint,
+        benchmark: ['fashion'],
+        benchDb: fx.benchDb,
+        resultsDb,
+        batchSize: 8,
+        signal: stop.signal,
+        onProgress: (p) => {
+          if (p.done === 8) stop.abort();
+        },
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_INTERRUPTED' });
+    const db = new Database(resultsDb, { readonly: true });
+    const runs = db.prepare('SELECT status FROM runs').all();
+    const results = db.prepare('SELECT COUNT(*) AS n FROM results').get() as { n: number };
+    db.close();
+    expect(runs).toEqual([{ status: 'failed' }]);
+    expect(results.n).toBe(0);
   });
 
   it('stores a run with other templates under another config hash', async () => {
