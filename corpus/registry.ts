@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { UsageError } from './errors.ts';
 import { migrate, type Migration } from './manifest.ts';
-import { readShard } from './shard-reader.ts';
+import { readShardEntry } from './shards.ts';
 
 /** The registry's schema, versioned like the manifest's. */
 export const REGISTRY_MIGRATIONS: readonly Migration[] = [
@@ -315,7 +315,8 @@ export async function readImageBytesById(
     .get(benchmarkId, imageId) as { path: string | null; member: string | null; image: Buffer | null } | undefined;
   if (row?.image) return row.image;
   if (row && row.path !== null && row.member !== null) {
-    for await (const sample of readShard(row.path, new Set([row.member]))) return sample.jpg;
+    const jpg = readShardEntry(row.path, `${row.member}.jpg`);
+    if (jpg !== null) return jpg;
     throw new UsageError('ERR_IMAGE_NOT_FOUND', `Sample ${row.member} is no longer in ${row.path}`, {
       context: { path: row.path },
     });

@@ -203,6 +203,50 @@ function paxPathOf(body: Buffer): string | undefined {
   return undefined;
 }
 
+/** One regular entry of a tar: its name (a pax `path` applied), where its data starts, its size, where it ends. */
+interface TarEntry {
+  name: string;
+  dataAt: number;
+  size: number;
+  end: number;
+}
+
+/**
+ * The regular entries of the tar open as `fd` (`fileSize` bytes), walked with positioned reads of
+ * their headers only; stops at the end-of-archive blocks, or at a header a kill cut short or
+ * that does not check out, since nothing after it is whole.
+ */
+function* tarEntries(fd: number, fileSize: number): Generator<TarEntry> {
+  let paxName: string | undefined;
+  const header = Buffer.alloc(BLOCK);
+  for (let offset = 0; offset + BLOCK <= fileSize;) {
+    readSync(fd, header, 0, BLOCK, offset);
+    if (header.every((b) => b === 0) || !checksumMatches(header)) return;
+    const size = readNumber(header, 124, 12);
+    const dataAt = offset + BLOCK;
+    const end = dataAt + padded(size);
+    if (end > fileSize) return;
+    const type = String.fromCharCode(header[156] as number);
+    offset = end;
+    if (type === 'x') {
+      paxName = paxPathOf(readAt(fd, dataAt, size));
+      continue;
+    }
+    let name = readString(header, 0, 100);
+    const prefix = header.toString('latin1', 257, 263) === 'ustar\0' ? readString(header, 345, 155) : '';
+    if (prefix !== '') name = `${prefix}/${name}`;
+    if (paxName !== undefined) name = paxName;
+    paxName = undefined;
+    yield { name, dataAt, size, end };
+  }
+}
+
+function readAt(fd: number, at: number, size: number): Buffer {
+  const data = Buffer.alloc(size);
+  readSync(fd, data, 0, size, at);
+  return data;
+}
+
 /**
  * Reads the samples that are complete in a partly written shard (`.jpg`, `.txt` then `.json`,
  * the json last) and the byte offset where the last complete one ends. A sample cut by a kill is
@@ -213,56 +257,70 @@ export async function scanPartialShard(path: string): Promise<{ samples: SampleM
   const samples: SampleMeta[] = [];
   let endOffset = 0;
   let parts = new Set<string>();
-  let paxName: string | undefined;
-  const header = Buffer.alloc(BLOCK);
   const fd = openSync(path, 'r');
   try {
-    const size = fstatSync(fd).size;
-    for (let offset = 0; offset + BLOCK <= size;) {
-      readSync(fd, header, 0, BLOCK, offset);
-      // End-of-archive blocks, or a header a kill cut short: nothing after this is whole.
-      if (header.every((b) => b === 0) || !checksumMatches(header)) break;
-      const entrySize = readNumber(header, 124, 12);
-      const dataAt = offset + BLOCK;
-      const next = dataAt + padded(entrySize);
-      if (next > size) break;
-      const type = String.fromCharCode(header[156] as number);
-      const readData = (): Buffer => {
-        const data = Buffer.alloc(entrySize);
-        readSync(fd, data, 0, entrySize, dataAt);
-        return data;
-      };
-      offset = next;
-      if (type === 'x') {
-        paxName = paxPathOf(readData());
-        continue;
-      }
-      let name = readString(header, 0, 100);
-      const prefix = header.toString('latin1', 257, 263) === 'ustar\0' ? readString(header, 345, 155) : '';
-      if (prefix !== '') name = `${prefix}/${name}`;
-      if (paxName !== undefined) name = paxName;
-      paxName = undefined;
-      const dot = name.lastIndexOf('.');
-      const key = name.slice(0, dot);
-      if (name.slice(dot + 1) === 'json') {
+    for (const entry of tarEntries(fd, fstatSync(fd).size)) {
+      const dot = entry.name.lastIndexOf('.');
+      const key = entry.name.slice(0, dot);
+      if (entry.name.slice(dot + 1) === 'json') {
         try {
-          const meta = JSON.parse(readData().toString('utf8')) as SampleMeta;
+          const meta = JSON.parse(readAt(fd, entry.dataAt, entry.size).toString('utf8')) as SampleMeta;
           if (meta.key === key && parts.has(`${key}.jpg`) && parts.has(`${key}.txt`)) {
             samples.push(meta);
-            endOffset = next;
+            endOffset = entry.end;
           }
         } catch {
           // A json that does not parse cannot be a complete sample.
         }
         parts = new Set();
       } else {
-        parts.add(name);
+        parts.add(entry.name);
       }
     }
   } finally {
     closeSync(fd);
   }
   return { samples, endOffset };
+}
+
+/** Where each entry's data lies in a shard, by entry name (`<key>.jpg`...), and what file state it describes. */
+interface ShardIndex {
+  size: number;
+  mtimeMs: number;
+  entries: Map<string, { dataAt: number; size: number }>;
+}
+
+const shardIndexes = new Map<string, ShardIndex>();
+/** Shard indexes kept (least recently used dropped): ~100 bytes an entry, 30k entries a 10k-sample shard. */
+const SHARD_INDEXES_KEPT = 8;
+
+/**
+ * The bytes of one entry of a shard (`<key>.jpg`), or null when the shard has no such entry. The
+ * first read of a shard indexes its headers (positioned reads, no data); later reads of the same
+ * file, unchanged, are one positioned read each instead of a scan of the tar up to the entry.
+ */
+export function readShardEntry(path: string, name: string): Buffer | null {
+  const fd = openSync(path, 'r');
+  try {
+    const stat = fstatSync(fd);
+    let index = shardIndexes.get(path);
+    if (index === undefined || index.size !== stat.size || index.mtimeMs !== stat.mtimeMs) {
+      const entries = new Map<string, { dataAt: number; size: number }>();
+      for (const entry of tarEntries(fd, stat.size))
+        entries.set(entry.name, { dataAt: entry.dataAt, size: entry.size });
+      index = { size: stat.size, mtimeMs: stat.mtimeMs, entries };
+    }
+    shardIndexes.delete(path);
+    shardIndexes.set(path, index);
+    for (const old of shardIndexes.keys()) {
+      if (shardIndexes.size <= SHARD_INDEXES_KEPT) break;
+      shardIndexes.delete(old);
+    }
+    const found = index.entries.get(name);
+    return found === undefined ? null : readAt(fd, found.dataAt, found.size);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function writeFileDurably(path: string, data: Uint8Array | string): void {

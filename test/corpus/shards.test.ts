@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import tar from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openCorpus, type Corpus } from '../../corpus/manifest.ts';
-import { ShardWriter, scanPartialShard, shardPaths, type Sample } from '../../corpus/shards.ts';
+import { ShardWriter, readShardEntry, scanPartialShard, shardPaths, type Sample } from '../../corpus/shards.ts';
 import { readTar, tempDir } from '../helpers/corpus.ts';
 
 function sample(i: number): Sample {
@@ -209,6 +209,27 @@ describe('ShardWriter', () => {
     );
     expect(entries[0]?.data.equals(long.jpg)).toBe(true);
     expect(statusOf(corpus, 'clé-ü')).toEqual({ status: 'ok', shard: 0 });
+  });
+
+  it('reads one entry of a shard by name, from an index of its headers that follows the file', async () => {
+    const samples = [sample(1), sample(2), sample(3)];
+    (samples[1] as Sample).meta.key = 'é'.repeat(70);
+    addPending(corpus, samples);
+    const writer = await ShardWriter.open(corpus, 10);
+    for (const s of samples.slice(0, 2)) await writer.add(s);
+    await writer.suspend();
+    const tmp = shardPaths(corpus.dir, 0).tarTmp;
+    expect(readShardEntry(tmp, `${'é'.repeat(70)}.jpg`)?.equals((samples[1] as Sample).jpg)).toBe(true);
+    expect(readShardEntry(tmp, 'key0001.txt')?.toString('utf8')).toBe((samples[0] as Sample).meta.caption);
+    expect(readShardEntry(tmp, 'key0003.jpg')).toBeNull();
+    // The shard grows: the index is rebuilt, and the new sample is found.
+    const more = await ShardWriter.open(corpus, 10);
+    await more.add(samples[2] as Sample);
+    await more.suspend();
+    expect(readShardEntry(tmp, 'key0003.jpg')?.equals((samples[2] as Sample).jpg)).toBe(true);
+    const entries = await readTar(tmp);
+    expect(entries).toHaveLength(9);
+    for (const entry of entries) expect(readShardEntry(tmp, entry.name)?.equals(entry.data)).toBe(true);
   });
 
   it('leaves added samples pending in the manifest until their shard commits, and a suspend writes every one', async () => {
