@@ -5,7 +5,7 @@
  */
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import type { Encoder, RawImage } from '../train/index.ts';
-import { classificationMetrics, retrievalMetrics, similarity } from './metrics.ts';
+import { blockedRetrievalMetrics, classificationMetrics, similarity } from './metrics.ts';
 
 /** The default prompt templates of zero-shot classification (`{}` is the class name). */
 export const DEFAULT_TEMPLATES: readonly string[] = [
@@ -178,7 +178,7 @@ export async function evaluateBenchmark(
   };
   if (texts.length > 0) {
     const textEmb = encoder.embedTexts(texts, options.batchSize);
-    const r = retrievalMetrics(similarity(imageEmb, textEmb, dim), count, textImage);
+    const r = blockedRetrievalMetrics(imageEmb, textEmb, dim, textImage);
     const pick = (s: typeof r.imageToText) => ({
       'R@1': s['R@1'],
       'R@5': s['R@5'],

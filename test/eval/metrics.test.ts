@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { createRandom } from '../../corpus/random.ts';
 import {
+  blockedRetrievalMetrics,
   classificationMetrics,
   meanAndSpread,
   precisionRecall,
@@ -73,7 +75,30 @@ describe('retrieval metrics', () => {
     expect(textToImage['R@1']).toBe(100);
   });
 
+  it('computes the same ranks a block of images at a time as from the whole matrix, ties included', () => {
+    const random = createRandom(5, 'blocked');
+    const dim = 8;
+    // Coarse values (multiples of 0.25) and repeated rows make many exact ties.
+    const row = () => Array.from({ length: dim }, () => Math.round(random() * 4) / 4);
+    const imageRows = Array.from({ length: 23 }, row);
+    imageRows[7] = [...(imageRows[3] as number[])];
+    const textRows = Array.from({ length: 41 }, row);
+    textRows[11] = [...(textRows[2] as number[])];
+    const images = Float32Array.from(imageRows.flat());
+    const texts = Float32Array.from(textRows.flat());
+    // Up to three captions an image, some images with none.
+    const textImage = Array.from({ length: 41 }, (_, t) => (t * 7) % 19);
+    const whole = retrievalMetrics(similarity(images, texts, dim), 23, textImage);
+    expect(whole.imageToText.queries).toBe(19);
+    for (const block of [1, 4, 23, 256]) {
+      expect(blockedRetrievalMetrics(images, texts, dim, textImage, block)).toEqual(whole);
+    }
+  });
+
   it('refuses an empty benchmark with ERR_EMPTY_BENCHMARK', () => {
+    expect(() => blockedRetrievalMetrics(new Float32Array(0), new Float32Array(0), 4, [])).toThrow(
+      expect.objectContaining({ code: 'ERR_EMPTY_BENCHMARK' }),
+    );
     expect(() => retrievalMetrics(new Float32Array(0), 0, [])).toThrow(
       expect.objectContaining({ code: 'ERR_EMPTY_BENCHMARK' }),
     );
