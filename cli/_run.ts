@@ -28,7 +28,10 @@ export function setExitCode(code: number): void {
   process.exitCode = code;
 }
 
-/** Maps an error to its exit code and one line on stderr: usage errors exit 2, failures exit 1. */
+/**
+ * Maps an error to its exit code and one line on stderr: usage errors exit 2, a run stopped by
+ * Ctrl-C (`ERR_INTERRUPTED`) 130, other failures 1.
+ */
 export function reportError(err: unknown): number {
   const isUsage =
     err instanceof UsageError ||
@@ -39,6 +42,7 @@ export function reportError(err: unknown): number {
   process.stderr.write(`altforge: ${message.split('\n')[0]}${code}\n`);
   if (!isUsage && process.env['ALTFORGE_DEBUG'] && err instanceof Error && err.stack)
     process.stderr.write(err.stack + '\n');
+  if (err instanceof AltforgeError && err.code === 'ERR_INTERRUPTED') return 130;
   return isUsage ? 2 : 1;
 }
 

@@ -11,7 +11,7 @@ import type { Candidate } from './_candidate.ts';
 import { downloadPending } from './_download.ts';
 import { Fetcher, robotName } from './_fetcher.ts';
 import { recordCandidates } from './_ingest.ts';
-import { acquireLock } from './_lock.ts';
+import { acquireLock } from '../corpus/lock.ts';
 import { crawlPages } from './_pages.ts';
 import { assertReadableUrlList, readUrlList } from './_sources/url-list.ts';
 import { assertReadableWarc, readWarcRecords } from './_sources/warc.ts';

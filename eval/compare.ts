@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
+import { acquireLock } from '../corpus/lock.ts';
 import { parseOptions } from '../corpus/options.ts';
 import { createRandom } from '../corpus/random.ts';
 import { defaultRegistryPath } from '../corpus/registry.ts';
@@ -315,196 +316,201 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
   const steps = opts.steps ?? epochs * stepsPerEpoch;
   const seeds = Array.from({ length: opts.seeds }, (_, i) => i + opts.firstSeed);
   mkdirSync(join(out, 'runs'), { recursive: true });
-
-  const runs: CompareRun[] = [];
-  const detection: CompareJson['detection'] = [];
-  const curves: CompareJson['curves'] = [];
-  const total = opts.noiseRates.length * seeds.length * opts.methods.length;
-  const { onProgress: _p, signal: _s, ...trainShown } = recipe;
-  const evalPrint = configHash({
-    benchmarks: data.benchmarks.map((b) => [b.name, imageCount(b), b.captions.flat().length, b.labels?.length ?? 0]),
-    templates,
-  });
-  let index = 0;
-  let reusedRuns = 0;
-  for (const rate of opts.noiseRates) {
-    for (const seed of seeds) {
-      const injected = injectNoise(
-        data.pairs.map((p) => p.caption),
-        rate,
-        createRandom(seed, `noise:${rate}`),
-        { groups: data.groups },
-      );
-      const noisyById = new Map(data.pairs.map((p, i) => [p.id, injected.noisy[i] as boolean]));
-      const pairs = data.pairs.map((p, i) => ({ ...p, caption: injected.captions[i] as string }));
-      const dataPrint = pairsHash(pairs);
-      for (const method of opts.methods) {
-        if (opts.signal?.aborted) {
-          throw interrupted();
-        }
-        const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
-        const trainPrint = configHash({ pairs: dataPrint, recipe: trainShown, epochs, steps, seed, method });
-        const progress = (phase: CompareProgress['phase'], done: number, t: number, loss?: number) =>
-          opts.onProgress?.({
-            phase,
-            run: index,
-            runs: total,
-            noiseRate: rate,
-            method,
-            seed,
-            done,
-            total: t,
-            ...(loss === undefined ? {} : { loss }),
-          });
-        const earlier = readRunRecord(runDir);
-        if (earlier !== null && earlier.train !== trainPrint) {
-          throw new UsageError(
-            'ERR_COMPARE_MISMATCH',
-            `'${runDir}' holds a run trained on other data or with another recipe: choose another --out, or remove it`,
-            { context: { stage: 'compare', path: runDir } },
-          );
-        }
-        const runDetection: CompareJson['detection'] = [];
-        let run: CompareRun;
-        if (earlier !== null && earlier.eval === evalPrint) {
-          run = { ...earlier.run, checkpoint: runDir };
-          runDetection.push(...earlier.detection);
-          reusedRuns++;
-          progress('reused', 1, 1);
-        } else {
-          let trainSeconds: number;
-          let step: number;
-          if (earlier !== null) {
-            // Trained by an earlier invocation, evaluated on other benchmarks or templates: only evaluate.
-            ({ trainSeconds, steps: step } = earlier.run);
-            runDetection.push(...earlier.detection);
-          } else {
-            // Nothing finished here: whatever an interrupted invocation left is started over.
-            rmSync(runDir, { recursive: true, force: true });
-            const onNoise = (e: NoiseEpoch) => {
-              if (rate === 0) return;
-              const positive = e.ids.map((id) => noisyById.get(id) === true);
-              const pr = precisionRecall(e.noiseProb, positive, 0.5);
-              const found = {
-                noiseRate: rate,
-                seed,
-                epoch: e.epoch,
-                step: e.step,
-                // The noise probability's order, from the log of its complement: pairs whose noise
-                // probability rounds to 1 keep the order of their posteriors.
-                auc: rocAuc(
-                  Float64Array.from(e.logCleanProb, (c) => -c),
-                  positive,
-                ),
-                scoreAuc: rocAuc(e.scores, positive),
-                ...pr,
-                acted: e.acted,
-              };
-              runDetection.push(found);
-              opts.onProgress?.({
-                phase: 'noise',
-                run: index,
-                runs: total,
-                noiseRate: rate,
-                method,
-                seed,
-                done: e.epoch,
-                total: epochs,
-                detection: found,
-              });
-            };
-            const trainStarted = Date.now();
-            const trained = await runTrain({
-              ...(recipe as CompareTrainOptions),
-              pairs,
-              out: runDir,
+  // One comparison at a time in a directory: a second would retrain the run the first is training.
+  const release = acquireLock(out, { subject: 'Comparison', code: 'ERR_COMPARE_LOCKED' });
+  try {
+    const runs: CompareRun[] = [];
+    const detection: CompareJson['detection'] = [];
+    const curves: CompareJson['curves'] = [];
+    const total = opts.noiseRates.length * seeds.length * opts.methods.length;
+    const { onProgress: _p, signal: _s, ...trainShown } = recipe;
+    const evalPrint = configHash({
+      benchmarks: data.benchmarks.map((b) => [b.name, imageCount(b), b.captions.flat().length, b.labels?.length ?? 0]),
+      templates,
+    });
+    let index = 0;
+    let reusedRuns = 0;
+    for (const rate of opts.noiseRates) {
+      for (const seed of seeds) {
+        const injected = injectNoise(
+          data.pairs.map((p) => p.caption),
+          rate,
+          createRandom(seed, `noise:${rate}`),
+          { groups: data.groups },
+        );
+        const noisyById = new Map(data.pairs.map((p, i) => [p.id, injected.noisy[i] as boolean]));
+        const pairs = data.pairs.map((p, i) => ({ ...p, caption: injected.captions[i] as string }));
+        const dataPrint = pairsHash(pairs);
+        for (const method of opts.methods) {
+          if (opts.signal?.aborted) {
+            throw interrupted();
+          }
+          const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
+          const trainPrint = configHash({ pairs: dataPrint, recipe: trainShown, epochs, steps, seed, method });
+          const progress = (phase: CompareProgress['phase'], done: number, t: number, loss?: number) =>
+            opts.onProgress?.({
+              phase,
+              run: index,
+              runs: total,
+              noiseRate: rate,
+              method,
               seed,
-              epochs,
-              maxSteps: steps,
-              checkpointEvery: Math.max(steps, 1),
-              robust: method === 'nlip' ? 'nlip' : 'none',
-              backend: opts.backend,
-              onProgress: (p) => {
-                if (p.phase === 'train') progress('train', p.done, steps, p.loss);
-              },
-              ...(method === 'nlip' ? { onNoise } : {}),
-              ...(opts.signal ? { signal: opts.signal } : {}),
+              done,
+              total: t,
+              ...(loss === undefined ? {} : { loss }),
             });
-            if (trained.stoppedBy === 'signal') {
-              // A run cut short is not a result: no record, so a rerun trains it again.
-              throw interrupted();
-            }
-            trainSeconds = (Date.now() - trainStarted) / 1000;
-            step = trained.step;
+          const earlier = readRunRecord(runDir);
+          if (earlier !== null && earlier.train !== trainPrint) {
+            throw new UsageError(
+              'ERR_COMPARE_MISMATCH',
+              `'${runDir}' holds a run trained on other data or with another recipe: choose another --out, or remove it`,
+              { context: { stage: 'compare', path: runDir } },
+            );
           }
-          progress('eval', 0, data.benchmarks.length);
-          const encoder = await loadEncoder(join(runDir, CHECKPOINT_FILE), { backend: opts.backend });
-          const metrics: Record<string, number> = {};
-          try {
-            for (const b of data.benchmarks) {
-              for (const m of await evaluateBenchmark(encoder, b, { templates })) {
-                metrics[`${m.benchmark}/${m.task}/${m.metric}`] = m.value;
+          const runDetection: CompareJson['detection'] = [];
+          let run: CompareRun;
+          if (earlier !== null && earlier.eval === evalPrint) {
+            run = { ...earlier.run, checkpoint: runDir };
+            runDetection.push(...earlier.detection);
+            reusedRuns++;
+            progress('reused', 1, 1);
+          } else {
+            let trainSeconds: number;
+            let step: number;
+            if (earlier !== null) {
+              // Trained by an earlier invocation, evaluated on other benchmarks or templates: only evaluate.
+              ({ trainSeconds, steps: step } = earlier.run);
+              runDetection.push(...earlier.detection);
+            } else {
+              // Nothing finished here: whatever an interrupted invocation left is started over.
+              rmSync(runDir, { recursive: true, force: true });
+              const onNoise = (e: NoiseEpoch) => {
+                if (rate === 0) return;
+                const positive = e.ids.map((id) => noisyById.get(id) === true);
+                const pr = precisionRecall(e.noiseProb, positive, 0.5);
+                const found = {
+                  noiseRate: rate,
+                  seed,
+                  epoch: e.epoch,
+                  step: e.step,
+                  // The noise probability's order, from the log of its complement: pairs whose noise
+                  // probability rounds to 1 keep the order of their posteriors.
+                  auc: rocAuc(
+                    Float64Array.from(e.logCleanProb, (c) => -c),
+                    positive,
+                  ),
+                  scoreAuc: rocAuc(e.scores, positive),
+                  ...pr,
+                  acted: e.acted,
+                };
+                runDetection.push(found);
+                opts.onProgress?.({
+                  phase: 'noise',
+                  run: index,
+                  runs: total,
+                  noiseRate: rate,
+                  method,
+                  seed,
+                  done: e.epoch,
+                  total: epochs,
+                  detection: found,
+                });
+              };
+              const trainStarted = Date.now();
+              const trained = await runTrain({
+                ...(recipe as CompareTrainOptions),
+                pairs,
+                out: runDir,
+                seed,
+                epochs,
+                maxSteps: steps,
+                checkpointEvery: Math.max(steps, 1),
+                robust: method === 'nlip' ? 'nlip' : 'none',
+                backend: opts.backend,
+                onProgress: (p) => {
+                  if (p.phase === 'train') progress('train', p.done, steps, p.loss);
+                },
+                ...(method === 'nlip' ? { onNoise } : {}),
+                ...(opts.signal ? { signal: opts.signal } : {}),
+              });
+              if (trained.stoppedBy === 'signal') {
+                // A run cut short is not a result: no record, so a rerun trains it again.
+                throw interrupted();
               }
+              trainSeconds = (Date.now() - trainStarted) / 1000;
+              step = trained.step;
             }
-          } finally {
-            encoder.dispose();
+            progress('eval', 0, data.benchmarks.length);
+            const encoder = await loadEncoder(join(runDir, CHECKPOINT_FILE), { backend: opts.backend });
+            const metrics: Record<string, number> = {};
+            try {
+              for (const b of data.benchmarks) {
+                for (const m of await evaluateBenchmark(encoder, b, { templates })) {
+                  metrics[`${m.benchmark}/${m.task}/${m.metric}`] = m.value;
+                }
+              }
+            } finally {
+              encoder.dispose();
+            }
+            run = { noiseRate: rate, method, seed, checkpoint: runDir, metrics, steps: step, trainSeconds };
+            const { checkpoint: _c, ...stored } = run;
+            const record: RunRecord = {
+              version: 1,
+              train: trainPrint,
+              eval: evalPrint,
+              run: stored,
+              detection: runDetection,
+            };
+            writeAtomic(join(runDir, COMPARE_RUN_FILE), JSON.stringify(record, null, 1));
           }
-          run = { noiseRate: rate, method, seed, checkpoint: runDir, metrics, steps: step, trainSeconds };
-          const { checkpoint: _c, ...stored } = run;
-          const record: RunRecord = {
-            version: 1,
-            train: trainPrint,
-            eval: evalPrint,
-            run: stored,
-            detection: runDetection,
-          };
-          writeAtomic(join(runDir, COMPARE_RUN_FILE), JSON.stringify(record, null, 1));
-        }
-        for (const r of readMetrics(join(runDir, METRICS_FILE))) {
-          if (r.kind === 'step' && typeof r['loss'] === 'number') {
-            curves.push({ noiseRate: rate, method, seed, step: r.step, loss: r['loss'] });
+          for (const r of readMetrics(join(runDir, METRICS_FILE))) {
+            if (r.kind === 'step' && typeof r['loss'] === 'number') {
+              curves.push({ noiseRate: rate, method, seed, step: r.step, loss: r['loss'] });
+            }
           }
+          detection.push(...runDetection);
+          runs.push(run);
+          index++;
         }
-        detection.push(...runDetection);
-        runs.push(run);
-        index++;
       }
     }
-  }
 
-  const summary: CompareJson['summary'] = [];
-  const metricNames = [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))];
-  for (const rate of opts.noiseRates) {
-    for (const method of opts.methods) {
-      for (const metric of metricNames) {
-        const values = runs
-          .filter((r) => r.noiseRate === rate && r.method === method && r.metrics[metric] !== undefined)
-          .map((r) => r.metrics[metric] as number);
-        if (values.length > 0)
-          summary.push({ noiseRate: rate, method, metric, ...meanAndSpread(values), n: values.length });
+    const summary: CompareJson['summary'] = [];
+    const metricNames = [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))];
+    for (const rate of opts.noiseRates) {
+      for (const method of opts.methods) {
+        for (const metric of metricNames) {
+          const values = runs
+            .filter((r) => r.noiseRate === rate && r.method === method && r.metrics[metric] !== undefined)
+            .map((r) => r.metrics[metric] as number);
+          if (values.length > 0)
+            summary.push({ noiseRate: rate, method, metric, ...meanAndSpread(values), n: values.length });
+        }
       }
     }
+    const result: CompareJson = {
+      version: 1,
+      setting: data.setting,
+      description: data.description,
+      noiseRates: opts.noiseRates,
+      seeds,
+      steps,
+      trainPairs: data.pairs.length,
+      train: { ...trainShown, epochs },
+      runs,
+      summary,
+      detection,
+      curves,
+      plots: [],
+      createdAt: new Date().toISOString(),
+    };
+    result.plots = await renderPlots(result, join(out, 'plots'));
+    const jsonPath = join(out, 'compare.json');
+    const mdPath = join(out, 'compare.md');
+    writeAtomic(jsonPath, JSON.stringify(result, null, 1));
+    writeAtomic(mdPath, compareMarkdown(result));
+    return { ...result, out, reusedRuns, json: jsonPath, markdown: mdPath, durationMs: Date.now() - started };
+  } finally {
+    release();
   }
-  const result: CompareJson = {
-    version: 1,
-    setting: data.setting,
-    description: data.description,
-    noiseRates: opts.noiseRates,
-    seeds,
-    steps,
-    trainPairs: data.pairs.length,
-    train: { ...trainShown, epochs },
-    runs,
-    summary,
-    detection,
-    curves,
-    plots: [],
-    createdAt: new Date().toISOString(),
-  };
-  result.plots = await renderPlots(result, join(out, 'plots'));
-  const jsonPath = join(out, 'compare.json');
-  const mdPath = join(out, 'compare.md');
-  writeAtomic(jsonPath, JSON.stringify(result, null, 1));
-  writeAtomic(mdPath, compareMarkdown(result));
-  return { ...result, out, reusedRuns, json: jsonPath, markdown: mdPath, durationMs: Date.now() - started };
 }

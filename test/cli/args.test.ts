@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseFlags, type FlagSpecs } from '../../cli/_args.ts';
+import { reportError } from '../../cli/_run.ts';
+import { AltforgeError, UsageError } from '../../corpus/errors.ts';
 import { runCli } from '../helpers/cli.ts';
 
 const specs = {
@@ -48,6 +50,20 @@ describe('parseFlags', () => {
       'a',
       'https://example.com/',
     ]);
+  });
+});
+
+describe('exit codes', () => {
+  it('are 2 for a usage error, 130 for a run stopped by Ctrl-C, 1 for another failure', () => {
+    const write = process.stderr.write;
+    process.stderr.write = (() => true) as typeof process.stderr.write;
+    try {
+      expect(reportError(new UsageError('ERR_USAGE', 'bad flag'))).toBe(2);
+      expect(reportError(new AltforgeError('ERR_INTERRUPTED', 'Interrupted'))).toBe(130);
+      expect(reportError(new AltforgeError('ERR_IO', 'disk full'))).toBe(1);
+    } finally {
+      process.stderr.write = write;
+    }
   });
 });
 

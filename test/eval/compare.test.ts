@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,6 +153,15 @@ describe('runCompare', () => {
     expect([...trained]).toEqual([1, 2, 3]);
     expect(result.runs.map((r) => r.steps)).toEqual([6, 6, 6, 6]);
     expect(result.detection.map((d) => [d.noiseRate, d.epoch])).toEqual([[0.5, 1]]);
+  });
+
+  it('refuses an out directory another comparison is writing', async () => {
+    const out = join(dir, 'locked');
+    mkdirSync(out, { recursive: true });
+    // A live process other than this one holds the lock.
+    writeFileSync(join(out, '.lock'), String(process.ppid));
+    await expect(runCompare({ ...TOY_FASHION, out })).rejects.toMatchObject({ code: 'ERR_COMPARE_LOCKED' });
+    expect(existsSync(join(out, 'runs', 'rate-0-vanilla-seed-1'))).toBe(false);
   });
 
   it('refuses to start without a setting or a corpus', async () => {

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { UsageError } from '../corpus/errors.ts';
+import { UsageError } from './errors.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -12,10 +12,15 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Takes `<dir>/.lock` so two crawls never write one corpus at once. A lock left by a process that
- * no longer runs (a SIGKILL) is taken over. Returns the release function.
+ * Takes `<dir>/.lock` so two processes never write one directory at once (two crawls of a corpus,
+ * two comparisons into one --out). A lock left by a process that no longer runs (a SIGKILL) is
+ * taken over. Returns the release function. `subject` names the directory in the error
+ * (`Corpus '<dir>'`), `code` is the error's code.
  */
-export function acquireLock(dir: string): () => void {
+export function acquireLock(
+  dir: string,
+  { subject, code }: { subject: string; code: string } = { subject: 'Corpus', code: 'ERR_CORPUS_LOCKED' },
+): () => void {
   const path = join(dir, '.lock');
   for (let tries = 0; tries < 2; tries++) {
     try {
@@ -33,12 +38,12 @@ export function acquireLock(dir: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(readFileSync(path, 'utf8'));
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new UsageError('ERR_CORPUS_LOCKED', `Corpus '${dir}' is being written by process ${pid}`, {
+        throw new UsageError(code, `${subject} '${dir}' is being written by process ${pid}`, {
           context: { path: dir },
         });
       }
       unlinkSync(path);
     }
   }
-  throw new UsageError('ERR_CORPUS_LOCKED', `Could not lock corpus '${dir}'`, { context: { path: dir } });
+  throw new UsageError(code, `Could not lock ${subject.toLowerCase()} '${dir}'`, { context: { path: dir } });
 }
