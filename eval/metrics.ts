@@ -122,19 +122,22 @@ export function retrievalMetrics(
 }
 
 /**
- * {@link retrievalMetrics} from the embeddings, without the `[images, texts]` matrix: similarities
- * are computed `blockRows` images at a time (5k images × 25k captions: 25 MB a block of 256
- * instead of 500 MB), each block giving its images' image→text ranks and adding to every caption's
- * count of other images scoring at least its own. Same values as {@link similarity} then
- * {@link retrievalMetrics}, ties included.
+ * {@link retrievalMetrics} from the embeddings, without the `[images, texts]` matrix (5k images ×
+ * 25k captions: 500 MB): image→text ranks from blocks of `blockRows` images against every text,
+ * text→image ranks from blocks of texts (as many entries) against every image. Each rank compares
+ * values of one block, so ties are counted exactly as in the whole matrix whatever `similarity`
+ * computes them with (a BLAS product rounds differently from a row-by-row dot product); every
+ * similarity is computed twice, once a direction.
  */
 export function blockedRetrievalMetrics(
   imageEmb: Float32Array,
   textEmb: Float32Array,
   dim: number,
   textImage: ArrayLike<number>,
-  blockRows = 256,
+  options: { blockRows?: number; similarity?: (a: Float32Array, b: Float32Array, dim: number) => Float32Array } = {},
 ): { imageToText: RetrievalScores; textToImage: RetrievalScores } {
+  const blockRows = options.blockRows ?? 256;
+  const sim = options.similarity ?? similarity;
   const images = imageEmb.length / dim;
   const texts = textImage.length;
   if (images === 0 || texts === 0) emptyBenchmarkFor(images, texts);
@@ -146,37 +149,36 @@ export function blockedRetrievalMetrics(
     if (!Number.isInteger(i) || i < 0 || i >= images) throw new RangeError(`text ${t} points at image ${i}`);
     (captionsOf[i] as number[]).push(t);
   }
-  // Each caption's score with its own image, as the similarity matrix would hold it.
-  const own = new Float32Array(texts);
-  for (let t = 0; t < texts; t++) {
-    own[t] = similarity(
-      imageEmb.subarray((textImage[t] as number) * dim, ((textImage[t] as number) + 1) * dim),
-      textEmb.subarray(t * dim, (t + 1) * dim),
-      dim,
-    )[0] as number;
-  }
-  const t2iAbove = new Int32Array(texts);
   const i2t: number[] = [];
   for (let start = 0; start < images; start += blockRows) {
     const end = Math.min(images, start + blockRows);
-    const sim = similarity(imageEmb.subarray(start * dim, end * dim), textEmb, dim);
+    const block = sim(imageEmb.subarray(start * dim, end * dim), textEmb, dim);
     for (let i = start; i < end; i++) {
-      const row = (i - start) * texts;
       const mine = captionsOf[i] as number[];
-      if (mine.length > 0) {
-        let best = -Infinity;
-        for (const t of mine) best = Math.max(best, sim[row + t] as number);
-        let rank = 1;
-        for (let t = 0; t < texts; t++) if (textImage[t] !== i && (sim[row + t] as number) >= best) rank++;
-        i2t.push(rank);
-      }
-      for (let t = 0; t < texts; t++) {
-        if (textImage[t] !== i && (sim[row + t] as number) >= (own[t] as number))
-          t2iAbove[t] = (t2iAbove[t] as number) + 1;
-      }
+      if (mine.length === 0) continue;
+      const row = (i - start) * texts;
+      let best = -Infinity;
+      for (const t of mine) best = Math.max(best, block[row + t] as number);
+      let rank = 1;
+      for (let t = 0; t < texts; t++) if (textImage[t] !== i && (block[row + t] as number) >= best) rank++;
+      i2t.push(rank);
     }
   }
-  const t2i = Array.from(t2iAbove, (above) => above + 1);
+  const t2i: number[] = [];
+  const blockTexts = Math.max(1, Math.floor((blockRows * texts) / images));
+  for (let start = 0; start < texts; start += blockTexts) {
+    const end = Math.min(texts, start + blockTexts);
+    const width = end - start;
+    // [images, width]: every image against this block of texts.
+    const block = sim(imageEmb, textEmb.subarray(start * dim, end * dim), dim);
+    for (let t = start; t < end; t++) {
+      const own = textImage[t] as number;
+      const score = block[own * width + (t - start)] as number;
+      let rank = 1;
+      for (let i = 0; i < images; i++) if (i !== own && (block[i * width + (t - start)] as number) >= score) rank++;
+      t2i.push(rank);
+    }
+  }
   return { imageToText: scoresFromRanks(i2t), textToImage: scoresFromRanks(t2i) };
 }
 

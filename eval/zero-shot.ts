@@ -125,7 +125,7 @@ async function embedBenchmarkImages(
 
 /** Every metric of `benchmark` for `encoder`; an empty benchmark (or one with nothing to score) is refused. */
 export async function evaluateBenchmark(
-  encoder: Pick<Encoder, 'embedImages' | 'embedTexts' | 'dim'>,
+  encoder: Pick<Encoder, 'embedImages' | 'embedTexts' | 'dim'> & Partial<Pick<Encoder, 'similarity'>>,
   benchmark: EvalBenchmark,
   options: {
     templates: readonly string[];
@@ -178,7 +178,9 @@ export async function evaluateBenchmark(
   };
   if (texts.length > 0) {
     const textEmb = encoder.embedTexts(texts, options.batchSize);
-    const r = blockedRetrievalMetrics(imageEmb, textEmb, dim, textImage);
+    const r = blockedRetrievalMetrics(imageEmb, textEmb, dim, textImage, {
+      ...(encoder.similarity ? { similarity: encoder.similarity } : {}),
+    });
     const pick = (s: typeof r.imageToText) => ({
       'R@1': s['R@1'],
       'R@5': s['R@5'],
@@ -199,7 +201,7 @@ export async function evaluateBenchmark(
     const rows = new Float32Array(labelled.length * dim);
     labelled.forEach((i, k) => rows.set(imageEmb.subarray(i * dim, (i + 1) * dim), k * dim));
     const c = classificationMetrics(
-      similarity(rows, classEmb, dim),
+      (encoder.similarity ?? similarity)(rows, classEmb, dim),
       labelled.map((i) => benchmark.labels?.[i] as number),
       classNames.length,
     );

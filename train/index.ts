@@ -590,6 +590,8 @@ export interface Encoder {
   embedImages(images: ReadonlyArray<Uint8Array | RawImage>, batchSize?: number): Promise<Float32Array>;
   /** `[texts, dim]` row-major, tokenised with the checkpoint's tokenizer. */
   embedTexts(texts: readonly string[], batchSize?: number): Float32Array;
+  /** `a · bᵀ` `[na, nb]` for row-major `a` `[na, dim]`, `b` `[nb, dim]`, on the backend (BLAS where there is one). */
+  similarity(a: Float32Array, b: Float32Array, dim: number): Float32Array;
   /** Releases the weights. */
   dispose(): void;
 }
@@ -641,6 +643,14 @@ export async function loadEncoder(checkpoint: string, options: { backend?: Backe
         out.set(emb.dataSync() as Float32Array, s * dim);
         emb.dispose();
       }
+      return out;
+    },
+    similarity(a, b, dim) {
+      const product = tf.tidy(() =>
+        tf.matMul(tf.tensor2d(a, [a.length / dim, dim]), tf.tensor2d(b, [b.length / dim, dim]), false, true),
+      );
+      const out = product.dataSync() as Float32Array;
+      product.dispose();
       return out;
     },
     dispose: () => model.dispose(),

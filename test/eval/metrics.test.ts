@@ -90,9 +90,26 @@ describe('retrieval metrics', () => {
     const textImage = Array.from({ length: 41 }, (_, t) => (t * 7) % 19);
     const whole = retrievalMetrics(similarity(images, texts, dim), 23, textImage);
     expect(whole.imageToText.queries).toBe(19);
-    for (const block of [1, 4, 23, 256]) {
-      expect(blockedRetrievalMetrics(images, texts, dim, textImage, block)).toEqual(whole);
+    for (const blockRows of [1, 4, 23, 256]) {
+      expect(blockedRetrievalMetrics(images, texts, dim, textImage, { blockRows })).toEqual(whole);
     }
+    // Another way of computing the products (summed backwards, in float32 throughout, as a BLAS
+    // kernel may): the blocks rank exactly as that function's own whole matrix does.
+    const backwards = (a: Float32Array, b: Float32Array, d: number) => {
+      const out = new Float32Array((a.length / d) * (b.length / d));
+      for (let i = 0; i < a.length / d; i++) {
+        for (let j = 0; j < b.length / d; j++) {
+          let s = 0;
+          for (let k = d - 1; k >= 0; k--)
+            s = Math.fround(s + Math.fround((a[i * d + k] as number) * (b[j * d + k] as number)));
+          out[i * (b.length / d) + j] = s;
+        }
+      }
+      return out;
+    };
+    expect(blockedRetrievalMetrics(images, texts, dim, textImage, { blockRows: 5, similarity: backwards })).toEqual(
+      retrievalMetrics(backwards(images, texts, dim), 23, textImage),
+    );
   });
 
   it('refuses an empty benchmark with ERR_EMPTY_BENCHMARK', () => {
