@@ -19,6 +19,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
+import { isProcessAlive } from '../corpus/lock.ts';
 import { emojiPool, type Emoji } from './_emoji.ts';
 import { createRandom, dealt, pick, quotas, randomInt, shuffle, type Random } from '../corpus/random.ts';
 import { parseOptions } from '../corpus/options.ts';
@@ -667,15 +668,6 @@ export function readDemoSite(dir: string): DemoSite | null {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Removes what killed builds left beside `dir` (`<dir>.tmp-<pid>-<hex>`, `<dir>.old-…`). */
 async function removeLeftovers(dir: string): Promise<void> {
   const parent = dirname(dir);
@@ -685,7 +677,8 @@ async function removeLeftovers(dir: string): Promise<void> {
   );
   for (const name of readdirSync(parent)) {
     const pid = pattern.exec(name)?.[1];
-    if (pid !== undefined && !isAlive(Number(pid))) await rm(join(parent, name), { recursive: true, force: true });
+    if (pid !== undefined && !isProcessAlive(Number(pid)))
+      await rm(join(parent, name), { recursive: true, force: true });
   }
 }
 

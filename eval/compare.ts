@@ -4,7 +4,6 @@
  * NLIP run are trained with the same seeds, data order and steps, and both are evaluated on the
  * same clean benchmarks. Writes `compare.json`, `compare.md` and `plots/*.svg|png` into `out`.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -17,6 +16,7 @@ import {
   CHECKPOINT_FILE,
   METRICS_FILE,
   loadEncoder,
+  pairsFingerprint,
   readMetrics,
   runTrain,
   type BackendChoice,
@@ -243,12 +243,6 @@ const interrupted = () =>
     },
   );
 
-function pairsHash(pairs: ReadonlyArray<{ id: string; caption: string }>): string {
-  const h = createHash('sha256');
-  for (const p of pairs) h.update(p.id).update('\u0000').update(p.caption).update('\u0001');
-  return h.digest('hex').slice(0, 32);
-}
-
 const fmt = (v: number | null, digits = 1) => (v === null || !Number.isFinite(v) ? '–' : v.toFixed(digits));
 
 /** The Markdown report: one table per metric (methods side by side, robust minus vanilla), then detection. */
@@ -340,7 +334,7 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
         );
         const noisyById = new Map(data.pairs.map((p, i) => [p.id, injected.noisy[i] as boolean]));
         const pairs = data.pairs.map((p, i) => ({ ...p, caption: injected.captions[i] as string }));
-        const dataPrint = pairsHash(pairs);
+        const dataPrint = pairsFingerprint(pairs);
         for (const method of opts.methods) {
           if (opts.signal?.aborted) {
             throw interrupted();

@@ -130,7 +130,8 @@ interface CheckpointMeta {
   savedAt: string;
 }
 
-function fingerprint(pairs: readonly PairRef[]): string {
+/** A hash of pairs' ids and captions, in order: what a checkpoint (or a comparison's run) was trained on. */
+export function pairsFingerprint(pairs: ReadonlyArray<Pick<PairRef, 'id' | 'caption'>>): string {
   const h = createHash('sha256');
   for (const p of pairs) h.update(p.id).update('\u0000').update(p.caption).update('\u0001');
   return h.digest('hex').slice(0, 32);
@@ -307,7 +308,7 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
   try {
     if (pairs.length < 2) throw emptyCorpusError(source, listed.counts, pairs.length);
     const { batch, stepsPerEpoch } = batchGeometry(pairs.length, opts.batchSize);
-    const print = fingerprint(pairs);
+    const print = pairsFingerprint(pairs);
     if (previous) {
       if (previous.meta.pairs.fingerprint !== print) {
         throw checkpointMismatch(
