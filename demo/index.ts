@@ -154,13 +154,22 @@ function claimOut(out: string, images: number, seed: number): DemoState {
   return state;
 }
 
-/** Serves the site on the port of the last run when it is free, else on any free port. */
+/**
+ * The port a fresh demo serves its site on when it is free. The origin is part of every image URL,
+ * hence of every pair's key (md5 of caption and URL), and training orders pairs by key: the same
+ * port gives the same keys and the same training run after run.
+ */
+export const DEMO_PORT = 47613;
+
+/** Serves the site on the port of the last run, else {@link DEMO_PORT}, when free; else on any free port. */
 async function serveStable(siteDir: string, accessLog: string): Promise<DemoServer> {
   const saved = (readJson(join(siteDir, PORT_FILE)) as { port?: unknown } | undefined)?.port;
   let server: DemoServer | undefined;
-  if (typeof saved === 'number' && Number.isInteger(saved) && saved > 0 && saved < 65536) {
+  for (const port of [saved, DEMO_PORT]) {
+    if (server !== undefined || typeof port !== 'number' || !Number.isInteger(port) || port <= 0 || port >= 65536)
+      continue;
     try {
-      server = await serveDemoSite(siteDir, { port: saved, accessLog });
+      server = await serveDemoSite(siteDir, { port, accessLog });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'EADDRINUSE' && code !== 'EACCES') throw err;

@@ -82,8 +82,9 @@ function openManifestReadOnly(dir: string): Database.Database {
 
 /**
  * The pairs to train on: status `ok`, and (unless asked) neither rejected by the filter nor
- * marked `dup_of` by dedup, where those stages have run. Sorted by corpus,
- * shard and key, so the list is the same on every run.
+ * marked `dup_of` by dedup, where those stages have run. Sorted by corpus and key (not by shard:
+ * which shard a pair lands in depends on when its download finished), so the list is the same on
+ * every run and every crawl of the same pairs.
  */
 export function listPairs(source: TrainSource): { pairs: PairRef[]; counts: SourceCounts[] } {
   if ('pairs' in source) {
@@ -109,7 +110,7 @@ export function listPairs(source: TrainSource): { pairs: PairRef[]; counts: Sour
       const rows = db
         .prepare(
           `SELECT key, caption, shard, ${filter?.reason ?? 'NULL'} AS filter_reason${hasDup ? ', dup_of' : ', NULL AS dup_of'}
-             FROM ${filter?.from ?? 'pairs'} WHERE status = 'ok' ORDER BY shard, key`,
+             FROM ${filter?.from ?? 'pairs'} WHERE status = 'ok' ORDER BY key`,
         )
         .all() as Array<{
         key: string;

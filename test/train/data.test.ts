@@ -72,6 +72,18 @@ describe('training data', () => {
     expect(listPairs({ corpus: [corpusA, corpusB] }).pairs).toEqual(pairs);
   });
 
+  test('orders pairs by key whatever shard they landed in (a crawl fills shards in download order)', () => {
+    const dir = join(work.path, 'reshuffled');
+    cpSync(corpusA, dir, { recursive: true });
+    const before = listPairs({ corpus: [dir] }).pairs.map((p) => p.key);
+    expect(before).toEqual([...before].sort());
+    // The same pairs, the shard numbers of the first and last swapped (as another crawl could have written them).
+    const db = new Database(join(dir, 'manifest.sqlite'));
+    db.prepare('UPDATE pairs SET shard = 1 - shard WHERE shard IS NOT NULL AND shard <= 1').run();
+    db.close();
+    expect(listPairs({ corpus: [dir] }).pairs.map((p) => p.key)).toEqual(before);
+  });
+
   test('refuses a directory without a manifest', () => {
     expect(() => listPairs({ corpus: [join(work.path, 'nothing')] })).toThrow(
       expect.objectContaining({ code: 'ERR_CORPUS_NOT_FOUND' }),
