@@ -296,7 +296,7 @@ export function* iterateImages(
 
 /**
  * The bytes of a registered image: the stored PNG (IDX), the file (folder), or the sample of the
- * tar (shards; the tar is streamed up to it, so read images of one tar in order when there are many).
+ * tar (shards; read through an index of the tar's headers, `readShardEntry`).
  */
 export async function readImageBytes(registry: Registry, name: string, image: BenchmarkImage): Promise<Buffer> {
   const { id } = getBenchmark(registry, name);

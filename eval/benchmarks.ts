@@ -4,7 +4,13 @@
  * or all in memory (`loadBenchmark`, for a comparison that evaluates the same set many times).
  */
 import { UsageError } from '../corpus/errors.ts';
-import { getBenchmark, iterateImages, readImageBytes, type BenchmarkImage, type Registry } from '../corpus/registry.ts';
+import {
+  getBenchmark,
+  iterateImages,
+  readImageBytesById,
+  type BenchmarkImage,
+  type Registry,
+} from '../corpus/registry.ts';
 import type { RawImage } from '../train/index.ts';
 import type { EvalBenchmark, ImageStream } from './zero-shot.ts';
 
@@ -44,7 +50,11 @@ export function openBenchmark(
         for (let s = 0; s < refs.length; s += size) {
           const batch: Uint8Array[] = [];
           for (const image of refs.slice(s, s + size)) {
-            batch.push(new Uint8Array(await readImageBytes(registry, name, image)));
+            batch.push(
+              new Uint8Array(
+                await readImageBytesById(registry, info.id, image.imageId, `image ${image.imageId} of ${name}`),
+              ),
+            );
           }
           yield batch;
         }
