@@ -303,6 +303,9 @@ export async function readImageBytes(registry: Registry, name: string, image: Be
   return readImageBytesById(registry, id, image.imageId, `image ${image.imageId} of ${name}`);
 }
 
+/** The prepared lookup of {@link readImageBytesById}, one per open registry. */
+const imageBytesLookups = new WeakMap<Database.Database, Database.Statement>();
+
 /** {@link readImageBytes} by the benchmark's id (what dedup's second pass has at hand). */
 export async function readImageBytesById(
   registry: Registry,
@@ -310,9 +313,15 @@ export async function readImageBytesById(
   imageId: string,
   label = `image ${imageId}`,
 ): Promise<Buffer> {
-  const row = registry.db
-    .prepare('SELECT path, member, image FROM bench_images WHERE benchmark_id = ? AND image_id = ?')
-    .get(benchmarkId, imageId) as { path: string | null; member: string | null; image: Buffer | null } | undefined;
+  let lookup = imageBytesLookups.get(registry.db);
+  if (lookup === undefined) {
+    lookup = registry.db.prepare(
+      'SELECT path, member, image FROM bench_images WHERE benchmark_id = ? AND image_id = ?',
+    );
+    imageBytesLookups.set(registry.db, lookup);
+  }
+  const row = lookup.get(benchmarkId, imageId) as
+    { path: string | null; member: string | null; image: Buffer | null } | undefined;
   if (row?.image) return row.image;
   if (row && row.path !== null && row.member !== null) {
     const jpg = readShardEntry(row.path, `${row.member}.jpg`);

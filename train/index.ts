@@ -28,10 +28,10 @@ import {
   type SourceCounts,
   type TrainSource,
 } from './data.ts';
-import { embedConcepts, pairLosses, batchGeometry, runLoop, type LoopState, type TrainData } from './loop.ts';
+import { completeNoisyCaptions, pairLosses, batchGeometry, runLoop, type LoopState, type TrainData } from './loop.ts';
 import { MetricsLog } from './metrics-log.ts';
 import { MODEL_CONFIG_FIELDS, createDualEncoder, PRESETS, type DualEncoder, type ModelConfig } from './model.ts';
-import { completeCaptions, conceptVocabulary, harmonise, noiseStats } from './noise.ts';
+import { harmonise, noiseStats } from './noise.ts';
 import { AdamW } from './_optimizer.ts';
 import {
   resolveScoreOptions,
@@ -515,30 +515,17 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
       maxNoiseFraction: 1,
       varianceFloor: opts.varianceFloor,
     });
-    const completed: Array<string | null> = pairs.map(() => null);
-    if (opts.completion) {
-      const concepts = conceptVocabulary(
-        pairs.map((p) => p.caption),
-        { size: opts.conceptVocabSize },
-      );
-      const noisy: number[] = [];
-      result.noiseProb.forEach((p, i) => {
-        if (p > opts.completionThreshold) noisy.push(i);
-      });
-      if (concepts.length > 0 && noisy.length > 0) {
-        const conceptEmb = embedConcepts(model, tokenizer, concepts);
-        const imgs = new Float32Array(noisy.length * dim);
-        noisy.forEach((idx, k) => imgs.set(imageEmbeddings.subarray(idx * dim, (idx + 1) * dim), k * dim));
-        const captions = completeCaptions(
-          imgs,
-          conceptEmb,
-          concepts,
+    const completed: Array<string | null> = opts.completion
+      ? completeNoisyCaptions(
+          model,
+          tokenizer,
+          pairs.map((p) => p.caption),
+          result.noiseProb,
+          imageEmbeddings,
           dim,
-          Math.min(opts.completionTopK, concepts.length),
-        );
-        noisy.forEach((idx, k) => (completed[idx] = captions[k] as string));
-      }
-    }
+          { threshold: opts.completionThreshold, topK: opts.completionTopK, vocabularySize: opts.conceptVocabSize },
+        )
+      : pairs.map(() => null);
     const corpus = openCorpus(opts.corpus, { migrations: [NOISE_MIGRATION] });
     const stats = noiseStats(result.noiseProb);
     const summary: ScoreResult = {

@@ -184,7 +184,7 @@ export async function pairLosses(
 }
 
 /** Text-tower embeddings of single-word captions, `[concepts, dim]`. */
-export function embedConcepts(model: DualEncoder, tokenizer: Tokenizer, concepts: readonly string[]): Float32Array {
+function embedConcepts(model: DualEncoder, tokenizer: Tokenizer, concepts: readonly string[]): Float32Array {
   const L = model.config.contextLength;
   const chunks: Float32Array[] = [];
   for (let s = 0; s < concepts.length; s += 256) {
@@ -310,7 +310,34 @@ function lossScores(
   return noiseScores(losses, consistency, options.consistencyWeight);
 }
 
-/** Concept completion (NLIP): auxiliary captions for pairs above the completion threshold; returns how many. */
+/**
+ * Concept completion (NLIP): for every pair whose noise probability exceeds `threshold`, a caption
+ * of the `topK` concepts (the corpus's most frequent words, `vocabularySize` of them) nearest its
+ * image embedding; `null` for the others (and for every pair when there is no concept).
+ */
+export function completeNoisyCaptions(
+  model: DualEncoder,
+  tokenizer: Tokenizer,
+  captions: readonly string[],
+  noiseProb: Float32Array,
+  imageEmbeddings: Float32Array,
+  dim: number,
+  options: { threshold: number; topK: number; vocabularySize: number },
+): Array<string | null> {
+  const completed: Array<string | null> = captions.map(() => null);
+  const concepts = conceptVocabulary(captions, { size: options.vocabularySize });
+  const noisy: number[] = [];
+  for (let i = 0; i < captions.length; i++) if ((noiseProb[i] as number) > options.threshold) noisy.push(i);
+  if (concepts.length === 0 || noisy.length === 0) return completed;
+  const conceptEmb = embedConcepts(model, tokenizer, concepts);
+  const imgs = new Float32Array(noisy.length * dim);
+  noisy.forEach((idx, k) => imgs.set(imageEmbeddings.subarray(idx * dim, (idx + 1) * dim), k * dim));
+  const found = completeCaptions(imgs, conceptEmb, concepts, dim, Math.min(options.topK, concepts.length));
+  noisy.forEach((idx, k) => (completed[idx] = found[k] as string));
+  return completed;
+}
+
+/** Concept completion at a harmonisation: sets the run's auxiliary captions; returns how many. */
 function completeEpoch(
   ctx: LoopContext,
   state: LoopState,
@@ -319,33 +346,16 @@ function completeEpoch(
   dim: number,
 ): number {
   const { model, data, options } = ctx;
-  const n = data.pairs.length;
-  let completedCount = 0;
-  {
-    const concepts = conceptVocabulary(
-      data.pairs.map((p) => p.caption),
-      { size: options.conceptVocabSize },
-    );
-    const completed: Array<string | null> = Array.from({ length: n }, () => null);
-    const noisy: number[] = [];
-    for (let i = 0; i < n; i++) if ((noiseProb[i] as number) > options.completionThreshold) noisy.push(i);
-    if (concepts.length > 0 && noisy.length > 0) {
-      const conceptEmb = embedConcepts(model, ctx.tokenizer, concepts);
-      const imgs = new Float32Array(noisy.length * dim);
-      noisy.forEach((idx, k) => imgs.set(imageEmbeddings.subarray(idx * dim, (idx + 1) * dim), k * dim));
-      const captions = completeCaptions(
-        imgs,
-        conceptEmb,
-        concepts,
-        dim,
-        Math.min(options.completionTopK, concepts.length),
-      );
-      noisy.forEach((idx, k) => (completed[idx] = captions[k] as string));
-      completedCount = noisy.length;
-    }
-    state.completed = completed;
-  }
-  return completedCount;
+  state.completed = completeNoisyCaptions(
+    model,
+    ctx.tokenizer,
+    data.pairs.map((p) => p.caption),
+    noiseProb,
+    imageEmbeddings,
+    dim,
+    { threshold: options.completionThreshold, topK: options.completionTopK, vocabularySize: options.conceptVocabSize },
+  );
+  return state.completed.filter((c) => c !== null).length;
 }
 
 /** The metrics record of one harmonisation. */

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { openCorpus } from '../../corpus/manifest.ts';
 import { ShardWriter } from '../../corpus/shards.ts';
+import type { ModelConfig } from '../../train/model.ts';
 import { emojis, type Emoji } from '../fixtures/images.ts';
 
 export interface CorpusPair {
@@ -66,6 +67,22 @@ export async function makeEmojiCorpus(
   }
   return pairs;
 }
+
+/** A model small enough for the pure-JS backend: 2×2 patches of 8 px, width 16, one block per tower. */
+export const MICRO: ModelConfig = {
+  imageSize: 16,
+  patchSize: 8,
+  channels: 3,
+  visionWidth: 16,
+  visionDepth: 1,
+  visionHeads: 2,
+  textWidth: 16,
+  textDepth: 1,
+  textHeads: 2,
+  contextLength: 6,
+  vocabSize: 30,
+  embedDim: 8,
+};
 
 /** A model small enough to train a few steps in a second on the cpu backend. */
 export const TOY_MODEL = {

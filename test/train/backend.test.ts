@@ -12,7 +12,8 @@ import {
 } from '../../train/backend.ts';
 import { startCli } from '../helpers/cli.ts';
 import { contrastiveLoss } from '../../train/loss.ts';
-import { createDualEncoder, type ModelConfig } from '../../train/model.ts';
+import { createDualEncoder } from '../../train/model.ts';
+import { MICRO } from './_corpus.ts';
 
 const require = createRequire(import.meta.url);
 const installed = (pkg: string) => {
@@ -33,21 +34,6 @@ const HAS_NBLAS = (() => {
     return false;
   }
 })();
-
-const MICRO: ModelConfig = {
-  imageSize: 16,
-  patchSize: 8,
-  channels: 3,
-  visionWidth: 16,
-  visionDepth: 1,
-  visionHeads: 2,
-  textWidth: 16,
-  textDepth: 1,
-  textHeads: 2,
-  contextLength: 6,
-  vocabSize: 30,
-  embedDim: 8,
-};
 
 afterAll(async () => {
   await selectBackend('cpu');

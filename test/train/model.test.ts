@@ -7,27 +7,11 @@ import {
   createDualEncoder,
   matmulFlops,
   validateModelConfig,
-  type ModelConfig,
 } from '../../train/model.ts';
 import { AltforgeError } from '../../corpus/errors.ts';
 import { contrastiveLoss } from '../../train/loss.ts';
 import { BLOCK_WEIGHT_ORDER, LN_EPS, transformerBlock, type BlockWeights } from '../../train/_transformer.ts';
-
-/** A model small enough for the pure-JS backend: 2×2 patches of 8 px, width 16, one block per tower. */
-const MICRO: ModelConfig = {
-  imageSize: 16,
-  patchSize: 8,
-  channels: 3,
-  visionWidth: 16,
-  visionDepth: 1,
-  visionHeads: 2,
-  textWidth: 16,
-  textDepth: 1,
-  textHeads: 2,
-  contextLength: 6,
-  vocabSize: 30,
-  embedDim: 8,
-};
+import { MICRO } from './_corpus.ts';
 
 function images(batch: number, size: number): tf.Tensor4D {
   const values = new Float32Array(batch * size * size * 3).map((_, i) => ((i * 37) % 101) / 100);
