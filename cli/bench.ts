@@ -1,4 +1,5 @@
 import { defineCommand } from 'citty';
+import { EMOJI_VENDORS } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
 import {
   defaultRegistryPath,
@@ -23,6 +24,13 @@ const addFlags = {
     type: 'string',
     description: 'Folder of images, WebDataset shards (.tar or a folder of them), or an IDX image file (.gz ok)',
     valueHint: 'PATH',
+  },
+  emoji: {
+    type: 'string',
+    description:
+      "Instead of --images: an emoji vendor's drawings (npm emoji-datasource-VENDOR), captioned with their names",
+    valueHint: 'VENDOR',
+    choices: [...EMOJI_VENDORS],
   },
   captions: {
     type: 'string',
@@ -91,7 +99,6 @@ const addCommand = defineCommand({
       flags: addFlags,
       required: {
         name: 'Missing --name NAME: the name to register the test set under',
-        images: 'Missing --images PATH: a folder, WebDataset shards or an IDX file',
       },
       run: (values, hooks) => {
         registry = (values['benchDb'] as string | undefined) ?? registry;

@@ -127,7 +127,7 @@ export function openRegistry(path: string, options: { create?: boolean } = {}): 
 /** What kind of test set: plain images (retrieval), or labelled classes (classification). */
 export type BenchmarkKind = 'images' | 'classification';
 /** Where the images were read from. */
-export type BenchmarkSourceKind = 'folder' | 'shards' | 'idx';
+export type BenchmarkSourceKind = 'folder' | 'shards' | 'idx' | 'emoji';
 
 /** A registered test set. */
 export interface BenchmarkInfo {

@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, s
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import sharp from 'sharp';
+import { emojiDrawings, emojiImageDir, type EmojiVendor } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
 import { FASHION_MNIST_CLASSES, idxImages, looksLikeIdx, parseIdx, readIdx } from '../corpus/idx.ts';
 import type { BenchmarkSourceKind } from '../corpus/registry.ts';
@@ -178,6 +179,43 @@ export function openImageSource(images: string, options: { labels?: string } = {
     `--images '${images}' is neither a folder, a .tar shard nor an IDX file`,
     { context: { path: images } },
   );
+}
+
+/**
+ * The 64 px drawings of an emoji vendor's npm package (`emoji-datasource-<vendor>`), each captioned
+ * with its Unicode name: an offline retrieval benchmark that needs no files of its own.
+ */
+export function emojiSource(vendor: string): ImageSource {
+  const drawings = emojiDrawings([vendor]).get(vendor as EmojiVendor) ?? [];
+  return {
+    kind: 'emoji',
+    path: emojiImageDir(vendor),
+    count: drawings.length,
+    classNames: null,
+    async *images(skip) {
+      for (const d of drawings) {
+        const imageId = d.entry.image;
+        if (skip.has(imageId)) continue;
+        let bytes: Buffer | null = null;
+        let error: string | null = null;
+        try {
+          bytes = await readFile(d.file);
+        } catch (err) {
+          error = (err as Error).message;
+        }
+        yield {
+          imageId,
+          bytes,
+          error,
+          path: d.file,
+          member: null,
+          storeBytes: false,
+          label: null,
+          captions: [d.caption],
+        };
+      }
+    },
+  };
 }
 
 function shardSource(path: string, tars: string[]): ImageSource {

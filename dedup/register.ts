@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import pLimit from 'p-limit';
 import { z } from 'zod';
+import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
 import { parseOptions } from '../corpus/options.ts';
 import { normaliseCaption } from '../corpus/text.ts';
@@ -18,7 +19,7 @@ import {
   type BenchmarkKind,
 } from '../corpus/registry.ts';
 import { FINGERPRINT_VERSION, registeredFingerprint, type Fingerprint } from './fingerprint.ts';
-import { openImageSource, readCaptions, type InputImage } from './_inputs.ts';
+import { emojiSource, openImageSource, readCaptions, type InputImage } from './_inputs.ts';
 import { storedHash } from './_mih.ts';
 
 /** Progress of a registration. */
@@ -33,8 +34,13 @@ export interface RegisterProgress {
 export interface RegisterOptions {
   /** Name the set is registered under (`flickr30k-test`). */
   name: string;
-  /** A folder of images, WebDataset shards (a `.tar` or a folder of them), or an IDX image file. */
-  images: string;
+  /** A folder of images, WebDataset shards (a `.tar` or a folder of them), or an IDX image file. Give this or `emoji`. */
+  images?: string;
+  /**
+   * Instead of `images`: the drawings of an emoji vendor's npm package (`apple`, `facebook`,
+   * `google`, `twitter`), each captioned with its Unicode name.
+   */
+  emoji?: EmojiVendor;
   /** Captions: COCO JSON, JSONL (`image`, `caption`) or `image<TAB>caption` lines. @default none */
   captions?: string;
   /** IDX label file. @default the `*-labels-idx1-ubyte[.gz]` beside the images, if any */
@@ -71,7 +77,8 @@ const schema = z.strictObject({
     .min(1)
     .max(100)
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'expected letters, digits, dot, dash or underscore'),
-  images: z.string().min(1),
+  images: z.string().min(1).optional(),
+  emoji: z.enum(EMOJI_VENDORS).optional(),
   captions: z.string().min(1).optional(),
   labels: z.string().min(1).optional(),
   kind: z.enum(['images', 'classification']).optional(),
@@ -94,7 +101,18 @@ interface Prepared {
 export async function registerBenchmark(options: RegisterOptions): Promise<RegisterResult> {
   const started = Date.now();
   const opts = parseOptions(schema, options, 'bench');
-  const source = openImageSource(opts.images, opts.labels === undefined ? {} : { labels: opts.labels });
+  if ((opts.images === undefined) === (opts.emoji === undefined)) {
+    throw new UsageError(
+      'ERR_USAGE',
+      opts.images === undefined
+        ? 'Missing --images PATH (a folder, WebDataset shards or an IDX file) or --emoji VENDOR'
+        : 'Give --images PATH or --emoji VENDOR, not both',
+    );
+  }
+  const source =
+    opts.images !== undefined
+      ? openImageSource(opts.images, opts.labels === undefined ? {} : { labels: opts.labels })
+      : emojiSource(opts.emoji as EmojiVendor);
   const captions = opts.captions === undefined ? new Map<string, string[]>() : readCaptions(opts.captions);
   const kind: BenchmarkKind = opts.kind ?? (source.classNames !== null ? 'classification' : 'images');
   const registry = openRegistry(opts.benchDb ?? defaultRegistryPath(), { create: true });

@@ -5,9 +5,9 @@
  * third) and any corpus directory with registered benchmarks.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { emojiDrawings, type EmojiDrawing, type EmojiVendor } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
 import { FASHION_MNIST_CLASSES, idxImages, readIdx } from '../corpus/idx.ts';
 import { filterReasonSql } from '../corpus/filter-reason.ts';
@@ -110,20 +110,6 @@ export function fashionMnist(options: {
   };
 }
 
-interface EmojiEntry {
-  name: string | null;
-  short_name: string;
-  image: string;
-  has_img_google?: boolean;
-  has_img_apple?: boolean;
-  has_img_twitter?: boolean;
-}
-
-/** The caption of an emoji: its Unicode name, lower case ("smiling face with halo"). */
-export function emojiCaption(entry: { name: string | null; short_name: string }): string {
-  return (entry.name ?? entry.short_name.replace(/_/g, ' ')).toLowerCase();
-}
-
 /**
  * Emoji: the drawings of `trainVendors` (google, apple) named by their Unicode name, and
  * `testImages` drawings of `testVendor` (twitter) of the same concepts, retrieved by name both ways
@@ -136,37 +122,26 @@ export function emoji(options: {
   trainVendors?: string[];
   testVendor?: string;
 }): SettingData {
-  const require = createRequire(import.meta.url);
   const trainVendors = options.trainVendors ?? ['google', 'apple'];
   const testVendor = options.testVendor ?? 'twitter';
-  const vendorDir = (v: string) => dirname(require.resolve(`emoji-datasource-${v}/package.json`));
-  const meta = JSON.parse(readFileSync(join(vendorDir(testVendor), 'emoji.json'), 'utf8')) as EmojiEntry[];
-  const imagePath = (v: string, e: EmojiEntry) => join(vendorDir(v), 'img', v, '64', e.image);
-  const seen = new Set<string>();
-  const usable = meta.filter((e) => {
-    const caption = emojiCaption(e);
-    if (seen.has(caption)) return false;
-    const ok = [...trainVendors, testVendor].every((v) => existsSync(imagePath(v, e)));
-    if (ok) seen.add(caption);
-    return ok;
-  });
+  // The concepts every vendor drew, in the test vendor's package order.
+  const drawings = emojiDrawings([testVendor, ...trainVendors]);
+  const usable = (drawings.get(testVendor as EmojiVendor) ?? []).map((_, i) => i);
   const concepts = shuffle(createRandom(options.seed, 'emoji-concepts'), usable).slice(
     0,
     Math.max(1, Math.floor(options.trainPairs / trainVendors.length)),
   );
+  const drawing = (v: string, i: number) => (drawings.get(v as EmojiVendor) as EmojiDrawing[])[i] as EmojiDrawing;
   const pairs: MemoryPair[] = [];
   const groups: string[] = [];
-  for (const e of concepts) {
+  for (const i of concepts) {
     for (const v of trainVendors) {
-      pairs.push({
-        id: `${v}/${e.image}`,
-        caption: emojiCaption(e),
-        image: new Uint8Array(readFileSync(imagePath(v, e))),
-      });
-      groups.push(emojiCaption(e));
+      const d = drawing(v, i);
+      pairs.push({ id: `${v}/${d.entry.image}`, caption: d.caption, image: new Uint8Array(readFileSync(d.file)) });
+      groups.push(d.caption);
     }
   }
-  const test = concepts.slice(0, options.testImages);
+  const test = concepts.slice(0, options.testImages).map((i) => drawing(testVendor, i));
   return {
     setting: 'emoji',
     pairs,
@@ -174,8 +149,8 @@ export function emoji(options: {
     benchmarks: [
       {
         name: `emoji-${testVendor}`,
-        images: test.map((e) => new Uint8Array(readFileSync(imagePath(testVendor, e)))),
-        captions: test.map((e) => [emojiCaption(e)]),
+        images: test.map((d) => new Uint8Array(readFileSync(d.file))),
+        captions: test.map((d) => [d.caption]),
       },
     ],
     description: `emoji: ${pairs.length} training pairs (${trainVendors.join('+')}, ${concepts.length} concepts), retrieval on ${test.length} ${testVendor} drawings`,

@@ -178,9 +178,13 @@ export async function evaluateBenchmark(
   };
   if (texts.length > 0) {
     const textEmb = encoder.embedTexts(texts, options.batchSize);
-    const r = blockedRetrievalMetrics(imageEmb, textEmb, dim, textImage, {
-      ...(encoder.similarity ? { similarity: encoder.similarity } : {}),
-    });
+    const r = blockedRetrievalMetrics(
+      imageEmb,
+      textEmb,
+      dim,
+      textImage,
+      encoder.similarity ? { similarity: encoder.similarity } : {},
+    );
     const pick = (s: typeof r.imageToText) => ({
       'R@1': s['R@1'],
       'R@5': s['R@5'],

@@ -271,6 +271,33 @@ describe('altforge bench (CLI)', () => {
     expect(existsSync(benchDb)).toBe(false);
   });
 
+  it('refuses --emoji with --images, neither of them, and an unknown vendor, with one line and exit 2', async () => {
+    const benchDb = join(work.path, 'never-emoji.sqlite');
+    const both = await runCli([
+      'bench',
+      'add',
+      '--name',
+      'e',
+      '--emoji',
+      'google',
+      '--images',
+      folder,
+      '--bench-db',
+      benchDb,
+    ]);
+    expect(both.code).toBe(2);
+    expect(lines(both.stderr)).toEqual([expect.stringContaining('Give --images PATH or --emoji VENDOR, not both')]);
+    const neither = await runCli(['bench', 'add', '--name', 'e', '--bench-db', benchDb]);
+    expect(neither.code).toBe(2);
+    expect(lines(neither.stderr)).toEqual([expect.stringContaining('Missing --images PATH')]);
+    const unknown = await runCli(['bench', 'add', '--name', 'e', '--emoji', 'microsoft', '--bench-db', benchDb]);
+    expect(unknown.code).toBe(2);
+    expect(lines(unknown.stderr)).toEqual([
+      expect.stringContaining('--emoji: expected one of apple, facebook, google, twitter'),
+    ]);
+    expect(existsSync(benchDb)).toBe(false);
+  });
+
   it('refuses to remove an unknown benchmark with exit code 2', async () => {
     const res = await runCli(['bench', 'remove', '--name', 'nope', '--bench-db', join(work.path, 'folder.sqlite')]);
     expect(res.code).toBe(2);

@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatEvalTable } from '../../cli/eval.ts';
-import { openRegistry } from '../../corpus/registry.ts';
+import { emojiDrawings } from '../../corpus/emoji.ts';
+import { iterateImages, openRegistry } from '../../corpus/registry.ts';
 import { loadBenchmark } from '../../eval/benchmarks.ts';
 import { retrievalMetrics, runEval, similarity } from '../../eval/index.ts';
 import { DEFAULT_TEMPLATES, evaluateBenchmark } from '../../eval/zero-shot.ts';
@@ -236,6 +237,53 @@ describe('altforge eval', () => {
       /^benchmark\s+task\s+R@1\s+R@5\s+R@10\s+mean_rank\s+median_rank\s+top1\s+top5$/,
     );
     expect(table.stderr).toContain('(run 2,');
+  });
+
+  it('evaluates an emoji vendor registered out of the box with bench add --emoji', async () => {
+    const add = await runCli(['bench', 'add', '--name', 'emoji-google', '--emoji', 'google', '--bench-db', fx.benchDb]);
+    expect(add.code).toBe(0);
+    const drawings = emojiDrawings(['google']).get('google') ?? [];
+    expect(drawings.length).toBeGreaterThan(1000);
+    expect(add.stderr).toContain(`emoji-google: ${drawings.length} images (images, emoji)`);
+    // Every drawing with its Unicode name as its only caption, read back as eval reads it.
+    const registry = openRegistry(fx.benchDb);
+    try {
+      const bench = await loadBenchmark(registry, 'emoji-google');
+      expect(bench.images).toHaveLength(drawings.length);
+      const byFile = new Map(drawings.map((d) => [d.entry.image, d]));
+      const grinning = byFile.get('1f600.png');
+      expect(grinning?.caption).toBe('grinning face');
+      const ids = [...iterateImages(registry, 'emoji-google')].map((i) => i.imageId);
+      const at = ids.indexOf('1f600.png');
+      expect(bench.captions[at]).toEqual(['grinning face']);
+      expect(Buffer.from((bench.images as Uint8Array[])[at] as Uint8Array)).toEqual(
+        readFileSync(grinning?.file as string),
+      );
+      expect(new Set(bench.captions.flat()).size).toBe(drawings.length);
+    } finally {
+      registry.close();
+    }
+    const res = await runCli([
+      'eval',
+      '--checkpoint',
+      fx.checkpoint,
+      '--benchmark',
+      'emoji-google',
+      '--limit',
+      '40',
+      '--bench-db',
+      fx.benchDb,
+      '--results-db',
+      join(dir, 'results-emoji.sqlite'),
+      '--json',
+    ]);
+    expect(res.code).toBe(0);
+    const metrics = (JSON.parse(res.stdout) as { metrics: Array<{ task: string; metric: string; value: number }> })
+      .metrics;
+    expect(metrics.map((m) => `${m.task}/${m.metric}`).sort()).toEqual(
+      [...RETRIEVAL.map((m) => `image_to_text/${m}`), ...RETRIEVAL.map((m) => `text_to_image/${m}`)].sort(),
+    );
+    for (const m of metrics.filter((x) => x.metric === 'mean_rank')) expect(m.value).toBeLessThanOrEqual(40);
   });
 
   it('exits 2 with one line when the benchmark is missing or unknown', async () => {
