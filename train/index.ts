@@ -633,9 +633,9 @@ export async function loadEncoder(checkpoint: string, options: { backend?: Backe
       }
       return out;
     },
-    similarity(a, b, dim) {
+    similarity(a, b, width) {
       const product = tf.tidy(() =>
-        tf.matMul(tf.tensor2d(a, [a.length / dim, dim]), tf.tensor2d(b, [b.length / dim, dim]), false, true),
+        tf.matMul(tf.tensor2d(a, [a.length / width, width]), tf.tensor2d(b, [b.length / width, width]), false, true),
       );
       const out = product.dataSync() as Float32Array;
       product.dispose();

@@ -86,7 +86,6 @@ describe('runEval', () => {
     });
     // Independent path: embed the files named in the fixture, both captions each, rank with the metric function.
     const encoder = await loadEncoder(fx.checkpoint);
-    const { readFileSync } = await import('node:fs');
     const imgs = fx.emoji.map((e) => new Uint8Array(readFileSync(join(dir, 'emoji', e.file))));
     const texts = fx.emoji.flatMap((e) => [...e.captions].sort());
     const textImage = fx.emoji.flatMap((_, i) => [i, i]);
