@@ -84,7 +84,8 @@ export function parseFlags(
       allowNegative: true,
     } as Parameters<typeof parseArgs>[0]);
   } catch (err) {
-    throw new UsageError('ERR_USAGE', (err as Error).message.split('\n')[0] ?? 'Invalid arguments');
+    // node's messages may run over several lines (a value that starts with a dash): one line here.
+    throw new UsageError('ERR_USAGE', (err as Error).message.split('\n').join(' ') || 'Invalid arguments');
   }
   // A value given to a switch (`--gate-latch no`) would otherwise be taken as an argument or dropped.
   const switchBefore = (arg: string): string | null => {

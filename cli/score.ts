@@ -2,6 +2,7 @@ import { defineCommand } from 'citty';
 import type { ScoreOptions, ScoreResult } from '../train/index.ts';
 import { backendFlag, cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
+import { NLIP_SIGNAL_FLAGS, parseNeighbours } from './train.ts';
 
 const flags = {
   corpus: { type: 'string', description: 'Corpus directory whose pairs are scored', valueHint: 'DIR', alias: 'c' },
@@ -13,6 +14,16 @@ const flags = {
   backend: backendFlag(),
   batchSize: { type: 'integer', description: 'Pairs per scoring batch', default: 256, valueHint: 'N' },
   seed: { type: 'integer', description: 'Seed of the random batches', default: 1, valueHint: 'N' },
+  noiseSignal: {
+    ...NLIP_SIGNAL_FLAGS.noiseSignal,
+    description:
+      'What the mixture is fitted to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs, else the loss)',
+  },
+  agreementNeighbours: NLIP_SIGNAL_FLAGS.agreementNeighbours,
+  agreementScore: {
+    ...NLIP_SIGNAL_FLAGS.agreementScore,
+    description: "The agreement signal's score, as in altforge train",
+  },
   completion: { type: 'boolean', description: 'Also write completed captions for likely-noisy pairs', default: true },
   completionThreshold: {
     type: 'number',
@@ -27,7 +38,7 @@ const flags = {
 /** One line that says what scoring did. */
 export function summarizeScore(result: ScoreResult): string {
   return (
-    `score: ${result.scored} pairs scored, ${result.noisy} likely noisy (noise_prob > 0.5), mean ${result.meanNoise.toFixed(3)}, ` +
+    `score: ${result.scored} pairs scored by ${result.signal}, ${result.noisy} likely noisy (noise_prob > 0.5), mean ${result.meanNoise.toFixed(3)}, ` +
     `${result.completed} completed captions, separation ${result.separation.toFixed(2)}` +
     `${result.missingImages ? `, ${result.missingImages} images unreadable` : ''}; ` +
     `${(result.durationMs / 1000).toFixed(1)} s -> ${result.corpus}/manifest.sqlite (pairs.noise_prob, pairs.completed_caption)`
@@ -52,7 +63,12 @@ export const scoreCommand = defineCommand({
         checkpoint: 'Missing --checkpoint PATH: a checkpoint of altforge train',
       },
       run: (options, hooks) =>
-        runScore({ ...options, onProgress: hooks.onProgress, signal: hooks.signal } as ScoreOptions),
+        runScore({
+          ...options,
+          agreementNeighbours: parseNeighbours(options['agreementNeighbours'] ?? 'auto'),
+          onProgress: hooks.onProgress,
+          signal: hooks.signal,
+        } as ScoreOptions),
       summarize: (result: ScoreResult) => `${describeBackends(result.backend)}\n${summarizeScore(result)}`,
     });
   },

@@ -306,6 +306,17 @@ export interface ScoreOptions {
   seed?: number;
   /** Variance floor of the mixture. @default 5e-4 */
   varianceFloor?: number;
+  /**
+   * The per-pair signal the mixture is fitted to: `loss` (the pair's contrastive loss against the
+   * others of its batch), `agreement` (the caption agreement of training's `nlip`, see
+   * `TrainOptions.noiseSignal`), or `auto`: `agreement` when the median caption is carried by at
+   * least three pairs, else `loss` (the rule training's `auto` follows). @default 'auto'
+   */
+  noiseSignal?: 'auto' | 'agreement' | 'loss';
+  /** Nearest images averaged with each image for the `agreement` signal; `auto` as in training. @default 'auto' */
+  agreementNeighbours?: number | 'auto';
+  /** The `agreement` signal's per-pair score, as in training. @default 'joint' */
+  agreementScore?: 'gap' | 'joint';
   /** Also write `completed_caption` for pairs whose noise probability exceeds `completionThreshold`. @default true */
   completion?: boolean;
   /** @default 0.5 */
@@ -327,6 +338,9 @@ const scoreSchema = z.strictObject({
   batchSize: z.number().int().min(2).max(65_536).default(256),
   seed: z.number().int().min(0).default(1),
   varianceFloor: z.number().positive().max(1).default(5e-4),
+  noiseSignal: z.enum(['auto', 'agreement', 'loss']).default('auto'),
+  agreementNeighbours: z.union([z.literal('auto'), z.number().int().min(0).max(1000)]).default('auto'),
+  agreementScore: z.enum(['gap', 'joint']).default('joint'),
   completion: z.boolean().default(true),
   completionThreshold: fraction.default(0.5),
   completionTopK: positiveInt.max(16).default(3),

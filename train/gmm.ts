@@ -41,7 +41,8 @@ function quantile(sorted: Float64Array, q: number): number {
 
 /**
  * Fits two Gaussians to `values` by EM. Deterministic: the means start at the 25th and 75th
- * percentiles, both variances at the overall variance (floored), equal weights.
+ * percentiles (at the smallest and largest value when those coincide), both variances at the
+ * overall variance (floored), equal weights.
  */
 export function fitGmm(values: ArrayLike<number>, options: GmmOptions = {}): Gmm1d {
   const n = values.length;
@@ -58,7 +59,12 @@ export function fitGmm(values: ArrayLike<number>, options: GmmOptions = {}): Gmm
   for (const x of xs) variance += (x - mean) ** 2;
   variance = Math.max(floor, variance / n);
 
-  const mu: [number, number] = [quantile(sorted, 0.25), quantile(sorted, 0.75)];
+  // Components that start at the same mean stay identical under EM (every posterior 0.5). When
+  // more than half the values are equal (an agreement gap of exactly 0 for most clean pairs), the
+  // quartiles coincide: start at the extremes instead.
+  const q1 = quantile(sorted, 0.25);
+  const q3 = quantile(sorted, 0.75);
+  const mu: [number, number] = q1 < q3 ? [q1, q3] : [sorted[0] as number, sorted[n - 1] as number];
   const v: [number, number] = [variance, variance];
   const w: [number, number] = [0.5, 0.5];
   const r1 = new Float64Array(n);

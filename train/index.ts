@@ -28,10 +28,18 @@ import {
   type SourceCounts,
   type TrainSource,
 } from './data.ts';
-import { completeNoisyCaptions, pairLosses, batchGeometry, runLoop, type LoopState, type TrainData } from './loop.ts';
+import {
+  agreementScores,
+  completeNoisyCaptions,
+  pairLosses,
+  batchGeometry,
+  runLoop,
+  type LoopState,
+  type TrainData,
+} from './loop.ts';
 import { MetricsLog } from './metrics-log.ts';
 import { MODEL_CONFIG_FIELDS, createDualEncoder, PRESETS, type DualEncoder, type ModelConfig } from './model.ts';
-import { harmonise, noiseStats } from './noise.ts';
+import { captionGroups, harmonise, noiseStats, resolveNoiseSignal } from './noise.ts';
 import { AdamW } from './_optimizer.ts';
 import {
   resolveScoreOptions,
@@ -452,6 +460,8 @@ export interface ScoreResult {
   backend: BackendReport;
   /** Pairs given a noise probability. */
   scored: number;
+  /** The signal the mixture was fitted to (`auto` resolved). */
+  signal: 'agreement' | 'loss';
   /** Pairs whose image could not be read (left NULL). */
   missingImages: number;
   /** Pairs with a noise probability above 0.5. */
@@ -467,9 +477,10 @@ export interface ScoreResult {
 
 /**
  * Scores every `ok` pair of a corpus with a trained checkpoint: each pair's contrastive loss in
- * seeded random batches, min-max normalised, a two-component mixture, and the high-loss
- * posterior written to `pairs.noise_prob` (migration `train/001-noise`), with a caption of
- * retrieved concepts in `pairs.completed_caption` for pairs above the completion threshold.
+ * seeded random batches (or, with the `agreement` signal, its caption agreement), min-max
+ * normalised, a two-component mixture, and the high-score posterior written to `pairs.noise_prob`
+ * (migration `train/001-noise`), with a caption of retrieved concepts in
+ * `pairs.completed_caption` for pairs above the completion threshold.
  */
 export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
   const started = Date.now();
@@ -509,22 +520,23 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
       createRandom(opts.seed, 'score'),
       (done, total) => opts.onProgress?.({ phase: 'score', done, total }),
     );
-    const result = harmonise(losses, null, {
+    const captions = pairs.map((p) => p.caption);
+    const groups = captionGroups(captions);
+    const signal = resolveNoiseSignal(opts.noiseSignal, groups.index) === 'agreement' ? 'agreement' : 'loss';
+    const scores =
+      signal === 'agreement' ? agreementScores(model, tokenizer, groups, imageEmbeddings, dim, opts).scores : losses;
+    const result = harmonise(scores, null, {
       ema: 0,
       minSeparation: 0,
       maxNoiseFraction: 1,
       varianceFloor: opts.varianceFloor,
     });
     const completed: Array<string | null> = opts.completion
-      ? completeNoisyCaptions(
-          model,
-          tokenizer,
-          pairs.map((p) => p.caption),
-          result.noiseProb,
-          imageEmbeddings,
-          dim,
-          { threshold: opts.completionThreshold, topK: opts.completionTopK, vocabularySize: opts.conceptVocabSize },
-        )
+      ? completeNoisyCaptions(model, tokenizer, captions, result.noiseProb, imageEmbeddings, dim, {
+          threshold: opts.completionThreshold,
+          topK: opts.completionTopK,
+          vocabularySize: opts.conceptVocabSize,
+        })
       : pairs.map(() => null);
     const corpus = openCorpus(opts.corpus, { migrations: [NOISE_MIGRATION] });
     const stats = noiseStats(result.noiseProb);
@@ -533,6 +545,7 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
       checkpoint: path,
       backend,
       scored: pairs.length,
+      signal,
       missingImages: built.missing.length,
       noisy: stats.aboveHalf,
       meanNoise: stats.mean,

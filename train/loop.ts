@@ -25,6 +25,7 @@ import {
   resolveNoiseSignal,
   noiseStats,
   positiveMask,
+  type Agreement,
   type CaptionGroups,
 } from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
@@ -204,6 +205,28 @@ function embedConcepts(model: DualEncoder, tokenizer: Tokenizer, concepts: reado
   return out;
 }
 
+/**
+ * The agreement noise signal of every pair ({@link captionAgreement}) with the model's own
+ * embeddings: `scores` is the per-pair score the mixture is fitted to (`gap` or `jointGap`, as
+ * `agreementScore` says), the rest is the agreement itself (its first choices for relabelling).
+ */
+export function agreementScores(
+  model: DualEncoder,
+  tokenizer: Tokenizer,
+  groups: CaptionGroups,
+  imageEmbeddings: Float32Array,
+  dim: number,
+  options: { agreementNeighbours: number | 'auto'; agreementScore: 'gap' | 'joint' },
+): Agreement & { scores: Float32Array } {
+  const captionEmb = embedConcepts(model, tokenizer, groups.representatives);
+  const logit = Math.min((model.logitScale.dataSync() as Float32Array)[0] as number, MAX_LOGIT_SCALE);
+  const found = captionAgreement(imageEmbeddings, captionEmb, groups.index, dim, {
+    neighbours: options.agreementNeighbours === 'auto' ? autoNeighbours(groups.index) : options.agreementNeighbours,
+    scale: Math.exp(logit),
+  });
+  return { ...found, scores: options.agreementScore === 'joint' ? found.jointGap : found.gap };
+}
+
 /** NLIP harmonisation (and completion) at the start of `epoch`; updates `state` and logs a record. */
 async function harmoniseEpoch(
   ctx: LoopContext,
@@ -227,19 +250,14 @@ async function harmoniseEpoch(
   let scores: Float32Array;
   if (signal === 'agreement') {
     groupCaptions = groups.representatives;
-    const captionEmb = embedConcepts(model, ctx.tokenizer, groups.representatives);
-    const logit = Math.min((model.logitScale.dataSync() as Float32Array)[0] as number, MAX_LOGIT_SCALE);
-    const found = captionAgreement(imageEmbeddings, captionEmb, groups.index, dim, {
-      neighbours: options.agreementNeighbours === 'auto' ? autoNeighbours(groups.index) : options.agreementNeighbours,
-      scale: Math.exp(logit),
-    });
+    const found = agreementScores(model, ctx.tokenizer, groups, imageEmbeddings, dim, options);
     best =
       options.relabelSource === 'neighbours'
         ? found.voteBest
         : options.relabelSource === 'joint'
           ? found.jointBest
           : found.best;
-    scores = options.agreementScore === 'joint' ? found.jointGap : found.gap;
+    scores = found.scores;
   } else {
     scores = lossScores(losses, imageEmbeddings, dim, data, options);
   }

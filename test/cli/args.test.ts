@@ -40,6 +40,14 @@ describe('parseFlags', () => {
     );
   });
 
+  it('says on one line how to give a value that starts with a dash', () => {
+    const refused = usage(() => parseFlags(['--out', '-x'], specs));
+    expect(refused?.code).toBe('ERR_USAGE');
+    expect(refused?.message).not.toContain('\n');
+    expect(refused?.message).toContain("use '--out=-XYZ'");
+    expect(parseFlags(['--out=-x'], specs).values).toEqual({ out: '-x' });
+  });
+
   it('refuses arguments a command does not take, and keeps those it does', () => {
     expect(usage(() => parseFlags(['--out', 'x', 'extra'], specs))).toEqual({
       code: 'ERR_USAGE',

@@ -26,9 +26,18 @@ export async function emojiJpeg(emoji: Emoji, size = 48): Promise<Buffer> {
  */
 export async function makeEmojiCorpus(
   dir: string,
-  options: { count: number; offset?: number; shardSize?: number; caption?: (emoji: Emoji, i: number) => string },
+  options: {
+    count: number;
+    offset?: number;
+    shardSize?: number;
+    caption?: (emoji: Emoji, i: number) => string;
+    /** The drawing of pair i (instead of the i-th installed emoji); a drawing may repeat, each pair gets a URL of its own. */
+    drawing?: (i: number) => Emoji;
+  },
 ): Promise<CorpusPair[]> {
-  const chosen = emojis().slice(options.offset ?? 0, (options.offset ?? 0) + options.count);
+  const chosen = options.drawing
+    ? Array.from({ length: options.count }, (_, i) => (options.drawing as (i: number) => Emoji)(i))
+    : emojis().slice(options.offset ?? 0, (options.offset ?? 0) + options.count);
   const corpus = openCorpus(dir, { create: true });
   const pairs: CorpusPair[] = [];
   try {
@@ -37,7 +46,9 @@ export async function makeEmojiCorpus(
     for (let i = 0; i < chosen.length; i++) {
       const emoji = chosen[i] as Emoji;
       const caption = options.caption ? options.caption(emoji, i) : emoji.name;
-      const url = `http://127.0.0.1/${emoji.shortName}.jpg`;
+      const url = options.drawing
+        ? `http://127.0.0.1/${i}/${emoji.shortName}.jpg`
+        : `http://127.0.0.1/${emoji.shortName}.jpg`;
       const key = createHash('md5')
         .update(caption + url)
         .digest('hex');

@@ -36,6 +36,17 @@ describe('two-component Gaussian mixture', () => {
     expect(gmm.means).toEqual([expect.closeTo(0.1, 6), expect.closeTo(0.9, 6)]);
   });
 
+  test('separates a few high values from a majority of equal ones (quartiles that coincide)', () => {
+    // 20 clean pairs whose agreement gap is exactly 0, four noisy ones well above.
+    const values = [...Array(20).fill(0), 0.65, 0.86, 0.96, 1];
+    const gmm = fitGmm(values);
+    expect(gmm.means[0]).toBeCloseTo(0, 6);
+    expect(gmm.means[1]).toBeCloseTo((0.65 + 0.86 + 0.96 + 1) / 4, 2);
+    expect(gmm.weights[1]).toBeCloseTo(4 / 24, 2);
+    expect(highPosterior(gmm, 0)).toBeLessThan(0.01);
+    for (const x of [0.65, 0.86, 0.96, 1]) expect(highPosterior(gmm, x)).toBeGreaterThan(0.99);
+  });
+
   test('reports a single hump as poorly separated', () => {
     const gmm = fitGmm(normals(2000, 0.4, 0.1, 'c'));
     expect(separation(gmm)).toBeLessThan(2);

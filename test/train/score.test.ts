@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runScore, runTrain } from '../../train/index.ts';
 import { tempDir } from '../helpers/corpus.ts';
+import { emoji } from '../fixtures/images.ts';
 import { makeEmojiCorpus, type CorpusPair, TOY_MODEL } from './_corpus.ts';
 
 let work: { path: string; remove: () => Promise<void> };
@@ -42,6 +43,8 @@ describe('runScore', () => {
   test("writes every stored pair's noise probability to the manifest, filtered pairs included", async () => {
     const result = await runScore({ corpus, checkpoint: run, backend: 'cpu', batchSize: 8, completionThreshold: 0 });
     expect(result.scored).toBe(20);
+    // Every caption is held once: auto fits the mixture to the losses.
+    expect(result.signal).toBe('loss');
     const db = new Database(join(corpus, 'manifest.sqlite'), { readonly: true });
     const rows = db
       .prepare(`SELECT key, status, noise_prob, completed_caption FROM pairs ORDER BY key`)
@@ -71,6 +74,65 @@ describe('runScore', () => {
     expect(result.completed).toBe(completed.length);
     for (const r of completed) expect(r.completed_caption?.split(' ').length).toBeGreaterThanOrEqual(1);
     expect(result.noisy).toBe(rows.filter((r) => (r.noise_prob ?? 0) > 0.5).length);
+  });
+
+  test('fits the mixture to caption agreement when captions are shared, flagging the captions that disagree with their look-alikes', async () => {
+    // Four drawings, six copies each, named by their own name except one copy a drawing, which
+    // carries the next drawing's name (a derangement): every name is held by six pairs.
+    const shared = join(work.path, 'shared');
+    const drawings = ['grinning', 'pizza', 'dog', 'rocket'].map((name) => emoji(name));
+    const made = await makeEmojiCorpus(shared, {
+      count: 24,
+      shardSize: 10,
+      drawing: (i) => drawings[i % 4] as (typeof drawings)[number],
+      caption: (_, i) => (drawings[i < 20 ? i % 4 : (i + 1) % 4] as (typeof drawings)[number]).name,
+    });
+    const shuffled = new Set(made.slice(20).map((p) => p.key));
+    const sharedRun = join(work.path, 'shared-run');
+    await runTrain({
+      corpus: [shared],
+      out: sharedRun,
+      backend: 'cpu',
+      model: TOY_MODEL,
+      vocabSize: 300,
+      epochs: 3,
+      batchSize: 8,
+      lr: 3e-3,
+    });
+    const auto = await runScore({
+      corpus: shared,
+      checkpoint: sharedRun,
+      backend: 'cpu',
+      batchSize: 8,
+      completion: false,
+    });
+    expect(auto.signal).toBe('agreement');
+    expect(auto.scored).toBe(24);
+    const db = new Database(join(shared, 'manifest.sqlite'), { readonly: true });
+    const read = () =>
+      new Map(
+        (db.prepare(`SELECT key, noise_prob FROM pairs`).all() as Array<{ key: string; noise_prob: number }>).map(
+          (r) => [r.key, r.noise_prob],
+        ),
+      );
+    const agreement = read();
+    // The four shuffled copies are the four most likely noisy pairs.
+    const ranked = [...agreement.entries()].sort((a, b) => b[1] - a[1]).map(([key]) => key);
+    expect(new Set(ranked.slice(0, 4))).toEqual(shuffled);
+    const minShuffled = Math.min(...[...shuffled].map((k) => agreement.get(k) as number));
+    const maxClean = Math.max(...[...agreement].filter(([k]) => !shuffled.has(k)).map(([, v]) => v));
+    expect(minShuffled).toBeGreaterThan(maxClean);
+    const loss = await runScore({
+      corpus: shared,
+      checkpoint: sharedRun,
+      backend: 'cpu',
+      batchSize: 8,
+      completion: false,
+      noiseSignal: 'loss',
+    });
+    expect(loss.signal).toBe('loss');
+    expect([...read().values()]).not.toEqual([...agreement.values()]);
+    db.close();
   });
 
   test('scores again over the earlier values, and refuses a file that is not a checkpoint', async () => {
