@@ -11,6 +11,20 @@ let corpus: string;
 let pairs: CorpusPair[];
 let run: string;
 
+/** Three epochs of the toy model on a corpus: enough for scores that mean something. */
+async function trainToy(corpusDir: string, out: string): Promise<void> {
+  await runTrain({
+    corpus: [corpusDir],
+    out,
+    backend: 'cpu',
+    model: TOY_MODEL,
+    vocabSize: 300,
+    epochs: 3,
+    batchSize: 8,
+    lr: 3e-3,
+  });
+}
+
 beforeAll(async () => {
   work = await tempDir('train-score');
   corpus = join(work.path, 'corpus');
@@ -23,16 +37,7 @@ beforeAll(async () => {
   ).run();
   db.close();
   run = join(work.path, 'run');
-  await runTrain({
-    corpus: [corpus],
-    out: run,
-    backend: 'cpu',
-    model: TOY_MODEL,
-    vocabSize: 300,
-    epochs: 3,
-    batchSize: 8,
-    lr: 3e-3,
-  });
+  await trainToy(corpus, run);
 });
 
 afterAll(async () => {
@@ -89,16 +94,7 @@ describe('runScore', () => {
     });
     const shuffled = new Set(made.slice(20).map((p) => p.key));
     const sharedRun = join(work.path, 'shared-run');
-    await runTrain({
-      corpus: [shared],
-      out: sharedRun,
-      backend: 'cpu',
-      model: TOY_MODEL,
-      vocabSize: 300,
-      epochs: 3,
-      batchSize: 8,
-      lr: 3e-3,
-    });
+    await trainToy(shared, sharedRun);
     const auto = await runScore({
       corpus: shared,
       checkpoint: sharedRun,
