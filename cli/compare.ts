@@ -6,7 +6,7 @@ import { createProgress } from './_progress.ts';
 import { interruptSignal } from './_run.ts';
 import { NLIP_SIGNAL_FLAGS, parseNeighbours } from './train.ts';
 
-const flags = {
+export const flags = {
   setting: {
     type: 'string',
     description: 'Built-in offline setting',

@@ -3,7 +3,7 @@ import { runCrawl, type CrawlOptions, type CrawlResult } from '../crawl/index.ts
 import { cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 
-const flags = {
+export const flags = {
   out: { type: 'string', description: 'Corpus directory to create or continue', valueHint: 'DIR', alias: 'o' },
   pages: {
     type: 'list',

@@ -3,7 +3,7 @@ import { runDedup, type DedupOptions, type DedupResult } from '../dedup/index.ts
 import { cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 
-const flags = {
+export const flags = {
   corpus: { type: 'string', description: 'Corpus directory (with manifest.sqlite)', valueHint: 'DIR' },
   against: {
     type: 'list',

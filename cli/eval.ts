@@ -3,7 +3,7 @@ import type { EvalMetric, EvalOptions, EvalResult } from '../eval/index.ts';
 import { backendFlag, cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 
-const flags = {
+export const flags = {
   checkpoint: {
     type: 'string',
     description: 'Checkpoint file, or a run directory of altforge train',

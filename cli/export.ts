@@ -3,7 +3,7 @@ import { runExport, type ExportOptions, type ExportResult } from '../filter/inde
 import { cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 
-const flags = {
+export const flags = {
   corpus: { type: 'list', description: 'Filtered source corpus (read only)', valueHint: 'DIR' },
   out: { type: 'string', description: 'New corpus directory for the kept pairs', valueHint: 'DIR', alias: 'o' },
   shardSize: { type: 'integer', description: 'Samples per WebDataset shard', default: 10000, valueHint: 'N' },

@@ -3,7 +3,7 @@ import { RULES, runFilter, type FilterOptions, type FilterResult } from '../filt
 import { cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 
-const flags = {
+export const flags = {
   corpus: {
     type: 'list',
     description: 'Corpus directory; several are counted together as one corpus',

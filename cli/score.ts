@@ -4,7 +4,7 @@ import { backendFlag, cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 import { NLIP_SIGNAL_FLAGS, parseNeighbours } from './train.ts';
 
-const flags = {
+export const flags = {
   corpus: { type: 'string', description: 'Corpus directory whose pairs are scored', valueHint: 'DIR', alias: 'c' },
   checkpoint: {
     type: 'string',

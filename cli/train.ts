@@ -64,7 +64,7 @@ export const NLIP_SIGNAL_FLAGS = {
   },
 } satisfies FlagSpecs;
 
-const flags = {
+export const flags = {
   corpus: { type: 'list', description: 'Corpus directory to train on', valueHint: 'DIR', alias: 'c' },
   out: {
     type: 'string',

@@ -184,6 +184,14 @@ const schema = z.strictObject({
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
 });
 
+/** The comparison's options with their defaults, as {@link runCompare} reads them (checked, nothing run). */
+export function resolveCompareOptions(options: CompareOptions): z.output<typeof schema> {
+  return parseOptions(schema, options, 'compare');
+}
+
+/** The training recipe's own defaults in a comparison (shorter runs than `altforge train`'s); the rest are train's. */
+export const COMPARE_RECIPE_DEFAULTS = { epochs: 10, batchSize: 128 } as const;
+
 async function loadSetting(opts: z.output<typeof schema>): Promise<SettingData> {
   if ((opts.setting === undefined) === (opts.corpus === undefined)) {
     throw new UsageError('ERR_NO_INPUT', 'Give what to compare on: --setting fashion-mnist|emoji, or --corpus DIR', {
@@ -294,7 +302,7 @@ export function compareMarkdown(result: CompareJson): string {
  */
 export async function runCompare(options: CompareOptions): Promise<CompareResult> {
   const started = Date.now();
-  const opts = parseOptions(schema, options, 'compare');
+  const opts = resolveCompareOptions(options);
   const out = resolve(opts.out);
   const data = await loadSetting(opts);
   if (data.pairs.length < 2) {
@@ -303,7 +311,7 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
     });
   }
   const templates = opts.templates ?? [...DEFAULT_TEMPLATES];
-  const recipe: Record<string, unknown> = { epochs: 10, batchSize: 128, ...opts.train };
+  const recipe: Record<string, unknown> = { ...COMPARE_RECIPE_DEFAULTS, ...opts.train };
   const batch = Math.min(Number(recipe['batchSize']), data.pairs.length);
   const stepsPerEpoch = Math.floor(data.pairs.length / batch);
   const epochs = opts.steps === null ? Number(recipe['epochs']) : Math.ceil(opts.steps / stepsPerEpoch);
