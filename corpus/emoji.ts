@@ -64,7 +64,7 @@ export function emojiEntries(vendor: string): EmojiEntry[] {
 
 /**
  * The drawings every vendor of `vendors` has, one per caption (the first record of a name wins;
- * skin-tone variants are records of their own and not listed), in the package's order.
+ * skin-tone variants, nested in their base record, are not listed), in the package's order.
  */
 export function emojiDrawings(vendors: readonly string[]): Map<EmojiVendor, EmojiDrawing[]> {
   const dirs = vendors.map((v) => emojiImageDir(v));
