@@ -258,7 +258,7 @@ export function compareMarkdown(result: CompareJson): string {
   const lines: string[] = [
     `# Noise-robust vs vanilla: ${result.setting}`,
     '',
-    `${result.description}. Noise rates ${result.noiseRates.join(', ')}; seeds ${result.seeds.join(', ')}; ${result.steps} steps per run. Values: mean ± spread (sample standard deviation) over seeds.`,
+    `${result.description}. Noise rates ${result.noiseRates.join(', ')}; seeds ${result.seeds.join(', ')}; ${result.steps} steps per run. Values: mean ± spread (sample standard deviation) over seeds; a cell of one seed is that run's value.`,
     '',
   ];
   const metrics = [...new Set(result.summary.map((s) => s.metric))];
@@ -269,7 +269,8 @@ export function compareMarkdown(result: CompareJson): string {
     for (const rate of result.noiseRates) {
       const v = get(rate, 'vanilla', metric);
       const n = get(rate, 'nlip', metric);
-      const cell = (s: typeof v) => (s ? `${fmt(s.mean, 2)} ± ${fmt(s.spread, 2)}` : '–');
+      // One seed has no spread to show (its sample standard deviation is undefined, not 0).
+      const cell = (s: typeof v) => (s ? (s.n > 1 ? `${fmt(s.mean, 2)} ± ${fmt(s.spread, 2)}` : fmt(s.mean, 2)) : '–');
       lines.push(`| ${rate} | ${cell(v)} | ${cell(n)} | ${v && n ? fmt(n.mean - v.mean, 2) : '–'} |`);
     }
     lines.push('');

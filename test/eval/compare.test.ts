@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPARE_RUN_FILE, runCompare, type CompareJson, type CompareOptions } from '../../eval/index.ts';
+import { compareMarkdown } from '../../eval/compare.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEmojiCorpus } from '../train/_corpus.ts';
 import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
@@ -83,6 +84,34 @@ describe('runCompare', () => {
     const md = readFileSync(result.markdown, 'utf8');
     expect(md).toContain('## fashion-mnist/classification/top1');
     expect(md).toContain('| 0.5 | 1 | 1 | ');
+    // One seed: each cell is the run's value, with no spread.
+    const rows = md.split('\n').filter((l) => /^\| 0(\.5)? \|/.test(l));
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) expect(row).not.toContain('±');
+    const top1 = nlip?.metrics['fashion-mnist/classification/top1'] as number;
+    expect(md).toContain(`| ${top1.toFixed(2)} |`);
+  });
+
+  it('shows mean ± spread in the Markdown where a cell has several seeds', () => {
+    const row = (method: 'vanilla' | 'nlip', mean: number, spread: number, n: number) => ({
+      noiseRate: 0.5,
+      method,
+      metric: 'm/R@1',
+      mean,
+      spread,
+      n,
+    });
+    const md = compareMarkdown({
+      setting: 'toy',
+      description: 'toy',
+      noiseRates: [0.5],
+      seeds: [1, 2],
+      steps: 4,
+      summary: [row('vanilla', 4.5, 1.25, 2), row('nlip', 9.75, 0.5, 2)],
+      detection: [],
+      plots: [],
+    } as unknown as CompareJson);
+    expect(md).toContain('| 0.5 | 4.50 ± 1.25 | 9.75 ± 0.50 | 5.25 |');
   });
 
   it('gives vanilla and nlip the same noisy captions, data order and first steps', async () => {
