@@ -17,7 +17,7 @@ import { openRegistry } from '../corpus/registry.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import type { MemoryPair } from '../train/index.ts';
-import { loadBenchmark } from './benchmarks.ts';
+import { openBenchmark } from './benchmarks.ts';
 import type { EvalBenchmark } from './zero-shot.ts';
 
 /** Training pairs plus the concept of each (noise injection never gives a pair its own concept's caption). */
@@ -29,6 +29,8 @@ export interface SettingData {
   benchmarks: EvalBenchmark[];
   /** Class names for classification benchmarks' templates, when the setting has them. */
   description: string;
+  /** Releases what the benchmarks read their images from (a corpus setting's registry). */
+  close?: () => void;
 }
 
 /** Where Debian's `dataset-fashion-mnist` puts the files. */
@@ -173,13 +175,28 @@ export async function corpusSetting(options: {
       context: { path: options.corpus, stage: 'compare' },
     });
   }
+  // The benchmarks' images are read from the registry at every evaluation (one batch at a time), so
+  // it stays open until the comparison closes the setting.
   const registry = openRegistry(options.benchDb);
-  const benchmarks: EvalBenchmark[] = [];
   try {
-    for (const name of options.benchmark) benchmarks.push(await loadBenchmark(registry, name, options.limit));
-  } finally {
+    const benchmarks = options.benchmark.map((name) => openBenchmark(registry, name, options.limit));
+    const pairs = await keptPairs(options.corpus, path);
+    return {
+      setting: `corpus:${options.corpus}`,
+      pairs,
+      groups: pairs.map((p) => p.caption.toLowerCase().trim()),
+      benchmarks,
+      description: `corpus ${options.corpus}: ${pairs.length} kept pairs, benchmarks ${options.benchmark.join(', ')}`,
+      close: () => registry.close(),
+    };
+  } catch (err) {
     registry.close();
+    throw err;
   }
+}
+
+/** A corpus's kept pairs (status `ok`, not filtered, not duplicates) with their images, in memory. */
+async function keptPairs(corpus: string, path: string): Promise<MemoryPair[]> {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   let rows: Array<{ key: string; caption: string; shard: number }>;
   try {
@@ -204,15 +221,9 @@ export async function corpusSetting(options: {
   }
   const pairs: MemoryPair[] = [];
   for (const [shard, keys] of byShard) {
-    for await (const sample of readShard(shardPaths(options.corpus, shard).tar, new Set(keys.keys()))) {
+    for await (const sample of readShard(shardPaths(corpus, shard).tar, new Set(keys.keys()))) {
       pairs.push({ id: sample.key, caption: keys.get(sample.key) as string, image: new Uint8Array(sample.jpg) });
     }
   }
-  return {
-    setting: `corpus:${options.corpus}`,
-    pairs,
-    groups: pairs.map((p) => p.caption.toLowerCase().trim()),
-    benchmarks,
-    description: `corpus ${options.corpus}: ${pairs.length} kept pairs, benchmarks ${options.benchmark.join(', ')}`,
-  };
+  return pairs;
 }

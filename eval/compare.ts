@@ -304,8 +304,17 @@ export function compareMarkdown(result: CompareJson): string {
 export async function runCompare(options: CompareOptions): Promise<CompareResult> {
   const started = Date.now();
   const opts = resolveCompareOptions(options);
-  const out = resolve(opts.out);
   const data = await loadSetting(opts);
+  try {
+    return await compareOn(opts, data, started);
+  } finally {
+    data.close?.();
+  }
+}
+
+/** {@link runCompare} once its setting is loaded. */
+async function compareOn(opts: z.output<typeof schema>, data: SettingData, started: number): Promise<CompareResult> {
+  const out = resolve(opts.out);
   if (data.pairs.length < 2) {
     throw new UsageError('ERR_EMPTY_CORPUS', `Need at least 2 training pairs to compare, got ${data.pairs.length}`, {
       context: { stage: 'compare' },

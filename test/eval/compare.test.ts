@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COMPARE_RUN_FILE, runCompare, type CompareJson, type CompareOptions } from '../../eval/index.ts';
+import { COMPARE_RUN_FILE, runCompare, runEval, type CompareJson, type CompareOptions } from '../../eval/index.ts';
 import { compareMarkdown } from '../../eval/compare.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEmojiCorpus } from '../train/_corpus.ts';
@@ -239,6 +239,17 @@ describe('altforge compare', () => {
     expect(Object.keys(json.runs[0]?.metrics ?? {})).toContain('emoji/image_to_text/R@1');
     expect(json.plots.map((p) => p.svg)).toContain('plots/emoji-image-to-text-r1-vs-noise.svg');
     checkOutputs(out, json);
+    // The benchmark's images are read from the registry at each evaluation: the same metrics as eval gives.
+    const first = json.runs[0] as CompareJson['runs'][number];
+    const evaluated = await runEval({
+      checkpoint: first.checkpoint,
+      benchmark: ['emoji'],
+      benchDb: fx.benchDb,
+      resultsDb: join(dir, 'results-compare.sqlite'),
+    });
+    expect(Object.fromEntries(evaluated.metrics.map((m) => [`${m.benchmark}/${m.task}/${m.metric}`, m.value]))).toEqual(
+      first.metrics,
+    );
     // The same command again: every run finished, nothing trained, the same results.
     const again = await runCli(args);
     expect(again.code).toBe(0);
