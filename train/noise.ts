@@ -297,8 +297,20 @@ export interface AgreementOptions {
   neighbours: number;
   /** Logit scale of the softmax over captions (the model's `exp(logitScale)`). */
   scale: number;
-  /** Rows per chunk of the similarity products. @default 512 */
+  /** Rows per chunk of the similarity products. @default {@link agreementChunk} of the pairs and caption groups */
   chunk?: number;
+}
+
+/** Entries of one chunk's largest product ([rows, pairs] or [rows, caption groups]): 2^24 floats, 64 MiB. */
+const AGREEMENT_BLOCK_ENTRIES = 2 ** 24;
+
+/**
+ * Rows a chunk of {@link captionAgreement} takes: 512, fewer when the pairs or the distinct
+ * captions are so many that a chunk's products would pass {@link AGREEMENT_BLOCK_ENTRIES}
+ * (a million pairs: 16 rows), so its memory stays bounded whatever the corpus.
+ */
+export function agreementChunk(pairs: number, groups: number): number {
+  return Math.max(1, Math.min(512, Math.floor(AGREEMENT_BLOCK_ENTRIES / Math.max(pairs, groups, 1))));
 }
 
 /** What {@link captionAgreement} finds per pair. */
@@ -396,7 +408,7 @@ export function captionAgreement(
   const n = own.length;
   const groups = captionEmbeddings.length / dim;
   const k = Math.max(0, Math.min(options.neighbours, n - 1));
-  const chunk = options.chunk ?? 512;
+  const chunk = options.chunk ?? agreementChunk(n, groups);
   const agreement = new Float32Array(n);
   const gap = new Float32Array(n);
   const best = new Int32Array(n);

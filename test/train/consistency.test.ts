@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../train/backend.ts';
 import {
+  agreementChunk,
   autoNeighbours,
   captionAgreement,
   captionConsistency,
@@ -156,6 +157,45 @@ describe('caption agreement', () => {
     // Without neighbours the joint gap is the gap.
     const alone = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
     alone.jointGap.forEach((g, i) => expect(g).toBeCloseTo(alone.gap[i] as number, 6));
+  });
+});
+
+describe('caption agreement in chunks', () => {
+  it('gives the same result whatever the rows a chunk takes', () => {
+    // 40 images in 5 caption groups, deterministic pseudo-random unit embeddings of width 8.
+    const n = 40;
+    const dim = 8;
+    const unit = (seed: number) => {
+      const v = Array.from({ length: dim }, (_, k) => (Math.sin(seed * 12.9898 + k * 78.233) * 43758.5453) % 1);
+      const norm = Math.hypot(...v);
+      return v.map((x) => x / norm);
+    };
+    const images = new Float32Array(Array.from({ length: n }, (_, i) => unit(i + 1)).flat());
+    const captions = new Float32Array(Array.from({ length: 5 }, (_, g) => unit(100 + g)).flat());
+    const own = Int32Array.from({ length: n }, (_, i) => i % 5);
+    const whole = captionAgreement(images, captions, own, dim, { neighbours: 3, scale: 20 });
+    for (const chunk of [1, 7, 16]) {
+      const parts = captionAgreement(images, captions, own, dim, { neighbours: 3, scale: 20, chunk });
+      expect(parts.best).toEqual(whole.best);
+      expect(parts.voteBest).toEqual(whole.voteBest);
+      expect(parts.jointBest).toEqual(whole.jointBest);
+      for (const key of ['agreement', 'gap', 'jointGap', 'vote'] as const) {
+        parts[key].forEach((v, i) => expect(v).toBeCloseTo(whole[key][i] as number, 5));
+      }
+    }
+  });
+
+  it('takes fewer rows a chunk as the pairs or the distinct captions grow, so a chunk stays within 2^24 entries', () => {
+    expect(agreementChunk(4000, 60)).toBe(512);
+    expect(agreementChunk(32768, 100)).toBe(512);
+    expect(agreementChunk(1_000_000, 300_000)).toBe(16);
+    expect(agreementChunk(100, 2_000_000)).toBe(8);
+    expect(agreementChunk(50_000_000, 10)).toBe(1);
+    for (const [n, g] of [
+      [1_000_000, 300_000],
+      [100, 2_000_000],
+    ] as const)
+      expect(agreementChunk(n, g) * Math.max(n, g)).toBeLessThanOrEqual(2 ** 24);
   });
 });
 
