@@ -301,13 +301,13 @@ export interface AgreementOptions {
   chunk?: number;
 }
 
-/** Entries of one chunk's largest product ([rows, pairs] or [rows, caption groups]): 2^24 floats, 64 MiB. */
-const AGREEMENT_BLOCK_ENTRIES = 2 ** 24;
+/** Entries of one chunk's largest product ([rows, pairs] or [rows, caption groups]): 2^25 floats, 128 MiB. */
+const AGREEMENT_BLOCK_ENTRIES = 2 ** 25;
 
 /**
  * Rows a chunk of {@link captionAgreement} takes: 512, fewer when the pairs or the distinct
  * captions are so many that a chunk's products would pass {@link AGREEMENT_BLOCK_ENTRIES}
- * (a million pairs: 16 rows), so its memory stays bounded whatever the corpus.
+ * (a million pairs: 33 rows), so its memory stays bounded whatever the corpus.
  */
 export function agreementChunk(pairs: number, groups: number): number {
   return Math.max(1, Math.min(512, Math.floor(AGREEMENT_BLOCK_ENTRIES / Math.max(pairs, groups, 1))));
