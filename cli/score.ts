@@ -19,7 +19,10 @@ export const flags = {
     description:
       'What the mixture is fitted to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs, else the loss)',
   },
-  agreementNeighbours: NLIP_SIGNAL_FLAGS.agreementNeighbours,
+  agreementNeighbours: {
+    ...NLIP_SIGNAL_FLAGS.agreementNeighbours,
+    description: 'Nearest corpus images averaged with each image for the agreement signal (auto: from caption sharing)',
+  },
   agreementScore: {
     ...NLIP_SIGNAL_FLAGS.agreementScore,
     description: "The agreement signal's score, as in altforge train",
