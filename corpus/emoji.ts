@@ -36,8 +36,8 @@ export function emojiCaption(entry: { name: string | null; short_name: string })
   return (entry.name ?? entry.short_name.replace(/_/g, ' ')).toLowerCase();
 }
 
-/** The folder of a vendor's 64 px drawings; a UsageError when its package is not installed. */
-export function emojiImageDir(vendor: string): string {
+/** Where a vendor's package keeps its `emoji.json` and its 64 px drawings; a UsageError when it is not installed. */
+function vendorPackage(vendor: string): { json: string; images: string } {
   if (!(EMOJI_VENDORS as readonly string[]).includes(vendor)) {
     throw new UsageError(
       'ERR_INVALID_OPTION',
@@ -53,13 +53,17 @@ export function emojiImageDir(vendor: string): string {
       `The emoji drawings of ${vendor} need the npm package emoji-datasource-${vendor}: run npm ci`,
     );
   }
-  return join(dirname(json), 'img', vendor, '64');
+  return { json, images: join(dirname(json), 'img', vendor, '64') };
+}
+
+/** The folder of a vendor's 64 px drawings; a UsageError when its package is not installed. */
+export function emojiImageDir(vendor: string): string {
+  return vendorPackage(vendor).images;
 }
 
 /** Every record of the vendor package's `emoji.json`, in the package's order. */
 export function emojiEntries(vendor: string): EmojiEntry[] {
-  const dir = emojiImageDir(vendor);
-  return JSON.parse(readFileSync(join(dir, '..', '..', '..', 'emoji.json'), 'utf8')) as EmojiEntry[];
+  return JSON.parse(readFileSync(vendorPackage(vendor).json, 'utf8')) as EmojiEntry[];
 }
 
 /**

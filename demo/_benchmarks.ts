@@ -5,13 +5,11 @@
  * same names in a style the models have not seen).
  */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { emojiImageDir } from '../corpus/emoji.ts';
 import { createRandom, shuffle } from '../corpus/random.ts';
 import { emojiPool } from './_emoji.ts';
 import type { DemoSite } from './site.ts';
-
-const require = createRequire(import.meta.url);
 
 /** A folder of PNGs and its captions file, ready for `registerBenchmark`. */
 export interface DemoBenchmarkFiles {
@@ -24,7 +22,7 @@ export interface DemoBenchmarkFiles {
 
 function vendorDir(vendor: 'twitter' | 'google'): string | null {
   try {
-    return join(dirname(require.resolve(`emoji-datasource-${vendor}/emoji.json`)), 'img', vendor, '64');
+    return emojiImageDir(vendor);
   } catch {
     return null;
   }
