@@ -421,7 +421,14 @@ export function captionAgreement(
   try {
     for (let s = 0; s < n; s += chunk) {
       const rows = Math.min(chunk, n - s);
-      const [logits, bestIdx, nearest] = tf.tidy(() => {
+      const ownCells = new Int32Array(rows * 2);
+      for (let r = 0; r < rows; r++) {
+        ownCells[2 * r] = r;
+        ownCells[2 * r + 1] = own[s + r] as number;
+      }
+      // The softmax of `agreement` is never materialised: its own-over-best ratio is
+      // exp(scale · (cos(own) − cos(best))), so the cosines, their maximum and the own cell suffice.
+      const [cosines, bestIdx, gapRows, nearest] = tf.tidy(() => {
         const part = tf.slice(images, [s, 0], [rows, dim]);
         let hood = part;
         let near: tf.Tensor | null = null;
@@ -434,34 +441,29 @@ export function captionAgreement(
           const mean = tf.mean(gathered, 1);
           hood = tf.div(mean, tf.maximum(tf.norm(mean, 2, 1, true), 1e-12)) as tf.Tensor2D;
         }
-        const l = tf.logSoftmax(tf.mul(tf.matMul(hood, texts, false, true), options.scale), 1) as tf.Tensor2D;
-        return [l, tf.argMax(l, 1), near] as const;
+        const c = tf.matMul(hood, texts, false, true);
+        const cells = tf.tensor2d(ownCells, [rows, 2], 'int32');
+        return [c, tf.argMax(c, 1), tf.sub(tf.max(c, 1), tf.gatherND(c, cells)), near] as const;
       });
-      const values = logits.dataSync() as Float32Array;
       const top = bestIdx.dataSync() as Int32Array;
+      const gaps = gapRows.dataSync() as Float32Array;
       const neighbourIdx = nearest ? (nearest.dataSync() as Int32Array) : null;
       bestIdx.dispose();
+      gapRows.dispose();
       nearest?.dispose();
       const spread = new Float32Array(rows);
       const means = neighbourIdx
         ? voteRows(vote, spread, s, rows, k + 1, neighbourIdx, captionEmbeddings, own, dim)
         : new Float32Array(rows * dim);
-      // Cosines of the neighbours' mean caption with every caption group; log p(g) / scale is
-      // cos(hood, g) up to a per-row constant, so their sum ranks groups by both cosines.
-      const ownCells = new Int32Array(rows * 2);
-      for (let r = 0; r < rows; r++) {
-        ownCells[2 * r] = r;
-        ownCells[2 * r + 1] = own[s + r] as number;
-      }
       const [voteTop, jointTop, jointGapTensor] = tf.tidy(() => {
         const dots = tf.matMul(tf.tensor2d(means, [rows, dim]), texts, false, true);
         // The unnormalised vote: mean_j cos(caption_j, g) = |mean| · cos(normalised mean, g).
-        const joint = tf.add(tf.div(logits, options.scale), tf.mul(dots, tf.tensor2d(spread, [rows, 1])));
+        const joint = tf.add(cosines, tf.mul(dots, tf.tensor2d(spread, [rows, 1])));
         // Best value over the groups minus the own group's, on the backend: one value a row comes back.
         const jointGapRows = tf.sub(tf.max(joint, 1), tf.gatherND(joint, tf.tensor2d(ownCells, [rows, 2], 'int32')));
-        return [tf.argMax(dots, 1), tf.argMax(tf.add(tf.div(logits, options.scale), dots), 1), jointGapRows] as const;
+        return [tf.argMax(dots, 1), tf.argMax(tf.add(cosines, dots), 1), jointGapRows] as const;
       });
-      logits.dispose();
+      cosines.dispose();
       const votes = voteTop.dataSync() as Int32Array;
       const joints = jointTop.dataSync() as Int32Array;
       jointGap.set(jointGapTensor.dataSync() as Float32Array, s);
@@ -469,12 +471,10 @@ export function captionAgreement(
       jointTop.dispose();
       jointGapTensor.dispose();
       for (let r = 0; r < rows; r++) {
-        const b = top[r] as number;
         const i = s + r;
-        best[i] = b;
-        const diff = (values[r * groups + (own[i] as number)] as number) - (values[r * groups + b] as number);
-        agreement[i] = Math.exp(diff);
-        gap[i] = -diff / options.scale;
+        best[i] = top[r] as number;
+        gap[i] = gaps[r] as number;
+        agreement[i] = Math.exp(-options.scale * (gaps[r] as number));
         jointBest[i] = joints[r] as number;
         if (neighbourIdx) voteBest[i] = votes[r] as number;
       }
