@@ -294,6 +294,24 @@ const shardIndexes = new Map<string, ShardIndex>();
 /** Shard indexes kept (least recently used dropped): ~100 bytes an entry, 30k entries a 10k-sample shard. */
 const SHARD_INDEXES_KEPT = 8;
 
+/** The header index of the open shard `fd` at `path`, from the cache while the file is unchanged. */
+function shardIndex(fd: number, path: string): ShardIndex {
+  const stat = fstatSync(fd);
+  let index = shardIndexes.get(path);
+  if (index === undefined || index.size !== stat.size || index.mtimeMs !== stat.mtimeMs) {
+    const entries = new Map<string, { dataAt: number; size: number }>();
+    for (const entry of tarEntries(fd, stat.size)) entries.set(entry.name, { dataAt: entry.dataAt, size: entry.size });
+    index = { size: stat.size, mtimeMs: stat.mtimeMs, entries };
+  }
+  shardIndexes.delete(path);
+  shardIndexes.set(path, index);
+  for (const old of shardIndexes.keys()) {
+    if (shardIndexes.size <= SHARD_INDEXES_KEPT) break;
+    shardIndexes.delete(old);
+  }
+  return index;
+}
+
 /**
  * The bytes of one entry of a shard (`<key>.jpg`), or null when the shard has no such entry. The
  * first read of a shard indexes its headers (positioned reads, no data); later reads of the same
@@ -302,22 +320,18 @@ const SHARD_INDEXES_KEPT = 8;
 export function readShardEntry(path: string, name: string): Buffer | null {
   const fd = openSync(path, 'r');
   try {
-    const stat = fstatSync(fd);
-    let index = shardIndexes.get(path);
-    if (index === undefined || index.size !== stat.size || index.mtimeMs !== stat.mtimeMs) {
-      const entries = new Map<string, { dataAt: number; size: number }>();
-      for (const entry of tarEntries(fd, stat.size))
-        entries.set(entry.name, { dataAt: entry.dataAt, size: entry.size });
-      index = { size: stat.size, mtimeMs: stat.mtimeMs, entries };
-    }
-    shardIndexes.delete(path);
-    shardIndexes.set(path, index);
-    for (const old of shardIndexes.keys()) {
-      if (shardIndexes.size <= SHARD_INDEXES_KEPT) break;
-      shardIndexes.delete(old);
-    }
-    const found = index.entries.get(name);
+    const found = shardIndex(fd, path).entries.get(name);
     return found === undefined ? null : readAt(fd, found.dataAt, found.size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The names of a shard's entries (from the same header index as {@link readShardEntry}; no data read). */
+export function shardEntryNames(path: string): string[] {
+  const fd = openSync(path, 'r');
+  try {
+    return [...shardIndex(fd, path).entries.keys()];
   } finally {
     closeSync(fd);
   }

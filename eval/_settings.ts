@@ -14,8 +14,7 @@ import { filterReasonSql } from '../corpus/filter-reason.ts';
 import { MANIFEST_FILE, hasColumn } from '../corpus/manifest.ts';
 import { createRandom, shuffle } from '../corpus/random.ts';
 import { openRegistry } from '../corpus/registry.ts';
-import { readShard } from '../corpus/shard-reader.ts';
-import { shardPaths } from '../corpus/shards.ts';
+import { shardEntryNames, shardPaths } from '../corpus/shards.ts';
 import type { MemoryPair } from '../train/index.ts';
 import { openBenchmark } from './benchmarks.ts';
 import type { EvalBenchmark } from './zero-shot.ts';
@@ -160,8 +159,8 @@ export function emoji(options: {
 }
 
 /**
- * A corpus: its kept pairs (status `ok`, not filtered, not duplicates) read into memory, grouped
- * by normalised caption, evaluated on registered benchmarks.
+ * A corpus: its kept pairs (status `ok`, not filtered, not duplicates; ids and captions in memory,
+ * images left in the shards), grouped by normalised caption, evaluated on registered benchmarks.
  */
 export async function corpusSetting(options: {
   corpus: string;
@@ -180,7 +179,7 @@ export async function corpusSetting(options: {
   const registry = openRegistry(options.benchDb);
   try {
     const benchmarks = options.benchmark.map((name) => openBenchmark(registry, name, options.limit));
-    const pairs = await keptPairs(options.corpus, path);
+    const pairs = keptPairs(options.corpus, path);
     return {
       setting: `corpus:${options.corpus}`,
       pairs,
@@ -195,8 +194,12 @@ export async function corpusSetting(options: {
   }
 }
 
-/** A corpus's kept pairs (status `ok`, not filtered, not duplicates) with their images, in memory. */
-async function keptPairs(corpus: string, path: string): Promise<MemoryPair[]> {
+/**
+ * A corpus's kept pairs (status `ok`, not filtered, not duplicates) whose image is in its shard;
+ * the images stay there (`StoredImage`) and training reads each as it decodes it, so a large
+ * corpus costs its ids and captions in memory, not its images.
+ */
+function keptPairs(corpus: string, path: string): MemoryPair[] {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   let rows: Array<{ key: string; caption: string; shard: number }>;
   try {
@@ -214,16 +217,17 @@ async function keptPairs(corpus: string, path: string): Promise<MemoryPair[]> {
   } finally {
     db.close();
   }
-  const byShard = new Map<number, Map<string, string>>();
-  for (const r of rows) {
-    if (!byShard.has(r.shard)) byShard.set(r.shard, new Map());
-    byShard.get(r.shard)?.set(r.key, r.caption);
-  }
+  const members = new Map<number, { tar: string; names: Set<string> }>();
   const pairs: MemoryPair[] = [];
-  for (const [shard, keys] of byShard) {
-    for await (const sample of readShard(shardPaths(corpus, shard).tar, new Set(keys.keys()))) {
-      pairs.push({ id: sample.key, caption: keys.get(sample.key) as string, image: new Uint8Array(sample.jpg) });
+  for (const r of rows) {
+    let shard = members.get(r.shard);
+    if (shard === undefined) {
+      const tar = shardPaths(corpus, r.shard).tar;
+      shard = { tar, names: new Set(existsSync(tar) ? shardEntryNames(tar) : []) };
+      members.set(r.shard, shard);
     }
+    const member = `${r.key}.jpg`;
+    if (shard.names.has(member)) pairs.push({ id: r.key, caption: r.caption, image: { tar: shard.tar, member } });
   }
   return pairs;
 }

@@ -19,7 +19,7 @@ import { filterReasonSql } from '../corpus/filter-reason.ts';
 import { MANIFEST_FILE, hasColumn } from '../corpus/manifest.ts';
 import { createRandom, shuffle, type Random } from '../corpus/random.ts';
 import { readShard } from '../corpus/shard-reader.ts';
-import { shardPaths } from '../corpus/shards.ts';
+import { readShardEntry, shardPaths } from '../corpus/shards.ts';
 
 /** Raw pixels of an in-memory image (row-major, interleaved channels). */
 export interface RawImage {
@@ -29,13 +29,24 @@ export interface RawImage {
   channels: 1 | 3 | 4;
 }
 
+/**
+ * An image left in a WebDataset shard, read when it is decoded (so a list of a corpus's pairs
+ * holds no image bytes). A missing member or undecodable bytes drop the pair, as for corpus pairs.
+ */
+export interface StoredImage {
+  /** The shard's tar file. */
+  tar: string;
+  /** The member's name in the tar (`<key>.jpg`). */
+  member: string;
+}
+
 /** A pair handed to the trainer in memory (eval's `compare` uses these). */
 export interface MemoryPair {
   /** Unique id; reported back with the pair's noise probability. */
   id: string;
   caption: string;
-  /** Encoded image bytes (any format sharp reads) or raw pixels. */
-  image: Uint8Array | RawImage;
+  /** Encoded image bytes (any format sharp reads), raw pixels, or an image left in its shard. */
+  image: Uint8Array | RawImage | StoredImage;
 }
 
 /** Where the pairs come from: corpus directories, or a list in memory. */
@@ -245,7 +256,18 @@ export async function buildImageStore(
         for (let i = 0; i < list.length; i++) yield i;
       }
       await forEachLimited(all(), concurrency, async (i) => {
-        await put(i, await decodeSquare((list[i] as MemoryPair).image, size));
+        const image = (list[i] as MemoryPair).image;
+        if (!('tar' in image)) {
+          await put(i, await decodeSquare(image, size));
+          return;
+        }
+        const bytes = existsSync(image.tar) ? readShardEntry(image.tar, image.member) : null;
+        if (bytes === null) return;
+        try {
+          await put(i, await decodeSquare(bytes, size));
+        } catch {
+          // An undecodable stored image is dropped like a missing one, as in a corpus.
+        }
       });
     } else {
       // Group by (corpus, shard) so that each tar is read once, in order.

@@ -8,6 +8,7 @@ import { FILTER_MIGRATIONS } from '../../filter/index.ts';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import sharp from 'sharp';
 import { buildImageStore, decodeSquare, epochOrder, listPairs, sampleCrop, toModelInput } from '../../train/data.ts';
+import { shardPaths } from '../../corpus/shards.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { makeEmojiCorpus, type CorpusPair } from './_corpus.ts';
 
@@ -125,6 +126,30 @@ describe('training data', () => {
     });
     expect(missing).toEqual([pairs.length]);
     await store.close();
+  });
+
+  test('reads a pair left in its shard (StoredImage) as the corpus would, dropping a missing member or tar', async () => {
+    const { pairs } = listPairs({ corpus: [corpusA] });
+    const fromCorpus = await buildImageStore({ corpus: [corpusA] }, pairs, { baseSize: 16, spillDir: work.path });
+    const stored = pairs.map((p) => ({
+      id: p.id,
+      caption: p.caption,
+      image: { tar: shardPaths(corpusA, p.shard as number).tar, member: `${p.key}.jpg` },
+    }));
+    const ghosts = [
+      { id: 'no-member', caption: 'x', image: { tar: stored[0]!.image.tar, member: 'not-in-any-shard.jpg' } },
+      { id: 'no-tar', caption: 'x', image: { tar: join(work.path, 'nowhere.tar'), member: stored[0]!.image.member } },
+    ];
+    const source = { pairs: [...stored, ...ghosts] };
+    const fromStored = await buildImageStore(source, listPairs(source).pairs, { baseSize: 16, spillDir: work.path });
+    expect(fromCorpus.missing).toEqual([]);
+    expect(fromStored.missing).toEqual([pairs.length, pairs.length + 1]);
+    const all = pairs.map((_p, i) => i);
+    expect(Buffer.from(await fromStored.store.read(all)).equals(Buffer.from(await fromCorpus.store.read(all)))).toBe(
+      true,
+    );
+    await fromCorpus.store.close();
+    await fromStored.store.close();
   });
 
   test('decodes in-memory raw pixels, grey or RGBA, to RGB on white', async () => {

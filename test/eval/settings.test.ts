@@ -1,0 +1,51 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { openRegistry } from '../../corpus/registry.ts';
+import { readShardEntry } from '../../corpus/shards.ts';
+import { corpusSetting } from '../../eval/_settings.ts';
+import type { StoredImage } from '../../train/data.ts';
+import { tempDir } from '../helpers/corpus.ts';
+import { emojiJpeg, makeEmojiCorpus, type CorpusPair } from '../train/_corpus.ts';
+
+let work: { path: string; remove: () => Promise<void> };
+let corpus: string;
+let made: CorpusPair[];
+
+beforeAll(async () => {
+  work = await tempDir('eval-settings');
+  corpus = join(work.path, 'corpus');
+  made = await makeEmojiCorpus(corpus, { count: 6, shardSize: 4 });
+  openRegistry(join(work.path, 'bench.sqlite'), { create: true }).close();
+  const db = new Database(join(corpus, 'manifest.sqlite'));
+  db.exec('ALTER TABLE pairs ADD COLUMN dup_of TEXT');
+  db.prepare('UPDATE pairs SET dup_of = ? WHERE key = ?').run(made[0]?.key, made[1]?.key);
+  // Listed as downloaded into shard 0, but its sample was never written there.
+  db.prepare(
+    `INSERT INTO pairs (key, url, caption, status, shard) VALUES ('zz-lost', 'http://x/lost.jpg', 'lost', 'ok', 0)`,
+  ).run();
+  db.close();
+});
+
+afterAll(async () => {
+  await work.remove();
+});
+
+describe('a corpus as a compare setting', () => {
+  test('lists its kept pairs with their images left in the shards, leaving out duplicates and lost samples', async () => {
+    const data = await corpusSetting({ corpus, benchmark: [], benchDb: join(work.path, 'bench.sqlite') });
+    try {
+      const kept = made.filter((_p, i) => i !== 1);
+      expect(data.pairs.map((p) => p.id).sort()).toEqual(kept.map((p) => p.key).sort());
+      for (const pair of data.pairs) {
+        const image = pair.image as StoredImage;
+        expect(image.member).toBe(`${pair.id}.jpg`);
+        const emoji = (made.find((p) => p.key === pair.id) as CorpusPair).emoji;
+        expect(readShardEntry(image.tar, image.member)?.equals(await emojiJpeg(emoji))).toBe(true);
+      }
+      expect(data.groups).toEqual(data.pairs.map((p) => p.caption.toLowerCase().trim()));
+    } finally {
+      data.close?.();
+    }
+  });
+});
