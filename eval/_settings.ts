@@ -217,14 +217,13 @@ function keptPairs(corpus: string, path: string): MemoryPair[] {
   } finally {
     db.close();
   }
-  const members = new Map<number, { tar: string; names: Set<string> }>();
   const pairs: MemoryPair[] = [];
+  // The rows come shard by shard: one shard's entry names at a time.
+  let shard = null as { number: number; tar: string; names: Set<string> } | null;
   for (const r of rows) {
-    let shard = members.get(r.shard);
-    if (shard === undefined) {
+    if (shard?.number !== r.shard) {
       const tar = shardPaths(corpus, r.shard).tar;
-      shard = { tar, names: new Set(existsSync(tar) ? shardEntryNames(tar) : []) };
-      members.set(r.shard, shard);
+      shard = { number: r.shard, tar, names: new Set(existsSync(tar) ? shardEntryNames(tar) : []) };
     }
     const member = `${r.key}.jpg`;
     if (shard.names.has(member)) pairs.push({ id: r.key, caption: r.caption, image: { tar: shard.tar, member } });
