@@ -178,9 +178,12 @@ export function parseNeighbours(raw: unknown): number | 'auto' {
 
 /** One line that says what the run did. */
 export function summarizeTrain(result: TrainResult): string {
-  const noise = result.noise
-    ? `; noise: ${result.noise.noiseProb.filter((p) => p > 0.5).length} of ${result.pairs} pairs above 0.5`
-    : '';
+  const noise =
+    result.noiseSignal === 'off'
+      ? '; noise estimate off (most captions have fewer than 3 holders; --noise-signal loss acts on the loss)'
+      : result.noise
+        ? `; noise (${result.noiseSignal ?? 'loss'}): ${result.noise.noiseProb.filter((p) => p > 0.5).length} of ${result.pairs} pairs above 0.5`
+        : '';
   const stop = result.stoppedBy === 'signal' ? ' interrupted' : result.stoppedBy === 'maxSteps' ? ' (max steps)' : '';
   return (
     `train${stop}: ${result.pairs} pairs, step ${result.step} (${result.stepsRun} this run, ${result.stepsPerEpoch}/epoch at batch ${result.batchSize}), ` +

@@ -26,7 +26,7 @@ export interface ModelOverrides {
 
 /** Progress of a training run, for a progress bar. */
 export interface TrainProgress {
-  phase: 'decode' | 'train' | 'harmonise';
+  phase: 'decode' | 'train' | 'harmonise' | 'agreement';
   done: number;
   total: number;
   epoch: number;
@@ -287,7 +287,7 @@ export function resolveTrainOptions(options: TrainOptions): ResolvedTrainOptions
 
 /** Progress of scoring. */
 export interface ScoreProgress {
-  phase: 'decode' | 'score';
+  phase: 'decode' | 'score' | 'agreement';
   done: number;
   total: number;
 }

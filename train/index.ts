@@ -114,6 +114,11 @@ export interface TrainResult {
   pairsPerSecond: number;
   /** Noise estimate (robust runs after the warm-up), else null. */
   noise: NoiseEstimate | null;
+  /**
+   * What nlip's noise estimate is fitted to, `auto` resolved: `off` when most captions have fewer
+   * than three holders (the estimate is logged, never acted on: nlip trains like vanilla); null without nlip.
+   */
+  noiseSignal: 'agreement' | 'loss' | 'off' | null;
   /** Why the run stopped: all epochs done, `maxSteps` reached, or the signal. */
   stoppedBy: 'done' | 'maxSteps' | 'signal';
   durationMs: number;
@@ -442,6 +447,7 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
             completedCaption: state.completed ?? pairs.map(() => null),
           }
         : null,
+      noiseSignal: outcome.noiseSignal,
       stoppedBy: outcome.stoppedBy,
       durationMs: Date.now() - started,
     };
@@ -524,7 +530,13 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
     const groups = captionGroups(captions);
     const signal = resolveNoiseSignal(opts.noiseSignal, groups.index) === 'agreement' ? 'agreement' : 'loss';
     const scores =
-      signal === 'agreement' ? agreementScores(model, tokenizer, groups, imageEmbeddings, dim, opts).scores : losses;
+      signal === 'agreement'
+        ? (
+            await agreementScores(model, tokenizer, groups, imageEmbeddings, dim, opts, (done, total) =>
+              opts.onProgress?.({ phase: 'agreement', done, total }),
+            )
+          ).scores
+        : losses;
     const result = harmonise(scores, null, {
       ema: 0,
       minSeparation: 0,

@@ -82,6 +82,8 @@ export interface LoopOutcome {
   stoppedBy: 'done' | 'maxSteps' | 'signal';
   /** Training throughput over this run's steps. */
   pairsPerSecond: number;
+  /** What nlip's noise estimate was fitted to (`auto` resolved; `off`: logged, never acted on); null without nlip. */
+  noiseSignal: 'agreement' | 'loss' | 'off' | null;
 }
 
 /** Pairs per step and steps per epoch for `n` pairs. */
@@ -210,19 +212,21 @@ function embedConcepts(model: DualEncoder, tokenizer: Tokenizer, concepts: reado
  * embeddings: `scores` is the per-pair score the mixture is fitted to (`gap` or `jointGap`, as
  * `agreementScore` says), the rest is the agreement itself (its first choices for relabelling).
  */
-export function agreementScores(
+export async function agreementScores(
   model: DualEncoder,
   tokenizer: Tokenizer,
   groups: CaptionGroups,
   imageEmbeddings: Float32Array,
   dim: number,
   options: { agreementNeighbours: number | 'auto'; agreementScore: 'gap' | 'joint' },
-): Agreement & { scores: Float32Array } {
+  onProgress?: (done: number, total: number) => void,
+): Promise<Agreement & { scores: Float32Array }> {
   const captionEmb = embedConcepts(model, tokenizer, groups.representatives);
   const logit = Math.min((model.logitScale.dataSync() as Float32Array)[0] as number, MAX_LOGIT_SCALE);
-  const found = captionAgreement(imageEmbeddings, captionEmb, groups.index, dim, {
+  const found = await captionAgreement(imageEmbeddings, captionEmb, groups.index, dim, {
     neighbours: options.agreementNeighbours === 'auto' ? autoNeighbours(groups.index) : options.agreementNeighbours,
     scale: Math.exp(logit),
+    ...(onProgress ? { onProgress } : {}),
   });
   return { ...found, scores: options.agreementScore === 'joint' ? found.jointGap : found.gap };
 }
@@ -250,7 +254,9 @@ async function harmoniseEpoch(
   let scores: Float32Array;
   if (signal === 'agreement') {
     groupCaptions = groups.representatives;
-    const found = agreementScores(model, ctx.tokenizer, groups, imageEmbeddings, dim, options);
+    const found = await agreementScores(model, ctx.tokenizer, groups, imageEmbeddings, dim, options, (done, total) =>
+      ctx.onProgress?.({ phase: 'agreement', done, total, epoch }),
+    );
     best =
       options.relabelSource === 'neighbours'
         ? found.voteBest
@@ -419,7 +425,8 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   const nlip = options.robust === 'nlip';
   // Captions do not change during a run: their groups are computed once.
   const groups = nlip ? captionGroups(data.pairs.map((p) => p.caption)) : null;
-  const signal = groups ? resolveNoiseSignal(options.noiseSignal, groups.index) : 'loss';
+  const resolvedSignal = groups ? resolveNoiseSignal(options.noiseSignal, groups.index) : null;
+  const signal = resolvedSignal ?? 'loss';
   const relabelling = nlip && !options.completion && options.relabel && signal === 'agreement';
   const multiPositive = nlip && options.multiPositive;
   const captionKeys = multiPositive ? data.pairs.map((p) => normaliseCaption(p.caption)) : [];
@@ -563,5 +570,11 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
     }
   }
   if (stoppedBy === 'done' && state.step >= lastStep && lastStep < totalSteps) stoppedBy = 'maxSteps';
-  return { state, stepsRun, stoppedBy, pairsPerSecond: trainMs > 0 ? (stepsRun * B * 1000) / trainMs : 0 };
+  return {
+    state,
+    stepsRun,
+    stoppedBy,
+    pairsPerSecond: trainMs > 0 ? (stepsRun * B * 1000) / trainMs : 0,
+    noiseSignal: resolvedSignal,
+  };
 }

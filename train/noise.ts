@@ -4,6 +4,7 @@
  * into what the loss uses: a soft target or a weight per pair. Completion gives pairs that look
  * noisy an auxiliary caption made of the concepts the image tower finds in the image.
  */
+import { setImmediate } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { normaliseCaption, wordTokens } from '../corpus/text.ts';
 import { fitGmm, highPosterior, logLowPosterior, minMaxNormalise, separation, type Gmm1d } from './gmm.ts';
@@ -299,6 +300,8 @@ export interface AgreementOptions {
   scale: number;
   /** Rows per chunk of the similarity products. @default {@link agreementChunk} of the pairs and caption groups */
   chunk?: number;
+  /** Called after each chunk with the pairs done and the total. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Entries of one chunk's largest product ([rows, pairs] or [rows, caption groups]): 2^25 floats, 128 MiB. */
@@ -396,15 +399,16 @@ export function resolveNoiseSignal(
  * caption is not, even after the model has started to memorise it for that one image, because
  * the neighbours do not carry it. `imageEmbeddings` `[n, dim]` and `captionEmbeddings`
  * `[groups, dim]` are L2-normalised rows; `own[i]` is pair i's caption group. Uses the active
- * tfjs backend for the products.
+ * tfjs backend for the products. Between chunks it yields to the event loop (a large corpus takes
+ * minutes: the progress bar moves and a second Ctrl-C still exits at once).
  */
-export function captionAgreement(
+export async function captionAgreement(
   imageEmbeddings: Float32Array,
   captionEmbeddings: Float32Array,
   own: Int32Array,
   dim: number,
   options: AgreementOptions,
-): Agreement {
+): Promise<Agreement> {
   const n = own.length;
   const groups = captionEmbeddings.length / dim;
   const k = Math.max(0, Math.min(options.neighbours, n - 1));
@@ -478,6 +482,8 @@ export function captionAgreement(
         jointBest[i] = joints[r] as number;
         if (neighbourIdx) voteBest[i] = votes[r] as number;
       }
+      options.onProgress?.(s + rows, n);
+      await setImmediate();
     }
   } finally {
     images.dispose();

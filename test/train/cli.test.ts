@@ -92,6 +92,7 @@ describe('altforge train and score', () => {
     const withRelabel = await runCli([...common, '--out', on]);
     expect(withRelabel.code).toBe(0);
     expect(relabelled(on)).toBeGreaterThan(0);
+    expect(lines(withRelabel.stderr).at(-1)).toMatch(/; noise \(agreement\): \d+ of 12 pairs above 0\.5; /);
     const off = join(work.path, 'nlip-no-relabel');
     const withoutRelabel = await runCli([...common, '--no-relabel', '--out', off]);
     expect(withoutRelabel.code).toBe(0);
@@ -108,6 +109,10 @@ describe('altforge train and score', () => {
     expect(autoSignal.code).toBe(0);
     const noise = JSON.parse(readFileSync(join(auto, 'noise.json'), 'utf8')) as { noiseProb: number[] };
     expect(noise.noiseProb).toEqual(Array.from({ length: 12 }, () => 0));
+    // ... and the summary says so, with the flag that makes it act.
+    expect(lines(autoSignal.stderr).at(-1)).toContain(
+      '; noise estimate off (most captions have fewer than 3 holders; --noise-signal loss acts on the loss); ',
+    );
   });
 
   test("train relabels from the neighbours' captions with the gate latched", async () => {

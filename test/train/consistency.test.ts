@@ -58,15 +58,15 @@ describe('caption agreement', () => {
   const captions = new Float32Array([0, 90].flatMap(at)); // group 0 "cat" at 0°, group 1 "dog" at 90°
   const cos = (a: number, b: number) => Math.cos(((a - b) * Math.PI) / 180);
 
-  it('is 1 where the own caption is the first choice, and exp(own − best logit) elsewhere', () => {
+  it('is 1 where the own caption is the first choice, and exp(own − best logit) elsewhere', async () => {
     // Image 2 (20°) carries "dog": a shuffled caption. No neighbours: the image alone decides.
     const own = new Int32Array([0, 0, 1, 1, 1]);
-    const { agreement, best } = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    const { agreement, best } = await captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
     expect(Array.from(best)).toEqual([0, 0, 0, 1, 1]);
     expect(agreement[0]).toBeCloseTo(1, 6);
     expect(agreement[3]).toBeCloseTo(1, 6);
     expect(agreement[2]).toBeCloseTo(Math.exp(10 * (cos(20, 90) - cos(20, 0))), 5);
-    const { gap } = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    const { gap } = await captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
     expect(gap[0]).toBeCloseTo(0, 6);
     expect(gap[2]).toBeCloseTo(cos(20, 0) - cos(20, 90), 5);
   });
@@ -85,14 +85,14 @@ describe('caption agreement', () => {
     expect(resolveNoiseSignal('agreement', new Int32Array([0, 1]))).toBe('agreement');
   });
 
-  it('judges an image by the mean embedding of itself and its nearest images', () => {
+  it('judges an image by the mean embedding of itself and its nearest images', async () => {
     // Image 3 (80°) carries "cat": shuffled. Alone it points at "dog" (best), 70° from "cat".
     const own = new Int32Array([0, 0, 0, 0, 1]);
-    const alone = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    const alone = await captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
     expect(alone.agreement[3]).toBeCloseTo(Math.exp(10 * (cos(80, 0) - cos(80, 90))), 5);
     // With 2 neighbours (90° and 20°, the nearest by cosine) its neighbourhood is the normalised
     // mean of 80°, 90° and 20°.
-    const hood = captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
+    const hood = await captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
     const sum = [80, 90, 20]
       .map(at)
       .reduce((s, v) => [(s[0] as number) + (v[0] as number), (s[1] as number) + (v[1] as number)]);
@@ -103,14 +103,14 @@ describe('caption agreement', () => {
     expect(hood.best[2]).toBe(0);
     expect(hood.agreement[2]).toBeCloseTo(1, 6);
     // More neighbours than other images: every image, i.e. the same mean for all.
-    const all = captionAgreement(images, captions, own, 2, { neighbours: 99, scale: 10 });
+    const all = await captionAgreement(images, captions, own, 2, { neighbours: 99, scale: 10 });
     expect(new Set(Array.from(all.best)).size).toBe(1);
   });
 
-  it("votes with the nearest images' own captions, itself left out", () => {
+  it("votes with the nearest images' own captions, itself left out", async () => {
     // Image 3 (80°) carries "cat" (shuffled); its neighbours 90° ("dog") and 20° ("cat").
     const own = new Int32Array([0, 0, 0, 0, 1]);
-    const found = captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
+    const found = await captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
     // Mean of the "dog" and "cat" caption embeddings is 45°: cosine 45° with its own "cat".
     expect(found.vote[3]).toBeCloseTo(cos(45, 0), 5);
     // Image 0 (0°): neighbours 10° and 20°, both "cat" like itself.
@@ -128,14 +128,14 @@ describe('caption agreement', () => {
     const joint = (g: number) => cos(angle, g) + cos(0, g);
     expect(found.jointBest[4]).toBe(joint(0) > joint(90) ? 0 : 1);
     // Without neighbours there is no vote: 1, and the own caption.
-    const alone = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    const alone = await captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
     expect(Array.from(alone.vote)).toEqual([1, 1, 1, 1, 1]);
     expect(Array.from(alone.voteBest)).toEqual(Array.from(own));
   });
 
-  it("scores the joint gap: the neighbourhood's cosine plus the neighbours' unnormalised caption vote", () => {
+  it("scores the joint gap: the neighbourhood's cosine plus the neighbours' unnormalised caption vote", async () => {
     const own = new Int32Array([0, 0, 0, 0, 1]);
-    const found = captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
+    const found = await captionAgreement(images, captions, own, 2, { neighbours: 2, scale: 10 });
     const hoodAngle = (degs: number[]) => {
       const sum = degs
         .map(at)
@@ -155,13 +155,13 @@ describe('caption agreement', () => {
     // Image 0 (0°, "cat", neighbours "cat"): its own caption is best both ways.
     expect(found.jointGap[0]).toBeCloseTo(0, 6);
     // Without neighbours the joint gap is the gap.
-    const alone = captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
+    const alone = await captionAgreement(images, captions, own, 2, { neighbours: 0, scale: 10 });
     alone.jointGap.forEach((g, i) => expect(g).toBeCloseTo(alone.gap[i] as number, 6));
   });
 });
 
 describe('caption agreement in chunks', () => {
-  it('gives the same result whatever the rows a chunk takes', () => {
+  it('gives the same result whatever the rows a chunk takes', async () => {
     // 40 images in 5 caption groups, deterministic pseudo-random unit embeddings of width 8.
     const n = 40;
     const dim = 8;
@@ -173,9 +173,19 @@ describe('caption agreement in chunks', () => {
     const images = new Float32Array(Array.from({ length: n }, (_, i) => unit(i + 1)).flat());
     const captions = new Float32Array(Array.from({ length: 5 }, (_, g) => unit(100 + g)).flat());
     const own = Int32Array.from({ length: n }, (_, i) => i % 5);
-    const whole = captionAgreement(images, captions, own, dim, { neighbours: 3, scale: 20 });
+    const whole = await captionAgreement(images, captions, own, dim, { neighbours: 3, scale: 20 });
     for (const chunk of [1, 7, 16]) {
-      const parts = captionAgreement(images, captions, own, dim, { neighbours: 3, scale: 20, chunk });
+      const reported: Array<[number, number]> = [];
+      const parts = await captionAgreement(images, captions, own, dim, {
+        neighbours: 3,
+        scale: 20,
+        chunk,
+        onProgress: (done, total) => reported.push([done, total]),
+      });
+      // One report a chunk, the pairs done so far.
+      expect(reported).toEqual(
+        Array.from({ length: Math.ceil(n / chunk) }, (_, c) => [Math.min(n, (c + 1) * chunk), n]),
+      );
       expect(parts.best).toEqual(whole.best);
       expect(parts.voteBest).toEqual(whole.voteBest);
       expect(parts.jointBest).toEqual(whole.jointBest);

@@ -95,14 +95,20 @@ describe('runScore', () => {
     const shuffled = new Set(made.slice(20).map((p) => p.key));
     const sharedRun = join(work.path, 'shared-run');
     await trainToy(shared, sharedRun);
+    const phases = new Set<string>();
     const auto = await runScore({
       corpus: shared,
       checkpoint: sharedRun,
       backend: 'cpu',
       batchSize: 8,
       completion: false,
+      onProgress: (p) => {
+        if (p.phase === 'agreement') expect(p.total).toBe(24);
+        phases.add(p.phase);
+      },
     });
     expect(auto.signal).toBe('agreement');
+    expect([...phases]).toEqual(['decode', 'score', 'agreement']);
     expect(auto.scored).toBe(24);
     const db = new Database(join(shared, 'manifest.sqlite'), { readonly: true });
     const read = () =>

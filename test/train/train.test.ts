@@ -60,6 +60,7 @@ describe('runTrain', () => {
     expect(result.step).toBe(16);
     expect(result.stoppedBy).toBe('done');
     expect(result.noise).toBeNull();
+    expect(result.noiseSignal).toBeNull();
     expect(existsSync(join(opts.out, CHECKPOINT_FILE))).toBe(true);
     expect(readdirSync(opts.out).filter((n) => n.includes('.tmp'))).toEqual([]);
     const records = readMetrics(join(opts.out, METRICS_FILE));
@@ -173,6 +174,7 @@ describe('runTrain', () => {
       warmupEpochs: 4,
       robustMode: 'weight',
     });
+    expect(result.noiseSignal).toBe('loss');
     const noise = result.noise;
     expect(noise?.ids).toEqual(Array.from({ length: 32 }, (_, i) => `p${i}`));
     const probs = Array.from(noise?.noiseProb ?? []);
