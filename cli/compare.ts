@@ -116,9 +116,14 @@ function parseRates(text: string): number[] {
 
 /** One line that says what the comparison did. */
 export function summarizeCompare(result: CompareResult): string {
+  const nlip = result.runs.filter((r) => r.method === 'nlip');
+  const off =
+    nlip.length > 0 && nlip.every((r) => r.noiseSignal === 'off')
+      ? " (nlip's noise estimate off: auto found most captions with fewer than 3 holders, so nlip trained as vanilla)"
+      : '';
   return (
     `compare: ${result.setting}, ${result.runs.length} runs (rates ${result.noiseRates.join(', ')} × ${result.seeds.length} seed(s) × methods` +
-    `${result.reusedRuns > 0 ? `; ${result.reusedRuns} finished earlier, reused` : ''}), ` +
+    `${result.reusedRuns > 0 ? `; ${result.reusedRuns} finished earlier, reused` : ''})${off}, ` +
     `${result.steps} steps each; ${(result.durationMs / 1000).toFixed(1)} s -> ${result.markdown}, ${result.json}, ${result.plots.length} plots`
   );
 }

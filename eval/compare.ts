@@ -112,6 +112,12 @@ export interface CompareRun {
   metrics: Record<string, number>;
   steps: number;
   trainSeconds: number;
+  /**
+   * What an nlip run's noise estimate was fitted to, `auto` resolved (`off`: estimated and logged,
+   * never acted on, so the run trained as vanilla); null for vanilla. Absent in runs recorded
+   * before the field existed.
+   */
+  noiseSignal?: 'agreement' | 'loss' | 'off' | null;
 }
 
 /** The contents of `compare.json`. */
@@ -253,6 +259,30 @@ const interrupted = () =>
 
 const fmt = (v: number | null, digits = 1) => (v === null || !Number.isFinite(v) ? '–' : v.toFixed(digits));
 
+/**
+ * What nlip's noise estimate was fitted to, for the report: a run whose estimate `auto` turned off
+ * trained exactly as vanilla, which its identical numbers alone do not say.
+ */
+function noiseSignalNote(runs: readonly CompareRun[]): string[] {
+  const nlip = runs.filter((r) => r.method === 'nlip' && r.noiseSignal !== undefined && r.noiseSignal !== null);
+  if (nlip.length === 0) return [];
+  const signals = [...new Set(nlip.map((r) => r.noiseSignal))];
+  if (signals.length === 1 && signals[0] === 'off') {
+    return [
+      "**nlip's noise estimate was off in every run** (`--noise-signal auto`: most training captions have fewer " +
+        'than 3 holders), so nlip trained as vanilla; `--noise-signal loss` or `agreement` makes it act.',
+      '',
+    ];
+  }
+  const which = signals
+    .map((signal) => {
+      const of = nlip.filter((r) => r.noiseSignal === signal);
+      return of.length === nlip.length ? `${signal} (every run)` : `${signal} (${of.length} of ${nlip.length} runs)`;
+    })
+    .join(', ');
+  return [`nlip's noise estimate was fitted to: ${which}.`, ''];
+}
+
 /** The Markdown report: one table per metric (methods side by side, robust minus vanilla), then detection. */
 export function compareMarkdown(result: CompareJson): string {
   const lines: string[] = [
@@ -275,6 +305,7 @@ export function compareMarkdown(result: CompareJson): string {
     }
     lines.push('');
   }
+  lines.push(...noiseSignalNote(result.runs));
   if (result.detection.length > 0) {
     lines.push(
       '## Noise detection (nlip runs: noise probability against the injected mask)',
@@ -389,9 +420,10 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
           } else {
             let trainSeconds: number;
             let step: number;
+            let noiseSignal: CompareRun['noiseSignal'];
             if (earlier !== null) {
               // Trained by an earlier invocation, evaluated on other benchmarks or templates: only evaluate.
-              ({ trainSeconds, steps: step } = earlier.run);
+              ({ trainSeconds, steps: step, noiseSignal } = earlier.run);
               runDetection.push(...earlier.detection);
             } else {
               // Nothing finished here: whatever an interrupted invocation left is started over.
@@ -451,6 +483,7 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
               }
               trainSeconds = (Date.now() - trainStarted) / 1000;
               step = trained.step;
+              noiseSignal = trained.noiseSignal;
             }
             progress('eval', 0, data.benchmarks.length);
             const encoder = await loadEncoder(join(runDir, CHECKPOINT_FILE), { backend: opts.backend });
@@ -464,7 +497,16 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
             } finally {
               encoder.dispose();
             }
-            run = { noiseRate: rate, method, seed, checkpoint: runDir, metrics, steps: step, trainSeconds };
+            run = {
+              noiseRate: rate,
+              method,
+              seed,
+              checkpoint: runDir,
+              metrics,
+              steps: step,
+              trainSeconds,
+              ...(noiseSignal === undefined ? {} : { noiseSignal }),
+            };
             const { checkpoint: _c, ...stored } = run;
             const record: RunRecord = {
               version: 1,

@@ -60,6 +60,9 @@ describe('runCompare', () => {
         'fashion-mnist/classification/top5',
       ]);
       expect(existsSync(join(r.checkpoint, 'checkpoint.ckpt'))).toBe(true);
+      // 64 pairs over 60 captions (six templates of ten classes): most captions have one holder, so
+      // `auto` turns nlip's estimate off at this toy size (it is `agreement` at the measured 4,000).
+      expect(r.noiseSignal).toBe(r.method === 'nlip' ? 'off' : null);
     }
     // One summary row per (rate, method, metric); with one seed the spread is 0 and the mean the run's value.
     expect(json.summary).toHaveLength(8);
@@ -83,6 +86,7 @@ describe('runCompare', () => {
     expect(result.markdown).toBe(join(out, 'compare.md'));
     const md = readFileSync(result.markdown, 'utf8');
     expect(md).toContain('## fashion-mnist/classification/top1');
+    expect(md).toContain("**nlip's noise estimate was off in every run**");
     expect(md).toContain('| 0.5 | 1 | 1 | ');
     // One seed: each cell is the run's value, with no spread.
     const rows = md.split('\n').filter((l) => /^\| 0(\.5)? \|/.test(l));
@@ -107,11 +111,45 @@ describe('runCompare', () => {
       noiseRates: [0.5],
       seeds: [1, 2],
       steps: 4,
+      runs: [],
       summary: [row('vanilla', 4.5, 1.25, 2), row('nlip', 9.75, 0.5, 2)],
       detection: [],
       plots: [],
     } as unknown as CompareJson);
     expect(md).toContain('| 0.5 | 4.50 ± 1.25 | 9.75 ± 0.50 | 5.25 |');
+  });
+
+  it("says in the Markdown what nlip's noise estimate was fitted to, and when auto turned it off", () => {
+    const run = (method: 'vanilla' | 'nlip', noiseSignal?: 'agreement' | 'loss' | 'off' | null) => ({
+      noiseRate: 0.5,
+      method,
+      seed: 1,
+      checkpoint: '/x',
+      metrics: {},
+      steps: 4,
+      trainSeconds: 1,
+      ...(noiseSignal === undefined ? {} : { noiseSignal }),
+    });
+    const md = (runs: ReturnType<typeof run>[]) =>
+      compareMarkdown({
+        setting: 'toy',
+        description: 'toy',
+        noiseRates: [0.5],
+        seeds: [1],
+        steps: 4,
+        runs,
+        summary: [],
+        detection: [],
+        plots: [],
+      } as unknown as CompareJson);
+    expect(md([run('vanilla', null), run('nlip', 'off'), run('nlip', 'off')])).toContain(
+      "**nlip's noise estimate was off in every run** (`--noise-signal auto`",
+    );
+    expect(md([run('nlip', 'off'), run('nlip', 'loss')])).toContain(
+      "nlip's noise estimate was fitted to: off (1 of 2 runs), loss (1 of 2 runs).",
+    );
+    // Runs recorded before the field existed say nothing.
+    expect(md([run('vanilla', null), run('nlip')])).not.toContain('noise estimate');
   });
 
   it('gives vanilla and nlip the same noisy captions, data order and first steps', async () => {
@@ -231,6 +269,10 @@ describe('altforge compare', () => {
     expect(res.stderr).toContain('compare: corpus:');
     expect(res.code).toBe(0);
     const json = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
+    // Every emoji name is one pair's: `auto` turns nlip's estimate off, and the report says so.
+    expect(json.runs.filter((r) => r.method === 'nlip').map((r) => r.noiseSignal)).toEqual(['off', 'off']);
+    expect(readFileSync(join(out, 'compare.md'), 'utf8')).toContain("**nlip's noise estimate was off in every run**");
+    expect(res.stderr).toContain("(nlip's noise estimate off: auto found most captions with fewer than 3 holders");
     expect(json.trainPairs).toBe(24);
     expect(json.runs).toHaveLength(4);
     // --first-seed 3 --seeds 1: every run is seed 3.
