@@ -39,6 +39,8 @@ export interface CompareRun {
   seed: number;
   checkpoint?: string;
   metrics: Record<string, number>;
+  /** What an nlip run's noise estimate was fitted to (`off`: it trained as vanilla); absent in older files. */
+  noiseSignal?: string | null;
 }
 
 /** The part of `compare.json` the report reads; other fields are ignored. */
@@ -473,6 +475,13 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
         (rows.get(id) as Array<string | number>)[2 + methods.indexOf(s.method)] = cell;
       }
       blocks.push(table(['metric', 'noise rate', ...methods], [...rows.values()]));
+      const nlipRuns = (file.runs ?? []).filter((r) => r.method === 'nlip');
+      if (nlipRuns.length > 0 && nlipRuns.every((r) => r.noiseSignal === 'off')) {
+        blocks.push(
+          `<p class="note">nlip's noise estimate was off in every run (<code>--noise-signal auto</code>: most ` +
+            'training captions have fewer than 3 holders), so nlip trained as vanilla.</p>',
+        );
+      }
       // Recall and accuracy share a scale (percent); ranks do not, and stay in the table.
       const bars = summary
         .filter((s) => /\/(R@\d+|top\d+)$/.test(s.metric))

@@ -34,7 +34,14 @@ function writeCompare(dir: string): void {
       steps: 40,
       runs: [
         { noiseRate: 0, method: 'vanilla', seed: 1, checkpoint: 'a', metrics: { [metric]: 12.5 } },
-        { noiseRate: 0, method: 'nlip', seed: 1, checkpoint: 'b', metrics: { [metric]: 13.25 } },
+        {
+          noiseRate: 0,
+          method: 'nlip',
+          seed: 1,
+          checkpoint: 'b',
+          metrics: { [metric]: 13.25 },
+          noiseSignal: 'agreement',
+        },
       ],
       summary: [
         { noiseRate: 0, method: 'vanilla', metric, mean: 12.5, spread: 0 },
@@ -157,8 +164,31 @@ describe('altforge report', () => {
   test('sets the methods side by side in the comparison table, with the spread', () => {
     expect(html).toContain(`<tr>${cells('emoji-twitter/image_to_text/R@1', 0, '12.50', '13.25')}</tr>`);
     expect(html).toContain(`<tr>${cells('emoji-twitter/image_to_text/R@1', 0.5, '4.50 ± 1.25', '9.75 ± 0.50')}</tr>`);
+    // Its nlip run acted on the agreement signal: no note that nlip trained as vanilla.
+    expect(html).not.toContain("nlip's noise estimate was off");
     expect(html).toContain(`<tr>${cells(0.5, 1, 3, '0.938', '0.875', '0.813')}</tr>`);
     expect(html).toContain(`<tr>${cells(0, 1, 3, '–', '–', '–')}</tr>`);
+  });
+
+  test("says when nlip's noise estimate was off in every run of the comparison", async () => {
+    const offDir = join(work.path, 'compare-off');
+    mkdirSync(offDir);
+    const metric = 'emoji-twitter/image_to_text/R@1';
+    const run = (method: string, noiseSignal: string | null) => ({
+      noiseRate: 0.5,
+      method,
+      seed: 1,
+      metrics: { [metric]: 6 },
+      noiseSignal,
+    });
+    writeFileSync(
+      join(offDir, 'compare.json'),
+      JSON.stringify({ version: 1, setting: 'emoji', runs: [run('vanilla', null), run('nlip', 'off')] }),
+    );
+    const r = await runReport({ corpus, out: join(work.path, 'report-off'), compare: offDir });
+    expect(readFileSync(r.html, 'utf8')).toContain(
+      "nlip's noise estimate was off in every run (<code>--noise-signal auto</code>",
+    );
   });
 
   test('says which stages have not run on a corpus fresh from the crawl', async () => {
