@@ -13,6 +13,7 @@ import { FASHION_MNIST_CLASSES, idxImages, readIdx } from '../corpus/idx.ts';
 import { filterReasonSql } from '../corpus/filter-reason.ts';
 import { MANIFEST_FILE, hasColumn } from '../corpus/manifest.ts';
 import { createRandom, shuffle } from '../corpus/random.ts';
+import { normaliseCaption } from '../corpus/text.ts';
 import { openRegistry } from '../corpus/registry.ts';
 import { shardEntryNames, shardPaths } from '../corpus/shards.ts';
 import type { MemoryPair } from '../train/index.ts';
@@ -183,7 +184,8 @@ export async function corpusSetting(options: {
     return {
       setting: `corpus:${options.corpus}`,
       pairs,
-      groups: pairs.map((p) => p.caption.toLowerCase().trim()),
+      // A concept is a caption as training compares them, so a shuffle never hands a pair its own caption.
+      groups: pairs.map((p) => normaliseCaption(p.caption)),
       benchmarks,
       description: `corpus ${options.corpus}: ${pairs.length} kept pairs, benchmarks ${options.benchmark.join(', ')}`,
       close: () => registry.close(),
