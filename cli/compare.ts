@@ -1,6 +1,7 @@
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 import type { CompareOptions, CompareResult } from '../eval/index.ts';
+import { NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
 import { interruptSignal } from './_run.ts';
@@ -119,7 +120,7 @@ export function summarizeCompare(result: CompareResult): string {
   const nlip = result.runs.filter((r) => r.method === 'nlip');
   const off =
     nlip.length > 0 && nlip.every((r) => r.noiseSignal === 'off')
-      ? " (nlip's noise estimate off: auto found most captions with fewer than 3 holders, so nlip trained as vanilla)"
+      ? ` (nlip's noise estimate off: ${NOISE_SIGNAL_OFF_REASON}, so nlip trained as vanilla)`
       : '';
   return (
     `compare: ${result.setting}, ${result.runs.length} runs (rates ${result.noiseRates.join(', ')} × ${result.seeds.length} seed(s) × methods` +

@@ -2,6 +2,7 @@ import cliProgress from 'cli-progress';
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 // The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
+import { NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
 import type { TrainOptions, TrainProgress, TrainResult } from '../train/index.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
@@ -180,7 +181,7 @@ export function parseNeighbours(raw: unknown): number | 'auto' {
 export function summarizeTrain(result: TrainResult): string {
   const noise =
     result.noiseSignal === 'off'
-      ? '; noise estimate off (most captions have fewer than 3 holders; --noise-signal loss acts on the loss)'
+      ? `; noise estimate off (${NOISE_SIGNAL_OFF_REASON}; --noise-signal loss acts on the loss)`
       : result.noise
         ? `; noise (${result.noiseSignal ?? 'loss'}): ${result.noise.noiseProb.filter((p) => p > 0.5).length} of ${result.pairs} pairs above 0.5`
         : '';

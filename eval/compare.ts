@@ -23,6 +23,7 @@ import {
   type NoiseEpoch,
   type TrainOptions,
 } from '../train/index.ts';
+import { NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
 import { injectNoise } from './noise-injection.ts';
@@ -269,8 +270,8 @@ function noiseSignalNote(runs: readonly CompareRun[]): string[] {
   const signals = [...new Set(nlip.map((r) => r.noiseSignal))];
   if (signals.length === 1 && signals[0] === 'off') {
     return [
-      "**nlip's noise estimate was off in every run** (`--noise-signal auto`: most training captions have fewer " +
-        'than 3 holders), so nlip trained as vanilla; `--noise-signal loss` or `agreement` makes it act.',
+      `**nlip's noise estimate was off in every run** (\`--noise-signal auto\`: ${NOISE_SIGNAL_OFF_REASON}), ` +
+        'so nlip trained as vanilla; `--noise-signal loss` or `agreement` makes it act.',
       '',
     ];
   }

@@ -18,7 +18,7 @@ import { hasColumn, hasTable, isCorpus, MANIFEST_FILE } from '../corpus/manifest
 import { defaultRegistryPath, findBenchmark, iterateImages, openRegistry, readImageBytes } from '../corpus/registry.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
-import { readMetrics } from '../train/index.ts';
+import { NOISE_SIGNAL_OFF_REASON, readMetrics } from '../train/index.ts';
 import { card, esc, plot, section, STYLE, table } from './_html.ts';
 import { barChart, lineChart, type BarValue, type LinePoint } from './_plots.ts';
 import { resolveReportOptions, type ReportOptions } from './options.ts';
@@ -478,8 +478,8 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
       const nlipRuns = (file.runs ?? []).filter((r) => r.method === 'nlip');
       if (nlipRuns.length > 0 && nlipRuns.every((r) => r.noiseSignal === 'off')) {
         blocks.push(
-          `<p class="note">nlip's noise estimate was off in every run (<code>--noise-signal auto</code>: most ` +
-            'training captions have fewer than 3 holders), so nlip trained as vanilla.</p>',
+          `<p class="note">nlip's noise estimate was off in every run (<code>--noise-signal auto</code>: ` +
+            `${NOISE_SIGNAL_OFF_REASON}), so nlip trained as vanilla.</p>`,
         );
       }
       // Recall and accuracy share a scale (percent); ranks do not, and stay in the table.

@@ -24,6 +24,12 @@ export interface ModelOverrides {
   embedDim?: number;
 }
 
+/**
+ * Why `noiseSignal: 'auto'` turned nlip's estimate off (`resolveNoiseSignal`), in the words every
+ * summary and report uses. Here, not beside the rule, so the CLI can say it without loading TensorFlow.js.
+ */
+export const NOISE_SIGNAL_OFF_REASON = 'most captions have fewer than 3 holders';
+
 /** Progress of a training run, for a progress bar. */
 export interface TrainProgress {
   phase: 'decode' | 'train' | 'harmonise' | 'agreement';

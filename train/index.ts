@@ -54,6 +54,7 @@ export { selectBackend, describeBackends, type BackendChoice, type BackendReport
 export { PRESETS, matmulFlops, type ModelConfig } from './model.ts';
 export { Tokenizer, learnTokenizer } from './tokenizer.ts';
 export { readMetrics, type MetricsRecord } from './metrics-log.ts';
+export { NOISE_SIGNAL_OFF_REASON } from './_options.ts';
 export type { MemoryPair, RawImage, TrainSource } from './data.ts';
 export type {
   ModelOverrides,

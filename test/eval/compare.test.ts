@@ -272,7 +272,9 @@ describe('altforge compare', () => {
     // Every emoji name is one pair's: `auto` turns nlip's estimate off, and the report says so.
     expect(json.runs.filter((r) => r.method === 'nlip').map((r) => r.noiseSignal)).toEqual(['off', 'off']);
     expect(readFileSync(join(out, 'compare.md'), 'utf8')).toContain("**nlip's noise estimate was off in every run**");
-    expect(res.stderr).toContain("(nlip's noise estimate off: auto found most captions with fewer than 3 holders");
+    expect(res.stderr).toContain(
+      "(nlip's noise estimate off: most captions have fewer than 3 holders, so nlip trained",
+    );
     expect(json.trainPairs).toBe(24);
     expect(json.runs).toHaveLength(4);
     // --first-seed 3 --seeds 1: every run is seed 3.
