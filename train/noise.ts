@@ -162,9 +162,14 @@ export function conceptVocabulary(
     .map(([w]) => w);
 }
 
+/** Images a product of {@link completeCaptions} takes: 4096 × 512 concepts, 8 MiB. */
+const COMPLETION_ROWS = 4096;
+
 /**
  * The `k` concepts whose text embeddings are closest to each image embedding (both L2-normalised,
- * row-major `[n, dim]` and `[concepts, dim]`), joined by spaces into an auxiliary caption.
+ * row-major `[n, dim]` and `[concepts, dim]`), joined by spaces into an auxiliary caption; equal
+ * scores keep the lower concept first. The products and the top-k run on the tfjs backend, a
+ * block of images at a time.
  */
 export function completeCaptions(
   imageEmbeddings: Float32Array,
@@ -174,19 +179,33 @@ export function completeCaptions(
   k: number,
 ): string[] {
   const n = imageEmbeddings.length / dim;
+  const take = Math.min(k, concepts.length);
+  if (take <= 0) return Array.from({ length: n }, () => '');
   const out: string[] = [];
-  const scores = new Float32Array(concepts.length);
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < concepts.length; c++) {
-      let s = 0;
-      for (let d = 0; d < dim; d++)
-        s += (imageEmbeddings[i * dim + d] as number) * (conceptEmbeddings[c * dim + d] as number);
-      scores[c] = s;
+  const texts = tf.tensor2d(conceptEmbeddings, [concepts.length, dim]);
+  try {
+    for (let s = 0; s < n; s += COMPLETION_ROWS) {
+      const rows = Math.min(COMPLETION_ROWS, n - s);
+      const top = tf.tidy(
+        () =>
+          tf.topk(
+            tf.matMul(
+              tf.tensor2d(imageEmbeddings.subarray(s * dim, (s + rows) * dim), [rows, dim]),
+              texts,
+              false,
+              true,
+            ),
+            take,
+          ).indices,
+      );
+      const ids = top.dataSync() as Int32Array;
+      top.dispose();
+      for (let r = 0; r < rows; r++) {
+        out.push(Array.from(ids.subarray(r * take, (r + 1) * take), (c) => concepts[c]).join(' '));
+      }
     }
-    const top = Array.from(scores.keys())
-      .sort((a, b) => (scores[b] as number) - (scores[a] as number) || a - b)
-      .slice(0, k);
-    out.push(top.map((c) => concepts[c]).join(' '));
+  } finally {
+    texts.dispose();
   }
   return out;
 }

@@ -6,6 +6,7 @@ import {
   captionAgreement,
   captionConsistency,
   captionGroups,
+  completeCaptions,
   harmonise,
   noiseScores,
   positiveMask,
@@ -270,5 +271,20 @@ describe('harmonisation', () => {
     const nextLog = Array.from(next.logCleanProb.subarray(6));
     expect(new Set(nextLog).size).toBe(4);
     expect(nextLog).toEqual([...nextLog].sort((a, b) => b - a));
+  });
+});
+
+describe('caption completion', () => {
+  const at = (deg: number) => [Math.cos((deg * Math.PI) / 180), Math.sin((deg * Math.PI) / 180)];
+  it("names each image's k closest concepts, the lower concept first on a tie", () => {
+    // Concepts at 0° (cat), 90° (dog), 0° again (kitten: the same embedding as cat), 180° (car).
+    const concepts = new Float32Array([0, 90, 0, 180].flatMap(at));
+    const names = ['cat', 'dog', 'kitten', 'car'];
+    const images = new Float32Array([10, 80, 170, 260].flatMap(at));
+    expect(completeCaptions(images, concepts, names, 2, 2)).toEqual(['cat kitten', 'dog cat', 'car dog', 'car cat']);
+    expect(completeCaptions(images, concepts, names, 2, 1)).toEqual(['cat', 'dog', 'car', 'car']);
+    // More concepts asked for than there are: all of them; none: empty captions.
+    expect(completeCaptions(images.subarray(0, 2), concepts, names, 2, 9)).toEqual(['cat kitten dog car']);
+    expect(completeCaptions(images, new Float32Array(0), [], 2, 3)).toEqual(['', '', '', '']);
   });
 });
