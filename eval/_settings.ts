@@ -6,16 +6,15 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { emojiDrawings, type EmojiDrawing, type EmojiVendor } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
 import { FASHION_MNIST_CLASSES, idxImages, readIdx } from '../corpus/idx.ts';
-import { filterReasonSql } from '../corpus/filter-reason.ts';
-import { MANIFEST_FILE, hasColumn } from '../corpus/manifest.ts';
+import { MANIFEST_FILE } from '../corpus/manifest.ts';
 import { createRandom, shuffle } from '../corpus/random.ts';
 import { normaliseCaption } from '../corpus/text.ts';
 import { openRegistry } from '../corpus/registry.ts';
 import { shardEntryNames, shardPaths } from '../corpus/shards.ts';
+import { listPairs } from '../train/data.ts';
 import type { MemoryPair } from '../train/index.ts';
 import { openBenchmark } from './benchmarks.ts';
 import type { EvalBenchmark } from './zero-shot.ts';
@@ -180,7 +179,7 @@ export async function corpusSetting(options: {
   const registry = openRegistry(options.benchDb);
   try {
     const benchmarks = options.benchmark.map((name) => openBenchmark(registry, name, options.limit));
-    const pairs = keptPairs(options.corpus, path);
+    const pairs = keptPairs(options.corpus);
     return {
       setting: `corpus:${options.corpus}`,
       pairs,
@@ -201,31 +200,18 @@ export async function corpusSetting(options: {
  * the images stay there (`StoredImage`) and training reads each as it decodes it, so a large
  * corpus costs its ids and captions in memory, not its images.
  */
-function keptPairs(corpus: string, path: string): MemoryPair[] {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
-  let rows: Array<{ key: string; caption: string; shard: number }>;
-  try {
-    const filter = filterReasonSql(db);
-    const where = [
-      "status = 'ok'",
-      filter ? `${filter.reason} IS NULL` : null,
-      hasColumn(db, 'pairs', 'dup_of') ? 'dup_of IS NULL' : null,
-    ].filter((w) => w !== null);
-    rows = db
-      .prepare(
-        `SELECT key, caption, shard FROM ${filter?.from ?? 'pairs'} WHERE ${where.join(' AND ')} ORDER BY shard, key`,
-      )
-      .all() as typeof rows;
-  } finally {
-    db.close();
-  }
+function keptPairs(corpus: string): MemoryPair[] {
+  // The pairs training would take (`listPairs`), shard by shard as the comparison has always listed them.
+  const rows = listPairs({ corpus: [corpus] }).pairs.sort(
+    (x, y) => (x.shard as number) - (y.shard as number) || (x.key < y.key ? -1 : x.key > y.key ? 1 : 0),
+  );
   const pairs: MemoryPair[] = [];
   // The rows come shard by shard: one shard's entry names at a time.
   let shard = null as { number: number; tar: string; names: Set<string> } | null;
   for (const r of rows) {
     if (shard?.number !== r.shard) {
-      const tar = shardPaths(corpus, r.shard).tar;
-      shard = { number: r.shard, tar, names: new Set(existsSync(tar) ? shardEntryNames(tar) : []) };
+      const tar = shardPaths(corpus, r.shard as number).tar;
+      shard = { number: r.shard as number, tar, names: new Set(existsSync(tar) ? shardEntryNames(tar) : []) };
     }
     const member = `${r.key}.jpg`;
     if (shard.names.has(member)) pairs.push({ id: r.key, caption: r.caption, image: { tar: shard.tar, member } });

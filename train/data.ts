@@ -248,6 +248,14 @@ export async function buildImageStore(
     found[index] = 1;
     options.onDecoded?.(++done, pairs.length);
   };
+  // A stored image (a corpus's, or a StoredImage) that does not decode is dropped like a missing one.
+  const putStored = async (index: number, bytes: Uint8Array) => {
+    try {
+      await put(index, await decodeSquare(bytes, size));
+    } catch {
+      // Left out of `found`: reported in `missing`.
+    }
+  };
   const concurrency = options.concurrency ?? 4;
   try {
     if ('pairs' in source) {
@@ -262,12 +270,7 @@ export async function buildImageStore(
           return;
         }
         const bytes = existsSync(image.tar) ? readShardEntry(image.tar, image.member) : null;
-        if (bytes === null) return;
-        try {
-          await put(i, await decodeSquare(bytes, size));
-        } catch {
-          // An undecodable stored image is dropped like a missing one, as in a corpus.
-        }
+        if (bytes !== null) await putStored(i, bytes);
       });
     } else {
       // Group by (corpus, shard) so that each tar is read once, in order.
@@ -285,12 +288,7 @@ export async function buildImageStore(
         const keys = new Set(g.index.keys());
         await forEachLimited(readShard(tar, keys), concurrency, async (sample) => {
           const i = g.index.get(sample.key);
-          if (i === undefined) return;
-          try {
-            await put(i, await decodeSquare(sample.jpg, size));
-          } catch {
-            // An undecodable stored image is dropped like a missing one.
-          }
+          if (i !== undefined) await putStored(i, sample.jpg);
         });
       }
     }
