@@ -10,7 +10,8 @@
  *     [--fashion-pairs 2000] [--fashion-epochs 8] [--emoji-pairs 1000] [--emoji-epochs 15]
  *     [--batch 64] [--warmup-epochs 2] [--robust-mode soft] [--consistency-weight 0]
  *     [--first-seed 1] [--gate-latch true|false] [--relabel-source model|neighbours|joint]
- *     [--agreement-score gap|joint] [--min-noise-fraction F]
+ *     [--agreement-score gap|joint] [--min-noise-fraction F] [--min-separation 2]
+ *     [--noise-signal auto|agreement|loss|words] [--methods vanilla,nlip]
  *     [--noise-ema 0.5] [--robust-threshold P] [--out /tmp/altforge-bench-compare]
  *
  * Each setting's directory under --out is cleared first: every number is measured by this run.
@@ -101,7 +102,7 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       robustMode: args['robust-mode'] as 'soft' | 'weight',
       consistencyWeight: Number(args['consistency-weight']),
       minSeparation: Number(args['min-separation']),
-      noiseSignal: args['noise-signal'] as 'auto' | 'agreement' | 'loss',
+      noiseSignal: args['noise-signal'] as 'auto' | 'agreement' | 'loss' | 'words',
       agreementNeighbours: args['agreement-neighbours'] === 'auto' ? 'auto' : Number(args['agreement-neighbours']),
       multiPositive: args['multi-positive'] === 'true',
       relabel: args.relabel === 'true',

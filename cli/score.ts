@@ -17,7 +17,7 @@ export const flags = {
   noiseSignal: {
     ...NLIP_SIGNAL_FLAGS.noiseSignal,
     description:
-      'What the mixture is fitted to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs, else the loss)',
+      'What the mixture is fitted to: caption agreement of the image neighbourhood, the loss, words (does the image look like the other images whose captions share its words), or auto (agreement when captions are shared by 3+ pairs, else the loss)',
   },
   agreementNeighbours: {
     ...NLIP_SIGNAL_FLAGS.agreementNeighbours,

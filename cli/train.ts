@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 // The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
-import { NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
+import { NOISE_SIGNAL_CHOICES, NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
 import type { TrainOptions, TrainProgress, TrainResult } from '../train/index.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
@@ -12,10 +12,10 @@ export const NLIP_SIGNAL_FLAGS = {
   noiseSignal: {
     type: 'string',
     description:
-      'What nlip fits its mixture to: caption agreement of the image neighbourhood, the loss, or auto (agreement when captions are shared by 3+ pairs)',
+      'What nlip fits its mixture to: caption agreement of the image neighbourhood, the loss, words (does the image look like the other images whose captions share its words), or auto (agreement when captions are shared by 3+ pairs)',
     default: 'auto',
     valueHint: 'SIGNAL',
-    choices: ['auto', 'agreement', 'loss'],
+    choices: [...NOISE_SIGNAL_CHOICES],
   },
   agreementNeighbours: {
     type: 'string',

@@ -23,7 +23,7 @@ import {
   type NoiseEpoch,
   type TrainOptions,
 } from '../train/index.ts';
-import { NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
+import { NOISE_SIGNAL_OFF_REASON, type ResolvedNoiseSignal } from '../train/_options.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
 import { injectNoise } from './noise-injection.ts';
@@ -118,7 +118,7 @@ export interface CompareRun {
    * never acted on, so the run trained as vanilla); null for vanilla. Absent in runs recorded
    * before the field existed.
    */
-  noiseSignal?: 'agreement' | 'loss' | 'off' | null;
+  noiseSignal?: ResolvedNoiseSignal | null;
 }
 
 /** The contents of `compare.json`. */

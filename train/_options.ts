@@ -30,6 +30,12 @@ export interface ModelOverrides {
  */
 export const NOISE_SIGNAL_OFF_REASON = 'most captions have fewer than 3 holders';
 
+/** The noise signals nlip can fit its mixture to, and `auto` (see `TrainOptions.noiseSignal`). */
+export const NOISE_SIGNAL_CHOICES = ['auto', 'agreement', 'loss', 'words'] as const;
+
+/** A noise signal as resolved from `auto`: `off` is an estimate logged, never acted on. */
+export type ResolvedNoiseSignal = Exclude<(typeof NOISE_SIGNAL_CHOICES)[number], 'auto'> | 'off';
+
 /** Progress of a training run, for a progress bar. */
 export interface TrainProgress {
   phase: 'decode' | 'train' | 'harmonise' | 'agreement';
@@ -117,12 +123,14 @@ export interface TrainOptions {
   /**
    * The per-pair signal the mixture is fitted to (robust `nlip`): `agreement` (how far the pair's
    * caption is from the model's first choice among every distinct training caption for the image
-   * and its nearest training images, as a cosine gap; see `captionAgreement`) or `loss` (the per-pair
-   * contrastive loss, blended with caption consistency by `consistencyWeight`); `auto` takes
+   * and its nearest training images, as a cosine gap; see `captionAgreement`), `loss` (the per-pair
+   * contrastive loss, blended with caption consistency by `consistencyWeight`) or `words` (how
+   * little the pair's image looks like the other images whose captions share its caption's words;
+   * see `wordGrounding`: for captions seldom shared whose words are); `auto` takes
    * `agreement` when the median caption is carried by at least three pairs, else no estimate is
    * acted on (nlip then trains like vanilla; see `resolveNoiseSignal`). @default 'auto'
    */
-  noiseSignal?: 'auto' | 'agreement' | 'loss';
+  noiseSignal?: (typeof NOISE_SIGNAL_CHOICES)[number];
   /**
    * Nearest training images averaged with each image for the `agreement` signal (0: the image
    * alone); `auto` takes the median number of pairs per distinct caption − 1, between 1 and 10. @default 'auto'
@@ -251,7 +259,7 @@ const trainSchema = z.strictObject({
   robustThreshold: fraction.nullable().default(null),
   varianceFloor: z.number().positive().max(1).default(5e-4),
   consistencyWeight: fraction.default(0),
-  noiseSignal: z.enum(['auto', 'agreement', 'loss']).default('auto'),
+  noiseSignal: z.enum(NOISE_SIGNAL_CHOICES).default('auto'),
   agreementNeighbours: z.union([z.literal('auto'), z.number().int().min(0).max(1000)]).default('auto'),
   multiPositive: z.boolean().default(true),
   relabel: z.boolean().default(true),
@@ -314,11 +322,11 @@ export interface ScoreOptions {
   varianceFloor?: number;
   /**
    * The per-pair signal the mixture is fitted to: `loss` (the pair's contrastive loss against the
-   * others of its batch), `agreement` (the caption agreement of training's `nlip`, see
+   * others of its batch), `agreement` or `words` (training's signals of those names, see
    * `TrainOptions.noiseSignal`), or `auto`: `agreement` when the median caption is carried by at
    * least three pairs, else `loss` (the rule training's `auto` follows). @default 'auto'
    */
-  noiseSignal?: 'auto' | 'agreement' | 'loss';
+  noiseSignal?: (typeof NOISE_SIGNAL_CHOICES)[number];
   /** Nearest images averaged with each image for the `agreement` signal; `auto` as in training. @default 'auto' */
   agreementNeighbours?: number | 'auto';
   /** The `agreement` signal's per-pair score, as in training. @default 'joint' */
@@ -344,7 +352,7 @@ const scoreSchema = z.strictObject({
   batchSize: z.number().int().min(2).max(65_536).default(256),
   seed: z.number().int().min(0).default(1),
   varianceFloor: z.number().positive().max(1).default(5e-4),
-  noiseSignal: z.enum(['auto', 'agreement', 'loss']).default('auto'),
+  noiseSignal: z.enum(NOISE_SIGNAL_CHOICES).default('auto'),
   agreementNeighbours: z.union([z.literal('auto'), z.number().int().min(0).max(1000)]).default('auto'),
   agreementScore: z.enum(['gap', 'joint']).default('joint'),
   completion: z.boolean().default(true),

@@ -39,11 +39,12 @@ import {
 } from './loop.ts';
 import { MetricsLog } from './metrics-log.ts';
 import { MODEL_CONFIG_FIELDS, createDualEncoder, PRESETS, type DualEncoder, type ModelConfig } from './model.ts';
-import { captionGroups, harmonise, noiseStats, resolveNoiseSignal } from './noise.ts';
+import { captionGroups, harmonise, noiseStats, resolveNoiseSignal, wordGrounding } from './noise.ts';
 import { AdamW } from './_optimizer.ts';
 import {
   resolveScoreOptions,
   resolveTrainOptions,
+  type ResolvedNoiseSignal,
   type ResolvedTrainOptions,
   type ScoreOptions,
   type TrainOptions,
@@ -54,7 +55,7 @@ export { selectBackend, describeBackends, type BackendChoice, type BackendReport
 export { PRESETS, matmulFlops, type ModelConfig } from './model.ts';
 export { Tokenizer, learnTokenizer } from './tokenizer.ts';
 export { readMetrics, type MetricsRecord } from './metrics-log.ts';
-export { NOISE_SIGNAL_OFF_REASON } from './_options.ts';
+export { NOISE_SIGNAL_CHOICES, NOISE_SIGNAL_OFF_REASON, type ResolvedNoiseSignal } from './_options.ts';
 export type { MemoryPair, RawImage, TrainSource } from './data.ts';
 export type {
   ModelOverrides,
@@ -119,7 +120,7 @@ export interface TrainResult {
    * What nlip's noise estimate is fitted to, `auto` resolved: `off` when most captions have fewer
    * than three holders (the estimate is logged, never acted on: nlip trains like vanilla); null without nlip.
    */
-  noiseSignal: 'agreement' | 'loss' | 'off' | null;
+  noiseSignal: ResolvedNoiseSignal | null;
   /** Why the run stopped: all epochs done, `maxSteps` reached, or the signal. */
   stoppedBy: 'done' | 'maxSteps' | 'signal';
   durationMs: number;
@@ -468,7 +469,7 @@ export interface ScoreResult {
   /** Pairs given a noise probability. */
   scored: number;
   /** The signal the mixture was fitted to (`auto` resolved). */
-  signal: 'agreement' | 'loss';
+  signal: Exclude<ResolvedNoiseSignal, 'off'>;
   /** Pairs whose image could not be read (left NULL). */
   missingImages: number;
   /** Pairs with a noise probability above 0.5. */
@@ -529,7 +530,9 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
     );
     const captions = pairs.map((p) => p.caption);
     const groups = captionGroups(captions);
-    const signal = resolveNoiseSignal(opts.noiseSignal, groups.index) === 'agreement' ? 'agreement' : 'loss';
+    const resolved = resolveNoiseSignal(opts.noiseSignal, groups.index);
+    // Scoring has no "off": where training's `auto` would not act, the loss is scored.
+    const signal = resolved === 'off' ? 'loss' : resolved;
     const scores =
       signal === 'agreement'
         ? (
@@ -537,7 +540,9 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
               opts.onProgress?.({ phase: 'agreement', done, total }),
             )
           ).scores
-        : losses;
+        : signal === 'words'
+          ? wordGrounding(imageEmbeddings, dim, captions)
+          : losses;
     const result = harmonise(scores, null, {
       ema: 0,
       minSeparation: 0,

@@ -27,9 +27,10 @@ import {
   positiveMask,
   type Agreement,
   type CaptionGroups,
+  wordGrounding,
 } from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
-import type { ResolvedTrainOptions, TrainProgress } from './_options.ts';
+import type { ResolvedNoiseSignal, ResolvedTrainOptions, TrainProgress } from './_options.ts';
 import { prefetch } from './_prefetch.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -83,7 +84,7 @@ export interface LoopOutcome {
   /** Training throughput over this run's steps. */
   pairsPerSecond: number;
   /** What nlip's noise estimate was fitted to (`auto` resolved; `off`: logged, never acted on); null without nlip. */
-  noiseSignal: 'agreement' | 'loss' | 'off' | null;
+  noiseSignal: ResolvedNoiseSignal | null;
 }
 
 /** Pairs per step and steps per epoch for `n` pairs. */
@@ -236,10 +237,11 @@ async function harmoniseEpoch(
   ctx: LoopContext,
   state: LoopState,
   epoch: number,
-  resolved: 'agreement' | 'loss' | 'off',
+  resolved: ResolvedNoiseSignal,
   groups: CaptionGroups,
 ): Promise<void> {
-  const signal = resolved === 'agreement' ? 'agreement' : 'loss';
+  // `off`: the loss estimate is computed and logged, never acted on.
+  const signal = resolved === 'off' ? 'loss' : resolved;
   const { model, data, options } = ctx;
   const n = data.pairs.length;
   const { losses, imageEmbeddings, dim } = await pairLosses(
@@ -264,6 +266,12 @@ async function harmoniseEpoch(
           ? found.jointBest
           : found.best;
     scores = found.scores;
+  } else if (signal === 'words') {
+    scores = wordGrounding(
+      imageEmbeddings,
+      dim,
+      data.pairs.map((p) => p.caption),
+    );
   } else {
     scores = lossScores(losses, imageEmbeddings, dim, data, options);
   }

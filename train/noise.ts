@@ -7,6 +7,7 @@
 import { setImmediate } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { normaliseCaption, wordTokens } from '../corpus/text.ts';
+import type { NOISE_SIGNAL_CHOICES, ResolvedNoiseSignal } from './_options.ts';
 import { fitGmm, highPosterior, logLowPosterior, minMaxNormalise, separation, type Gmm1d } from './gmm.ts';
 
 /** Options of {@link harmonise}. */
@@ -253,6 +254,136 @@ export function captionConsistency(
   return out;
 }
 
+/** Words {@link wordGrounding} keeps an image prototype for, the most held first: 128 MiB of sums at dim 256. */
+const GROUNDING_WORDS = 65_536;
+
+/** The largest fraction of the captions a word with a {@link wordGrounding} prototype may be in. */
+const GROUNDING_MAX_FRACTION = 0.3;
+
+/**
+ * Word grounding, a noise signal for corpora whose captions are seldom shared but whose words are:
+ * a pair is suspect when its image does not look like the *other* images whose captions share its
+ * caption's words. Each word held by two or more pairs (and by at most 30 % of them) has a
+ * prototype, the sum of its holders' image embeddings. A pair's grounding is the mean, over its
+ * caption's words (each weighted by `1 − 1/holders`: a word seen twice says less than one seen
+ * fifty times), of the cosine between its image and the word's prototype without itself, less the
+ * image's mean cosine with every word's prototype (an image that looks like every word is not
+ * grounded by looking like its own). Each further round weights every image in the prototypes by
+ * its rank in the previous round's grounding (0 for the least grounded, 1 for the most), so the
+ * pairs found suspect pull their words' prototypes less. Linear in the pairs: O(pairs × words ×
+ * dim) a round. `imageEmbeddings` are L2-normalised rows `[n, dim]`. Returns a noise score a pair
+ * (minus its grounding: higher is more suspect); 0 for a pair none of whose words has a prototype.
+ */
+export function wordGrounding(
+  imageEmbeddings: Float32Array,
+  dim: number,
+  captions: readonly string[],
+  rounds = 2,
+): Float32Array {
+  const n = captions.length;
+  // Each pair's distinct words, flat (pair i's are `words[starts[i]..starts[i + 1])`): no array a pair.
+  const wordIds = new Map<string, number>();
+  const holders: number[] = [];
+  const flat: number[] = [];
+  const starts = new Int32Array(n + 1);
+  captions.forEach((caption, i) => {
+    for (const w of new Set(wordTokens(normaliseCaption(caption)))) {
+      let id = wordIds.get(w);
+      if (id === undefined) {
+        id = holders.length;
+        wordIds.set(w, id);
+        holders.push(0);
+      }
+      holders[id] = (holders[id] as number) + 1;
+      flat.push(id);
+    }
+    starts[i + 1] = flat.length;
+  });
+  wordIds.clear();
+  // A word more than 30 % of the captions carry (function words, boilerplate) looks like any image:
+  // no prototype, as it is no concept in the completion's vocabulary.
+  const maxHolders = GROUNDING_MAX_FRACTION * n;
+  const kept = holders
+    .map((_, id) => id)
+    .filter((id) => (holders[id] as number) >= 2 && (holders[id] as number) <= maxHolders)
+    .sort((a, b) => (holders[b] as number) - (holders[a] as number) || a - b)
+    .slice(0, GROUNDING_WORDS);
+  // A word's prototype slot, -1 for a word without one.
+  const slotOf = new Int32Array(holders.length).fill(-1);
+  kept.forEach((id, slot) => {
+    slotOf[id] = slot;
+  });
+  const words = Int32Array.from(flat, (id) => slotOf[id] as number);
+  const slotWeight = Float64Array.from(kept, (id) => 1 - 1 / (holders[id] as number));
+  const sums = new Float64Array(kept.length * dim);
+  // The mean of the unit prototypes: an image's mean cosine with every word's prototype is `e · meanUnit`.
+  const meanUnit = new Float64Array(dim);
+  const weight = new Float64Array(n).fill(1);
+  const grounding = new Float64Array(n);
+  for (let round = 0; round <= rounds; round++) {
+    sums.fill(0);
+    for (let i = 0; i < n; i++) {
+      const w = weight[i] as number;
+      if (w === 0) continue;
+      for (let k = starts[i] as number; k < (starts[i + 1] as number); k++) {
+        const s = words[k] as number;
+        if (s < 0) continue;
+        for (let d = 0; d < dim; d++) {
+          sums[s * dim + d] = (sums[s * dim + d] as number) + w * (imageEmbeddings[i * dim + d] as number);
+        }
+      }
+    }
+    meanUnit.fill(0);
+    let prototypes = 0;
+    for (let s = 0; s < kept.length; s++) {
+      let norm = 0;
+      for (let d = 0; d < dim; d++) norm += (sums[s * dim + d] as number) ** 2;
+      if (norm === 0) continue;
+      norm = Math.sqrt(norm);
+      prototypes++;
+      for (let d = 0; d < dim; d++) meanUnit[d] = (meanUnit[d] as number) + (sums[s * dim + d] as number) / norm;
+    }
+    for (let i = 0; i < n; i++) {
+      const w = weight[i] as number;
+      let sum = 0;
+      let weights = 0;
+      for (let k = starts[i] as number; k < (starts[i + 1] as number); k++) {
+        const s = words[k] as number;
+        if (s < 0) continue;
+        // cos(e_i, sum − w_i e_i): the prototype without pair i's own image.
+        let dot = 0;
+        let norm = 0;
+        for (let d = 0; d < dim; d++) {
+          const e = imageEmbeddings[i * dim + d] as number;
+          const v = (sums[s * dim + d] as number) - w * e;
+          dot += e * v;
+          norm += v * v;
+        }
+        const ws = slotWeight[s] as number;
+        sum += ws * (norm > 0 ? dot / Math.sqrt(norm) : 0);
+        weights += ws;
+      }
+      if (weights === 0) {
+        grounding[i] = 0;
+        continue;
+      }
+      let meanCos = 0;
+      for (let d = 0; d < dim; d++) meanCos += (imageEmbeddings[i * dim + d] as number) * (meanUnit[d] as number);
+      grounding[i] = sum / weights - meanCos / prototypes;
+    }
+    if (round < rounds) {
+      const order = Array.from({ length: n }, (_, i) => i).sort(
+        (a, b) => (grounding[a] as number) - (grounding[b] as number) || a - b,
+      );
+      order.forEach((i, rank) => {
+        weight[i] = n > 1 ? rank / (n - 1) : 1;
+      });
+    }
+  }
+  // `|| 0`: a pair without a prototype scores +0, not -0.
+  return Float32Array.from(grounding, (g) => -g || 0);
+}
+
 /**
  * The per-pair score the mixture is fitted to: the min-max normalised loss, averaged (when
  * `consistencyWeight` > 0) with the min-max normalised inconsistency `1 − consistency` for the
@@ -403,9 +534,9 @@ export function autoNeighbours(groupIndex: Int32Array): number {
  * the log, but never acts on it.
  */
 export function resolveNoiseSignal(
-  signal: 'auto' | 'agreement' | 'loss',
+  signal: (typeof NOISE_SIGNAL_CHOICES)[number],
   groupIndex: Int32Array,
-): 'agreement' | 'loss' | 'off' {
+): ResolvedNoiseSignal {
   if (signal !== 'auto') return signal;
   return autoNeighbours(groupIndex) >= 2 ? 'agreement' : 'off';
 }

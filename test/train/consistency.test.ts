@@ -11,6 +11,7 @@ import {
   noiseScores,
   positiveMask,
   resolveNoiseSignal,
+  wordGrounding,
 } from '../../train/noise.ts';
 
 beforeAll(async () => {
@@ -36,6 +37,54 @@ describe('caption consistency', () => {
     // loss normalised: 0, .25, .5, 1; inconsistency (1 - c) normalised over known: 0, .5, 1
     expect(Array.from(scores)).toEqual([0, 0.375, 0.75, 1]);
     expect(Array.from(noiseScores([0, 2], new Float32Array([0, 1]), 0))).toEqual([0, 1]);
+  });
+});
+
+describe('word grounding', () => {
+  // 2-d unit embeddings. "red" is held by pairs 0, 1 (images along x) and 2 (along y); "blue" by
+  // pairs 3 and 4 (along y); five more pairs (along x) hold words no other pair does, so "red" is
+  // in 30 % of the captions, the most a word with a prototype may be.
+  const emb = new Float32Array([1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0]);
+  const others = ['one', 'two', 'three', 'four', 'five'];
+  const captions = ['Red ball', 'red cup', 'RED  box', 'blue sky', 'blue sea', ...others];
+  const r5 = Math.sqrt(5);
+
+  it("scores each pair's words against the other images holding them, less its mean over every word", () => {
+    const s = wordGrounding(emb, 2, captions, 0);
+    // Prototypes red (2, 1), blue (0, 2): an image along x has mean cosine 1/√5 with them, one
+    // along y (1 + 1/√5)/2.
+    // pair 0: red without itself (1, 1) -> cos 1/√2.
+    expect(s[0]).toBeCloseTo(-(Math.SQRT1_2 - 1 / r5), 6);
+    expect(s[1]).toBeCloseTo(-(Math.SQRT1_2 - 1 / r5), 6);
+    // pair 2: red without itself (2, 0) -> cos 0.
+    expect(s[2]).toBeCloseTo((1 + 1 / r5) / 2, 6);
+    // pairs 3, 4: blue without itself (0, 1) -> cos 1.
+    expect(s[3]).toBeCloseTo(-(1 - 1 / r5) / 2, 6);
+    expect(s[4]).toBeCloseTo(-(1 - 1 / r5) / 2, 6);
+    // No prototype for a word of one pair.
+    expect(Array.from(s.subarray(5))).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  it('weights each image by its rank in the previous round, so suspect images pull their words less', () => {
+    // Round 0 ranks the pairs 2, 5..9, 0, 1, 3, 4 (ties by index): weights 0, 1/9 .. 5/9, 6/9, 7/9,
+    // 8/9, 1. Pair 2's image no longer counts in red's prototype: red (13/9, 0), blue (0, 17/9),
+    // mean cosine 1/2 for every image.
+    const s = wordGrounding(emb, 2, captions, 1);
+    expect(Array.from(s, (x) => Math.round(x * 1e6) / 1e6)).toEqual([-0.5, -0.5, 0.5, -0.5, -0.5, 0, 0, 0, 0, 0]);
+  });
+
+  it('weights a word by how many pairs hold it, and leaves out a word most captions carry', () => {
+    // "ball" now held by pairs 0 and 3: prototypes red (2, 1), blue (0, 2), ball (1, 1).
+    const s = wordGrounding(emb, 2, ['red ball', 'red cup', 'red box', 'blue ball', 'blue sea', ...others], 0);
+    // pair 0, along x: cosines 2/√5, 0, 1/√2 with the three; its own words red (without it
+    // (1, 1): 1/√2, weight 2/3) and ball (without it (0, 1): cosine 0, weight 1/2).
+    const own = ((2 / 3) * Math.SQRT1_2) / (2 / 3 + 0.5);
+    expect(s[0]).toBeCloseTo(-(own - (2 / r5 + Math.SQRT1_2) / 3), 6);
+    // Without the five other pairs "red" is in 3 of 5 captions: no prototype; "blue" is the only one.
+    const five = wordGrounding(emb.subarray(0, 10), 2, captions.slice(0, 5), 0);
+    expect(Array.from(five.subarray(0, 3))).toEqual([0, 0, 0]);
+    // pair 3: blue without it is its image (cos 1), as is the mean over the one prototype.
+    expect(five[3]).toBeCloseTo(0, 6);
   });
 });
 

@@ -81,7 +81,7 @@ describe('runScore', () => {
     expect(result.noisy).toBe(rows.filter((r) => (r.noise_prob ?? 0) > 0.5).length);
   });
 
-  test('fits the mixture to caption agreement when captions are shared, flagging the captions that disagree with their look-alikes', async () => {
+  test('fits the mixture to caption agreement when captions are shared (or to the loss or word grounding when asked), flagging the captions that disagree with their look-alikes', async () => {
     // Four drawings, six copies each, named by their own name except one copy a drawing, which
     // carries the next drawing's name (a derangement): every name is held by six pairs.
     const shared = join(work.path, 'shared');
@@ -134,6 +134,18 @@ describe('runScore', () => {
     });
     expect(loss.signal).toBe('loss');
     expect([...read().values()]).not.toEqual([...agreement.values()]);
+    // Word grounding: each shuffled copy's name words are held by five drawings of another emoji.
+    const words = await runScore({
+      corpus: shared,
+      checkpoint: sharedRun,
+      backend: 'cpu',
+      batchSize: 8,
+      completion: false,
+      noiseSignal: 'words',
+    });
+    expect(words.signal).toBe('words');
+    const byWords = [...read().entries()].sort((a, b) => b[1] - a[1]).map(([key]) => key);
+    expect(new Set(byWords.slice(0, 4))).toEqual(shuffled);
     db.close();
   });
 

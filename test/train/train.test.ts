@@ -147,8 +147,8 @@ describe('runTrain', () => {
     expect(stepLosses(opts.out).map(([step]) => step)).toEqual(Array.from({ length: failedStep - 1 }, (_, i) => i + 1));
   });
 
-  test('trains on pairs in memory and finds the pairs whose caption names another image', async () => {
-    // Four emoji, eight pairs each; eight of the 32 captions name the next emoji instead.
+  /** Four emoji, eight pairs each; eight of the 32 captions (`noisy`) name the next emoji instead. */
+  async function shuffledPairs() {
     const classes = ['cat', 'pizza', 'rocket', 'deciduous_tree'].map((name) => emoji(name));
     const images = await Promise.all(classes.map((e) => emojiJpeg(e)));
     const noisy = new Set(
@@ -158,14 +158,20 @@ describe('runTrain', () => {
       ).slice(0, 8),
     );
     const captionOf = (i: number) => `${(classes[noisy.has(i) ? (i + 1) % 4 : i % 4] as Emoji).name} number ${i}`;
+    const pairs = Array.from({ length: 32 }, (_, i) => ({
+      id: `p${i}`,
+      caption: captionOf(i),
+      image: images[i % 4] as Buffer,
+    }));
+    return { pairs, noisy };
+  }
+
+  test('trains on pairs in memory and finds the pairs whose caption names another image', async () => {
+    const { pairs, noisy } = await shuffledPairs();
     const result = await runTrain({
       ...options(),
       corpus: undefined,
-      pairs: Array.from({ length: 32 }, (_, i) => ({
-        id: `p${i}`,
-        caption: captionOf(i),
-        image: images[i % 4] as Buffer,
-      })),
+      pairs,
       batchSize: 16,
       epochs: 12,
       robust: 'nlip',
@@ -190,5 +196,32 @@ describe('runTrain', () => {
     };
     expect(saved.ids).toEqual(noise?.ids);
     expect(saved.noiseProb).toEqual(probs);
+  });
+
+  test("finds them by word grounding: a caption's name word whose other holders are other images", async () => {
+    const { pairs, noisy } = await shuffledPairs();
+    const scores: Float32Array[] = [];
+    const result = await runTrain({
+      ...options(),
+      corpus: undefined,
+      pairs,
+      batchSize: 16,
+      epochs: 10,
+      robust: 'nlip',
+      noiseSignal: 'words',
+      warmupEpochs: 8,
+      onNoise: (e) => scores.push(e.scores),
+    });
+    expect(result.noiseSignal).toBe('words');
+    expect(scores).toHaveLength(2);
+    // Each harmonisation ranks the eight shuffled pairs above every clean one.
+    for (const s of scores) {
+      const ranked = Array.from(s.keys()).sort((a, b) => (s[b] as number) - (s[a] as number));
+      expect(new Set(ranked.slice(0, 8))).toEqual(noisy);
+    }
+    const probs = Array.from(result.noise?.noiseProb ?? []);
+    // The mixture flags half of them (the four furthest from their name word's images), no clean pair.
+    expect(probs.filter((p, i) => noisy.has(i) && p > 0.5).length).toBeGreaterThanOrEqual(4);
+    expect(probs.filter((p, i) => !noisy.has(i) && p > 0.5)).toEqual([]);
   });
 });
