@@ -21,6 +21,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runCompare, type CompareJson } from '../eval/index.ts';
+import type { NOISE_SIGNAL_CHOICES } from '../train/_options.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -102,7 +103,7 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       robustMode: args['robust-mode'] as 'soft' | 'weight',
       consistencyWeight: Number(args['consistency-weight']),
       minSeparation: Number(args['min-separation']),
-      noiseSignal: args['noise-signal'] as 'auto' | 'agreement' | 'loss' | 'words',
+      noiseSignal: args['noise-signal'] as (typeof NOISE_SIGNAL_CHOICES)[number],
       agreementNeighbours: args['agreement-neighbours'] === 'auto' ? 'auto' : Number(args['agreement-neighbours']),
       multiPositive: args['multi-positive'] === 'true',
       relabel: args.relabel === 'true',

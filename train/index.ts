@@ -39,7 +39,7 @@ import {
 } from './loop.ts';
 import { MetricsLog } from './metrics-log.ts';
 import { MODEL_CONFIG_FIELDS, createDualEncoder, PRESETS, type DualEncoder, type ModelConfig } from './model.ts';
-import { captionGroups, harmonise, noiseStats, resolveNoiseSignal, wordGrounding } from './noise.ts';
+import { captionGroups, captionWords, harmonise, noiseStats, resolveNoiseSignal, wordGrounding } from './noise.ts';
 import { AdamW } from './_optimizer.ts';
 import {
   resolveScoreOptions,
@@ -541,7 +541,7 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
             )
           ).scores
         : signal === 'words'
-          ? wordGrounding(imageEmbeddings, dim, captions)
+          ? wordGrounding(imageEmbeddings, dim, captionWords(captions))
           : losses;
     const result = harmonise(scores, null, {
       ema: 0,

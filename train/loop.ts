@@ -27,6 +27,8 @@ import {
   positiveMask,
   type Agreement,
   type CaptionGroups,
+  type CaptionWords,
+  captionWords,
   wordGrounding,
 } from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
@@ -239,6 +241,7 @@ async function harmoniseEpoch(
   epoch: number,
   resolved: ResolvedNoiseSignal,
   groups: CaptionGroups,
+  words: CaptionWords | null,
 ): Promise<void> {
   // `off`: the loss estimate is computed and logged, never acted on.
   const signal = resolved === 'off' ? 'loss' : resolved;
@@ -267,11 +270,8 @@ async function harmoniseEpoch(
           : found.best;
     scores = found.scores;
   } else if (signal === 'words') {
-    scores = wordGrounding(
-      imageEmbeddings,
-      dim,
-      data.pairs.map((p) => p.caption),
-    );
+    // `runLoop` tokenises the captions once a run for this signal.
+    scores = wordGrounding(imageEmbeddings, dim, words as CaptionWords);
   } else {
     scores = lossScores(losses, imageEmbeddings, dim, data, options);
   }
@@ -435,6 +435,7 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   const groups = nlip ? captionGroups(data.pairs.map((p) => p.caption)) : null;
   const resolvedSignal = groups ? resolveNoiseSignal(options.noiseSignal, groups.index) : null;
   const signal = resolvedSignal ?? 'loss';
+  const words = signal === 'words' ? captionWords(data.pairs.map((p) => p.caption)) : null;
   const relabelling = nlip && !options.completion && options.relabel && signal === 'agreement';
   const multiPositive = nlip && options.multiPositive;
   const captionKeys = multiPositive ? data.pairs.map((p) => normaliseCaption(p.caption)) : [];
@@ -443,7 +444,7 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   outer: for (let epoch = Math.floor(state.step / stepsPerEpoch); epoch < options.epochs; epoch++) {
     if (state.step >= lastStep) break;
     if (groups !== null && epoch >= options.warmupEpochs && state.harmonisedEpoch < epoch) {
-      await harmoniseEpoch(ctx, state, epoch, signal, groups);
+      await harmoniseEpoch(ctx, state, epoch, signal, groups, words);
     }
     const order = epochOrder(n, options.seed, epoch);
     const first = state.step - epoch * stepsPerEpoch;

@@ -141,6 +141,12 @@ export function noiseStats(noiseProb: Float32Array, threshold = 0.5): { mean: nu
 }
 
 /**
+ * A word more than this fraction of the captions carry (function words, boilerplate) names no
+ * concept: left out of the completion's vocabulary and of word grounding's prototypes.
+ */
+const FUNCTION_WORD_FRACTION = 0.3;
+
+/**
  * The concept vocabulary of noise completion: the most frequent words of the captions, skipping
  * those in more than `maxDocumentFraction` of them (function words, boilerplate), single
  * characters that are not letters of a logographic script, and pure numbers.
@@ -153,7 +159,7 @@ export function conceptVocabulary(
   for (const caption of captions) {
     for (const w of new Set(wordTokens(normaliseCaption(caption)))) counts.set(w, (counts.get(w) ?? 0) + 1);
   }
-  const maxDocs = (options.maxDocumentFraction ?? 0.3) * captions.length;
+  const maxDocs = (options.maxDocumentFraction ?? FUNCTION_WORD_FRACTION) * captions.length;
   const minCount = options.minCount ?? 2;
   return [...counts.entries()]
     .filter(([w, n]) => n >= minCount && n <= Math.max(minCount, maxDocs) && !/^\p{N}+$/u.test(w))
@@ -257,31 +263,18 @@ export function captionConsistency(
 /** Words {@link wordGrounding} keeps an image prototype for, the most held first: 128 MiB of sums at dim 256. */
 const GROUNDING_WORDS = 65_536;
 
-/** The largest fraction of the captions a word with a {@link wordGrounding} prototype may be in. */
-const GROUNDING_MAX_FRACTION = 0.3;
+/** The distinct words of each caption, as {@link wordGrounding} reads them: computed once a run. */
+export interface CaptionWords {
+  /** Pair i's word ids are `ids[starts[i]..starts[i + 1])`: one flat array, no array a pair. */
+  ids: Int32Array;
+  starts: Int32Array;
+  /** Pairs holding each word id. */
+  holders: Int32Array;
+}
 
-/**
- * Word grounding, a noise signal for corpora whose captions are seldom shared but whose words are:
- * a pair is suspect when its image does not look like the *other* images whose captions share its
- * caption's words. Each word held by two or more pairs (and by at most 30 % of them) has a
- * prototype, the sum of its holders' image embeddings. A pair's grounding is the mean, over its
- * caption's words (each weighted by `1 − 1/holders`: a word seen twice says less than one seen
- * fifty times), of the cosine between its image and the word's prototype without itself, less the
- * image's mean cosine with every word's prototype (an image that looks like every word is not
- * grounded by looking like its own). Each further round weights every image in the prototypes by
- * its rank in the previous round's grounding (0 for the least grounded, 1 for the most), so the
- * pairs found suspect pull their words' prototypes less. Linear in the pairs: O(pairs × words ×
- * dim) a round. `imageEmbeddings` are L2-normalised rows `[n, dim]`. Returns a noise score a pair
- * (minus its grounding: higher is more suspect); 0 for a pair none of whose words has a prototype.
- */
-export function wordGrounding(
-  imageEmbeddings: Float32Array,
-  dim: number,
-  captions: readonly string[],
-  rounds = 2,
-): Float32Array {
+/** The distinct unigrams of each normalised caption ({@link wordTokens}), as ids. */
+export function captionWords(captions: readonly string[]): CaptionWords {
   const n = captions.length;
-  // Each pair's distinct words, flat (pair i's are `words[starts[i]..starts[i + 1])`): no array a pair.
   const wordIds = new Map<string, number>();
   const holders: number[] = [];
   const flat: number[] = [];
@@ -299,12 +292,35 @@ export function wordGrounding(
     }
     starts[i + 1] = flat.length;
   });
-  wordIds.clear();
-  // A word more than 30 % of the captions carry (function words, boilerplate) looks like any image:
-  // no prototype, as it is no concept in the completion's vocabulary.
-  const maxHolders = GROUNDING_MAX_FRACTION * n;
-  const kept = holders
-    .map((_, id) => id)
+  return { ids: Int32Array.from(flat), starts, holders: Int32Array.from(holders) };
+}
+
+/**
+ * Word grounding, a noise signal for corpora whose captions are seldom shared but whose words are:
+ * a pair is suspect when its image does not look like the *other* images whose captions share its
+ * caption's words. Each word held by two or more pairs (and by at most 30 % of them) has a
+ * prototype, the sum of its holders' image embeddings. A pair's grounding is the mean, over its
+ * caption's words (each weighted by `1 − 1/holders`: a word seen twice says less than one seen
+ * fifty times), of the cosine between its image and the word's prototype without itself, less the
+ * image's mean cosine with every word's prototype (an image that looks like every word is not
+ * grounded by looking like its own). Each further round weights every image in the prototypes by
+ * its rank in the previous round's grounding (0 for the least grounded, 1 for the most), so the
+ * pairs found suspect pull their words' prototypes less. Linear in the pairs: O(pairs × words ×
+ * dim) a round. `imageEmbeddings` are L2-normalised rows `[n, dim]`, `captions` their pairs'
+ * {@link captionWords}. Returns a noise score a pair (minus its grounding: higher is more
+ * suspect); 0 for a pair none of whose words has a prototype.
+ */
+export function wordGrounding(
+  imageEmbeddings: Float32Array,
+  dim: number,
+  captions: CaptionWords,
+  rounds = 2,
+): Float32Array {
+  const { starts, holders } = captions;
+  const n = starts.length - 1;
+  // A word more than 30 % of the captions carry looks like any image: no prototype.
+  const maxHolders = FUNCTION_WORD_FRACTION * n;
+  const kept = Array.from(holders.keys())
     .filter((id) => (holders[id] as number) >= 2 && (holders[id] as number) <= maxHolders)
     .sort((a, b) => (holders[b] as number) - (holders[a] as number) || a - b)
     .slice(0, GROUNDING_WORDS);
@@ -313,7 +329,7 @@ export function wordGrounding(
   kept.forEach((id, slot) => {
     slotOf[id] = slot;
   });
-  const words = Int32Array.from(flat, (id) => slotOf[id] as number);
+  const words = Int32Array.from(captions.ids, (id) => slotOf[id] as number);
   const slotWeight = Float64Array.from(kept, (id) => 1 - 1 / (holders[id] as number));
   const sums = new Float64Array(kept.length * dim);
   // The mean of the unit prototypes: an image's mean cosine with every word's prototype is `e · meanUnit`.

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPARE_RUN_FILE, runCompare, runEval, type CompareJson, type CompareOptions } from '../../eval/index.ts';
 import { compareMarkdown } from '../../eval/compare.ts';
+import type { ResolvedNoiseSignal } from '../../train/_options.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEmojiCorpus } from '../train/_corpus.ts';
 import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
@@ -120,7 +121,7 @@ describe('runCompare', () => {
   });
 
   it("says in the Markdown what nlip's noise estimate was fitted to, and when auto turned it off", () => {
-    const run = (method: 'vanilla' | 'nlip', noiseSignal?: 'agreement' | 'loss' | 'off' | null) => ({
+    const run = (method: 'vanilla' | 'nlip', noiseSignal?: ResolvedNoiseSignal | null) => ({
       noiseRate: 0.5,
       method,
       seed: 1,

@@ -6,6 +6,7 @@ import {
   captionAgreement,
   captionConsistency,
   captionGroups,
+  captionWords,
   completeCaptions,
   harmonise,
   noiseScores,
@@ -50,7 +51,7 @@ describe('word grounding', () => {
   const r5 = Math.sqrt(5);
 
   it("scores each pair's words against the other images holding them, less its mean over every word", () => {
-    const s = wordGrounding(emb, 2, captions, 0);
+    const s = wordGrounding(emb, 2, captionWords(captions), 0);
     // Prototypes red (2, 1), blue (0, 2): an image along x has mean cosine 1/√5 with them, one
     // along y (1 + 1/√5)/2.
     // pair 0: red without itself (1, 1) -> cos 1/√2.
@@ -69,19 +70,24 @@ describe('word grounding', () => {
     // Round 0 ranks the pairs 2, 5..9, 0, 1, 3, 4 (ties by index): weights 0, 1/9 .. 5/9, 6/9, 7/9,
     // 8/9, 1. Pair 2's image no longer counts in red's prototype: red (13/9, 0), blue (0, 17/9),
     // mean cosine 1/2 for every image.
-    const s = wordGrounding(emb, 2, captions, 1);
+    const s = wordGrounding(emb, 2, captionWords(captions), 1);
     expect(Array.from(s, (x) => Math.round(x * 1e6) / 1e6)).toEqual([-0.5, -0.5, 0.5, -0.5, -0.5, 0, 0, 0, 0, 0]);
   });
 
   it('weights a word by how many pairs hold it, and leaves out a word most captions carry', () => {
     // "ball" now held by pairs 0 and 3: prototypes red (2, 1), blue (0, 2), ball (1, 1).
-    const s = wordGrounding(emb, 2, ['red ball', 'red cup', 'red box', 'blue ball', 'blue sea', ...others], 0);
+    const s = wordGrounding(
+      emb,
+      2,
+      captionWords(['red ball', 'red cup', 'red box', 'blue ball', 'blue sea', ...others]),
+      0,
+    );
     // pair 0, along x: cosines 2/√5, 0, 1/√2 with the three; its own words red (without it
     // (1, 1): 1/√2, weight 2/3) and ball (without it (0, 1): cosine 0, weight 1/2).
     const own = ((2 / 3) * Math.SQRT1_2) / (2 / 3 + 0.5);
     expect(s[0]).toBeCloseTo(-(own - (2 / r5 + Math.SQRT1_2) / 3), 6);
     // Without the five other pairs "red" is in 3 of 5 captions: no prototype; "blue" is the only one.
-    const five = wordGrounding(emb.subarray(0, 10), 2, captions.slice(0, 5), 0);
+    const five = wordGrounding(emb.subarray(0, 10), 2, captionWords(captions.slice(0, 5)), 0);
     expect(Array.from(five.subarray(0, 3))).toEqual([0, 0, 0]);
     // pair 3: blue without it is its image (cos 1), as is the mean over the one prototype.
     expect(five[3]).toBeCloseTo(0, 6);
