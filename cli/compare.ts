@@ -1,7 +1,7 @@
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 import type { CompareOptions, CompareResult } from '../eval/index.ts';
-import { NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
+import { NOISE_SIGNAL_OFF_REASON, nlipEstimateOff } from '../train/_options.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
 import { interruptSignal } from './_run.ts';
@@ -117,11 +117,9 @@ function parseRates(text: string): number[] {
 
 /** One line that says what the comparison did. */
 export function summarizeCompare(result: CompareResult): string {
-  const nlip = result.runs.filter((r) => r.method === 'nlip');
-  const off =
-    nlip.length > 0 && nlip.every((r) => r.noiseSignal === 'off')
-      ? ` (nlip's noise estimate off: ${NOISE_SIGNAL_OFF_REASON}, so nlip trained as vanilla)`
-      : '';
+  const off = nlipEstimateOff(result.runs)
+    ? ` (nlip's noise estimate off: ${NOISE_SIGNAL_OFF_REASON}, so nlip trained as vanilla)`
+    : '';
   return (
     `compare: ${result.setting}, ${result.runs.length} runs (rates ${result.noiseRates.join(', ')} × ${result.seeds.length} seed(s) × methods` +
     `${result.reusedRuns > 0 ? `; ${result.reusedRuns} finished earlier, reused` : ''})${off}, ` +

@@ -23,7 +23,7 @@ import {
   type NoiseEpoch,
   type TrainOptions,
 } from '../train/index.ts';
-import { NOISE_SIGNAL_OFF_REASON, type ResolvedNoiseSignal } from '../train/_options.ts';
+import { NOISE_SIGNAL_OFF_REASON, nlipEstimateOff, type ResolvedNoiseSignal } from '../train/_options.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
 import { injectNoise } from './noise-injection.ts';
@@ -267,15 +267,14 @@ const fmt = (v: number | null, digits = 1) => (v === null || !Number.isFinite(v)
 function noiseSignalNote(runs: readonly CompareRun[]): string[] {
   const nlip = runs.filter((r) => r.method === 'nlip' && r.noiseSignal !== undefined && r.noiseSignal !== null);
   if (nlip.length === 0) return [];
-  const signals = [...new Set(nlip.map((r) => r.noiseSignal))];
-  if (signals.length === 1 && signals[0] === 'off') {
+  if (nlipEstimateOff(nlip)) {
     return [
       `**nlip's noise estimate was off in every run** (\`--noise-signal auto\`: ${NOISE_SIGNAL_OFF_REASON}), ` +
         'so nlip trained as vanilla; `--noise-signal loss` or `agreement` makes it act.',
       '',
     ];
   }
-  const which = signals
+  const which = [...new Set(nlip.map((r) => r.noiseSignal))]
     .map((signal) => {
       const of = nlip.filter((r) => r.noiseSignal === signal);
       return of.length === nlip.length ? `${signal} (every run)` : `${signal} (${of.length} of ${nlip.length} runs)`;

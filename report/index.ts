@@ -18,7 +18,7 @@ import { hasColumn, hasTable, isCorpus, MANIFEST_FILE } from '../corpus/manifest
 import { defaultRegistryPath, findBenchmark, iterateImages, openRegistry, readImageBytes } from '../corpus/registry.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
-import { NOISE_SIGNAL_OFF_REASON, readMetrics } from '../train/index.ts';
+import { NOISE_SIGNAL_OFF_REASON, nlipEstimateOff, readMetrics } from '../train/index.ts';
 import { card, esc, plot, section, STYLE, table } from './_html.ts';
 import { barChart, lineChart, type BarValue, type LinePoint } from './_plots.ts';
 import { resolveReportOptions, type ReportOptions } from './options.ts';
@@ -475,8 +475,7 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
         (rows.get(id) as Array<string | number>)[2 + methods.indexOf(s.method)] = cell;
       }
       blocks.push(table(['metric', 'noise rate', ...methods], [...rows.values()]));
-      const nlipRuns = (file.runs ?? []).filter((r) => r.method === 'nlip');
-      if (nlipRuns.length > 0 && nlipRuns.every((r) => r.noiseSignal === 'off')) {
+      if (nlipEstimateOff(file.runs ?? [])) {
         blocks.push(
           `<p class="note">nlip's noise estimate was off in every run (<code>--noise-signal auto</code>: ` +
             `${NOISE_SIGNAL_OFF_REASON}), so nlip trained as vanilla.</p>`,

@@ -36,6 +36,15 @@ export const NOISE_SIGNAL_CHOICES = ['auto', 'agreement', 'loss', 'words'] as co
 /** A noise signal as resolved from `auto`: `off` is an estimate logged, never acted on. */
 export type ResolvedNoiseSignal = Exclude<(typeof NOISE_SIGNAL_CHOICES)[number], 'auto'> | 'off';
 
+/**
+ * Whether a comparison has nlip runs and `auto` turned the estimate off in every one (so nlip
+ * trained as vanilla): the summary line, the comparison's Markdown and the report all say so.
+ */
+export function nlipEstimateOff(runs: ReadonlyArray<{ method: string; noiseSignal?: string | null }>): boolean {
+  const nlip = runs.filter((r) => r.method === 'nlip');
+  return nlip.length > 0 && nlip.every((r) => r.noiseSignal === 'off');
+}
+
 /** Progress of a training run, for a progress bar. */
 export interface TrainProgress {
   phase: 'decode' | 'train' | 'harmonise' | 'agreement';

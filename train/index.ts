@@ -55,7 +55,12 @@ export { selectBackend, describeBackends, type BackendChoice, type BackendReport
 export { PRESETS, matmulFlops, type ModelConfig } from './model.ts';
 export { Tokenizer, learnTokenizer } from './tokenizer.ts';
 export { readMetrics, type MetricsRecord } from './metrics-log.ts';
-export { NOISE_SIGNAL_CHOICES, NOISE_SIGNAL_OFF_REASON, type ResolvedNoiseSignal } from './_options.ts';
+export {
+  NOISE_SIGNAL_CHOICES,
+  NOISE_SIGNAL_OFF_REASON,
+  nlipEstimateOff,
+  type ResolvedNoiseSignal,
+} from './_options.ts';
 export type { MemoryPair, RawImage, TrainSource } from './data.ts';
 export type {
   ModelOverrides,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPARE_RUN_FILE, runCompare, runEval, type CompareJson, type CompareOptions } from '../../eval/index.ts';
 import { compareMarkdown } from '../../eval/compare.ts';
-import type { ResolvedNoiseSignal } from '../../train/_options.ts';
+import { nlipEstimateOff, type ResolvedNoiseSignal } from '../../train/_options.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEmojiCorpus } from '../train/_corpus.ts';
 import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
@@ -19,6 +19,22 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const PNG = [0x89, 0x50, 0x4e, 0x47];
+
+describe('nlipEstimateOff', () => {
+  it('is true only when there are nlip runs and every one had its estimate off', () => {
+    const vanilla = { method: 'vanilla', noiseSignal: null };
+    expect(nlipEstimateOff([])).toBe(false);
+    expect(nlipEstimateOff([vanilla])).toBe(false);
+    expect(nlipEstimateOff([vanilla, { method: 'nlip', noiseSignal: 'off' }])).toBe(true);
+    expect(
+      nlipEstimateOff([
+        { method: 'nlip', noiseSignal: 'off' },
+        { method: 'nlip', noiseSignal: 'words' },
+      ]),
+    ).toBe(false);
+    expect(nlipEstimateOff([{ method: 'nlip' }])).toBe(false);
+  });
+});
 
 function checkOutputs(out: string, json: CompareJson): void {
   expect(existsSync(join(out, 'compare.md'))).toBe(true);
