@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 // The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
-import { NOISE_SIGNAL_CHOICES, NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
+import { DEFAULT_MIN_SEPARATION, NOISE_SIGNAL_CHOICES, NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
 import type { TrainOptions, TrainProgress, TrainResult } from '../train/index.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
@@ -122,7 +122,7 @@ export const flags = {
   minSeparation: {
     type: 'number',
     description: "Act only when the mixture's components are this far apart (Ashman's D; 0: always)",
-    default: 2,
+    default: DEFAULT_MIN_SEPARATION,
     valueHint: 'D',
   },
   maxNoiseFraction: {

@@ -30,6 +30,12 @@ export interface ModelOverrides {
  */
 export const NOISE_SIGNAL_OFF_REASON = 'most captions have fewer than 3 holders';
 
+/**
+ * Ashman's D from which nlip acts on its mixture by default: below it the scores are one hump, which
+ * the mixture still splits, but whose posterior then ranks the pairs rather than telling noise from clean.
+ */
+export const DEFAULT_MIN_SEPARATION = 2;
+
 /** The noise signals nlip can fit its mixture to, and `auto` (see `TrainOptions.noiseSignal`). */
 export const NOISE_SIGNAL_CHOICES = ['auto', 'agreement', 'loss', 'words'] as const;
 
@@ -260,7 +266,7 @@ const trainSchema = z.strictObject({
   robustMode: z.enum(['soft', 'weight']).default('soft'),
   warmupEpochs: z.number().int().min(0).default(2),
   noiseEma: z.number().min(0).lt(1).default(0.5),
-  minSeparation: z.number().min(0).default(2),
+  minSeparation: z.number().min(0).default(DEFAULT_MIN_SEPARATION),
   maxNoiseFraction: fraction.default(0.7),
   minNoiseFraction: fraction.default(0),
   gateLatch: z.boolean().default(true),

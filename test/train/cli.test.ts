@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { summarizeScore } from '../../cli/score.ts';
+import type { ScoreResult } from '../../train/index.ts';
 import { lines, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { makeEmojiCorpus } from './_corpus.ts';
@@ -202,5 +204,29 @@ describe('altforge train and score', () => {
     const score = await runCli(['score', '--corpus', corpus, '--checkpoint', join(work.path, 'nothing.ckpt')]);
     expect(score.code).toBe(2);
     expect(lines(score.stderr)).toEqual([expect.stringContaining('[ERR_CHECKPOINT_NOT_FOUND]')]);
+  });
+});
+
+describe('summarizeScore', () => {
+  const result = (separation: number): ScoreResult => ({
+    corpus: '/c',
+    checkpoint: '/c/run/checkpoint.ckpt',
+    backend: { name: 'wasm', skipped: [] } as unknown as ScoreResult['backend'],
+    scored: 10,
+    signal: 'words',
+    missingImages: 0,
+    noisy: 6,
+    meanNoise: 0.55,
+    completed: 0,
+    separation,
+    durationMs: 1000,
+  });
+
+  test('says that noise_prob only ranks the pairs when the scores are one hump (separation below 2)', () => {
+    expect(summarizeScore(result(1.5))).toContain(
+      'separation 1.50 (below 2: one hump of scores, so noise_prob ranks the pairs and 0.5 is no noise line)',
+    );
+    expect(summarizeScore(result(2.5))).toContain('separation 2.50;');
+    expect(summarizeScore(result(2.5))).not.toContain('one hump');
   });
 });

@@ -1,0 +1,214 @@
+/**
+ * `npm run bench:detection`: how well image-side noise signals can find shuffled captions in the
+ * eval issue's emoji setting (google+apple drawings, each concept drawn twice), and why they stop
+ * near ROC AUC 0.8. Trains a vanilla model at the given noise rate (or takes `--checkpoint`),
+ * embeds every training pair, and prints the AUC of each signal against the injected noise:
+ *
+ * - word grounding (`--noise-signal words`) on the model's image embeddings, on 8×8 colour
+ *   thumbnails (no training at all), and on both;
+ * - caption consistency (the other holder of the caption looks alike) and the pair's own
+ *   image–caption cosine (the contrastive loss's view);
+ * - how often an image's nearest other image is its concept's other drawing (its "twin"), by the
+ *   model and by thumbnails: the structure a caption-swap detector would lean on;
+ * - word grounding made exclusive between twins (of two drawings of one concept with different
+ *   captions, at most one is clean), with the true twin (an upper bound no corpus gives) and with
+ *   the nearest image.
+ *
+ *   npm run bench:detection -- [--pairs 3800] [--epochs 10] [--rate 0.5] [--seed 1]
+ *     [--checkpoint RUN_DIR] [--out /tmp/altforge-bench-detection]
+ *
+ * The pairs, their order and the injected noise are those of `bench:compare --settings emoji` with
+ * the same pairs, rate and seed, so a checkpoint from its `runs/rate-R-vanilla-seed-S` fits.
+ */
+import { rmSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { createRandom } from '../corpus/random.ts';
+import { injectNoise, rocAuc, runCompare } from '../eval/index.ts';
+import { emoji } from '../eval/_settings.ts';
+import { loadEncoder } from '../train/index.ts';
+import { captionConsistency, captionGroups, captionWords, wordGrounding } from '../train/noise.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    pairs: { type: 'string', default: '3800' },
+    epochs: { type: 'string', default: '10' },
+    rate: { type: 'string', default: '0.5' },
+    seed: { type: 'string', default: '1' },
+    checkpoint: { type: 'string' },
+    out: { type: 'string', default: '/tmp/altforge-bench-detection' },
+  },
+});
+const rate = Number(args.rate);
+const seed = Number(args.seed);
+const trainPairs = Number(args.pairs);
+/** Thumbnail side: 8×8×3 values, the size that found twins best in a sweep of 4, 8, 12 and 16. */
+const THUMB = 8;
+
+console.log(
+  `# bench:detection — ${new Date().toISOString()}, node ${process.version}, ${availableParallelism()} cpus, load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`,
+);
+
+let checkpoint = args.checkpoint;
+if (checkpoint === undefined) {
+  const out = args.out as string;
+  rmSync(out, { recursive: true, force: true });
+  // The comparison's own vanilla run: same recipe as bench:compare's defaults, measured now.
+  await runCompare({
+    setting: 'emoji',
+    out,
+    noiseRates: [rate],
+    methods: ['vanilla'],
+    seeds: 1,
+    firstSeed: seed,
+    trainPairs,
+    testImages: 500,
+    train: { epochs: Number(args.epochs), batchSize: 64, lr: 0.0005 },
+  });
+  checkpoint = join(out, 'runs', `rate-${rate}-vanilla-seed-${seed}`);
+}
+
+// The comparison's pairs and noise: the setting is built with seed 1, the noise with the run's seed.
+const setting = emoji({ trainPairs, testImages: 500, seed: 1 });
+const pairs = setting.pairs;
+const n = pairs.length;
+const injected = injectNoise(
+  pairs.map((p) => p.caption),
+  rate,
+  createRandom(seed, `noise:${rate}`),
+  { groups: setting.groups },
+);
+const captions = injected.captions;
+const noisy = injected.noisy;
+
+const encoder = await loadEncoder(checkpoint);
+const dim = encoder.dim;
+const images = await encoder.embedImages(pairs.map((p) => p.image as Uint8Array));
+const texts = encoder.embedTexts(captions);
+encoder.dispose();
+
+/** 8×8 colour thumbnails on white, centred and L2-normalised: what a drawing looks like before any training. */
+async function thumbnails(): Promise<Float32Array> {
+  const width = THUMB * THUMB * 3;
+  const out = new Float32Array(n * width);
+  for (const [i, p] of pairs.entries()) {
+    const px = await sharp(p.image as Uint8Array)
+      .flatten({ background: '#ffffff' })
+      .resize(THUMB, THUMB, { fit: 'fill' })
+      .removeAlpha()
+      .raw()
+      .toBuffer();
+    let mean = 0;
+    for (const v of px) mean += v / width;
+    let norm = 0;
+    for (let d = 0; d < width; d++) norm += ((px[d] as number) - mean) ** 2;
+    norm = Math.sqrt(norm) || 1;
+    for (let d = 0; d < width; d++) out[i * width + d] = ((px[d] as number) - mean) / norm;
+  }
+  return out;
+}
+const thumbs = await thumbnails();
+const thumbWidth = THUMB * THUMB * 3;
+
+/** Rows of `a` and `b` side by side, each half scaled by √½ so the rows stay unit length. */
+function concat(a: Float32Array, aw: number, b: Float32Array, bw: number): Float32Array {
+  const w = aw + bw;
+  const out = new Float32Array(n * w);
+  for (let i = 0; i < n; i++) {
+    for (let d = 0; d < aw; d++) out[i * w + d] = Math.SQRT1_2 * (a[i * aw + d] as number);
+    for (let d = 0; d < bw; d++) out[i * w + aw + d] = Math.SQRT1_2 * (b[i * bw + d] as number);
+  }
+  return out;
+}
+
+/** Each row's nearest other row by dot product. */
+function nearest(rows: Float32Array, width: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = -1;
+    let bestDot = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < n; j++) {
+      if (j === i) continue;
+      let dot = 0;
+      for (let d = 0; d < width; d++) dot += (rows[i * width + d] as number) * (rows[j * width + d] as number);
+      if (dot > bestDot) {
+        bestDot = dot;
+        best = j;
+      }
+    }
+    out[i] = best;
+  }
+  return out;
+}
+
+/** Ranks scaled to [0, 1] (0: least suspect). */
+function ranks(scores: ArrayLike<number>): Float64Array {
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
+  const out = new Float64Array(n);
+  order.forEach((i, r) => {
+    out[i] = r / (n - 1);
+  });
+  return out;
+}
+
+// A pair's concept is its drawing's file name (the same for every vendor: `google/1f600.png`).
+const concept = pairs.map((p) => p.id.slice(p.id.indexOf('/') + 1));
+const byConcept = new Map<string, number[]>();
+concept.forEach((c, i) => byConcept.set(c, [...(byConcept.get(c) ?? []), i]));
+const twin = Int32Array.from(concept, (c, i) => (byConcept.get(c) ?? []).find((j) => j !== i) ?? -1);
+const group = captionGroups(captions).index;
+
+const words = wordGrounding(images, dim, captionWords(captions));
+const wordRanks = ranks(words);
+/**
+ * Grounding made exclusive between twins: a twin holding the same caption makes both clean; else
+ * the better grounded of the two is the likelier clean one, so a pair's rank moves up by half the
+ * amount its twin's rank lies below the middle.
+ */
+function exclusive(twins: Int32Array): Float64Array {
+  return Float64Array.from(wordRanks, (r, i) => {
+    const t = twins[i] as number;
+    if (t < 0) return r;
+    if (group[t] === group[i]) return r - 1;
+    return r - 0.5 * ((wordRanks[t] as number) - 0.5);
+  });
+}
+const consistency = captionConsistency(images, dim, captions);
+const ownCosine = Float64Array.from({ length: n }, (_, i) => {
+  let dot = 0;
+  for (let d = 0; d < dim; d++) dot += (images[i * dim + d] as number) * (texts[i * dim + d] as number);
+  return -dot;
+});
+const modelNearest = nearest(images, dim);
+const thumbNearest = nearest(thumbs, thumbWidth);
+const twinRate = (near: Int32Array) => near.filter((j, i) => j === twin[i]).length / n;
+
+const rows: Array<[string, number | null]> = [
+  ['word grounding, model embeddings', rocAuc(words, noisy)],
+  ['word grounding, 8×8 thumbnails', rocAuc(wordGrounding(thumbs, thumbWidth, captionWords(captions)), noisy)],
+  [
+    'word grounding, model + thumbnails',
+    rocAuc(wordGrounding(concat(images, dim, thumbs, thumbWidth), dim + thumbWidth, captionWords(captions)), noisy),
+  ],
+  [
+    'caption consistency (model)',
+    rocAuc(
+      Float64Array.from(consistency, (c) => (Number.isNaN(c) ? 0 : -c)),
+      noisy,
+    ),
+  ],
+  ["pair's own image–caption cosine (model)", rocAuc(ownCosine, noisy)],
+  ['word grounding exclusive between true twins (upper bound)', rocAuc(exclusive(twin), noisy)],
+  ['word grounding exclusive between nearest images (model)', rocAuc(exclusive(modelNearest), noisy)],
+];
+console.log(`\nemoji: ${n} pairs, ${(rate * 100).toFixed(0)} % shuffled (seed ${seed}), checkpoint ${checkpoint}\n`);
+console.log('| signal | ROC AUC |\n|---|---|');
+for (const [name, auc] of rows) console.log(`| ${name} | ${auc === null ? '–' : auc.toFixed(3)} |`);
+console.log(
+  `\nnearest other image is the concept's other drawing: model ${(100 * twinRate(modelNearest)).toFixed(1)} %, ` +
+    `8×8 thumbnails ${(100 * twinRate(thumbNearest)).toFixed(1)} %`,
+);
