@@ -44,7 +44,7 @@ const { values: args } = parseArgs({
 const rate = Number(args.rate);
 const seed = Number(args.seed);
 const trainPairs = Number(args.pairs);
-/** Thumbnail side: 8×8×3 values, the size that found twins best in a sweep of 4, 8, 12 and 16. */
+/** Thumbnail side: 8 found twins more often than 16 (21.2 % against 19.2 %) and grounds words as well as 12 (AUC 0.775 against 0.777). */
 const THUMB = 8;
 
 console.log(
