@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import type { ScoreOptions, ScoreResult } from '../train/index.ts';
-import { DEFAULT_MIN_SEPARATION } from '../train/_options.ts';
+import { oneHumpNote } from '../train/_options.ts';
 import { backendFlag, cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 import { NLIP_SIGNAL_FLAGS, parseNeighbours } from './train.ts';
@@ -41,13 +41,10 @@ export const flags = {
 
 /** One line that says what scoring did. */
 export function summarizeScore(result: ScoreResult): string {
-  const oneHump =
-    result.separation < DEFAULT_MIN_SEPARATION
-      ? ` (below ${DEFAULT_MIN_SEPARATION}: one hump of scores, so noise_prob ranks the pairs and 0.5 is no noise line)`
-      : '';
+  const oneHump = oneHumpNote(result.separation);
   return (
     `score: ${result.scored} pairs scored by ${result.signal}, ${result.noisy} likely noisy (noise_prob > 0.5), mean ${result.meanNoise.toFixed(3)}, ` +
-    `${result.completed} completed captions, separation ${result.separation.toFixed(2)}${oneHump}` +
+    `${result.completed} completed captions, separation ${result.separation.toFixed(2)}${oneHump === null ? '' : ` (${oneHump})`}` +
     `${result.missingImages ? `, ${result.missingImages} images unreadable` : ''}; ` +
     `${(result.durationMs / 1000).toFixed(1)} s -> ${result.corpus}/manifest.sqlite (pairs.noise_prob, pairs.completed_caption)`
   );

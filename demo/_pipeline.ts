@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { runDedup, registerBenchmark, type DedupResult } from '../dedup/index.ts';
 import { runFilter, type FilterOptions, type FilterResult } from '../filter/index.ts';
 import { runReport, type ReportResult } from '../report/index.ts';
-import { runScore, runTrain, CHECKPOINT_FILE, type TrainResult } from '../train/index.ts';
+import { oneHumpNote, runScore, runTrain, CHECKPOINT_FILE, type TrainResult } from '../train/index.ts';
 import { writeDemoBenchmarks } from './_benchmarks.ts';
 import { loadEval, type DemoEvalMetric } from './_eval.ts';
 import { DEMO_STAGES, type DemoProgress, type DemoStage, type ResolvedDemoOptions } from './options.ts';
@@ -312,9 +312,10 @@ export async function runDemoStages(
     separation: score.separation,
     durationMs: score.durationMs,
   };
+  const oneHump = oneHumpNote(score.separation);
   log(
     `score: ${score.scored} pairs given pairs.noise_prob with the NLIP model, ${score.noisy} above 0.5 ` +
-      `(mean ${score.meanNoise.toFixed(3)}, separation ${score.separation.toFixed(2)})`,
+      `(mean ${score.meanNoise.toFixed(3)}, separation ${score.separation.toFixed(2)}${oneHump === null ? '' : `; ${oneHump}`})`,
   );
   if (!reached('eval')) return result;
 

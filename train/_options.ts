@@ -36,6 +36,16 @@ export const NOISE_SIGNAL_OFF_REASON = 'most captions have fewer than 3 holders'
  */
 export const DEFAULT_MIN_SEPARATION = 2;
 
+/**
+ * What a scoring summary says after a mixture's separation below {@link DEFAULT_MIN_SEPARATION}:
+ * its noise probabilities rank the pairs, and 0.5 is not a line between noise and clean. Null at or above it.
+ */
+export function oneHumpNote(separation: number): string | null {
+  return separation < DEFAULT_MIN_SEPARATION
+    ? `below ${DEFAULT_MIN_SEPARATION}: one hump of scores, so noise_prob ranks the pairs and 0.5 is no noise line`
+    : null;
+}
+
 /** The noise signals nlip can fit its mixture to, and `auto` (see `TrainOptions.noiseSignal`). */
 export const NOISE_SIGNAL_CHOICES = ['auto', 'agreement', 'loss', 'words'] as const;
 

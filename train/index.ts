@@ -59,6 +59,7 @@ export {
   NOISE_SIGNAL_CHOICES,
   NOISE_SIGNAL_OFF_REASON,
   nlipEstimateOff,
+  oneHumpNote,
   type ResolvedNoiseSignal,
 } from './_options.ts';
 export type { MemoryPair, RawImage, TrainSource } from './data.ts';
