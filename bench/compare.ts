@@ -12,7 +12,7 @@
  *     [--first-seed 1] [--gate-latch true|false] [--relabel-source model|neighbours|joint]
  *     [--agreement-score gap|joint] [--min-noise-fraction F] [--min-separation 2]
  *     [--noise-signal auto|agreement|loss|words] [--methods vanilla,nlip]
- *     [--noise-ema 0.5] [--robust-threshold P] [--out /tmp/altforge-bench-compare]
+ *     [--noise-ema 0.5] [--robust-threshold P] [--robust-floor F] [--out /tmp/altforge-bench-compare]
  *
  * Each setting's directory under --out is cleared first: every number is measured by this run.
  */
@@ -31,6 +31,7 @@ const { values: args } = parseArgs({
     'first-seed': { type: 'string', default: '1' },
     // Unset: train's default.
     'robust-threshold': { type: 'string' },
+    'robust-floor': { type: 'string' },
     'noise-ema': { type: 'string' },
     'gate-latch': { type: 'string' },
     'relabel-source': { type: 'string' },
@@ -115,6 +116,7 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       ...(args['min-noise-fraction'] === undefined ? {} : { minNoiseFraction: Number(args['min-noise-fraction']) }),
       ...(args['agreement-score'] === undefined ? {} : { agreementScore: args['agreement-score'] as 'gap' | 'joint' }),
       ...(args['robust-threshold'] === undefined ? {} : { robustThreshold: Number(args['robust-threshold']) }),
+      ...(args['robust-floor'] === undefined ? {} : { robustFloor: Number(args['robust-floor']) }),
     },
     onProgress: (p) => {
       if (p.phase === 'noise' && p.detection)

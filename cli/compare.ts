@@ -1,7 +1,7 @@
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 import type { CompareOptions, CompareResult } from '../eval/index.ts';
-import { NOISE_SIGNAL_OFF_REASON, nlipEstimateOff } from '../train/_options.ts';
+import { DEFAULT_MIN_SEPARATION, NOISE_SIGNAL_OFF_REASON, nlipEstimateOff } from '../train/_options.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
 import { interruptSignal } from './_run.ts';
@@ -88,8 +88,14 @@ export const flags = {
   minSeparation: {
     type: 'number',
     description: "nlip acts on the mixture only when its components are this far apart (Ashman's D)",
-    default: 2,
+    default: DEFAULT_MIN_SEPARATION,
     valueHint: 'D',
+  },
+  robustFloor: {
+    type: 'number',
+    description: 'Smallest clean target / weight an nlip pair keeps, however noisy it looks',
+    default: 0,
+    valueHint: 'F',
   },
   trainPairs: { type: 'integer', description: 'Training pairs of a built-in setting', default: 4000, valueHint: 'N' },
   testImages: {
@@ -153,6 +159,7 @@ export const compareCommand = defineCommand({
       'noiseSignal',
       'agreementNeighbours',
       'minSeparation',
+      'robustFloor',
       'multiPositive',
       'relabel',
       'relabelSource',

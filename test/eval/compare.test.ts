@@ -323,6 +323,14 @@ describe('altforge compare', () => {
     expect(other.stderr.trim().split('\n').at(-1)).toContain('another recipe');
   });
 
+  it('hands --robust-floor to training, whose options refuse one above 1 before anything trains', async () => {
+    const out = join(dir, 'floor');
+    const res = await runCli(['compare', '--setting', 'emoji', '--out', out, '--robust-floor', '1.5']);
+    expect(res.code).toBe(2);
+    expect(res.stderr.trim().split('\n').at(-1)).toContain("Option 'train.robustFloor'");
+    expect(existsSync(join(out, 'runs', 'rate-0-vanilla-seed-1', 'checkpoint.ckpt'))).toBe(false);
+  });
+
   it('exits 2 on a malformed noise rate', async () => {
     const res = await runCli(['compare', '--setting', 'emoji', '--out', join(dir, 'y'), '--noise-rates', '0,2']);
     expect(res.code).toBe(2);
