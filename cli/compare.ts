@@ -91,10 +91,10 @@ export const flags = {
     default: DEFAULT_MIN_SEPARATION,
     valueHint: 'D',
   },
+  // No default here: unset, it stays out of the recipe, so comparisons made before the flag existed are resumed.
   robustFloor: {
     type: 'number',
-    description: 'Smallest clean target / weight an nlip pair keeps, however noisy it looks',
-    default: 0,
+    description: "Smallest clean target / weight an nlip pair keeps, however noisy it looks (default: train's, 0)",
     valueHint: 'F',
   },
   trainPairs: { type: 'integer', description: 'Training pairs of a built-in setting', default: 4000, valueHint: 'N' },
