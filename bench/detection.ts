@@ -162,7 +162,9 @@ concept.forEach((c, i) => byConcept.set(c, [...(byConcept.get(c) ?? []), i]));
 const twin = Int32Array.from(concept, (c, i) => (byConcept.get(c) ?? []).find((j) => j !== i) ?? -1);
 const group = captionGroups(captions).index;
 
-const words = wordGrounding(images, dim, captionWords(captions));
+// The captions' words, tokenised once for the three groundings below.
+const captionWordIds = captionWords(captions);
+const words = wordGrounding(images, dim, captionWordIds);
 const wordRanks = ranks(words);
 /**
  * Grounding made exclusive between twins: a twin holding the same caption makes both clean; else
@@ -189,10 +191,10 @@ const twinRate = (near: Int32Array) => near.filter((j, i) => j === twin[i]).leng
 
 const rows: Array<[string, number | null]> = [
   ['word grounding, model embeddings', rocAuc(words, noisy)],
-  ['word grounding, 8×8 thumbnails', rocAuc(wordGrounding(thumbs, thumbWidth, captionWords(captions)), noisy)],
+  ['word grounding, 8×8 thumbnails', rocAuc(wordGrounding(thumbs, thumbWidth, captionWordIds), noisy)],
   [
     'word grounding, model + thumbnails',
-    rocAuc(wordGrounding(concat(images, dim, thumbs, thumbWidth), dim + thumbWidth, captionWords(captions)), noisy),
+    rocAuc(wordGrounding(concat(images, dim, thumbs, thumbWidth), dim + thumbWidth, captionWordIds), noisy),
   ],
   [
     'caption consistency (model)',
