@@ -6,25 +6,54 @@
  * setting's compare.md and a one-line verdict against the issue's targets (at 50 % noise robust
  * beats vanilla by >= 5 points, at 0 % within 1.5, AUC >= 0.9 after warm-up).
  *
- *   npm run bench:compare -- [--settings fashion-mnist,emoji] [--rates 0,0.2,0.5] [--seeds 2]
- *     [--fashion-pairs 2000] [--fashion-epochs 8] [--emoji-pairs 1000] [--emoji-epochs 15]
- *     [--batch 64] [--warmup-epochs 2] [--robust-mode soft] [--consistency-weight 0]
- *     [--first-seed 1] [--gate-latch true|false] [--relabel-source model|neighbours|joint]
- *     [--agreement-score gap|joint] [--min-noise-fraction F] [--min-separation 2]
- *     [--noise-signal auto|agreement|loss|words] [--methods vanilla,nlip]
- *     [--noise-ema 0.5] [--robust-threshold P] [--robust-floor F] [--out /tmp/altforge-bench-compare]
+ *   npm run bench:compare -- [flags]   (`--help` lists them with their defaults)
  *
  * Each setting's directory under --out is cleared first: every number is measured by this run.
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { runCompare, type CompareJson } from '../eval/index.ts';
 import type { NOISE_SIGNAL_CHOICES } from '../train/_options.ts';
+import { UsageError } from '../corpus/errors.ts';
+import { BenchUsageError, benchArgs, benchFail, checkedNumber } from './_args.ts';
 
-const { values: args } = parseArgs({
-  options: {
+const USAGE = `usage: npm run bench:compare -- [--settings fashion-mnist,emoji] [--rates 0,0.2,0.5] [--seeds 2]
+  [--first-seed 1] [--methods vanilla,nlip] [--fashion-pairs 2000] [--fashion-epochs 8]
+  [--emoji-pairs 1000] [--emoji-epochs 15] [--test-images 500] [--batch 64] [--lr 0.0005]
+  [--warmup-epochs 2] [--robust-mode soft|weight] [--consistency-weight 0] [--min-separation 2]
+  [--noise-signal auto|agreement|loss|words] [--agreement-neighbours auto|K] [--multi-positive true|false]
+  [--relabel true|false] [--relabel-source model|neighbours|joint] [--agreement-score gap|joint]
+  [--gate-latch true|false] [--min-noise-fraction F] [--noise-ema 0.5] [--robust-threshold P]
+  [--robust-floor F] [--out /tmp/altforge-bench-compare]
+Each setting's directory under --out is cleared first; the training flags are checked by training itself.`;
+
+/** The bench's own numbers, checked before anything trains: [flag, min, max, integer]. */
+const NUMBER_FLAGS: Array<[string, number, number, boolean]> = [
+  ['seeds', 1, 1000, true],
+  ['first-seed', 0, Number.MAX_SAFE_INTEGER, true],
+  ['fashion-pairs', 4, 10_000_000, true],
+  ['fashion-epochs', 1, 10_000, true],
+  ['emoji-pairs', 4, 10_000_000, true],
+  ['emoji-epochs', 1, 10_000, true],
+  ['test-images', 1, 10_000_000, true],
+  ['batch', 2, 65_536, true],
+  ['warmup-epochs', 0, 10_000, true],
+  ['lr', 0, 1, false],
+];
+
+/** Refuses a comma list with an entry outside `allowed`. */
+function listFlag(values: Record<string, unknown>, name: string, allowed: string[]): void {
+  const text = values[name] as string;
+  const entries = text.split(',');
+  if (entries.some((e) => !allowed.includes(e)))
+    throw new BenchUsageError(`--${name}: expected a comma list of ${allowed.join(', ')}, got \`${text}\``);
+}
+
+const { args, rates } = benchArgs(
+  'compare',
+  USAGE,
+  {
     settings: { type: 'string', default: 'fashion-mnist,emoji' },
     rates: { type: 'string', default: '0,0.2,0.5' },
     seeds: { type: 'string', default: '2' },
@@ -55,9 +84,15 @@ const { values: args } = parseArgs({
     lr: { type: 'string', default: '0.0005' },
     out: { type: 'string', default: '/tmp/altforge-bench-compare' },
   },
-});
+  (flags) => {
+    for (const [name, min, max, integer] of NUMBER_FLAGS) flags.number(name, min, max, integer);
+    const rates = (flags.values['rates'] as string).split(',').map((r) => checkedNumber('--rates', r, 0, 1));
+    listFlag(flags.values, 'settings', ['fashion-mnist', 'emoji']);
+    listFlag(flags.values, 'methods', ['vanilla', 'nlip']);
+    return { args: flags.values, rates };
+  },
+);
 
-const rates = (args.rates as string).split(',').map(Number);
 const headline: Record<string, string[]> = {
   'fashion-mnist': ['fashion-mnist/classification/top1'],
   emoji: ['emoji-twitter/image_to_text/R@1', 'emoji-twitter/text_to_image/R@1'],
@@ -128,6 +163,10 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
           `  ${setting}: run ${p.run + 1}/${p.runs} (${p.method}, rate ${p.noiseRate}, seed ${p.seed}) trained\n`,
         );
     },
+  }).catch((err: unknown) => {
+    // Training's own checks (--robust-floor 1.5, an unknown --noise-signal...): one line, as the CLI says them.
+    if (err instanceof UsageError) benchFail('compare', err.message);
+    throw err;
   });
   console.log(readFileSync(result.markdown, 'utf8'));
   const auc = result.detection.filter((d) => d.auc !== null);

@@ -12,9 +12,17 @@ import { once } from 'node:events';
 import { processImage } from '../crawl/_image.ts';
 import { runCrawl } from '../crawl/index.ts';
 import { benchImages } from './_jpeg-gen.ts';
+import { benchArgs, envNumber } from './_args.ts';
 
-const COUNT = Number(process.env['BENCH_CRAWL_COUNT'] ?? 5000);
-const CONCURRENCY = Number(process.env['BENCH_CRAWL_CONCURRENCY'] ?? 64);
+const { COUNT, CONCURRENCY } = benchArgs(
+  'crawl',
+  'usage: [BENCH_CRAWL_COUNT=5000] [BENCH_CRAWL_CONCURRENCY=64] npm run bench:crawl',
+  {},
+  () => ({
+    COUNT: envNumber('BENCH_CRAWL_COUNT', 5000, 1, 10_000_000),
+    CONCURRENCY: envNumber('BENCH_CRAWL_CONCURRENCY', 64, 1, 100_000),
+  }),
+);
 const policy = {
   resizeMode: 'keep_ratio',
   imageSize: 256,

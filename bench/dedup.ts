@@ -24,16 +24,26 @@ import { queryFingerprint } from '../dedup/index.ts';
 import { DEFAULT_CROPS } from '../dedup/fingerprint.ts';
 import { evaluateAccuracy } from '../test/dedup/_accuracy.ts';
 import { asStored, buildAccuracySet, emojiConcepts, emojiFile } from '../test/fixtures/transforms.ts';
+import { benchArgs, envNumber } from './_args.ts';
 
-const REGISTERED = Number(process.env['BENCH_DEDUP_REGISTERED'] ?? 100_000);
-const CORPUS = Number(process.env['BENCH_DEDUP_CORPUS'] ?? 1_000_000);
-const LINEAR_SAMPLE = Number(process.env['BENCH_DEDUP_LINEAR_SAMPLE'] ?? 300);
-const FINGERPRINTS = Number(process.env['BENCH_DEDUP_FINGERPRINTS'] ?? 1000);
+const { REGISTERED, CORPUS, LINEAR_SAMPLE, FINGERPRINTS, ACCURACY, MAX_DISTANCE, SEED } = benchArgs(
+  'dedup',
+  `usage: [BENCH_DEDUP_REGISTERED=100000] [BENCH_DEDUP_CORPUS=1000000] [BENCH_DEDUP_LINEAR_SAMPLE=300]
+  [BENCH_DEDUP_FINGERPRINTS=1000] [BENCH_DEDUP_ACCURACY=500] [BENCH_DEDUP_DISTANCE=8] [BENCH_DEDUP_SEED=1]
+  [BENCH_DEDUP_SECOND_PASS=0|1] npm run bench:dedup     (a size of 0 skips that part)`,
+  {},
+  () => ({
+    REGISTERED: envNumber('BENCH_DEDUP_REGISTERED', 100_000, 0, 100_000_000),
+    CORPUS: envNumber('BENCH_DEDUP_CORPUS', 1_000_000, 0, 1_000_000_000),
+    LINEAR_SAMPLE: envNumber('BENCH_DEDUP_LINEAR_SAMPLE', 300, 0, 100_000_000),
+    FINGERPRINTS: envNumber('BENCH_DEDUP_FINGERPRINTS', 1000, 0, 10_000_000),
+    ACCURACY: envNumber('BENCH_DEDUP_ACCURACY', 500, 0, 10_000_000),
+    MAX_DISTANCE: envNumber('BENCH_DEDUP_DISTANCE', 8, 0, 64),
+    SEED: envNumber('BENCH_DEDUP_SEED', 1, 0, Number.MAX_SAFE_INTEGER),
+  }),
+);
 /** Hashes per registered image: the base and its crops (10). */
 const VARIANTS = DEFAULT_CROPS.length + 1;
-const ACCURACY = Number(process.env['BENCH_DEDUP_ACCURACY'] ?? 500);
-const MAX_DISTANCE = Number(process.env['BENCH_DEDUP_DISTANCE'] ?? 8);
-const SEED = Number(process.env['BENCH_DEDUP_SEED'] ?? 1);
 /** BENCH_DEDUP_SECOND_PASS=0 runs the accuracy suite without the full-resolution second pass. */
 const SECOND_PASS = process.env['BENCH_DEDUP_SECOND_PASS'] !== '0';
 const work = mkdtempSync(join(tmpdir(), 'altforge-bench-dedup-'));

@@ -23,8 +23,8 @@
 import { existsSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { BenchUsageError, benchArgs } from './_args.ts';
 import { createRandom } from '../corpus/random.ts';
 import { injectNoise, rocAuc, runCompare } from '../eval/index.ts';
 import { emoji } from '../eval/_settings.ts';
@@ -34,55 +34,32 @@ import { captionConsistency, captionGroups, captionWords, wordGrounding } from '
 const USAGE =
   'usage: npm run bench:detection -- [--pairs 3800] [--epochs 10] [--rate 0.5] [--seed 1] [--checkpoint RUN_DIR] [--out DIR]';
 
-/** Stops with one line on stderr and exit 2, as the altforge command does for bad input. */
-function usageError(message: string): never {
-  process.stderr.write(`bench:detection: ${message} (--help for usage)\n`);
-  process.exit(2);
-}
-
-let parsed;
-try {
-  parsed = parseArgs({
-    options: {
-      pairs: { type: 'string', default: '3800' },
-      epochs: { type: 'string', default: '10' },
-      rate: { type: 'string', default: '0.5' },
-      seed: { type: 'string', default: '1' },
-      checkpoint: { type: 'string' },
-      out: { type: 'string', default: '/tmp/altforge-bench-detection' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-} catch (err) {
-  usageError((err as Error).message);
-}
-const args = parsed.values;
-if (args.help) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-/** A flag's value as a number in [min, max] (an integer when asked), or a one-line usage error. */
-function numberFlag(name: string, min: number, max: number, integer: boolean): number {
-  const text = args[name as 'pairs'] as string;
-  const value = Number(text);
-  if (
-    text.trim() === '' ||
-    !Number.isFinite(value) ||
-    value < min ||
-    value > max ||
-    (integer && !Number.isInteger(value))
-  ) {
-    usageError(`--${name}: expected ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got \`${text}\``);
-  }
-  return value;
-}
-const rate = numberFlag('rate', 0, 1, false);
-const seed = numberFlag('seed', 0, Number.MAX_SAFE_INTEGER, true);
-const trainPairs = numberFlag('pairs', 4, 1_000_000, true);
-const epochs = numberFlag('epochs', 1, 10_000, true);
-if (args.checkpoint !== undefined && !existsSync(args.checkpoint)) {
-  usageError(`--checkpoint: no run directory or checkpoint at '${args.checkpoint}'`);
-}
+const args = benchArgs(
+  'detection',
+  USAGE,
+  {
+    pairs: { type: 'string', default: '3800' },
+    epochs: { type: 'string', default: '10' },
+    rate: { type: 'string', default: '0.5' },
+    seed: { type: 'string', default: '1' },
+    checkpoint: { type: 'string' },
+    out: { type: 'string', default: '/tmp/altforge-bench-detection' },
+  },
+  (flags) => {
+    const checkpoint = flags.values['checkpoint'] as string | undefined;
+    if (checkpoint !== undefined && !existsSync(checkpoint))
+      throw new BenchUsageError(`--checkpoint: no run directory or checkpoint at '${checkpoint}'`);
+    return {
+      rate: flags.number('rate', 0, 1),
+      seed: flags.number('seed', 0, Number.MAX_SAFE_INTEGER, true),
+      trainPairs: flags.number('pairs', 4, 1_000_000, true),
+      epochs: flags.number('epochs', 1, 10_000, true),
+      checkpoint,
+      out: flags.values['out'] as string,
+    };
+  },
+);
+const { rate, seed, trainPairs, epochs } = args;
 /** Thumbnail side: 8 found twins more often than 16 (21.2 % against 19.2 %) and grounds words as well as 12 (AUC 0.775 against 0.777). */
 const THUMB = 8;
 

@@ -13,8 +13,15 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { openCorpus } from '../corpus/manifest.ts';
 import { createRandom, type Random } from '../corpus/random.ts';
+import { benchArgs, envNumber } from './_args.ts';
 
-const PAIRS = Number(process.env['BENCH_FILTER_PAIRS'] ?? 1_000_000);
+// A child (`--child DIR`, started by the bench itself) takes its size from the parent's environment.
+const PAIRS =
+  process.argv[2] === '--child'
+    ? Number(process.env['BENCH_FILTER_PAIRS'] ?? 1_000_000)
+    : benchArgs('filter', 'usage: [BENCH_FILTER_PAIRS=1000000] npm run bench:filter', {}, () =>
+        envNumber('BENCH_FILTER_PAIRS', 1_000_000, 1, 1_000_000_000),
+      );
 const VOCAB = 50_000;
 const SEED = 7;
 

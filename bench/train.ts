@@ -11,7 +11,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism, loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import {
   BACKEND_CHOICES,
   blasDescription,
@@ -23,9 +22,15 @@ import {
 import { contrastiveLoss } from '../train/loss.ts';
 import { PRESETS, createDualEncoder, matmulFlops, type ModelConfig } from '../train/model.ts';
 import { createRandom } from '../corpus/random.ts';
+import { BenchUsageError, benchArgs } from './_args.ts';
 
-const { values: args } = parseArgs({
-  options: {
+const USAGE = `usage: npm run bench:train -- [--backend auto|${BACKEND_CHOICES.filter((b) => b !== 'auto').join('|')}]
+  [--batch 256] [--steps 5] [--presets tiny,small] [--vocab 4096] [--json]`;
+
+const { backendChoice, batch, steps, vocabSize, presets, json } = benchArgs(
+  'train',
+  USAGE,
+  {
     backend: { type: 'string', default: 'auto' },
     batch: { type: 'string', default: '256' },
     steps: { type: 'string', default: '5' },
@@ -33,15 +38,26 @@ const { values: args } = parseArgs({
     vocab: { type: 'string', default: '4096' },
     json: { type: 'boolean', default: false },
   },
-});
-const backendChoice = args.backend as BackendChoice;
-if (!BACKEND_CHOICES.includes(backendChoice))
-  throw new Error(`--backend: expected one of ${BACKEND_CHOICES.join(', ')}`);
-const batch = Number(args.batch);
-const steps = Number(args.steps);
-const vocabSize = Number(args.vocab);
-const presets = (args.presets ?? '').split(',').filter(Boolean) as Array<keyof typeof PRESETS>;
-for (const p of presets) if (!(p in PRESETS)) throw new Error(`--presets: unknown preset ${p}`);
+  (flags) => {
+    const backend = flags.values['backend'] as BackendChoice;
+    if (!BACKEND_CHOICES.includes(backend))
+      throw new BenchUsageError(`--backend: expected one of ${BACKEND_CHOICES.join(', ')}, got \`${backend}\``);
+    const names = (flags.values['presets'] as string).split(',').filter(Boolean);
+    const unknown = names.find((p) => !(p in PRESETS));
+    if (unknown !== undefined || names.length === 0)
+      throw new BenchUsageError(
+        `--presets: expected some of ${Object.keys(PRESETS).join(', ')}, got \`${flags.values['presets']}\``,
+      );
+    return {
+      backendChoice: backend,
+      batch: flags.number('batch', 1, 65_536, true),
+      steps: flags.number('steps', 1, 100_000, true),
+      vocabSize: flags.number('vocab', 8, 10_000_000, true),
+      presets: names as Array<keyof typeof PRESETS>,
+      json: flags.values['json'] === true,
+    };
+  },
+);
 
 const log = (line: string) => process.stderr.write(line + '\n');
 const report = await selectBackend(backendChoice);
@@ -159,7 +175,7 @@ const summary = {
   results,
   sgemmRates,
 };
-if (args.json) {
+if (json) {
   process.stdout.write(JSON.stringify(summary) + '\n');
 } else {
   const lines = [

@@ -19,9 +19,17 @@ import { Writable } from 'node:stream';
 import { createGunzip, type ZlibOptions } from 'node:zlib';
 import { readWarc } from '../crawl/_sources/warc.ts';
 import { ensureBenchWarc } from './_warc-gen.ts';
+import { benchArgs, envNumber } from './_args.ts';
 
-const TARGET_BYTES = Number(process.env['BENCH_WARC_BYTES'] ?? 110_000_000);
-const ROUNDS = Number(process.env['BENCH_WARC_ROUNDS'] ?? 5);
+const { TARGET_BYTES, ROUNDS } = benchArgs(
+  'warc',
+  'usage: [BENCH_WARC_BYTES=110000000] [BENCH_WARC_ROUNDS=5] npm run bench:warc',
+  {},
+  () => ({
+    TARGET_BYTES: envNumber('BENCH_WARC_BYTES', 110_000_000, 1_000, 100_000_000_000),
+    ROUNDS: envNumber('BENCH_WARC_ROUNDS', 5, 1, 1000),
+  }),
+);
 
 process.stderr.write(
   `preparing a WARC.gz of ~${Math.round(TARGET_BYTES / 1e6)} MB of HTML (cached after the first run)...\n`,
