@@ -86,10 +86,10 @@ const { args, rates } = benchArgs(
   },
   (flags) => {
     for (const [name, min, max, integer] of NUMBER_FLAGS) flags.number(name, min, max, integer);
-    const rates = (flags.values['rates'] as string).split(',').map((r) => checkedNumber('--rates', r, 0, 1));
+    const parsed = (flags.values['rates'] as string).split(',').map((r) => checkedNumber('--rates', r, 0, 1));
     listFlag(flags.values, 'settings', ['fashion-mnist', 'emoji']);
     listFlag(flags.values, 'methods', ['vanilla', 'nlip']);
-    return { args: flags.values, rates };
+    return { args: flags.values, rates: parsed };
   },
 );
 
