@@ -25,7 +25,7 @@ const USAGE = `usage: npm run bench:compare -- [--settings fashion-mnist,emoji] 
   [--noise-signal auto|agreement|loss|words] [--agreement-neighbours auto|K] [--multi-positive true|false]
   [--relabel true|false] [--relabel-source model|neighbours|joint] [--agreement-score gap|joint]
   [--gate-latch true|false] [--min-noise-fraction F] [--noise-ema 0.5] [--robust-threshold P]
-  [--robust-floor F] [--out /tmp/altforge-bench-compare]
+  [--robust-floor F] [--grounding-thumbnails true|false] [--out /tmp/altforge-bench-compare]
 Each setting's directory under --out is cleared first; the training flags are checked by training itself.`;
 
 /** The bench's own numbers, checked before anything trains: [flag, min, max, integer]. */
@@ -42,12 +42,14 @@ const NUMBER_FLAGS: Array<[string, number, number, boolean]> = [
   ['lr', 0, 1, false],
 ];
 
-/** Refuses a comma list with an entry outside `allowed`. */
-function listFlag(values: Record<string, unknown>, name: string, allowed: string[]): void {
+/** Refuses a comma list (or, with `list` false, a single value) with an entry outside `allowed`. */
+function listFlag(values: Record<string, unknown>, name: string, allowed: string[], list = true): void {
   const text = values[name] as string;
-  const entries = text.split(',');
+  const entries = list ? text.split(',') : [text];
   if (entries.some((e) => !allowed.includes(e)))
-    throw new BenchUsageError(`--${name}: expected a comma list of ${allowed.join(', ')}, got \`${text}\``);
+    throw new BenchUsageError(
+      `--${name}: expected ${list ? 'a comma list of ' : 'one of '}${allowed.join(', ')}, got \`${text}\``,
+    );
 }
 
 const { args, rates } = benchArgs(
@@ -61,6 +63,7 @@ const { args, rates } = benchArgs(
     // Unset: train's default.
     'robust-threshold': { type: 'string' },
     'robust-floor': { type: 'string' },
+    'grounding-thumbnails': { type: 'string' },
     'noise-ema': { type: 'string' },
     'gate-latch': { type: 'string' },
     'relabel-source': { type: 'string' },
@@ -89,6 +92,8 @@ const { args, rates } = benchArgs(
     const parsed = (flags.values['rates'] as string).split(',').map((r) => checkedNumber('--rates', r, 0, 1));
     listFlag(flags.values, 'settings', ['fashion-mnist', 'emoji']);
     listFlag(flags.values, 'methods', ['vanilla', 'nlip']);
+    for (const name of ['multi-positive', 'relabel', 'gate-latch', 'grounding-thumbnails'])
+      if (flags.values[name] !== undefined) listFlag(flags.values, name, ['true', 'false'], false);
     return { args: flags.values, rates: parsed };
   },
 );
@@ -152,6 +157,9 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       ...(args['agreement-score'] === undefined ? {} : { agreementScore: args['agreement-score'] as 'gap' | 'joint' }),
       ...(args['robust-threshold'] === undefined ? {} : { robustThreshold: Number(args['robust-threshold']) }),
       ...(args['robust-floor'] === undefined ? {} : { robustFloor: Number(args['robust-floor']) }),
+      ...(args['grounding-thumbnails'] === undefined
+        ? {}
+        : { groundingThumbnails: args['grounding-thumbnails'] === 'true' }),
     },
     onProgress: (p) => {
       if (p.phase === 'noise' && p.detection)

@@ -29,7 +29,15 @@ import { createRandom } from '../corpus/random.ts';
 import { injectNoise, rocAuc, runCompare } from '../eval/index.ts';
 import { emoji } from '../eval/_settings.ts';
 import { loadEncoder } from '../train/index.ts';
-import { captionConsistency, captionGroups, captionWords, wordGrounding } from '../train/noise.ts';
+import {
+  THUMBNAIL_SIDE,
+  captionConsistency,
+  captionGroups,
+  captionWords,
+  centreRows,
+  sideBySide,
+  wordGrounding,
+} from '../train/noise.ts';
 
 const USAGE =
   'usage: npm run bench:detection -- [--pairs 3800] [--epochs 10] [--rate 0.5] [--seed 1] [--checkpoint RUN_DIR] [--out DIR]';
@@ -60,8 +68,8 @@ const args = benchArgs(
   },
 );
 const { rate, seed, trainPairs, epochs } = args;
-/** Thumbnail side: 8 found twins more often than 16 (21.2 % against 19.2 %) and grounds words as well as 12 (AUC 0.775 against 0.777). */
-const THUMB = 8;
+/** Thumbnail side, training's (`THUMBNAIL_SIDE`): 8 found twins more often than 16 (21.2 % against 19.2 %) and grounds words as well as 12 (AUC 0.775 against 0.777). */
+const THUMB = THUMBNAIL_SIDE;
 
 console.log(
   `# bench:detection — ${new Date().toISOString()}, node ${process.version}, ${availableParallelism()} cpus, load average ${loadavg()
@@ -118,28 +126,12 @@ async function thumbnails(): Promise<Float32Array> {
       .removeAlpha()
       .raw()
       .toBuffer();
-    let mean = 0;
-    for (const v of px) mean += v / width;
-    let norm = 0;
-    for (let d = 0; d < width; d++) norm += ((px[d] as number) - mean) ** 2;
-    norm = Math.sqrt(norm) || 1;
-    for (let d = 0; d < width; d++) out[i * width + d] = ((px[d] as number) - mean) / norm;
+    out.set(px, i * width);
   }
-  return out;
+  return centreRows(out, width);
 }
 const thumbs = await thumbnails();
 const thumbWidth = THUMB * THUMB * 3;
-
-/** Rows of `a` and `b` side by side, each half scaled by √½ so the rows stay unit length. */
-function concat(a: Float32Array, aw: number, b: Float32Array, bw: number): Float32Array {
-  const w = aw + bw;
-  const out = new Float32Array(n * w);
-  for (let i = 0; i < n; i++) {
-    for (let d = 0; d < aw; d++) out[i * w + d] = Math.SQRT1_2 * (a[i * aw + d] as number);
-    for (let d = 0; d < bw; d++) out[i * w + aw + d] = Math.SQRT1_2 * (b[i * bw + d] as number);
-  }
-  return out;
-}
 
 /** Each row's nearest other row by dot product. */
 function nearest(rows: Float32Array, width: number): Int32Array {
@@ -210,7 +202,7 @@ const rows: Array<[string, number | null]> = [
   ['word grounding, 8×8 thumbnails', rocAuc(wordGrounding(thumbs, thumbWidth, captionWordIds), noisy)],
   [
     'word grounding, model + thumbnails',
-    rocAuc(wordGrounding(concat(images, dim, thumbs, thumbWidth), dim + thumbWidth, captionWordIds), noisy),
+    rocAuc(wordGrounding(sideBySide(images, dim, thumbs, thumbWidth), dim + thumbWidth, captionWordIds), noisy),
   ],
   [
     'caption consistency (model)',

@@ -166,6 +166,7 @@ export const compareCommand = defineCommand({
       'agreementScore',
       'gateLatch',
       'minNoiseFraction',
+      'groundingThumbnails',
     ])
       if (v[k] !== undefined) train[k] = k === 'agreementNeighbours' ? parseNeighbours(v[k]) : v[k];
     const bar = createProgress(v['progress'] !== false && v['json'] !== true);

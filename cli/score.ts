@@ -20,6 +20,11 @@ export const flags = {
     description:
       'What the mixture is fitted to: caption agreement of the image neighbourhood, the loss, words (does the image look like the other images whose captions share its words), or auto (agreement when captions are shared by 3+ pairs, else the loss)',
   },
+  groundingThumbnails: {
+    ...NLIP_SIGNAL_FLAGS.groundingThumbnails,
+    description:
+      'words signal: ground words on the image embeddings and 8×8 colour thumbnails side by side, as in altforge train',
+  },
   agreementNeighbours: {
     ...NLIP_SIGNAL_FLAGS.agreementNeighbours,
     description: 'Nearest corpus images averaged with each image for the agreement signal (auto: from caption sharing)',

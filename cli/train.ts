@@ -17,6 +17,12 @@ export const NLIP_SIGNAL_FLAGS = {
     valueHint: 'SIGNAL',
     choices: [...NOISE_SIGNAL_CHOICES],
   },
+  // No default here: unset, it stays out of a comparison's recipe (training's default: off).
+  groundingThumbnails: {
+    type: 'boolean',
+    description:
+      'nlip words signal: ground words on the image embeddings and 8×8 colour thumbnails side by side (drawings whose colours carry the concept, e.g. emoji)',
+  },
   agreementNeighbours: {
     type: 'string',
     description:

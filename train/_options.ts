@@ -157,6 +157,13 @@ export interface TrainOptions {
    */
   noiseSignal?: (typeof NOISE_SIGNAL_CHOICES)[number];
   /**
+   * The `words` signal only: ground words on the model's image embeddings and 8×8 colour thumbnails
+   * of the images side by side (`thumbnailRows`, `sideBySide`), not on the embeddings alone. On
+   * emoji the thumbnails ground words about as well as a model and do not memorise as it does over
+   * many epochs (`npm run bench:detection`); on photos their colours say little. @default false
+   */
+  groundingThumbnails?: boolean;
+  /**
    * Nearest training images averaged with each image for the `agreement` signal (0: the image
    * alone); `auto` takes the median number of pairs per distinct caption − 1, between 1 and 10. @default 'auto'
    */
@@ -285,6 +292,7 @@ const trainSchema = z.strictObject({
   varianceFloor: z.number().positive().max(1).default(5e-4),
   consistencyWeight: fraction.default(0),
   noiseSignal: z.enum(NOISE_SIGNAL_CHOICES).default('auto'),
+  groundingThumbnails: z.boolean().default(false),
   agreementNeighbours: z.union([z.literal('auto'), z.number().int().min(0).max(1000)]).default('auto'),
   multiPositive: z.boolean().default(true),
   relabel: z.boolean().default(true),
@@ -352,6 +360,8 @@ export interface ScoreOptions {
    * least three pairs, else `loss` (the rule training's `auto` follows). @default 'auto'
    */
   noiseSignal?: (typeof NOISE_SIGNAL_CHOICES)[number];
+  /** The `words` signal on the image embeddings and colour thumbnails side by side, as in training. @default false */
+  groundingThumbnails?: boolean;
   /** Nearest images averaged with each image for the `agreement` signal; `auto` as in training. @default 'auto' */
   agreementNeighbours?: number | 'auto';
   /** The `agreement` signal's per-pair score, as in training. @default 'joint' */
@@ -378,6 +388,7 @@ const scoreSchema = z.strictObject({
   seed: z.number().int().min(0).default(1),
   varianceFloor: z.number().positive().max(1).default(5e-4),
   noiseSignal: z.enum(NOISE_SIGNAL_CHOICES).default('auto'),
+  groundingThumbnails: z.boolean().default(false),
   agreementNeighbours: z.union([z.literal('auto'), z.number().int().min(0).max(1000)]).default('auto'),
   agreementScore: z.enum(['gap', 'joint']).default('joint'),
   completion: z.boolean().default(true),

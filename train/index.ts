@@ -33,13 +33,15 @@ import {
   completeNoisyCaptions,
   pairLosses,
   batchGeometry,
+  groundingScores,
   runLoop,
+  storeThumbnails,
   type LoopState,
   type TrainData,
 } from './loop.ts';
 import { MetricsLog } from './metrics-log.ts';
 import { MODEL_CONFIG_FIELDS, createDualEncoder, PRESETS, type DualEncoder, type ModelConfig } from './model.ts';
-import { captionGroups, captionWords, harmonise, noiseStats, resolveNoiseSignal, wordGrounding } from './noise.ts';
+import { captionGroups, captionWords, harmonise, noiseStats, resolveNoiseSignal } from './noise.ts';
 import { AdamW } from './_optimizer.ts';
 import {
   resolveScoreOptions,
@@ -547,7 +549,12 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
             )
           ).scores
         : signal === 'words'
-          ? wordGrounding(imageEmbeddings, dim, captionWords(captions))
+          ? groundingScores(
+              imageEmbeddings,
+              dim,
+              captionWords(captions),
+              opts.groundingThumbnails ? await storeThumbnails(store) : null,
+            )
           : losses;
     const result = harmonise(scores, null, {
       ema: 0,

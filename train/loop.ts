@@ -29,6 +29,9 @@ import {
   type CaptionGroups,
   type CaptionWords,
   captionWords,
+  sideBySide,
+  thumbnailRows,
+  THUMBNAIL_SIDE,
   wordGrounding,
 } from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
@@ -234,6 +237,32 @@ export async function agreementScores(
   return { ...found, scores: options.agreementScore === 'joint' ? found.jointGap : found.gap };
 }
 
+/** Values a thumbnail row holds (`THUMBNAIL_SIDE`² cells × 3 colours). */
+const THUMBNAIL_WIDTH = THUMBNAIL_SIDE * THUMBNAIL_SIDE * 3;
+
+/** Every stored image's colour thumbnail ({@link thumbnailRows}), read from the store a chunk at a time. */
+export async function storeThumbnails(store: ImageStore): Promise<Float32Array> {
+  const out = new Float32Array(store.count * THUMBNAIL_WIDTH);
+  const chunk = 256;
+  for (let start = 0; start < store.count; start += chunk) {
+    const indices = Array.from({ length: Math.min(chunk, store.count - start) }, (_, k) => start + k);
+    out.set(thumbnailRows(await store.read(indices), store.baseSize), start * THUMBNAIL_WIDTH);
+  }
+  return out;
+}
+
+/** The `words` signal: word grounding on the image embeddings, beside the thumbnails when given. */
+export function groundingScores(
+  imageEmbeddings: Float32Array,
+  dim: number,
+  words: CaptionWords,
+  thumbnails: Float32Array | null,
+): Float32Array {
+  return thumbnails === null
+    ? wordGrounding(imageEmbeddings, dim, words)
+    : wordGrounding(sideBySide(imageEmbeddings, dim, thumbnails, THUMBNAIL_WIDTH), dim + THUMBNAIL_WIDTH, words);
+}
+
 /** NLIP harmonisation (and completion) at the start of `epoch`; updates `state` and logs a record. */
 async function harmoniseEpoch(
   ctx: LoopContext,
@@ -242,6 +271,7 @@ async function harmoniseEpoch(
   resolved: ResolvedNoiseSignal,
   groups: CaptionGroups,
   words: CaptionWords | null,
+  thumbnails: Float32Array | null,
 ): Promise<void> {
   // `off`: the loss estimate is computed and logged, never acted on.
   const signal = resolved === 'off' ? 'loss' : resolved;
@@ -270,8 +300,8 @@ async function harmoniseEpoch(
           : found.best;
     scores = found.scores;
   } else if (signal === 'words') {
-    // `runLoop` tokenises the captions once a run for this signal.
-    scores = wordGrounding(imageEmbeddings, dim, words as CaptionWords);
+    // `runLoop` tokenises the captions (and takes the thumbnails, when asked) once a run for this signal.
+    scores = groundingScores(imageEmbeddings, dim, words as CaptionWords, thumbnails);
   } else {
     scores = lossScores(losses, imageEmbeddings, dim, data, options);
   }
@@ -436,6 +466,8 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   const resolvedSignal = groups ? resolveNoiseSignal(options.noiseSignal, groups.index) : null;
   const signal = resolvedSignal ?? 'loss';
   const words = signal === 'words' ? captionWords(data.pairs.map((p) => p.caption)) : null;
+  // The images do not change either: their thumbnails are taken once, before the first harmonisation.
+  const thumbnails = words !== null && options.groundingThumbnails ? await storeThumbnails(data.store) : null;
   const relabelling = nlip && !options.completion && options.relabel && signal === 'agreement';
   const multiPositive = nlip && options.multiPositive;
   const captionKeys = multiPositive ? data.pairs.map((p) => normaliseCaption(p.caption)) : [];
@@ -444,7 +476,7 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   outer: for (let epoch = Math.floor(state.step / stepsPerEpoch); epoch < options.epochs; epoch++) {
     if (state.step >= lastStep) break;
     if (groups !== null && epoch >= options.warmupEpochs && state.harmonisedEpoch < epoch) {
-      await harmoniseEpoch(ctx, state, epoch, signal, groups, words);
+      await harmoniseEpoch(ctx, state, epoch, signal, groups, words, thumbnails);
     }
     const order = epochOrder(n, options.seed, epoch);
     const first = state.step - epoch * stepsPerEpoch;

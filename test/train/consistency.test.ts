@@ -12,6 +12,9 @@ import {
   noiseScores,
   positiveMask,
   resolveNoiseSignal,
+  centreRows,
+  sideBySide,
+  thumbnailRows,
   wordGrounding,
 } from '../../train/noise.ts';
 
@@ -341,5 +344,52 @@ describe('caption completion', () => {
     // More concepts asked for than there are: all of them; none: empty captions.
     expect(completeCaptions(images.subarray(0, 2), concepts, names, 2, 9)).toEqual(['cat kitten dog car']);
     expect(completeCaptions(images, new Float32Array(0), [], 2, 3)).toEqual(['', '', '', '']);
+  });
+});
+
+describe('colour thumbnails for word grounding', () => {
+  it('averages each cell of the grid, then centres and normalises the row', () => {
+    // One 4×4 image, 2×2 cells: the top-left cell red (255, 0, 0), the rest black but one pixel of
+    // the bottom-right cell, white.
+    const size = 4;
+    const px = new Uint8Array(size * size * 3);
+    for (let y = 0; y < 2; y++) for (let x = 0; x < 2; x++) px[(y * size + x) * 3] = 255;
+    px.set([255, 255, 255], (3 * size + 3) * 3);
+    const rows = thumbnailRows(px, size, 2);
+    expect(rows).toHaveLength(12);
+    // Cell means before centring: red cell (255, 0, 0), two black cells, bottom-right (63.75 × 3).
+    const raw = [255, 0, 0, 0, 0, 0, 0, 0, 0, 63.75, 63.75, 63.75];
+    const mean = raw.reduce((a, b) => a + b) / 12;
+    const norm = Math.hypot(...raw.map((v) => v - mean));
+    raw.forEach((v, d) => expect(rows[d]).toBeCloseTo((v - mean) / norm, 6));
+  });
+
+  it('covers every pixel once when the side does not divide the image, image after image', () => {
+    // Two 5×5 images, 2×2 cells of 2 and 3 pixels: a uniform image has no contrast (a zero row), a
+    // one-pixel image puts it in the cell that holds the pixel.
+    const size = 5;
+    const px = new Uint8Array(2 * size * size * 3).fill(200, 0, size * size * 3);
+    px.set([90, 90, 90], size * size * 3 + (4 * size + 4) * 3);
+    const rows = thumbnailRows(px, size, 2);
+    expect(rows).toHaveLength(24);
+    expect(Array.from(rows.subarray(0, 12)).every((v) => v === 0)).toBe(true);
+    const second = rows.subarray(12);
+    // Bottom-right cell (3×3 pixels), its three colours equal and the largest.
+    expect(second[9]).toBeGreaterThan(0);
+    expect(second[9]).toBeCloseTo(second[11] as number, 6);
+    expect(Array.from(second.subarray(0, 9)).every((v) => v < 0)).toBe(true);
+    expect(Math.hypot(...second)).toBeCloseTo(1, 6);
+  });
+
+  it('sets unit rows side by side so they stay unit length and a cosine is the mean of the halves', () => {
+    const a = centreRows(new Float32Array([1, 2, 3, 3, 2, 1]), 3);
+    const b = new Float32Array([1, 0, 0, 1]);
+    const both = sideBySide(a, 3, b, 2);
+    expect(both).toHaveLength(10);
+    const row = (i: number) => both.subarray(i * 5, i * 5 + 5);
+    const dot = (x: Float32Array, y: Float32Array) => x.reduce((s, v, d) => s + v * (y[d] as number), 0);
+    expect(dot(row(0), row(0))).toBeCloseTo(1, 6);
+    // a's rows are opposite (cos −1), b's orthogonal (0): the mean is −0.5.
+    expect(dot(row(0), row(1))).toBeCloseTo(-0.5, 6);
   });
 });

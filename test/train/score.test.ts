@@ -146,6 +146,21 @@ describe('runScore', () => {
     expect(words.signal).toBe('words');
     const byWords = [...read().entries()].sort((a, b) => b[1] - a[1]).map(([key]) => key);
     expect(new Set(byWords.slice(0, 4))).toEqual(shuffled);
+    // And beside the drawings' colour thumbnails, as training can: the same four, other values.
+    const before = read();
+    const thumbs = await runScore({
+      corpus: shared,
+      checkpoint: sharedRun,
+      backend: 'cpu',
+      batchSize: 8,
+      completion: false,
+      noiseSignal: 'words',
+      groundingThumbnails: true,
+    });
+    expect(thumbs.signal).toBe('words');
+    const byThumbs = [...read().entries()].sort((a, b) => b[1] - a[1]).map(([key]) => key);
+    expect(new Set(byThumbs.slice(0, 4))).toEqual(shuffled);
+    expect([...read().values()]).not.toEqual([...before.values()]);
     db.close();
   });
 

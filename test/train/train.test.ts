@@ -224,4 +224,34 @@ describe('runTrain', () => {
     expect(probs.filter((p, i) => noisy.has(i) && p > 0.5).length).toBeGreaterThanOrEqual(4);
     expect(probs.filter((p, i) => !noisy.has(i) && p > 0.5)).toEqual([]);
   });
+
+  test('grounds words on colour thumbnails beside the embeddings when asked, from the first epoch', async () => {
+    const { pairs, noisy } = await shuffledPairs();
+    const scoresOf = async (groundingThumbnails: boolean) => {
+      const scores: Float32Array[] = [];
+      await runTrain({
+        ...options(),
+        corpus: undefined,
+        pairs,
+        batchSize: 16,
+        epochs: 1,
+        robust: 'nlip',
+        noiseSignal: 'words',
+        groundingThumbnails,
+        // Harmonised before any step: the model is as initialised, the thumbnails what the images are.
+        warmupEpochs: 0,
+        onNoise: (e) => scores.push(e.scores),
+      });
+      expect(scores).toHaveLength(1);
+      return scores[0] as Float32Array;
+    };
+    const withThumbnails = await scoresOf(true);
+    const ranked = Array.from(withThumbnails.keys()).sort(
+      (a, b) => (withThumbnails[b] as number) - (withThumbnails[a] as number),
+    );
+    expect(new Set(ranked.slice(0, 8))).toEqual(noisy);
+    // The thumbnails change the scores: the option reaches word grounding.
+    const alone = await scoresOf(false);
+    expect(Array.from(alone)).not.toEqual(Array.from(withThumbnails));
+  });
 });
