@@ -321,6 +321,10 @@ describe('altforge compare', () => {
     const other = await runCli([...args.slice(0, -2), '--warmup-epochs', '2']);
     expect(other.code).toBe(2);
     expect(other.stderr.trim().split('\n').at(-1)).toContain('another recipe');
+    // --grounding-thumbnails reaches the recipe too (unset, it stays out of it: the runs above resumed).
+    const thumbs = await runCli([...args, '--grounding-thumbnails']);
+    expect(thumbs.code).toBe(2);
+    expect(thumbs.stderr.trim().split('\n').at(-1)).toContain('another recipe');
   });
 
   it('hands --robust-floor to training, whose options refuse one above 1 before anything trains', async () => {
