@@ -25,7 +25,7 @@ const USAGE = `usage: npm run bench:compare -- [--settings fashion-mnist,emoji] 
   [--noise-signal auto|agreement|loss|words] [--agreement-neighbours auto|K] [--multi-positive true|false]
   [--relabel true|false] [--relabel-source model|neighbours|joint] [--agreement-score gap|joint]
   [--gate-latch true|false] [--min-noise-fraction F] [--noise-ema 0.5] [--robust-threshold P]
-  [--robust-floor F] [--grounding-thumbnails true|false] [--out /tmp/altforge-bench-compare]
+  [--robust-floor F] [--grounding-thumbnails true|false] [--completion true|false] [--out /tmp/altforge-bench-compare]
 Each setting's directory under --out is cleared first; the training flags are checked by training itself.`;
 
 /** The bench's own numbers, checked before anything trains: [flag, min, max, integer]. */
@@ -64,6 +64,7 @@ const { args, rates } = benchArgs(
     'robust-threshold': { type: 'string' },
     'robust-floor': { type: 'string' },
     'grounding-thumbnails': { type: 'string' },
+    completion: { type: 'string' },
     'noise-ema': { type: 'string' },
     'gate-latch': { type: 'string' },
     'relabel-source': { type: 'string' },
@@ -92,7 +93,7 @@ const { args, rates } = benchArgs(
     const parsed = (flags.values['rates'] as string).split(',').map((r) => checkedNumber('--rates', r, 0, 1));
     listFlag(flags.values, 'settings', ['fashion-mnist', 'emoji']);
     listFlag(flags.values, 'methods', ['vanilla', 'nlip']);
-    for (const name of ['multi-positive', 'relabel', 'gate-latch', 'grounding-thumbnails'])
+    for (const name of ['multi-positive', 'relabel', 'gate-latch', 'grounding-thumbnails', 'completion'])
       if (flags.values[name] !== undefined) listFlag(flags.values, name, ['true', 'false'], false);
     return { args: flags.values, rates: parsed };
   },
@@ -160,6 +161,7 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       ...(args['grounding-thumbnails'] === undefined
         ? {}
         : { groundingThumbnails: args['grounding-thumbnails'] === 'true' }),
+      ...(args['completion'] === undefined ? {} : { completion: args['completion'] === 'true' }),
     },
     onProgress: (p) => {
       if (p.phase === 'noise' && p.detection)

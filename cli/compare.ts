@@ -97,6 +97,12 @@ export const flags = {
     description: "Smallest clean target / weight an nlip pair keeps, however noisy it looks (default: train's, 0)",
     valueHint: 'F',
   },
+  // No default here either: unset, it stays out of the recipe.
+  completion: {
+    type: 'boolean',
+    description:
+      "nlip: noise completion, an extra loss pairing each likely-noisy image with its top concepts (default: train's, off)",
+  },
   trainPairs: { type: 'integer', description: 'Training pairs of a built-in setting', default: 4000, valueHint: 'N' },
   testImages: {
     type: 'integer',
@@ -167,6 +173,7 @@ export const compareCommand = defineCommand({
       'gateLatch',
       'minNoiseFraction',
       'groundingThumbnails',
+      'completion',
     ])
       if (v[k] !== undefined) train[k] = k === 'agreementNeighbours' ? parseNeighbours(v[k]) : v[k];
     const bar = createProgress(v['progress'] !== false && v['json'] !== true);
