@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { runScore, runTrain } from '../../train/index.ts';
+import { runScore, runTrain, type ScoreOptions } from '../../train/index.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { emoji } from '../fixtures/images.ts';
 import { makeEmojiCorpus, type CorpusPair, TOY_MODEL } from './_corpus.ts';
@@ -95,6 +95,8 @@ describe('runScore', () => {
     const shuffled = new Set(made.slice(20).map((p) => p.key));
     const sharedRun = join(work.path, 'shared-run');
     await trainToy(shared, sharedRun);
+    const scoreShared = (extra: Partial<ScoreOptions>) =>
+      runScore({ corpus: shared, checkpoint: sharedRun, backend: 'cpu', batchSize: 8, completion: false, ...extra });
     const phases = new Set<string>();
     const auto = await runScore({
       corpus: shared,
@@ -124,39 +126,17 @@ describe('runScore', () => {
     const minShuffled = Math.min(...[...shuffled].map((k) => agreement.get(k) as number));
     const maxClean = Math.max(...[...agreement].filter(([k]) => !shuffled.has(k)).map(([, v]) => v));
     expect(minShuffled).toBeGreaterThan(maxClean);
-    const loss = await runScore({
-      corpus: shared,
-      checkpoint: sharedRun,
-      backend: 'cpu',
-      batchSize: 8,
-      completion: false,
-      noiseSignal: 'loss',
-    });
+    const loss = await scoreShared({ noiseSignal: 'loss' });
     expect(loss.signal).toBe('loss');
     expect([...read().values()]).not.toEqual([...agreement.values()]);
     // Word grounding: each shuffled copy's name words are held by five drawings of another emoji.
-    const words = await runScore({
-      corpus: shared,
-      checkpoint: sharedRun,
-      backend: 'cpu',
-      batchSize: 8,
-      completion: false,
-      noiseSignal: 'words',
-    });
+    const words = await scoreShared({ noiseSignal: 'words' });
     expect(words.signal).toBe('words');
     const byWords = [...read().entries()].sort((a, b) => b[1] - a[1]).map(([key]) => key);
     expect(new Set(byWords.slice(0, 4))).toEqual(shuffled);
     // And beside the drawings' colour thumbnails, as training can: the same four, other values.
     const before = read();
-    const thumbs = await runScore({
-      corpus: shared,
-      checkpoint: sharedRun,
-      backend: 'cpu',
-      batchSize: 8,
-      completion: false,
-      noiseSignal: 'words',
-      groundingThumbnails: true,
-    });
+    const thumbs = await scoreShared({ noiseSignal: 'words', groundingThumbnails: true });
     expect(thumbs.signal).toBe('words');
     const byThumbs = [...read().entries()].sort((a, b) => b[1] - a[1]).map(([key]) => key);
     expect(new Set(byThumbs.slice(0, 4))).toEqual(shuffled);
