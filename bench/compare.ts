@@ -25,7 +25,8 @@ const USAGE = `usage: npm run bench:compare -- [--settings fashion-mnist,emoji] 
   [--noise-signal auto|agreement|loss|words] [--agreement-neighbours auto|K] [--multi-positive true|false]
   [--relabel true|false] [--relabel-source model|neighbours|joint] [--agreement-score gap|joint]
   [--gate-latch true|false] [--min-noise-fraction F] [--noise-ema 0.5] [--robust-threshold P]
-  [--robust-floor F] [--grounding-thumbnails true|false] [--completion true|false] [--out /tmp/altforge-bench-compare]
+  [--robust-floor F] [--grounding-thumbnails true|false] [--completion true|false]
+  [--label-smoothing E] [--out /tmp/altforge-bench-compare]
 Each setting's directory under --out is cleared first; the training flags are checked by training itself.`;
 
 /** The bench's own numbers, checked before anything trains: [flag, min, max, integer]. */
@@ -65,6 +66,7 @@ const { args, rates } = benchArgs(
     'robust-floor': { type: 'string' },
     'grounding-thumbnails': { type: 'string' },
     completion: { type: 'string' },
+    'label-smoothing': { type: 'string' },
     'noise-ema': { type: 'string' },
     'gate-latch': { type: 'string' },
     'relabel-source': { type: 'string' },
@@ -170,6 +172,7 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
         ? {}
         : { groundingThumbnails: args['grounding-thumbnails'] === 'true' }),
       ...(args['completion'] === undefined ? {} : { completion: args['completion'] === 'true' }),
+      ...(args['label-smoothing'] === undefined ? {} : { labelSmoothing: Number(args['label-smoothing']) }),
     },
     onProgress: (p) => {
       if (p.phase === 'noise' && p.detection)
