@@ -114,13 +114,13 @@ function verdict(json: CompareJson, metric: string): string {
       .filter((r) => mean(r, method) !== undefined)
       .map((r) => `${(mean(r, method) as number).toFixed(1)} at ${r}`)
       .join(', ') || 'not run';
-  // A run of one method (--methods nlip) has no gap to judge: say what it measured.
   const hi = Math.max(...json.noiseRates);
   const gap = (rate: number) => {
     const n = mean(rate, 'nlip');
     const v = mean(rate, 'vanilla');
-    return n === undefined || v === undefined ? null : `${(n - v).toFixed(2)}`;
+    return n === undefined || v === undefined ? null : (n - v).toFixed(2);
   };
+  // A run of one method (--methods nlip) has no gap to judge: the line says what it measured.
   const gaps = [
     gap(hi) === null ? null : `nlip - vanilla at ${hi}: ${gap(hi)} (target >= +5)`,
     gap(0) === null ? null : `at 0: ${gap(0)} (target within 1.5)`,
