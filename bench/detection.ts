@@ -31,6 +31,7 @@ import { emoji } from '../eval/_settings.ts';
 import { loadEncoder } from '../train/index.ts';
 import {
   THUMBNAIL_SIDE,
+  THUMBNAIL_WIDTH,
   captionConsistency,
   captionGroups,
   captionWords,
@@ -68,8 +69,6 @@ const args = benchArgs(
   },
 );
 const { rate, seed, trainPairs, epochs } = args;
-/** Thumbnail side, training's (`THUMBNAIL_SIDE`): 8 found twins more often than 16 (21.2 % against 19.2 %) and grounds words as well as 12 (AUC 0.775 against 0.777). */
-const THUMB = THUMBNAIL_SIDE;
 
 console.log(
   `# bench:detection — ${new Date().toISOString()}, node ${process.version}, ${availableParallelism()} cpus, load average ${loadavg()
@@ -117,12 +116,12 @@ encoder.dispose();
 
 /** 8×8 colour thumbnails on white, centred and L2-normalised: what a drawing looks like before any training. */
 async function thumbnails(): Promise<Float32Array> {
-  const width = THUMB * THUMB * 3;
+  const width = THUMBNAIL_WIDTH;
   const out = new Float32Array(n * width);
   for (const [i, p] of pairs.entries()) {
     const px = await sharp(p.image as Uint8Array)
       .flatten({ background: '#ffffff' })
-      .resize(THUMB, THUMB, { fit: 'fill' })
+      .resize(THUMBNAIL_SIDE, THUMBNAIL_SIDE, { fit: 'fill' })
       .removeAlpha()
       .raw()
       .toBuffer();
@@ -131,7 +130,7 @@ async function thumbnails(): Promise<Float32Array> {
   return centreRows(out, width);
 }
 const thumbs = await thumbnails();
-const thumbWidth = THUMB * THUMB * 3;
+const thumbWidth = THUMBNAIL_WIDTH;
 
 /** Each row's nearest other row by dot product. */
 function nearest(rows: Float32Array, width: number): Int32Array {

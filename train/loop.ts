@@ -31,7 +31,7 @@ import {
   captionWords,
   sideBySide,
   thumbnailRows,
-  THUMBNAIL_SIDE,
+  THUMBNAIL_WIDTH,
   wordGrounding,
 } from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
@@ -236,9 +236,6 @@ export async function agreementScores(
   });
   return { ...found, scores: options.agreementScore === 'joint' ? found.jointGap : found.gap };
 }
-
-/** Values a thumbnail row holds (`THUMBNAIL_SIDE`² cells × 3 colours). */
-const THUMBNAIL_WIDTH = THUMBNAIL_SIDE * THUMBNAIL_SIDE * 3;
 
 /** Every stored image's colour thumbnail ({@link thumbnailRows}), read from the store a chunk at a time. */
 export async function storeThumbnails(store: ImageStore): Promise<Float32Array> {

@@ -403,9 +403,13 @@ export function wordGrounding(
 /**
  * Side of the colour thumbnails `groundingThumbnails` sets beside the model's image embeddings in
  * word grounding: at 8 the thumbnails of emoji found a drawing's other-vendor twin more often than
- * at 16 and grounded words as well as at 12 (`npm run bench:detection`).
+ * at 16 (21.2 % against 19.2 %) and grounded words as well as at 12 (AUC 0.775 against 0.777;
+ * `npm run bench:detection`, session 10).
  */
 export const THUMBNAIL_SIDE = 8;
+
+/** Values a thumbnail row of {@link thumbnailRows} at the default side holds (cells × 3 colours). */
+export const THUMBNAIL_WIDTH = THUMBNAIL_SIDE * THUMBNAIL_SIDE * 3;
 
 /** Centres each of the `width`-wide rows of `rows` on its mean and scales it to unit length, in place. */
 export function centreRows(rows: Float32Array, width: number): Float32Array {
