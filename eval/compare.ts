@@ -470,6 +470,8 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
                 maxSteps: steps,
                 checkpointEvery: Math.max(steps, 1),
                 robust: method === 'nlip' ? 'nlip' : 'none',
+                // Completion is part of nlip's recipe; vanilla trains the same recipe without it.
+                ...(method === 'nlip' ? {} : { completion: false }),
                 backend: opts.backend,
                 onProgress: (p) => {
                   if (p.phase === 'train') progress('train', p.done, steps, p.loss);

@@ -183,6 +183,26 @@ describe('runCompare', () => {
     for (const step of [1, 2, 3, 4]) expect(loss(nlip, step)).toBe(loss(vanilla, step));
   });
 
+  it('gives noise completion to nlip only: vanilla trains on the same recipe without it', async () => {
+    const out = join(dir, 'completion');
+    const result = await runCompare({
+      ...TOY_FASHION,
+      noiseRates: [0.5],
+      out,
+      train: { ...TOY_FASHION.train, completion: true, noiseSignal: 'loss', minSeparation: 0 },
+    });
+    expect(result.runs.map((r) => r.method)).toEqual(['vanilla', 'nlip']);
+    const records = (method: string) =>
+      readFileSync(join(out, 'runs', `rate-0.5-${method}-seed-1`, 'metrics.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { kind: string; completed?: number });
+    expect(records('vanilla').filter((r) => r.kind === 'epoch')).toEqual([]);
+    const harmonised = records('nlip').filter((r) => r.kind === 'epoch');
+    expect(harmonised).toHaveLength(1);
+    expect(harmonised[0]?.completed).toBeGreaterThan(0);
+  });
+
   it('reuses the finished runs of an earlier invocation into the same out', async () => {
     const out = join(dir, 'fashion');
     const before = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
