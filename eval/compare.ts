@@ -23,7 +23,12 @@ import {
   type NoiseEpoch,
   type TrainOptions,
 } from '../train/index.ts';
-import { NOISE_SIGNAL_OFF_REASON, nlipEstimateOff, type ResolvedNoiseSignal } from '../train/_options.ts';
+import {
+  NOISE_SIGNAL_OFF_REASON,
+  nlipEstimateOff,
+  resolveTrainOptions,
+  type ResolvedNoiseSignal,
+} from '../train/_options.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
 import { injectNoise } from './noise-injection.ts';
@@ -343,6 +348,19 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
   }
 }
 
+/**
+ * The train options a method's runs take from the shared recipe: nlip's parts that only act on its
+ * noise estimate (completion, thumbnails beside the embeddings) are left out of vanilla's.
+ */
+function methodRecipe(
+  recipe: Record<string, unknown>,
+  method: 'vanilla' | 'nlip',
+): CompareTrainOptions & Pick<TrainOptions, 'robust'> {
+  return method === 'nlip'
+    ? { ...(recipe as CompareTrainOptions), robust: 'nlip' }
+    : { ...(recipe as CompareTrainOptions), robust: 'none', completion: false, groundingThumbnails: false };
+}
+
 /** {@link runCompare} once its setting is loaded. */
 async function compareOn(opts: z.output<typeof schema>, data: SettingData, started: number): Promise<CompareResult> {
   const out = resolve(opts.out);
@@ -358,6 +376,8 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
   const epochs = opts.steps === null ? Number(recipe['epochs']) : Math.ceil(opts.steps / stepsPerEpoch);
   const steps = opts.steps ?? epochs * stepsPerEpoch;
   const seeds = Array.from({ length: opts.seeds }, (_, i) => i + opts.firstSeed);
+  // Each method's options are checked before anything trains (a bad recipe is one line, not a late failure).
+  for (const method of opts.methods) resolveTrainOptions({ ...methodRecipe(recipe, method), pairs: data.pairs, out });
   mkdirSync(join(out, 'runs'), { recursive: true });
   // One comparison at a time in a directory: a second would retrain the run the first is training.
   const release = acquireLock(out, { subject: 'Comparison', code: 'ERR_COMPARE_LOCKED' });
@@ -462,16 +482,13 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
               };
               const trainStarted = Date.now();
               const trained = await runTrain({
-                ...(recipe as CompareTrainOptions),
                 pairs,
                 out: runDir,
                 seed,
                 epochs,
                 maxSteps: steps,
                 checkpointEvery: Math.max(steps, 1),
-                robust: method === 'nlip' ? 'nlip' : 'none',
-                // Completion is part of nlip's recipe; vanilla trains the same recipe without it.
-                ...(method === 'nlip' ? {} : { completion: false }),
+                ...methodRecipe(recipe, method),
                 backend: opts.backend,
                 onProgress: (p) => {
                   if (p.phase === 'train') progress('train', p.done, steps, p.loss);

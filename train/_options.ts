@@ -329,6 +329,13 @@ export function resolveTrainOptions(options: TrainOptions): ResolvedTrainOptions
       context: { stage: 'train', option: 'completion' },
     });
   }
+  if (resolved.groundingThumbnails && (resolved.robust !== 'nlip' || resolved.noiseSignal !== 'words')) {
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      "Option 'train.groundingThumbnails': thumbnails ground the words signal: it needs robust 'nlip' and noiseSignal 'words'",
+      { context: { stage: 'train', option: 'groundingThumbnails' } },
+    );
+  }
   return resolved;
 }
 
@@ -403,5 +410,13 @@ const scoreSchema = z.strictObject({
 export type ResolvedScoreOptions = z.output<typeof scoreSchema>;
 
 export function resolveScoreOptions(options: ScoreOptions): ResolvedScoreOptions {
-  return parseOptions(scoreSchema, options, 'score');
+  const resolved = parseOptions(scoreSchema, options, 'score');
+  if (resolved.groundingThumbnails && resolved.noiseSignal !== 'words') {
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      "Option 'score.groundingThumbnails': thumbnails ground the words signal: it needs noiseSignal 'words'",
+      { context: { stage: 'score', option: 'groundingThumbnails' } },
+    );
+  }
+  return resolved;
 }

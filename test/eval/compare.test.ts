@@ -189,7 +189,15 @@ describe('runCompare', () => {
       ...TOY_FASHION,
       noiseRates: [0.5],
       out,
-      train: { ...TOY_FASHION.train, completion: true, noiseSignal: 'loss', minSeparation: 0 },
+      // The estimate acts whatever it finds, and every pair it finds anything in is completed.
+      train: {
+        ...TOY_FASHION.train,
+        completion: true,
+        completionThreshold: 0,
+        noiseSignal: 'loss',
+        minSeparation: 0,
+        maxNoiseFraction: 1,
+      },
     });
     expect(result.runs.map((r) => r.method)).toEqual(['vanilla', 'nlip']);
     const records = (method: string) =>
@@ -341,8 +349,14 @@ describe('altforge compare', () => {
     const other = await runCli([...args.slice(0, -2), '--warmup-epochs', '2']);
     expect(other.code).toBe(2);
     expect(other.stderr.trim().split('\n').at(-1)).toContain('another recipe');
-    // --grounding-thumbnails reaches the recipe too (unset, it stays out of it: the runs above resumed).
-    const thumbs = await runCli([...args, '--grounding-thumbnails']);
+    // --grounding-thumbnails without the words signal its thumbnails ground: refused before anything trains.
+    const thumbsAlone = await runCli([...args, '--grounding-thumbnails']);
+    expect(thumbsAlone.code).toBe(2);
+    expect(thumbsAlone.stderr.trim().split('\n').at(-1)).toContain("Option 'train.groundingThumbnails'");
+    // With it, the flag reaches the recipe (unset, it stays out of it: the runs above resumed).
+    const words = [...args.map((a) => (a === out ? join(dir, 'corpus-compare-words') : a)), '--noise-signal', 'words'];
+    expect((await runCli(words)).code).toBe(0);
+    const thumbs = await runCli([...words, '--grounding-thumbnails']);
     expect(thumbs.code).toBe(2);
     expect(thumbs.stderr.trim().split('\n').at(-1)).toContain('another recipe');
   });

@@ -12,7 +12,9 @@ import {
   runTrain,
   type TrainOptions,
 } from '../../train/index.ts';
+import { resolveScoreOptions, resolveTrainOptions } from '../../train/_options.ts';
 import { emoji, type Emoji } from '../fixtures/images.ts';
+import { runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { emojiJpeg, makeEmojiCorpus, TOY_MODEL } from './_corpus.ts';
 
@@ -253,5 +255,28 @@ describe('runTrain', () => {
     // The thumbnails change the scores: the option reaches word grounding.
     const alone = await scoresOf(false);
     expect(Array.from(alone)).not.toEqual(Array.from(withThumbnails));
+  });
+
+  test("refuses thumbnails where nothing would read them: without nlip's words signal", async () => {
+    const refused = (message: RegExp) =>
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringMatching(message) });
+    const train = (extra: Partial<TrainOptions>) => () =>
+      resolveTrainOptions(options({ groundingThumbnails: true, ...extra }));
+    expect(train({ robust: 'none', noiseSignal: 'words' })).toThrow(
+      refused(/^Option 'train.groundingThumbnails'.*robust 'nlip'/),
+    );
+    expect(train({ robust: 'nlip' })).toThrow(refused(/noiseSignal 'words'/));
+    expect(train({ robust: 'nlip', noiseSignal: 'words' })).not.toThrow();
+    const score = (noiseSignal: 'auto' | 'words') => () =>
+      resolveScoreOptions({ corpus, checkpoint: corpus, groundingThumbnails: true, noiseSignal });
+    expect(score('auto')).toThrow(refused(/^Option 'score.groundingThumbnails'.*noiseSignal 'words'/));
+    expect(score('words')).not.toThrow();
+    // The train command says it in one line, exit 2, before anything trains.
+    const out = join(work.path, 'thumbs-refused');
+    const res = await runCli(['train', '--corpus', corpus, '--out', out, '--robust', 'nlip', '--grounding-thumbnails']);
+    expect(res.code).toBe(2);
+    expect(res.stderr.trim().split('\n')).toHaveLength(1);
+    expect(res.stderr).toContain("noiseSignal 'words'");
+    expect(existsSync(join(out, 'checkpoint.ckpt'))).toBe(false);
   });
 });
