@@ -482,13 +482,13 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
               };
               const trainStarted = Date.now();
               const trained = await runTrain({
+                ...methodRecipe(recipe, method),
                 pairs,
                 out: runDir,
                 seed,
                 epochs,
                 maxSteps: steps,
                 checkpointEvery: Math.max(steps, 1),
-                ...methodRecipe(recipe, method),
                 backend: opts.backend,
                 onProgress: (p) => {
                   if (p.phase === 'train') progress('train', p.done, steps, p.loss);

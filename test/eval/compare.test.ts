@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPARE_RUN_FILE, runCompare, runEval, type CompareJson, type CompareOptions } from '../../eval/index.ts';
 import { compareMarkdown } from '../../eval/compare.ts';
 import { nlipEstimateOff, type ResolvedNoiseSignal } from '../../train/_options.ts';
+import { readCheckpoint } from '../../train/checkpoint.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEmojiCorpus } from '../train/_corpus.ts';
 import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
@@ -77,6 +78,11 @@ describe('runCompare', () => {
         'fashion-mnist/classification/top5',
       ]);
       expect(existsSync(join(r.checkpoint, 'checkpoint.ckpt'))).toBe(true);
+      // --steps sets each run's length: 6 steps of 4 a epoch are 2 epochs, not the recipe's default 10.
+      const meta = readCheckpoint<{ training: { epochs: number; robust: string } }>(
+        join(r.checkpoint, 'checkpoint.ckpt'),
+      ).meta;
+      expect(meta.training).toMatchObject({ epochs: 2, robust: r.method === 'nlip' ? 'nlip' : 'none' });
       // 64 pairs over 60 captions (six templates of ten classes): most captions have one holder, so
       // `auto` turns nlip's estimate off at this toy size (it is `agreement` at the measured 4,000).
       expect(r.noiseSignal).toBe(r.method === 'nlip' ? 'off' : null);
