@@ -25,7 +25,7 @@ const USAGE = `usage: npm run bench:compare -- [--settings fashion-mnist,emoji] 
   [--noise-signal auto|agreement|loss|words] [--agreement-neighbours auto|K] [--multi-positive true|false]
   [--relabel true|false] [--relabel-source model|neighbours|joint] [--agreement-score gap|joint]
   [--gate-latch true|false] [--min-noise-fraction F] [--noise-ema 0.5] [--robust-threshold P]
-  [--robust-floor F] [--grounding-thumbnails true|false] [--completion true|false]
+  [--robust-floor F] [--grounding-thumbnails true|false] [--thumbnail-spread K] [--completion true|false]
   [--label-smoothing E] [--out /tmp/altforge-bench-compare]
 Each setting's directory under --out is cleared first; the training flags are checked by training itself.`;
 
@@ -65,6 +65,7 @@ const { args, rates } = benchArgs(
     'robust-threshold': { type: 'string' },
     'robust-floor': { type: 'string' },
     'grounding-thumbnails': { type: 'string' },
+    'thumbnail-spread': { type: 'string' },
     completion: { type: 'string' },
     'label-smoothing': { type: 'string' },
     'noise-ema': { type: 'string' },
@@ -171,6 +172,7 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
       ...(args['grounding-thumbnails'] === undefined
         ? {}
         : { groundingThumbnails: args['grounding-thumbnails'] === 'true' }),
+      ...(args['thumbnail-spread'] === undefined ? {} : { thumbnailSpread: Number(args['thumbnail-spread']) }),
       ...(args['completion'] === undefined ? {} : { completion: args['completion'] === 'true' }),
       ...(args['label-smoothing'] === undefined ? {} : { labelSmoothing: Number(args['label-smoothing']) }),
     },

@@ -98,6 +98,12 @@ export const flags = {
     valueHint: 'F',
   },
   // No default here either: unset, it stays out of the recipe.
+  thumbnailSpread: {
+    type: 'number',
+    description:
+      "nlip soft targets spread over the batch's captions by thumbnail likeness, sharpness K (default: train's, 0: evenly)",
+    valueHint: 'K',
+  },
   completion: {
     type: 'boolean',
     description:
@@ -166,6 +172,7 @@ export const compareCommand = defineCommand({
       'agreementNeighbours',
       'minSeparation',
       'robustFloor',
+      'thumbnailSpread',
       'multiPositive',
       'relabel',
       'relabelSource',

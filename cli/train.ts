@@ -143,6 +143,13 @@ export const flags = {
     default: 0,
     valueHint: 'F',
   },
+  thumbnailSpread: {
+    type: 'number',
+    description:
+      "nlip soft targets: give an image's 1 − t to the batch's captions whose images' 8×8 colour thumbnails look alike (softmax sharpness K; 0: evenly)",
+    default: 0,
+    valueHint: 'K',
+  },
   robustThreshold: { type: 'number', description: 'Hard split at this noise probability', valueHint: 'P' },
   ...NLIP_SIGNAL_FLAGS,
   relabelThreshold: {

@@ -350,7 +350,8 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
 
 /**
  * The train options a method's runs take from the shared recipe: nlip's parts that only act on its
- * noise estimate (completion, thumbnails beside the embeddings) are left out of vanilla's.
+ * noise estimate (completion, thumbnails beside the embeddings, the soft targets' spread) are left
+ * out of vanilla's.
  */
 function methodRecipe(
   recipe: Record<string, unknown>,
@@ -358,7 +359,13 @@ function methodRecipe(
 ): CompareTrainOptions & Pick<TrainOptions, 'robust'> {
   return method === 'nlip'
     ? { ...(recipe as CompareTrainOptions), robust: 'nlip' }
-    : { ...(recipe as CompareTrainOptions), robust: 'none', completion: false, groundingThumbnails: false };
+    : {
+        ...(recipe as CompareTrainOptions),
+        robust: 'none',
+        completion: false,
+        groundingThumbnails: false,
+        thumbnailSpread: 0,
+      };
 }
 
 /** {@link runCompare} once its setting is loaded. */

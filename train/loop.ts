@@ -31,6 +31,7 @@ import {
   captionWords,
   sideBySide,
   thumbnailRows,
+  thumbnailSpread,
   THUMBNAIL_WIDTH,
   wordGrounding,
 } from './noise.ts';
@@ -463,8 +464,11 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   const resolvedSignal = groups ? resolveNoiseSignal(options.noiseSignal, groups.index) : null;
   const signal = resolvedSignal ?? 'loss';
   const words = signal === 'words' ? captionWords(data.pairs.map((p) => p.caption)) : null;
-  // The images do not change either: their thumbnails are taken once, before the first harmonisation.
-  const thumbnails = words !== null && options.groundingThumbnails ? await storeThumbnails(data.store) : null;
+  // The images do not change either: their thumbnails (for word grounding, or the soft targets'
+  // spread) are taken once, before the first harmonisation.
+  const groundOnThumbnails = words !== null && options.groundingThumbnails;
+  const spreadOnThumbnails = options.robust === 'nlip' && options.thumbnailSpread > 0;
+  const thumbnails = groundOnThumbnails || spreadOnThumbnails ? await storeThumbnails(data.store) : null;
   const relabelling = nlip && !options.completion && options.relabel && signal === 'agreement';
   const multiPositive = nlip && options.multiPositive;
   const captionKeys = multiPositive ? data.pairs.map((p) => normaliseCaption(p.caption)) : [];
@@ -473,7 +477,7 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   outer: for (let epoch = Math.floor(state.step / stepsPerEpoch); epoch < options.epochs; epoch++) {
     if (state.step >= lastStep) break;
     if (groups !== null && epoch >= options.warmupEpochs && state.harmonisedEpoch < epoch) {
-      await harmoniseEpoch(ctx, state, epoch, signal, groups, words, thumbnails);
+      await harmoniseEpoch(ctx, state, epoch, signal, groups, words, groundOnThumbnails ? thumbnails : null);
     }
     const order = epochOrder(n, options.seed, epoch);
     const first = state.step - epoch * stepsPerEpoch;
@@ -534,6 +538,10 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
               state.completed?.[idx] ? [{ k, caption: state.completed[idx] as string }] : [],
             )
           : [];
+      const spread =
+        clean !== null && spreadOnThumbnails && thumbnails !== null
+          ? thumbnailSpread(thumbnails, batch.indices, options.thumbnailSpread)
+          : null;
       const { value, grads } = tf.variableGrads(() => {
         const x = tf.tensor4d(batch.images, [B, data.imageSize, data.imageSize, 3]);
         const t = tf.tensor2d(batch.tokens, [B, L], 'int32');
@@ -541,6 +549,7 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
         const txt = model.encodeTexts(t);
         const lossOptions = {
           labelSmoothing: options.labelSmoothing,
+          ...(spread === null ? {} : { imageSpread: tf.tensor2d(spread, [B, B]) }),
           ...(positives === null ? {} : { positives: tf.tensor2d(positives, [B, B]) }),
           ...(positives === null || clean === null ? {} : { cleanColumns: tf.tensor1d(clean) }),
           ...(clean === null

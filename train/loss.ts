@@ -37,6 +37,12 @@ export interface LossOptions {
   positives?: tf.Tensor2D;
   /** Per-pair clean value in [0, 1] weighting the images of `positives` in the text→image direction. @default all 1 */
   cleanColumns?: tf.Tensor1D;
+  /**
+   * With `targets`: where image i's 1 - t_i goes over the texts, a `[B, B]` matrix whose rows sum to 1
+   * with a zero diagonal (instead of uniformly over the other B - 1). The text→image direction
+   * keeps the uniform spread. @default undefined (uniform)
+   */
+  imageSpread?: tf.Tensor2D;
 }
 
 /**
@@ -80,20 +86,22 @@ export function contrastiveLoss(
     const weighted = tf.add(eye, tf.mul(tf.sub(m, eye), c)) as tf.Tensor2D;
     baseTextToImage = tf.div(weighted, tf.sum(weighted, 1, true)) as tf.Tensor2D;
   }
-  const finish = (base: tf.Tensor2D): tf.Tensor2D => {
+  const finish = (base: tf.Tensor2D, spread?: tf.Tensor2D): tf.Tensor2D => {
     let target = base;
     if (options.targets) {
       if (options.targets.shape[0] !== B)
         throw new Error(`contrastiveLoss: ${B} pairs but ${options.targets.shape[0]} targets`);
       const t = tf.expandDims(options.targets, 1); // [B, 1]
       const rest = B > 1 ? tf.div(tf.sub(1, t), B - 1) : tf.zerosLike(t);
-      target = tf.add(tf.mul(base, t), tf.mul(tf.sub(1, eye), rest)) as tf.Tensor2D;
+      target = spread
+        ? (tf.add(tf.mul(base, t), tf.mul(spread, tf.sub(1, t))) as tf.Tensor2D)
+        : (tf.add(tf.mul(base, t), tf.mul(tf.sub(1, eye), rest)) as tf.Tensor2D);
     }
     if (smoothing > 0) target = tf.add(tf.mul(target, 1 - smoothing), smoothing / B) as tf.Tensor2D;
     return target;
   };
 
-  const imageToText = tf.neg(tf.sum(tf.mul(finish(baseImageToText), logProbImageToText), 1));
+  const imageToText = tf.neg(tf.sum(tf.mul(finish(baseImageToText, options.imageSpread), logProbImageToText), 1));
   const textToImage = tf.neg(tf.sum(tf.mul(finish(baseTextToImage), logProbTextToImage), 1));
   const perPair = tf.mul(tf.add(imageToText, textToImage), 0.5) as tf.Tensor1D;
 

@@ -461,6 +461,40 @@ export function thumbnailRows(pixels: Uint8Array, size: number, side = THUMBNAIL
 }
 
 /**
+ * Where a batch's soft targets put each image's 1 − t over the other captions
+ * (`TrainOptions.thumbnailSpread`): row a of the `[B, B]` result (row-major) is the softmax over
+ * b ≠ a of `kappa` × the cosine of the thumbnails of pairs `indices[a]` and `indices[b]` (unit
+ * rows of {@link thumbnailRows}, `width` wide); the diagonal is 0 and each row sums to 1. κ = 0 is
+ * the even spread.
+ */
+export function thumbnailSpread(
+  thumbnails: Float32Array,
+  indices: readonly number[],
+  kappa: number,
+  width = THUMBNAIL_WIDTH,
+): Float32Array {
+  const B = indices.length;
+  const out = new Float32Array(B * B);
+  const logits = new Float32Array(B);
+  for (let a = 0; a < B; a++) {
+    const ia = (indices[a] as number) * width;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let b = 0; b < B; b++) {
+      if (b === a) continue;
+      const ib = (indices[b] as number) * width;
+      let dot = 0;
+      for (let d = 0; d < width; d++) dot += (thumbnails[ia + d] as number) * (thumbnails[ib + d] as number);
+      logits[b] = kappa * dot;
+      max = Math.max(max, kappa * dot);
+    }
+    let sum = 0;
+    for (let b = 0; b < B; b++) if (b !== a) sum += Math.exp((logits[b] as number) - max);
+    for (let b = 0; b < B; b++) if (b !== a) out[a * B + b] = Math.exp((logits[b] as number) - max) / sum;
+  }
+  return out;
+}
+
+/**
  * Unit rows `a` (`aw` wide) and `b` (`bw` wide) side by side, each half scaled by √½ so the rows
  * stay unit length and a cosine between two rows is the mean of the halves' cosines.
  */

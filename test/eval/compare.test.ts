@@ -189,7 +189,7 @@ describe('runCompare', () => {
     for (const step of [1, 2, 3, 4]) expect(loss(nlip, step)).toBe(loss(vanilla, step));
   });
 
-  it('gives noise completion to nlip only: vanilla trains on the same recipe without it', async () => {
+  it("gives nlip's own parts of the recipe (completion, the targets' spread) to nlip only: vanilla trains without them", async () => {
     const out = join(dir, 'completion');
     const result = await runCompare({
       ...TOY_FASHION,
@@ -200,6 +200,7 @@ describe('runCompare', () => {
         ...TOY_FASHION.train,
         completion: true,
         completionThreshold: 0,
+        thumbnailSpread: 8,
         noiseSignal: 'loss',
         minSeparation: 0,
         maxNoiseFraction: 1,
@@ -215,6 +216,12 @@ describe('runCompare', () => {
     const harmonised = records('nlip').filter((r) => r.kind === 'epoch');
     expect(harmonised).toHaveLength(1);
     expect(harmonised[0]?.completed).toBeGreaterThan(0);
+    const training = (method: string) =>
+      readCheckpoint<{ training: Record<string, unknown> }>(
+        join(out, 'runs', `rate-0.5-${method}-seed-1`, 'checkpoint.ckpt'),
+      ).meta.training;
+    expect(training('nlip')).toMatchObject({ completion: true, thumbnailSpread: 8 });
+    expect(training('vanilla')).toMatchObject({ completion: false, thumbnailSpread: 0 });
   });
 
   it('reuses the finished runs of an earlier invocation into the same out', async () => {

@@ -15,6 +15,7 @@ import {
   centreRows,
   sideBySide,
   thumbnailRows,
+  thumbnailSpread,
   wordGrounding,
 } from '../../train/noise.ts';
 
@@ -391,5 +392,35 @@ describe('colour thumbnails for word grounding', () => {
     expect(dot(row(0), row(0))).toBeCloseTo(1, 6);
     // a's rows are opposite (cos −1), b's orthogonal (0): the mean is −0.5.
     expect(dot(row(0), row(1))).toBeCloseTo(-0.5, 6);
+  });
+
+  it("spreads a batch's soft targets by the softmax of κ × thumbnail cosine over the other pairs", () => {
+    // Four unit rows of width 2 (cosines: rows 0 and 1 alike, 0.6; 0 and 2 orthogonal; 0 and 3 opposite).
+    const rows = new Float32Array([1, 0, 0.6, 0.8, 0, 1, -1, 0]);
+    // The batch takes pairs 3, 0 and 1 (in that order): row a is pair indices[a] against the others.
+    const spread = thumbnailSpread(rows, [3, 0, 1], 2, 2);
+    expect(spread).toHaveLength(9);
+    const softmax = (xs: number[]) => xs.map((x) => Math.exp(x) / xs.reduce((s, y) => s + Math.exp(y), 0));
+    // Pair 0 against pairs 3 (cos −1) and 1 (cos 0.6), κ = 2.
+    const [to3, to1] = softmax([2 * -1, 2 * 0.6]);
+    expect(spread[3]).toBeCloseTo(to3 as number, 6);
+    expect(spread[5]).toBeCloseTo(to1 as number, 6);
+    // Pair 3 against 0 (cos −1) and 1 (cos −0.6); pair 1 against 3 (−0.6) and 0 (0.6).
+    const [from3to0, from3to1] = softmax([-2, -1.2]);
+    expect([spread[1], spread[2]].map((v) => (v as number).toFixed(6))).toEqual(
+      [from3to0, from3to1].map((v) => (v as number).toFixed(6)),
+    );
+    const [from1to3, from1to0] = softmax([-1.2, 1.2]);
+    expect(spread[6]).toBeCloseTo(from1to3 as number, 6);
+    expect(spread[7]).toBeCloseTo(from1to0 as number, 6);
+    for (let a = 0; a < 3; a++) {
+      expect(spread[a * 3 + a]).toBe(0);
+      expect((spread[a * 3] as number) + (spread[a * 3 + 1] as number) + (spread[a * 3 + 2] as number)).toBeCloseTo(
+        1,
+        6,
+      );
+    }
+    // κ = 0: the even spread over the other pairs.
+    expect(Array.from(thumbnailSpread(rows, [3, 0, 1], 0, 2))).toEqual([0, 0.5, 0.5, 0.5, 0, 0.5, 0.5, 0.5, 0]);
   });
 });

@@ -22,7 +22,7 @@ const TXT = [
  */
 function reference(
   scale: number,
-  options: { t?: number[]; eps?: number; w?: number[]; m?: number[][]; c?: number[] } = {},
+  options: { t?: number[]; eps?: number; w?: number[]; m?: number[][]; c?: number[]; s?: number[][] } = {},
 ) {
   const B = IMG.length;
   const logits = IMG.map((a) => TXT.map((b) => scale * a.reduce((s, x, k) => s + x * (b[k] as number), 0)));
@@ -39,7 +39,9 @@ function reference(
   let textToImageDirection = false;
   const target = (i: number, j: number) => {
     const t = options.t?.[i] ?? 1;
-    const base = t * positive(i, j, textToImageDirection) + (i === j ? 0 : (1 - t) / (B - 1));
+    // The rest of the mass: image i's over texts by the spread `s` when given, else evenly.
+    const rest = options.s && !textToImageDirection ? (options.s[i]?.[j] as number) : i === j ? 0 : 1 / (B - 1);
+    const base = t * positive(i, j, textToImageDirection) + (1 - t) * rest;
     const eps = options.eps ?? 0;
     return base * (1 - eps) + eps / B;
   };
@@ -112,6 +114,25 @@ describe('contrastiveLoss', () => {
     const t = [1, 0.25, 0.6];
     expectClose(run(Math.log(5), { targets: tf.tensor1d(t) }), reference(5, { t }));
     expectClose(run(Math.log(5), { targets: tf.tensor1d(t), labelSmoothing: 0.1 }), reference(5, { t, eps: 0.1 }));
+  });
+
+  it('gives the image→text rest of a soft target to the texts a spread names; text→image keeps it even', () => {
+    const t = [1, 0.25, 0.6];
+    const s = [
+      [0, 0.9, 0.1],
+      [0.5, 0, 0.5],
+      [0.2, 0.8, 0],
+    ];
+    const spread = run(Math.log(5), { targets: tf.tensor1d(t), imageSpread: tf.tensor2d(s) });
+    expectClose(spread, reference(5, { t, s }));
+    expect(spread.loss).not.toBeCloseTo(reference(5, { t }).loss, 3);
+    // An even spread is the default's.
+    const even = [
+      [0, 0.5, 0.5],
+      [0.5, 0, 0.5],
+      [0.5, 0.5, 0],
+    ];
+    expectClose(run(Math.log(5), { targets: tf.tensor1d(t), imageSpread: tf.tensor2d(even) }), reference(5, { t }));
   });
 
   it('weights each pair and normalises by the sum of weights; a zero weight keeps the pair as a negative', () => {

@@ -257,6 +257,34 @@ describe('runTrain', () => {
     expect(Array.from(alone)).not.toEqual(Array.from(withThumbnails));
   });
 
+  test("spreads the flagged pairs' soft targets by thumbnail likeness when asked: the loss changes once nlip acts", async () => {
+    const { pairs } = await shuffledPairs();
+    const lossesOf = async (thumbnailSpread: number) => {
+      const out = join(work.path, `spread-${thumbnailSpread}`);
+      await runTrain({
+        ...options(),
+        corpus: undefined,
+        pairs,
+        out,
+        batchSize: 16,
+        epochs: 2,
+        robust: 'nlip',
+        noiseSignal: 'words',
+        minSeparation: 0,
+        maxNoiseFraction: 1,
+        warmupEpochs: 1,
+        thumbnailSpread,
+      });
+      return stepLosses(out).map(([, loss]) => loss as number);
+    };
+    const even = await lossesOf(0);
+    const spread = await lossesOf(8);
+    expect(even).toHaveLength(4);
+    // The warm-up epoch (steps 1–2) is the same computation; from the first harmonisation on, the targets differ.
+    expect(spread.slice(0, 2)).toEqual(even.slice(0, 2));
+    expect(spread[2]).not.toBe(even[2]);
+  });
+
   test("refuses thumbnails where nothing would read them: without nlip's words signal", async () => {
     const refused = (message: RegExp) =>
       expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringMatching(message) });
@@ -267,6 +295,12 @@ describe('runTrain', () => {
     );
     expect(train({ robust: 'nlip' })).toThrow(refused(/noiseSignal 'words'/));
     expect(train({ robust: 'nlip', noiseSignal: 'words' })).not.toThrow();
+    // The same for the soft targets' spread by thumbnails: nlip's soft targets only.
+    const spread = (extra: Partial<TrainOptions>) => () =>
+      resolveTrainOptions(options({ thumbnailSpread: 8, ...extra }));
+    expect(spread({ robust: 'none' })).toThrow(refused(/^Option 'train.thumbnailSpread'.*robust 'nlip'/));
+    expect(spread({ robust: 'nlip', robustMode: 'weight' })).toThrow(refused(/robustMode 'soft'/));
+    expect(spread({ robust: 'nlip' })).not.toThrow();
     const score = (noiseSignal: 'auto' | 'words') => () =>
       resolveScoreOptions({ corpus, checkpoint: corpus, groundingThumbnails: true, noiseSignal });
     expect(score('auto')).toThrow(refused(/^Option 'score.groundingThumbnails'.*noiseSignal 'words'/));
