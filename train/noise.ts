@@ -488,8 +488,13 @@ export function thumbnailSpread(
       max = Math.max(max, kappa * dot);
     }
     let sum = 0;
-    for (let b = 0; b < B; b++) if (b !== a) sum += Math.exp((logits[b] as number) - max);
-    for (let b = 0; b < B; b++) if (b !== a) out[a * B + b] = Math.exp((logits[b] as number) - max) / sum;
+    for (let b = 0; b < B; b++) {
+      if (b === a) continue;
+      const e = Math.exp((logits[b] as number) - max);
+      out[a * B + b] = e;
+      sum += e;
+    }
+    for (let b = 0; b < B; b++) out[a * B + b] = (out[a * B + b] as number) / sum;
   }
   return out;
 }
