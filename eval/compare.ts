@@ -24,6 +24,7 @@ import {
   type TrainOptions,
 } from '../train/index.ts';
 import {
+  NLIP_ONLY_OFF,
   NOISE_SIGNAL_OFF_REASON,
   nlipEstimateOff,
   resolveTrainOptions,
@@ -350,8 +351,7 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
 
 /**
  * The train options a method's runs take from the shared recipe: nlip's parts that only act on its
- * noise estimate (completion, thumbnails beside the embeddings, the soft targets' spread) are left
- * out of vanilla's.
+ * noise estimate (`NLIP_ONLY_OFF`) are turned off in vanilla's.
  */
 function methodRecipe(
   recipe: Record<string, unknown>,
@@ -359,13 +359,7 @@ function methodRecipe(
 ): CompareTrainOptions & Pick<TrainOptions, 'robust'> {
   return method === 'nlip'
     ? { ...(recipe as CompareTrainOptions), robust: 'nlip' }
-    : {
-        ...(recipe as CompareTrainOptions),
-        robust: 'none',
-        completion: false,
-        groundingThumbnails: false,
-        thumbnailSpread: 0,
-      };
+    : { ...(recipe as CompareTrainOptions), robust: 'none', ...NLIP_ONLY_OFF };
 }
 
 /** {@link runCompare} once its setting is loaded. */

@@ -326,6 +326,16 @@ const trainSchema = z.strictObject({
 /** Train options with every default filled in. */
 export type ResolvedTrainOptions = z.output<typeof trainSchema>;
 
+/**
+ * The options that act only on nlip's noise estimate and that {@link resolveTrainOptions} refuses
+ * without it, each at its off value: what a vanilla run takes from a recipe shared with nlip.
+ */
+export const NLIP_ONLY_OFF = {
+  completion: false,
+  groundingThumbnails: false,
+  thumbnailSpread: 0,
+} as const satisfies Partial<TrainOptions>;
+
 /** Validates train options once; exactly one of `corpus` and `pairs` must be given. */
 export function resolveTrainOptions(options: TrainOptions): ResolvedTrainOptions {
   const resolved = parseOptions(trainSchema, options, 'train');

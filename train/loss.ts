@@ -92,10 +92,11 @@ export function contrastiveLoss(
       if (options.targets.shape[0] !== B)
         throw new Error(`contrastiveLoss: ${B} pairs but ${options.targets.shape[0]} targets`);
       const t = tf.expandDims(options.targets, 1); // [B, 1]
-      const rest = B > 1 ? tf.div(tf.sub(1, t), B - 1) : tf.zerosLike(t);
-      target = spread
-        ? (tf.add(tf.mul(base, t), tf.mul(spread, tf.sub(1, t))) as tf.Tensor2D)
-        : (tf.add(tf.mul(base, t), tf.mul(tf.sub(1, eye), rest)) as tf.Tensor2D);
+      // The rest, 1 - t: over the texts the spread names, or evenly over the other B - 1 columns.
+      const rest = spread
+        ? tf.mul(spread, tf.sub(1, t))
+        : tf.mul(tf.sub(1, eye), B > 1 ? tf.div(tf.sub(1, t), B - 1) : tf.zerosLike(t));
+      target = tf.add(tf.mul(base, t), rest) as tf.Tensor2D;
     }
     if (smoothing > 0) target = tf.add(tf.mul(target, 1 - smoothing), smoothing / B) as tf.Tensor2D;
     return target;
