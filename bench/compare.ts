@@ -43,6 +43,16 @@ const NUMBER_FLAGS: Array<[string, number, number, boolean]> = [
   ['lr', 0, 1, false],
 ];
 
+/** Training's numbers this bench passes on only when given: checked here too, so a typo is named as the flag. */
+const OPTIONAL_NUMBER_FLAGS: Array<[string, number, number]> = [
+  ['robust-threshold', 0, 1],
+  ['robust-floor', 0, 1],
+  ['thumbnail-spread', 0, 100],
+  ['label-smoothing', 0, 0.5],
+  ['noise-ema', 0, 1],
+  ['min-noise-fraction', 0, 1],
+];
+
 /** Refuses a comma list (or, with `list` false, a single value) with an entry outside `allowed`. */
 function listFlag(values: Record<string, unknown>, name: string, allowed: string[], list = true): void {
   const text = values[name] as string;
@@ -93,6 +103,8 @@ const { args, rates } = benchArgs(
   },
   (flags) => {
     for (const [name, min, max, integer] of NUMBER_FLAGS) flags.number(name, min, max, integer);
+    for (const [name, min, max] of OPTIONAL_NUMBER_FLAGS)
+      if (flags.values[name] !== undefined) flags.number(name, min, max);
     const parsed = (flags.values['rates'] as string).split(',').map((r) => checkedNumber('--rates', r, 0, 1));
     listFlag(flags.values, 'settings', ['fashion-mnist', 'emoji']);
     listFlag(flags.values, 'methods', ['vanilla', 'nlip']);

@@ -52,6 +52,12 @@ export const flags = {
     default: 1,
     valueHint: 'S',
   },
+  methods: {
+    type: 'string',
+    description: 'Methods to train, comma-separated (one method alone reports no gap)',
+    default: 'vanilla,nlip',
+    valueHint: 'M,M',
+  },
   steps: {
     type: 'integer',
     description: 'Training steps of every run (default: --epochs full epochs)',
@@ -98,10 +104,15 @@ export const flags = {
     valueHint: 'F',
   },
   // No default here either: unset, it stays out of the recipe.
+  labelSmoothing: {
+    type: 'number',
+    description: "Label smoothing of both methods' targets (default: train's, 0; ALIGN: 0.1)",
+    valueHint: 'EPS',
+  },
   thumbnailSpread: {
     type: 'number',
     description:
-      "nlip soft targets spread over the batch's captions by thumbnail likeness, sharpness K (default: train's, 0: evenly)",
+      "Spread nlip's soft targets (and label smoothing, vanilla's too) over the batch's captions by thumbnail likeness, sharpness K (default: train's, 0: evenly)",
     valueHint: 'K',
   },
   completion: {
@@ -121,6 +132,17 @@ export const flags = {
   json: { type: 'boolean', description: 'Print compare.json on stdout' },
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
 } satisfies FlagSpecs;
+
+function parseMethods(text: string): Array<'vanilla' | 'nlip'> {
+  const methods = text.split(',').map((s) => s.trim());
+  if (methods.some((m) => m !== 'vanilla' && m !== 'nlip') || new Set(methods).size !== methods.length) {
+    throw new UsageError(
+      'ERR_USAGE',
+      `Flag --methods: expected vanilla, nlip or both, comma-separated, got \`${text}\``,
+    );
+  }
+  return methods as Array<'vanilla' | 'nlip'>;
+}
 
 function parseRates(text: string): number[] {
   const rates = text.split(',').map((s) => Number(s.trim()));
@@ -172,6 +194,7 @@ export const compareCommand = defineCommand({
       'agreementNeighbours',
       'minSeparation',
       'robustFloor',
+      'labelSmoothing',
       'thumbnailSpread',
       'multiPositive',
       'relabel',
@@ -191,6 +214,7 @@ export const compareCommand = defineCommand({
       ...(v['benchmark'] !== undefined ? { benchmark: v['benchmark'] as string[] } : {}),
       ...(v['benchDb'] !== undefined ? { benchDb: v['benchDb'] as string } : {}),
       noiseRates: parseRates((v['noiseRates'] as string | undefined) ?? '0,0.2,0.5'),
+      methods: parseMethods((v['methods'] as string | undefined) ?? 'vanilla,nlip'),
       ...(v['seeds'] !== undefined ? { seeds: v['seeds'] as number } : {}),
       ...(v['firstSeed'] !== undefined ? { firstSeed: v['firstSeed'] as number } : {}),
       ...(v['steps'] !== undefined ? { steps: v['steps'] as number } : {}),

@@ -146,7 +146,7 @@ export const flags = {
   thumbnailSpread: {
     type: 'number',
     description:
-      "nlip soft targets: give an image's 1 − t to the batch's captions whose images' 8×8 colour thumbnails look alike (softmax sharpness K; 0: evenly)",
+      "Give an image's target mass off its own caption (nlip soft targets' 1 − t, label smoothing's ε) to the batch's captions whose images' 8×8 colour thumbnails look alike (softmax sharpness K; 0: evenly)",
     default: 0,
     valueHint: 'K',
   },

@@ -24,10 +24,10 @@ import {
   type TrainOptions,
 } from '../train/index.ts';
 import {
-  NLIP_ONLY_OFF,
   NOISE_SIGNAL_OFF_REASON,
   nlipEstimateOff,
   resolveTrainOptions,
+  vanillaRecipe,
   type ResolvedNoiseSignal,
 } from '../train/_options.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
@@ -349,17 +349,14 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
   }
 }
 
-/**
- * The train options a method's runs take from the shared recipe: nlip's parts that only act on its
- * noise estimate (`NLIP_ONLY_OFF`) are turned off in vanilla's.
- */
+/** The train options a method's runs take from the shared recipe (vanilla's: `vanillaRecipe`). */
 function methodRecipe(
   recipe: Record<string, unknown>,
   method: 'vanilla' | 'nlip',
 ): CompareTrainOptions & Pick<TrainOptions, 'robust'> {
   return method === 'nlip'
     ? { ...(recipe as CompareTrainOptions), robust: 'nlip' }
-    : { ...(recipe as CompareTrainOptions), robust: 'none', ...NLIP_ONLY_OFF };
+    : vanillaRecipe(recipe as CompareTrainOptions);
 }
 
 /** {@link runCompare} once its setting is loaded. */

@@ -137,12 +137,14 @@ export interface TrainOptions {
   /** Smallest clean target or weight a pair keeps. @default 0 */
   robustFloor?: number;
   /**
-   * Soft targets only: κ > 0 gives the 1 − t of a pair's image→text target to the batch's other
-   * captions by how alike their images look (softmax of κ × the cosine of 8×8 colour thumbnails,
-   * `thumbnailSpread`) instead of to all of them evenly; 0 spreads it evenly. On emoji at 50 %
-   * noise κ = 8 halved the median rank and lifted R@10 by 4 points, with R@1 no better; on clean
-   * emoji it lifted R@1 by 1 / 6 points (i→t / t→i) over the even spread, as a regulariser
-   * (BENCHMARKS, session 12). @default 0
+   * κ > 0 gives what a pair's image→text target puts off its own caption — nlip's soft-target
+   * 1 − t, label smoothing's ε — to the batch's other captions by how alike their images look
+   * (softmax of κ × the cosine of 8×8 colour thumbnails, `thumbnailSpread`) instead of to all of
+   * them evenly; 0 spreads it evenly. Needs something to spread: `labelSmoothing` > 0, or nlip's
+   * soft targets. On emoji at 50 % noise κ = 8 on nlip halved the median rank and lifted R@10 by 4
+   * points, with R@1 no better; on clean emoji it lifted R@1 by 1 / 6 points (i→t / t→i) over the
+   * even spread, as a regulariser (BENCHMARKS, session 12); on vanilla with label smoothing 0.5 it
+   * is the same prior without a noise estimate (session 13). @default 0
    */
   thumbnailSpread?: number;
   /** Hard split at this noise probability instead of using the probability itself. @default null */
@@ -330,11 +332,27 @@ export type ResolvedTrainOptions = z.output<typeof trainSchema>;
  * The options that act only on nlip's noise estimate and that {@link resolveTrainOptions} refuses
  * without it, each at its off value: what a vanilla run takes from a recipe shared with nlip.
  */
-export const NLIP_ONLY_OFF = {
+const NLIP_ONLY_OFF = {
   completion: false,
   groundingThumbnails: false,
-  thumbnailSpread: 0,
 } as const satisfies Partial<TrainOptions>;
+
+/** Whether a pair's target has mass off its own caption for `thumbnailSpread` to place. */
+function spreadsSomething(o: Pick<TrainOptions, 'labelSmoothing' | 'robust' | 'robustMode'>): boolean {
+  return (o.labelSmoothing ?? 0) > 0 || (o.robust === 'nlip' && (o.robustMode ?? 'soft') === 'soft');
+}
+
+/**
+ * A recipe shared with nlip as a vanilla run takes it: robust `none`, the nlip-only options off
+ * ({@link NLIP_ONLY_OFF}), and the thumbnail spread kept only where label smoothing gives it
+ * something to spread.
+ */
+export function vanillaRecipe<T extends Omit<TrainOptions, 'corpus' | 'pairs' | 'out'>>(
+  recipe: T,
+): T & { robust: 'none' } {
+  const vanilla = { ...recipe, robust: 'none' as const, ...NLIP_ONLY_OFF };
+  return spreadsSomething(vanilla) ? vanilla : { ...vanilla, thumbnailSpread: 0 };
+}
 
 /** Validates train options once; exactly one of `corpus` and `pairs` must be given. */
 export function resolveTrainOptions(options: TrainOptions): ResolvedTrainOptions {
@@ -349,10 +367,10 @@ export function resolveTrainOptions(options: TrainOptions): ResolvedTrainOptions
       context: { stage: 'train', option: 'completion' },
     });
   }
-  if (resolved.thumbnailSpread > 0 && (resolved.robust !== 'nlip' || resolved.robustMode !== 'soft')) {
+  if (resolved.thumbnailSpread > 0 && !spreadsSomething(resolved)) {
     throw new UsageError(
       'ERR_INVALID_OPTION',
-      "Option 'train.thumbnailSpread': it spreads nlip's soft targets: it needs robust 'nlip' and robustMode 'soft'",
+      "Option 'train.thumbnailSpread': it spreads label smoothing or nlip's soft targets: it needs labelSmoothing > 0, or robust 'nlip' with robustMode 'soft'",
       { context: { stage: 'train', option: 'thumbnailSpread' } },
     );
   }

@@ -467,7 +467,7 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   // The images do not change either: their thumbnails (for word grounding, or the soft targets'
   // spread) are taken once, before the first harmonisation.
   const groundOnThumbnails = words !== null && options.groundingThumbnails;
-  const spreadOnThumbnails = options.robust === 'nlip' && options.thumbnailSpread > 0;
+  const spreadOnThumbnails = options.thumbnailSpread > 0;
   const thumbnails = groundOnThumbnails || spreadOnThumbnails ? await storeThumbnails(data.store) : null;
   const relabelling = nlip && !options.completion && options.relabel && signal === 'agreement';
   const multiPositive = nlip && options.multiPositive;
@@ -538,8 +538,9 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
               state.completed?.[idx] ? [{ k, caption: state.completed[idx] as string }] : [],
             )
           : [];
+      // The spread places soft targets' 1 − t and label smoothing's ε: computed when either is there.
       const spread =
-        clean !== null && spreadOnThumbnails && thumbnails !== null
+        (clean !== null || options.labelSmoothing > 0) && spreadOnThumbnails && thumbnails !== null
           ? thumbnailSpread(thumbnails, batch.indices, options.thumbnailSpread)
           : null;
       const { value, grads } = tf.variableGrads(() => {

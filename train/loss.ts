@@ -38,9 +38,11 @@ export interface LossOptions {
   /** Per-pair clean value in [0, 1] weighting the images of `positives` in the text→image direction. @default all 1 */
   cleanColumns?: tf.Tensor1D;
   /**
-   * With `targets`: where image i's 1 - t_i goes over the texts, a `[B, B]` matrix whose rows sum to 1
-   * with a zero diagonal (instead of uniformly over the other B - 1). The text→image direction
-   * keeps the uniform spread. @default undefined (uniform)
+   * Where image i's mass off its own text goes over the texts, a `[B, B]` matrix whose rows sum to 1
+   * with a zero diagonal: the 1 - t_i of `targets` (instead of uniformly over the other B - 1) and
+   * the ε of label smoothing (instead of ε/B on every text): row i's target becomes
+   * (1 - ε)·target + ε·spread. The text→image direction keeps the uniform spreads.
+   * @default undefined (uniform)
    */
   imageSpread?: tf.Tensor2D;
 }
@@ -86,6 +88,8 @@ export function contrastiveLoss(
     const weighted = tf.add(eye, tf.mul(tf.sub(m, eye), c)) as tf.Tensor2D;
     baseTextToImage = tf.div(weighted, tf.sum(weighted, 1, true)) as tf.Tensor2D;
   }
+  if (options.imageSpread && (options.imageSpread.shape[0] !== B || options.imageSpread.shape[1] !== B))
+    throw new Error(`contrastiveLoss: ${B} pairs but an image spread of shape ${options.imageSpread.shape}`);
   const finish = (base: tf.Tensor2D, spread?: tf.Tensor2D): tf.Tensor2D => {
     let target = base;
     if (options.targets) {
@@ -98,7 +102,8 @@ export function contrastiveLoss(
         : tf.mul(tf.sub(1, eye), B > 1 ? tf.div(tf.sub(1, t), B - 1) : tf.zerosLike(t));
       target = tf.add(tf.mul(base, t), rest) as tf.Tensor2D;
     }
-    if (smoothing > 0) target = tf.add(tf.mul(target, 1 - smoothing), smoothing / B) as tf.Tensor2D;
+    if (smoothing > 0)
+      target = tf.add(tf.mul(target, 1 - smoothing), spread ? tf.mul(spread, smoothing) : smoothing / B) as tf.Tensor2D;
     return target;
   };
 

@@ -84,6 +84,12 @@ describe('bench command lines', () => {
       ['crawl', [], { BENCH_CRAWL_COUNT: 'abc' }, 'bench:crawl: BENCH_CRAWL_COUNT: expected an integer'],
       ['compare', ['--seeds', 'x'], {}, 'bench:compare: --seeds: expected an integer in [1, 1000], got `x`'],
       ['compare', ['--methods', 'vanilla,clip'], {}, 'bench:compare: --methods: expected a comma list'],
+      [
+        'compare',
+        ['--thumbnail-spread', 'abc'],
+        {},
+        'bench:compare: --thumbnail-spread: expected a number in [0, 100], got `abc`',
+      ],
     ];
     for (const [name, args, env, message] of cases) {
       const result = await bench(name, args, env);

@@ -372,6 +372,22 @@ describe('altforge compare', () => {
     const thumbs = await runCli([...words, '--grounding-thumbnails']);
     expect(thumbs.code).toBe(2);
     expect(thumbs.stderr.trim().split('\n').at(-1)).toContain('another recipe');
+    // --methods vanilla trains vanilla alone; label smoothing gives its thumbnail spread something to spread.
+    const alone = join(dir, 'corpus-compare-vanilla');
+    const vanilla = [...args.map((a) => (a === out ? alone : a)), '--methods', 'vanilla'];
+    const spread = await runCli([...vanilla, '--label-smoothing', '0.5', '--thumbnail-spread', '8']);
+    expect(spread.code).toBe(0);
+    const json3 = JSON.parse(readFileSync(join(alone, 'compare.json'), 'utf8')) as CompareJson;
+    expect(json3.runs.map((r) => `${r.method} ${r.noiseRate}`)).toEqual(['vanilla 0', 'vanilla 0.5']);
+    const meta = readCheckpoint<{ training: Record<string, unknown> }>(
+      join(alone, 'runs', 'rate-0.5-vanilla-seed-3', 'checkpoint.ckpt'),
+    ).meta.training;
+    expect(meta).toMatchObject({ robust: 'none', labelSmoothing: 0.5, thumbnailSpread: 8 });
+    const misspelt = await runCli([...vanilla.slice(0, -1), 'vanila']);
+    expect(misspelt.code).toBe(2);
+    expect(misspelt.stderr.trim().split('\n')).toEqual([
+      expect.stringContaining('Flag --methods: expected vanilla, nlip or both, comma-separated, got `vanila`'),
+    ]);
   });
 
   it('hands --robust-floor to training, whose options refuse one above 1 before anything trains', async () => {

@@ -39,11 +39,13 @@ function reference(
   let textToImageDirection = false;
   const target = (i: number, j: number) => {
     const t = options.t?.[i] ?? 1;
-    // The rest of the mass: image i's over texts by the spread `s` when given, else evenly.
-    const rest = options.s && !textToImageDirection ? (options.s[i]?.[j] as number) : i === j ? 0 : 1 / (B - 1);
+    // The rest of the mass: image i's over texts by the spread `s` when given, else evenly; so is
+    // the smoothing's ε (else ε/B on every column, the positive included).
+    const spread = options.s && !textToImageDirection ? (options.s[i]?.[j] as number) : null;
+    const rest = spread ?? (i === j ? 0 : 1 / (B - 1));
     const base = t * positive(i, j, textToImageDirection) + (1 - t) * rest;
     const eps = options.eps ?? 0;
-    return base * (1 - eps) + eps / B;
+    return base * (1 - eps) + eps * (spread ?? 1 / B);
   };
   const ce = (row: (j: number) => number, anchor: number) => {
     let max = -Infinity;
@@ -133,6 +135,36 @@ describe('contrastiveLoss', () => {
       [0.5, 0.5, 0],
     ];
     expectClose(run(Math.log(5), { targets: tf.tensor1d(t), imageSpread: tf.tensor2d(even) }), reference(5, { t }));
+  });
+
+  it("gives label smoothing's image→text ε to the texts a spread names, with or without soft targets", () => {
+    const s = [
+      [0, 0.9, 0.1],
+      [0.5, 0, 0.5],
+      [0.2, 0.8, 0],
+    ];
+    const smoothed = run(Math.log(5), { labelSmoothing: 0.5, imageSpread: tf.tensor2d(s) });
+    expectClose(smoothed, reference(5, { eps: 0.5, s }));
+    expect(smoothed.loss).not.toBeCloseTo(reference(5, { eps: 0.5 }).loss, 3);
+    const t = [1, 0.25, 0.6];
+    expectClose(
+      run(Math.log(5), { targets: tf.tensor1d(t), labelSmoothing: 0.1, imageSpread: tf.tensor2d(s) }),
+      reference(5, { t, eps: 0.1, s }),
+    );
+    // Without smoothing or soft targets there is nothing to spread: the plain loss.
+    expectClose(run(Math.log(5), { imageSpread: tf.tensor2d(s) }), reference(5));
+  });
+
+  it('refuses a spread whose shape is not the batch by the batch', () => {
+    expect(() =>
+      run(Math.log(5), {
+        labelSmoothing: 0.1,
+        imageSpread: tf.tensor2d([
+          [0, 1],
+          [1, 0],
+        ]),
+      }),
+    ).toThrow(/3 pairs but an image spread of shape 2,2/);
   });
 
   it('weights each pair and normalises by the sum of weights; a zero weight keeps the pair as a negative', () => {

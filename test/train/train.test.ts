@@ -12,7 +12,7 @@ import {
   runTrain,
   type TrainOptions,
 } from '../../train/index.ts';
-import { resolveScoreOptions, resolveTrainOptions } from '../../train/_options.ts';
+import { resolveScoreOptions, resolveTrainOptions, vanillaRecipe } from '../../train/_options.ts';
 import { emoji, type Emoji } from '../fixtures/images.ts';
 import { runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
@@ -257,7 +257,7 @@ describe('runTrain', () => {
     expect(Array.from(alone)).not.toEqual(Array.from(withThumbnails));
   });
 
-  test("spreads the flagged pairs' soft targets by thumbnail likeness when asked: the loss changes once nlip acts", async () => {
+  test("spreads the flagged pairs' soft targets by thumbnail likeness when asked (the loss changes once nlip acts), and vanilla's label smoothing from the first step", async () => {
     const { pairs } = await shuffledPairs();
     const lossesOf = async (thumbnailSpread: number) => {
       const out = join(work.path, `spread-${thumbnailSpread}`);
@@ -283,6 +283,25 @@ describe('runTrain', () => {
     // The warm-up epoch (steps 1–2) is the same computation; from the first harmonisation on, the targets differ.
     expect(spread.slice(0, 2)).toEqual(even.slice(0, 2));
     expect(spread[2]).not.toBe(even[2]);
+    // Vanilla with label smoothing: the smoothing's ε is spread from the first step on.
+    const vanillaLosses = async (thumbnailSpread: number) => {
+      const out = join(work.path, `vanilla-spread-${thumbnailSpread}`);
+      await runTrain({
+        ...options(),
+        corpus: undefined,
+        pairs,
+        out,
+        batchSize: 16,
+        epochs: 1,
+        labelSmoothing: 0.5,
+        thumbnailSpread,
+      });
+      return stepLosses(out).map(([, loss]) => loss as number);
+    };
+    const smoothedEvenly = await vanillaLosses(0);
+    const smoothedSpread = await vanillaLosses(8);
+    expect(smoothedSpread).toHaveLength(2);
+    expect(smoothedSpread[0]).not.toBe(smoothedEvenly[0]);
   });
 
   test("refuses thumbnails where nothing would read them: without nlip's words signal", async () => {
@@ -295,12 +314,24 @@ describe('runTrain', () => {
     );
     expect(train({ robust: 'nlip' })).toThrow(refused(/noiseSignal 'words'/));
     expect(train({ robust: 'nlip', noiseSignal: 'words' })).not.toThrow();
-    // The same for the soft targets' spread by thumbnails: nlip's soft targets only.
+    // The same for the spread by thumbnails: it needs label smoothing or nlip's soft targets to spread.
     const spread = (extra: Partial<TrainOptions>) => () =>
       resolveTrainOptions(options({ thumbnailSpread: 8, ...extra }));
-    expect(spread({ robust: 'none' })).toThrow(refused(/^Option 'train.thumbnailSpread'.*robust 'nlip'/));
+    expect(spread({ robust: 'none' })).toThrow(refused(/^Option 'train.thumbnailSpread'.*labelSmoothing > 0/));
     expect(spread({ robust: 'nlip', robustMode: 'weight' })).toThrow(refused(/robustMode 'soft'/));
     expect(spread({ robust: 'nlip' })).not.toThrow();
+    expect(spread({ robust: 'none', labelSmoothing: 0.1 })).not.toThrow();
+    expect(spread({ robust: 'nlip', robustMode: 'weight', labelSmoothing: 0.1 })).not.toThrow();
+    // A recipe shared with nlip keeps the spread for vanilla only where smoothing gives it something to spread.
+    const shared = { thumbnailSpread: 8, completion: true, groundingThumbnails: true } as const;
+    expect(vanillaRecipe(shared)).toEqual({
+      ...shared,
+      robust: 'none',
+      completion: false,
+      groundingThumbnails: false,
+      thumbnailSpread: 0,
+    });
+    expect(vanillaRecipe({ ...shared, labelSmoothing: 0.1 })).toMatchObject({ robust: 'none', thumbnailSpread: 8 });
     const score = (noiseSignal: 'auto' | 'words') => () =>
       resolveScoreOptions({ corpus, checkpoint: corpus, groundingThumbnails: true, noiseSignal });
     expect(score('auto')).toThrow(refused(/^Option 'score.groundingThumbnails'.*noiseSignal 'words'/));
