@@ -51,8 +51,11 @@ describe('flag defaults', () => {
     const own = ['seeds', 'firstSeed', 'trainPairs', 'testImages', 'backend'];
     expect(mismatches(compareFlags, compare, own)).toEqual([]);
     expect(compareFlags.noiseRates.default.split(',').map(Number)).toEqual(compare['noiseRates']);
+    expect(compareFlags.methods.default.split(',')).toEqual(compare['methods']);
     expect(mismatches(compareFlags, { ...COMPARE_RECIPE_DEFAULTS }, ['epochs', 'batchSize'])).toEqual([]);
-    const recipe = Object.keys(compareFlags).filter((f) => ![...own, 'noiseRates', 'epochs', 'batchSize'].includes(f));
+    const recipe = Object.keys(compareFlags).filter(
+      (f) => ![...own, 'noiseRates', 'methods', 'epochs', 'batchSize'].includes(f),
+    );
     expect(mismatches(compareFlags, train, recipe)).toEqual([]);
   });
 

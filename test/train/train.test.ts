@@ -259,47 +259,28 @@ describe('runTrain', () => {
 
   test("spreads the flagged pairs' soft targets by thumbnail likeness when asked (the loss changes once nlip acts), and vanilla's label smoothing from the first step", async () => {
     const { pairs } = await shuffledPairs();
-    const lossesOf = async (thumbnailSpread: number) => {
-      const out = join(work.path, `spread-${thumbnailSpread}`);
-      await runTrain({
-        ...options(),
-        corpus: undefined,
-        pairs,
-        out,
-        batchSize: 16,
-        epochs: 2,
-        robust: 'nlip',
-        noiseSignal: 'words',
-        minSeparation: 0,
-        maxNoiseFraction: 1,
-        warmupEpochs: 1,
-        thumbnailSpread,
-      });
+    const lossesOf = async (name: string, thumbnailSpread: number, recipe: Partial<TrainOptions>) => {
+      const out = join(work.path, `${name}-${thumbnailSpread}`);
+      await runTrain({ ...options(), corpus: undefined, pairs, out, batchSize: 16, ...recipe, thumbnailSpread });
       return stepLosses(out).map(([, loss]) => loss as number);
     };
-    const even = await lossesOf(0);
-    const spread = await lossesOf(8);
+    const nlip = {
+      epochs: 2,
+      robust: 'nlip',
+      noiseSignal: 'words',
+      minSeparation: 0,
+      maxNoiseFraction: 1,
+      warmupEpochs: 1,
+    } as const;
+    const even = await lossesOf('spread', 0, nlip);
+    const spread = await lossesOf('spread', 8, nlip);
     expect(even).toHaveLength(4);
     // The warm-up epoch (steps 1–2) is the same computation; from the first harmonisation on, the targets differ.
     expect(spread.slice(0, 2)).toEqual(even.slice(0, 2));
     expect(spread[2]).not.toBe(even[2]);
     // Vanilla with label smoothing: the smoothing's ε is spread from the first step on.
-    const vanillaLosses = async (thumbnailSpread: number) => {
-      const out = join(work.path, `vanilla-spread-${thumbnailSpread}`);
-      await runTrain({
-        ...options(),
-        corpus: undefined,
-        pairs,
-        out,
-        batchSize: 16,
-        epochs: 1,
-        labelSmoothing: 0.5,
-        thumbnailSpread,
-      });
-      return stepLosses(out).map(([, loss]) => loss as number);
-    };
-    const smoothedEvenly = await vanillaLosses(0);
-    const smoothedSpread = await vanillaLosses(8);
+    const smoothedEvenly = await lossesOf('vanilla-spread', 0, { epochs: 1, labelSmoothing: 0.5 });
+    const smoothedSpread = await lossesOf('vanilla-spread', 8, { epochs: 1, labelSmoothing: 0.5 });
     expect(smoothedSpread).toHaveLength(2);
     expect(smoothedSpread[0]).not.toBe(smoothedEvenly[0]);
   });
