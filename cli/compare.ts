@@ -54,7 +54,8 @@ export const flags = {
   },
   methods: {
     type: 'string',
-    description: 'Methods to train, comma-separated (one method alone reports no gap)',
+    description:
+      "Methods to train, comma-separated (one alone reports no gap; vanilla's runs take the recipe without nlip's parts, so the same --out can take the other method's runs later)",
     default: 'vanilla,nlip',
     valueHint: 'M,M',
   },

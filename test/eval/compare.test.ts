@@ -383,6 +383,19 @@ describe('altforge compare', () => {
       join(alone, 'runs', 'rate-0.5-vanilla-seed-3', 'checkpoint.ckpt'),
     ).meta.training;
     expect(meta).toMatchObject({ robust: 'none', labelSmoothing: 0.5, thumbnailSpread: 8 });
+    // Both methods later into the same --out: vanilla's runs are taken as they are, nlip's train.
+    const both = await runCli([
+      ...vanilla.slice(0, -1),
+      'vanilla,nlip',
+      '--label-smoothing',
+      '0.5',
+      '--thumbnail-spread',
+      '8',
+    ]);
+    expect(both.code).toBe(0);
+    expect(both.stderr).toContain('2 finished earlier, reused');
+    const json4 = JSON.parse(readFileSync(join(alone, 'compare.json'), 'utf8')) as CompareJson;
+    expect(json4.runs.map((r) => r.method)).toEqual(['vanilla', 'nlip', 'vanilla', 'nlip']);
     const misspelt = await runCli([...vanilla.slice(0, -1), 'vanila']);
     expect(misspelt.code).toBe(2);
     expect(misspelt.stderr.trim().split('\n')).toEqual([
