@@ -464,8 +464,8 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
   const resolvedSignal = groups ? resolveNoiseSignal(options.noiseSignal, groups.index) : null;
   const signal = resolvedSignal ?? 'loss';
   const words = signal === 'words' ? captionWords(data.pairs.map((p) => p.caption)) : null;
-  // The images do not change either: their thumbnails (for word grounding, or the soft targets'
-  // spread) are taken once, before the first harmonisation.
+  // The images do not change either: their thumbnails (for word grounding, or the targets'
+  // spread) are taken once, before the first step.
   const groundOnThumbnails = words !== null && options.groundingThumbnails;
   const spreadOnThumbnails = options.thumbnailSpread > 0;
   const thumbnails = groundOnThumbnails || spreadOnThumbnails ? await storeThumbnails(data.store) : null;
