@@ -461,8 +461,8 @@ export function thumbnailRows(pixels: Uint8Array, size: number, side = THUMBNAIL
 }
 
 /**
- * Where a batch's soft targets put each image's 1 − t over the other captions
- * (`TrainOptions.thumbnailSpread`): row a of the `[B, B]` result (row-major) is the softmax over
+ * Where a batch's targets put each image's mass off its own caption — soft targets' 1 − t, label
+ * smoothing's ε — over the other captions (`TrainOptions.thumbnailSpread`): row a of the `[B, B]` result (row-major) is the softmax over
  * b ≠ a of `kappa` × the cosine of the thumbnails of pairs `indices[a]` and `indices[b]` (unit
  * rows of {@link thumbnailRows}, `width` wide); the diagonal is 0 and each row sums to 1. κ = 0 is
  * the even spread.
