@@ -99,16 +99,16 @@ export function fitGmm(values: ArrayLike<number>, options: GmmOptions = {}): Gmm
     const eps = 1e-12;
     mu[0] = n0 > eps ? s0 / n0 : mu[0];
     mu[1] = n1 > eps ? s1 / n1 : mu[1];
-    let q0 = 0;
-    let q1 = 0;
+    let squares0 = 0;
+    let squares1 = 0;
     for (let i = 0; i < n; i++) {
       const r = r1[i] as number;
       const x = xs[i] as number;
-      q0 += (1 - r) * (x - mu[0]) ** 2;
-      q1 += r * (x - mu[1]) ** 2;
+      squares0 += (1 - r) * (x - mu[0]) ** 2;
+      squares1 += r * (x - mu[1]) ** 2;
     }
-    v[0] = Math.max(floor, n0 > eps ? q0 / n0 : floor);
-    v[1] = Math.max(floor, n1 > eps ? q1 / n1 : floor);
+    v[0] = Math.max(floor, n0 > eps ? squares0 / n0 : floor);
+    v[1] = Math.max(floor, n1 > eps ? squares1 / n1 : floor);
     w[0] = Math.min(1 - 1e-6, Math.max(1e-6, n0 / n));
     w[1] = 1 - w[0];
     if (Math.abs(ll - previous) < tolerance) break;

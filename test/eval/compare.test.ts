@@ -90,8 +90,8 @@ describe('runCompare', () => {
     // One summary row per (rate, method, metric); with one seed the spread is 0 and the mean the run's value.
     expect(json.summary).toHaveLength(8);
     const nlip = json.runs.find((r) => r.noiseRate === 0.5 && r.method === 'nlip');
-    const row = json.summary.find((s) => s.noiseRate === 0.5 && s.method === 'nlip' && s.metric.endsWith('top1'));
-    expect(row).toMatchObject({ mean: nlip?.metrics['fashion-mnist/classification/top1'], spread: 0, n: 1 });
+    const top1Row = json.summary.find((s) => s.noiseRate === 0.5 && s.method === 'nlip' && s.metric.endsWith('top1'));
+    expect(top1Row).toMatchObject({ mean: nlip?.metrics['fashion-mnist/classification/top1'], spread: 0, n: 1 });
     // 64 pairs at batch 16: 4 steps per epoch, warm-up 1 epoch -> harmonised at the start of epoch 1 (step 4).
     expect(json.detection.map((d) => [d.noiseRate, d.seed, d.epoch, d.step])).toEqual([[0.5, 1, 1, 4]]);
     expect(json.detection[0]?.auc).toBeGreaterThanOrEqual(0);
@@ -114,7 +114,7 @@ describe('runCompare', () => {
     // One seed: each cell is the run's value, with no spread.
     const rows = md.split('\n').filter((l) => /^\| 0(\.5)? \|/.test(l));
     expect(rows.length).toBeGreaterThan(0);
-    for (const row of rows) expect(row).not.toContain('±');
+    for (const line of rows) expect(line).not.toContain('±');
     const top1 = nlip?.metrics['fashion-mnist/classification/top1'] as number;
     expect(md).toContain(`| ${top1.toFixed(2)} |`);
   });
