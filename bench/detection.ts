@@ -12,10 +12,14 @@
  *   model and by thumbnails: the structure a caption-swap detector would lean on;
  * - word grounding made exclusive between twins (of two drawings of one concept with different
  *   captions, at most one is clean), with the true twin (an upper bound no corpus gives) and with
- *   the nearest image.
+ *   the nearest image;
+ * - with `--crossfit`, scores no model has memorised: two more vanilla runs of the same recipe,
+ *   each on one vendor's pairs, rank every pair of the other vendor (its caption among all the
+ *   captions, its image among that vendor's images for its caption) — co-teaching's view, where a
+ *   shuffled pair cannot look clean by having been learnt.
  *
  *   npm run bench:detection -- [--pairs 3800] [--epochs 10] [--rate 0.5] [--seed 1]
- *     [--checkpoint RUN_DIR] [--out /tmp/altforge-bench-detection]
+ *     [--checkpoint RUN_DIR] [--crossfit] [--out /tmp/altforge-bench-detection]
  *
  * The pairs, their order and the injected noise are those of `bench:compare --settings emoji` with
  * the same pairs, rate and seed, so a checkpoint from its `runs/rate-R-vanilla-seed-S` fits.
@@ -28,7 +32,7 @@ import { BenchUsageError, benchArgs } from './_args.ts';
 import { createRandom } from '../corpus/random.ts';
 import { injectNoise, rocAuc, runCompare } from '../eval/index.ts';
 import { emoji } from '../eval/_settings.ts';
-import { loadEncoder } from '../train/index.ts';
+import { loadEncoder, runTrain, type MemoryPair } from '../train/index.ts';
 import {
   THUMBNAIL_SIDE,
   THUMBNAIL_WIDTH,
@@ -41,7 +45,7 @@ import {
 } from '../train/noise.ts';
 
 const USAGE =
-  'usage: npm run bench:detection -- [--pairs 3800] [--epochs 10] [--rate 0.5] [--seed 1] [--checkpoint RUN_DIR] [--out DIR]';
+  'usage: npm run bench:detection -- [--pairs 3800] [--epochs 10] [--rate 0.5] [--seed 1] [--checkpoint RUN_DIR] [--crossfit] [--out DIR]';
 
 const args = benchArgs(
   'detection',
@@ -52,6 +56,7 @@ const args = benchArgs(
     rate: { type: 'string', default: '0.5' },
     seed: { type: 'string', default: '1' },
     checkpoint: { type: 'string' },
+    crossfit: { type: 'boolean', default: false },
     out: { type: 'string', default: '/tmp/altforge-bench-detection' },
   },
   (flags) => {
@@ -64,11 +69,14 @@ const args = benchArgs(
       trainPairs: flags.number('pairs', 4, 1_000_000, true),
       epochs: flags.number('epochs', 1, 10_000, true),
       checkpoint,
+      crossfit: flags.values['crossfit'] === true,
       out: flags.values['out'] as string,
     };
   },
 );
 const { rate, seed, trainPairs, epochs } = args;
+/** The vanilla recipe of `bench:compare --settings emoji` (batch 64, lr 5e-4, tiny preset). */
+const recipe = { epochs, batchSize: 64, lr: 0.0005 };
 
 console.log(
   `# bench:detection — ${new Date().toISOString()}, node ${process.version}, ${availableParallelism()} cpus, load average ${loadavg()
@@ -90,7 +98,7 @@ if (checkpoint === undefined) {
     firstSeed: seed,
     trainPairs,
     testImages: 500,
-    train: { epochs, batchSize: 64, lr: 0.0005 },
+    train: recipe,
   });
   checkpoint = join(out, 'runs', `rate-${rate}-vanilla-seed-${seed}`);
 }
@@ -173,17 +181,18 @@ const group = captionGroups(captions).index;
 const captionWordIds = captionWords(captions);
 const words = wordGrounding(images, dim, captionWordIds);
 const wordRanks = ranks(words);
+const thumbWords = wordGrounding(thumbs, thumbWidth, captionWordIds);
 /**
- * Grounding made exclusive between twins: a twin holding the same caption makes both clean; else
- * the better grounded of the two is the likelier clean one, so a pair's rank moves up by half the
- * amount its twin's rank lies below the middle.
+ * A score's ranks (word grounding's unless given) made exclusive between twins: a twin holding the
+ * same caption makes both clean; else the better scored of the two is the likelier clean one, so a
+ * pair's rank moves up by half the amount its twin's rank lies below the middle.
  */
-function exclusive(twins: Int32Array): Float64Array {
-  return Float64Array.from(wordRanks, (r, i) => {
+function exclusive(twins: Int32Array, scoreRanks: Float64Array = wordRanks): Float64Array {
+  return Float64Array.from(scoreRanks, (r, i) => {
     const t = twins[i] as number;
     if (t < 0) return r;
     if (group[t] === group[i]) return r - 1;
-    return r - 0.5 * ((wordRanks[t] as number) - 0.5);
+    return r - 0.5 * ((scoreRanks[t] as number) - 0.5);
   });
 }
 const consistency = captionConsistency(images, dim, captions);
@@ -198,7 +207,7 @@ const twinRate = (near: Int32Array) => near.filter((j, i) => j === twin[i]).leng
 
 const rows: Array<[string, number | null]> = [
   ['word grounding, model embeddings', rocAuc(words, noisy)],
-  ['word grounding, 8×8 thumbnails', rocAuc(wordGrounding(thumbs, thumbWidth, captionWordIds), noisy)],
+  ['word grounding, 8×8 thumbnails', rocAuc(thumbWords, noisy)],
   [
     'word grounding, model + thumbnails',
     rocAuc(wordGrounding(sideBySide(images, dim, thumbs, thumbWidth), dim + thumbWidth, captionWordIds), noisy),
@@ -214,6 +223,67 @@ const rows: Array<[string, number | null]> = [
   ['word grounding exclusive between true twins (upper bound)', rocAuc(exclusive(twin), noisy)],
   ['word grounding exclusive between nearest images (model)', rocAuc(exclusive(modelNearest), noisy)],
 ];
+if (args.crossfit) rows.push(...(await crossfitRows()));
+
+/**
+ * Co-teaching's view, cross-fitted by vendor: a vanilla run of the same recipe on one vendor's
+ * (noisy) pairs scores every pair of the other vendor, which it never saw. A pair's score is the
+ * rank of its caption among all the distinct captions for its image, plus the rank of its image
+ * among that vendor's images for its caption (0: first both ways).
+ */
+async function crossfitRows(): Promise<Array<[string, number | null]>> {
+  const vendor = pairs.map((p) => p.id.slice(0, p.id.indexOf('/')));
+  const distinct = [...new Set(captions)];
+  const captionIndex = new Map(distinct.map((c, i) => [c, i]));
+  const m = distinct.length;
+  const score = new Float64Array(n);
+  for (const heldOut of new Set(vendor)) {
+    const train: MemoryPair[] = pairs.flatMap((p, i) =>
+      vendor[i] === heldOut ? [] : [{ ...p, caption: captions[i] as string }],
+    );
+    const runDir = join(args.out, 'crossfit', `without-${heldOut}`);
+    rmSync(runDir, { recursive: true, force: true });
+    console.error(`crossfit: training on ${train.length} pairs, scoring the ${n - train.length} of ${heldOut}`);
+    await runTrain({ ...recipe, pairs: train, out: runDir, seed });
+    const scored = pairs.flatMap((_, i) => (vendor[i] === heldOut ? [i] : []));
+    const held = await loadEncoder(runDir);
+    const d = held.dim;
+    const image = await held.embedImages(scored.map((i) => pairs[i]?.image as Uint8Array));
+    const text = held.embedTexts(distinct);
+    held.dispose();
+    const sims = new Float32Array(scored.length * m);
+    for (let a = 0; a < scored.length; a++) {
+      for (let c = 0; c < m; c++) {
+        let dot = 0;
+        for (let k = 0; k < d; k++) dot += (image[a * d + k] as number) * (text[c * d + k] as number);
+        sims[a * m + c] = dot;
+      }
+    }
+    scored.forEach((i, a) => {
+      const own = captionIndex.get(captions[i] as string) as number;
+      const mine = sims[a * m + own] as number;
+      let captionsAbove = 0;
+      for (let c = 0; c < m; c++) if ((sims[a * m + c] as number) > mine) captionsAbove++;
+      let imagesAbove = 0;
+      for (let b = 0; b < scored.length; b++) if ((sims[b * m + own] as number) > mine) imagesAbove++;
+      score[i] = captionsAbove / m + imagesAbove / scored.length;
+    });
+  }
+  const crossRanks = ranks(score);
+  const thumbRanks = ranks(thumbWords);
+  return [
+    ['cross-fitted by vendor: own caption and image ranks (a model that never saw the pair)', rocAuc(score, noisy)],
+    ['cross-fitted, exclusive between true twins (upper bound)', rocAuc(exclusive(twin, crossRanks), noisy)],
+    [
+      'word grounding on thumbnails + cross-fitted, ranks summed',
+      rocAuc(
+        Float64Array.from(thumbRanks, (r, i) => r + (crossRanks[i] as number)),
+        noisy,
+      ),
+    ],
+  ];
+}
+
 console.log(`\nemoji: ${n} pairs, ${(rate * 100).toFixed(0)} % shuffled (seed ${seed}), checkpoint ${checkpoint}\n`);
 console.log('| signal | ROC AUC |\n|---|---|');
 for (const [name, auc] of rows) console.log(`| ${name} | ${auc === null ? '–' : auc.toFixed(3)} |`);

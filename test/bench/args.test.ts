@@ -90,6 +90,7 @@ describe('bench command lines', () => {
         {},
         'bench:compare: --thumbnail-spread: expected a number in [0, 100], got `abc`',
       ],
+      ['detection', ['--crossfit=yes'], {}, "bench:detection: Option '--crossfit' does not take an argument"],
     ];
     for (const [name, args, env, message] of cases) {
       const result = await bench(name, args, env);
