@@ -16,11 +16,12 @@ import { join } from 'node:path';
 import { runCompare, type CompareJson } from '../eval/index.ts';
 import type { NOISE_SIGNAL_CHOICES } from '../train/_options.ts';
 import { UsageError } from '../corpus/errors.ts';
+import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
 import { BenchUsageError, benchArgs, benchFail, checkedNumber } from './_args.ts';
 
 const USAGE = `usage: npm run bench:compare -- [--settings fashion-mnist,emoji] [--rates 0,0.2,0.5] [--seeds 2]
   [--first-seed 1] [--methods vanilla,nlip] [--fashion-pairs 2000] [--fashion-epochs 8]
-  [--emoji-pairs 1000] [--emoji-epochs 15] [--test-images 500] [--batch 64] [--lr 0.0005]
+  [--emoji-pairs 1000] [--emoji-epochs 15] [--emoji-train-vendors google,apple] [--emoji-test-vendor twitter] [--test-images 500] [--batch 64] [--lr 0.0005]
   [--warmup-epochs 2] [--robust-mode soft|weight] [--consistency-weight 0] [--min-separation 2]
   [--noise-signal auto|agreement|loss|words] [--agreement-neighbours auto|K] [--multi-positive true|false]
   [--relabel true|false] [--relabel-source model|neighbours|joint] [--agreement-score gap|joint]
@@ -87,6 +88,8 @@ const { args, rates } = benchArgs(
     'fashion-epochs': { type: 'string', default: '8' },
     'emoji-pairs': { type: 'string', default: '1000' },
     'emoji-epochs': { type: 'string', default: '15' },
+    'emoji-train-vendors': { type: 'string', default: 'google,apple' },
+    'emoji-test-vendor': { type: 'string', default: 'twitter' },
     'test-images': { type: 'string', default: '500' },
     batch: { type: 'string', default: '64' },
     'warmup-epochs': { type: 'string', default: '2' },
@@ -108,15 +111,27 @@ const { args, rates } = benchArgs(
     const parsed = (flags.values['rates'] as string).split(',').map((r) => checkedNumber('--rates', r, 0, 1));
     listFlag(flags.values, 'settings', ['fashion-mnist', 'emoji']);
     listFlag(flags.values, 'methods', ['vanilla', 'nlip']);
+    listFlag(flags.values, 'emoji-train-vendors', [...EMOJI_VENDORS]);
+    listFlag(flags.values, 'emoji-test-vendor', [...EMOJI_VENDORS], false);
+    // Checked before any setting trains (the emoji setting refuses them too, but after Fashion-MNIST's runs).
+    const trainVendors = (flags.values['emoji-train-vendors'] as string).split(',');
+    if (
+      new Set(trainVendors).size !== trainVendors.length ||
+      trainVendors.includes(flags.values['emoji-test-vendor'] as string)
+    )
+      throw new BenchUsageError(
+        `--emoji-train-vendors: expected distinct vendors other than the test vendor '${flags.values['emoji-test-vendor']}', got \`${flags.values['emoji-train-vendors']}\``,
+      );
     for (const name of ['multi-positive', 'relabel', 'gate-latch', 'grounding-thumbnails', 'completion'])
       if (flags.values[name] !== undefined) listFlag(flags.values, name, ['true', 'false'], false);
     return { args: flags.values, rates: parsed };
   },
 );
 
+const testVendor = args['emoji-test-vendor'] as string;
 const headline: Record<string, string[]> = {
   'fashion-mnist': ['fashion-mnist/classification/top1'],
-  emoji: ['emoji-twitter/image_to_text/R@1', 'emoji-twitter/text_to_image/R@1'],
+  emoji: [`emoji-${testVendor}/image_to_text/R@1`, `emoji-${testVendor}/text_to_image/R@1`],
 };
 
 function verdict(json: CompareJson, metric: string): string {
@@ -159,6 +174,12 @@ for (const setting of (args.settings as string).split(',') as Array<'fashion-mni
     seeds: Number(args.seeds),
     firstSeed: Number(args['first-seed']),
     trainPairs: Number(fashion ? args['fashion-pairs'] : args['emoji-pairs']),
+    ...(fashion
+      ? {}
+      : {
+          trainVendors: (args['emoji-train-vendors'] as string).split(',') as EmojiVendor[],
+          testVendor: testVendor as EmojiVendor,
+        }),
     testImages: Number(args['test-images']),
     train: {
       epochs: Number(fashion ? args['fashion-epochs'] : args['emoji-epochs']),

@@ -1,4 +1,5 @@
 import { defineCommand } from 'citty';
+import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
 import type { CompareOptions, CompareResult } from '../eval/index.ts';
 import { DEFAULT_MIN_SEPARATION, NOISE_SIGNAL_OFF_REASON, nlipEstimateOff } from '../train/_options.ts';
@@ -13,6 +14,19 @@ export const flags = {
     description: 'Built-in offline setting',
     valueHint: 'NAME',
     choices: ['fashion-mnist', 'emoji'],
+  },
+  // No defaults here: the emoji setting's own (google,apple -> twitter); refused with another setting.
+  trainVendors: {
+    type: 'string',
+    description: `Emoji setting: vendors whose drawings are trained on, comma-separated, each drawing every concept once (default: google,apple): ${EMOJI_VENDORS.join(', ')}`,
+    valueHint: 'V,V',
+  },
+  testVendor: {
+    type: 'string',
+    description:
+      'Emoji setting: the vendor whose drawings are retrieved by name, not a training one (default: twitter)',
+    valueHint: 'V',
+    choices: [...EMOJI_VENDORS],
   },
   corpus: {
     type: 'string',
@@ -145,6 +159,20 @@ function parseMethods(text: string): Array<'vanilla' | 'nlip'> {
   return methods as Array<'vanilla' | 'nlip'>;
 }
 
+function parseVendors(text: string): EmojiVendor[] {
+  const vendors = text.split(',').map((s) => s.trim());
+  if (
+    vendors.some((v) => !(EMOJI_VENDORS as readonly string[]).includes(v)) ||
+    new Set(vendors).size !== vendors.length
+  ) {
+    throw new UsageError(
+      'ERR_USAGE',
+      `Flag --train-vendors: expected distinct vendors among ${EMOJI_VENDORS.join(', ')}, comma-separated, got \`${text}\``,
+    );
+  }
+  return vendors as EmojiVendor[];
+}
+
 function parseRates(text: string): number[] {
   const rates = text.split(',').map((s) => Number(s.trim()));
   if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r < 0 || r > 1)) {
@@ -211,6 +239,8 @@ export const compareCommand = defineCommand({
     const options: CompareOptions = {
       out: v['out'] as string,
       ...(v['setting'] !== undefined ? { setting: v['setting'] as 'emoji' } : {}),
+      ...(v['trainVendors'] !== undefined ? { trainVendors: parseVendors(v['trainVendors'] as string) } : {}),
+      ...(v['testVendor'] !== undefined ? { testVendor: v['testVendor'] as EmojiVendor } : {}),
       ...(v['corpus'] !== undefined ? { corpus: v['corpus'] as string } : {}),
       ...(v['benchmark'] !== undefined ? { benchmark: v['benchmark'] as string[] } : {}),
       ...(v['benchDb'] !== undefined ? { benchDb: v['benchDb'] as string } : {}),

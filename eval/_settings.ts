@@ -125,6 +125,20 @@ export function emoji(options: {
 }): SettingData {
   const trainVendors = options.trainVendors ?? ['google', 'apple'];
   const testVendor = options.testVendor ?? 'twitter';
+  if (trainVendors.length === 0 || new Set(trainVendors).size !== trainVendors.length) {
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      `The emoji setting trains on one or more distinct vendors, got '${trainVendors.join(',')}'`,
+      { context: { stage: 'compare', option: 'trainVendors' } },
+    );
+  }
+  if (trainVendors.includes(testVendor)) {
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      `The emoji setting's test vendor '${testVendor}' is also trained on: its drawings would be training images`,
+      { context: { stage: 'compare', option: 'testVendor' } },
+    );
+  }
   // The concepts every vendor drew, in the test vendor's package order.
   const drawings = emojiDrawings([testVendor, ...trainVendors]);
   const usable = (drawings.get(testVendor as EmojiVendor) ?? []).map((_, i) => i);

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
+import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
 import { acquireLock } from '../corpus/lock.ts';
 import { parseOptions } from '../corpus/options.ts';
 import { createRandom } from '../corpus/random.ts';
@@ -76,6 +77,10 @@ export interface CompareProgress {
 export interface CompareOptions {
   /** A built-in offline setting: Fashion-MNIST (zero-shot accuracy) or emoji (google+apple -> twitter retrieval). */
   setting?: 'fashion-mnist' | 'emoji';
+  /** The emoji setting's training vendors, each drawing a concept once. @default ['google', 'apple'] */
+  trainVendors?: EmojiVendor[];
+  /** The emoji setting's test vendor, not among the training ones. @default 'twitter' */
+  testVendor?: EmojiVendor;
   /** A corpus directory to train on instead (its kept pairs), evaluated on `benchmark`. */
   corpus?: string;
   /** Registered benchmarks (with `corpus`). @default [] */
@@ -176,6 +181,9 @@ export interface CompareResult extends CompareJson {
 
 const schema = z.strictObject({
   setting: z.enum(['fashion-mnist', 'emoji']).optional(),
+  // No defaults here: the emoji setting's own, so a comparison on another setting cannot be given them.
+  trainVendors: z.array(z.enum(EMOJI_VENDORS)).min(1).optional(),
+  testVendor: z.enum(EMOJI_VENDORS).optional(),
   corpus: z.string().min(1).optional(),
   benchmark: z.array(z.string().min(1)).default([]),
   benchDb: z.string().min(1).optional(),
@@ -211,10 +219,25 @@ async function loadSetting(opts: z.output<typeof schema>): Promise<SettingData> 
       context: { stage: 'compare' },
     });
   }
+  if (opts.setting !== 'emoji' && (opts.trainVendors !== undefined || opts.testVendor !== undefined)) {
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      "Options 'trainVendors' and 'testVendor' choose the emoji setting's drawings: they need setting 'emoji'",
+      { context: { stage: 'compare', option: opts.trainVendors !== undefined ? 'trainVendors' : 'testVendor' } },
+    );
+  }
   if (opts.setting === 'fashion-mnist') {
     return fashionMnist({ trainPairs: opts.trainPairs, testImages: opts.testImages, seed: 1 });
   }
-  if (opts.setting === 'emoji') return emoji({ trainPairs: opts.trainPairs, testImages: opts.testImages, seed: 1 });
+  if (opts.setting === 'emoji') {
+    return emoji({
+      trainPairs: opts.trainPairs,
+      testImages: opts.testImages,
+      seed: 1,
+      ...(opts.trainVendors === undefined ? {} : { trainVendors: opts.trainVendors }),
+      ...(opts.testVendor === undefined ? {} : { testVendor: opts.testVendor }),
+    });
+  }
   if (opts.benchmark.length === 0) {
     throw new UsageError('ERR_NO_BENCHMARK', 'Comparing on a corpus needs --benchmark NAME (a registered test set)', {
       context: { stage: 'compare' },

@@ -91,6 +91,12 @@ describe('bench command lines', () => {
         'bench:compare: --thumbnail-spread: expected a number in [0, 100], got `abc`',
       ],
       ['detection', ['--crossfit=yes'], {}, "bench:detection: Option '--crossfit' does not take an argument"],
+      [
+        'compare',
+        ['--emoji-train-vendors', 'google,twitter'],
+        {},
+        "bench:compare: --emoji-train-vendors: expected distinct vendors other than the test vendor 'twitter'",
+      ],
     ];
     for (const [name, args, env, message] of cases) {
       const result = await bench(name, args, env);

@@ -289,6 +289,39 @@ describe('runCompare', () => {
     expect(existsSync(join(out, 'runs', 'rate-0-vanilla-seed-1'))).toBe(false);
   });
 
+  it("trains on the emoji vendors it is given and retrieves another vendor's drawings", async () => {
+    const out = join(dir, 'vendors');
+    const result = await runCompare({
+      setting: 'emoji',
+      trainVendors: ['facebook'],
+      testVendor: 'apple',
+      out,
+      noiseRates: [0.5],
+      methods: ['vanilla'],
+      seeds: 1,
+      steps: 2,
+      trainPairs: 16,
+      testImages: 8,
+      train: { batchSize: 8, vocabSize: 300, lrWarmupSteps: 1 },
+    });
+    expect(result.description).toBe('emoji: 16 training pairs (facebook, 16 concepts), retrieval on 8 apple drawings');
+    expect(Object.keys(result.runs[0]?.metrics ?? {})).toContain('emoji-apple/image_to_text/R@1');
+  });
+
+  it('refuses emoji vendors on another setting, and a test vendor it trains on, before anything trains', async () => {
+    const fashion = join(dir, 'vendors-fashion');
+    await expect(runCompare({ ...TOY_FASHION, trainVendors: ['google'], out: fashion })).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      message: expect.stringContaining("they need setting 'emoji'"),
+    });
+    const leak = join(dir, 'vendors-leak');
+    await expect(
+      runCompare({ setting: 'emoji', trainVendors: ['google', 'twitter'], out: leak }),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining("test vendor 'twitter'") });
+    expect(existsSync(fashion)).toBe(false);
+    expect(existsSync(leak)).toBe(false);
+  });
+
   it('refuses to start without a setting or a corpus', async () => {
     await expect(runCompare({ out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_INPUT' });
     await expect(runCompare({ corpus: dir, out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_BENCHMARK' });
@@ -409,6 +442,19 @@ describe('altforge compare', () => {
     expect(res.code).toBe(2);
     expect(res.stderr.trim().split('\n').at(-1)).toContain("Option 'train.robustFloor'");
     expect(existsSync(join(out, 'runs', 'rate-0-vanilla-seed-1', 'checkpoint.ckpt'))).toBe(false);
+  });
+
+  it('exits 2 on an unknown or repeated emoji vendor, one line', async () => {
+    for (const vendors of ['google,goggle', 'apple,apple']) {
+      const res = await runCli(['compare', '--setting', 'emoji', '--out', join(dir, 'z'), '--train-vendors', vendors]);
+      expect(res.code).toBe(2);
+      expect(res.stderr.trim().split('\n')).toEqual([
+        expect.stringContaining(
+          `Flag --train-vendors: expected distinct vendors among apple, facebook, google, twitter`,
+        ),
+      ]);
+    }
+    expect(existsSync(join(dir, 'z'))).toBe(false);
   });
 
   it('exits 2 on a malformed noise rate', async () => {
