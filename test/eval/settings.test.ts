@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { openRegistry } from '../../corpus/registry.ts';
 import { readShardEntry } from '../../corpus/shards.ts';
-import { corpusSetting, emoji } from '../../eval/_settings.ts';
+import { corpusSetting, emoji as emojiSetting } from '../../eval/_settings.ts';
+import type { EvalBenchmark } from '../../eval/zero-shot.ts';
 import type { StoredImage } from '../../train/data.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { emojiJpeg, makeEmojiCorpus, type CorpusPair } from '../train/_corpus.ts';
@@ -61,7 +62,7 @@ describe('a corpus as a compare setting', () => {
 
 describe('the emoji setting', () => {
   test('draws each concept once per training vendor, and tests on the same concepts by another vendor', () => {
-    const data = emoji({ trainPairs: 9, testImages: 2, seed: 1, trainVendors: ['google', 'apple', 'facebook'] });
+    const data = emojiSetting({ trainPairs: 9, testImages: 2, seed: 1, trainVendors: ['google', 'apple', 'facebook'] });
     expect(data.pairs).toHaveLength(9);
     for (let c = 0; c < 3; c++) {
       const three = data.pairs.slice(3 * c, 3 * c + 3);
@@ -70,24 +71,24 @@ describe('the emoji setting', () => {
       expect(new Set(three.map((p) => p.caption)).size).toBe(1);
       expect(data.groups.slice(3 * c, 3 * c + 3)).toEqual(three.map((p) => p.caption));
     }
-    const [test] = data.benchmarks;
-    expect(test?.name).toBe('emoji-twitter');
+    const benchmark = data.benchmarks[0] as EvalBenchmark;
+    expect(benchmark.name).toBe('emoji-twitter');
     // The first concepts' names, drawn by twitter: no twitter drawing is a training image.
-    expect(test?.captions).toEqual([[data.pairs[0]?.caption], [data.pairs[3]?.caption]]);
-    expect((test?.images as Uint8Array[])[0]).not.toEqual(data.pairs[0]?.image);
+    expect(benchmark.captions).toEqual([[data.pairs[0]?.caption], [data.pairs[3]?.caption]]);
+    expect((benchmark.images as Uint8Array[])[0]).not.toEqual(data.pairs[0]?.image);
     // Without vendors: google and apple, retrieved on twitter.
-    const plain = emoji({ trainPairs: 4, testImages: 1, seed: 1 });
+    const plain = emojiSetting({ trainPairs: 4, testImages: 1, seed: 1 });
     expect(plain.pairs.map((p) => p.id.split('/')[0])).toEqual(['google', 'apple', 'google', 'apple']);
   });
 
   test('refuses a test vendor among the training ones, and a vendor given twice', () => {
     expect(() =>
-      emoji({ trainPairs: 4, testImages: 1, seed: 1, trainVendors: ['google'], testVendor: 'google' }),
+      emojiSetting({ trainPairs: 4, testImages: 1, seed: 1, trainVendors: ['google'], testVendor: 'google' }),
     ).toThrow("test vendor 'google' is also trained on");
-    expect(() => emoji({ trainPairs: 4, testImages: 1, seed: 1, trainVendors: ['apple', 'apple'] })).toThrow(
+    expect(() => emojiSetting({ trainPairs: 4, testImages: 1, seed: 1, trainVendors: ['apple', 'apple'] })).toThrow(
       'one or more distinct vendors',
     );
-    expect(() => emoji({ trainPairs: 4, testImages: 1, seed: 1, trainVendors: [] })).toThrow(
+    expect(() => emojiSetting({ trainPairs: 4, testImages: 1, seed: 1, trainVendors: [] })).toThrow(
       'one or more distinct vendors',
     );
   });
