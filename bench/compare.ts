@@ -21,7 +21,8 @@ import { BenchUsageError, benchArgs, benchFail, checkedNumber } from './_args.ts
 
 const USAGE = `usage: npm run bench:compare -- [--settings fashion-mnist,emoji] [--rates 0,0.2,0.5] [--seeds 2]
   [--first-seed 1] [--methods vanilla,nlip] [--fashion-pairs 2000] [--fashion-epochs 8]
-  [--emoji-pairs 1000] [--emoji-epochs 15] [--emoji-train-vendors google,apple] [--emoji-test-vendor twitter] [--test-images 500] [--batch 64] [--lr 0.0005]
+  [--emoji-pairs 1000] [--emoji-epochs 15] [--emoji-train-vendors google,apple] [--emoji-test-vendor twitter]
+  [--test-images 500] [--batch 64] [--lr 0.0005]
   [--warmup-epochs 2] [--robust-mode soft|weight] [--consistency-weight 0] [--min-separation 2]
   [--noise-signal auto|agreement|loss|words] [--agreement-neighbours auto|K] [--multi-positive true|false]
   [--relabel true|false] [--relabel-source model|neighbours|joint] [--agreement-score gap|joint]
