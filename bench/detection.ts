@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { BenchUsageError, benchArgs } from './_args.ts';
 import { createRandom } from '../corpus/random.ts';
-import { injectNoise, rocAuc, runCompare } from '../eval/index.ts';
+import { injectNoise, rocAuc, runCompare, similarity } from '../eval/index.ts';
 import { emoji } from '../eval/_settings.ts';
 import { loadEncoder, runTrain, type MemoryPair } from '../train/index.ts';
 import {
@@ -251,14 +251,7 @@ async function crossfitRows(): Promise<Array<[string, number | null]>> {
     const image = await held.embedImages(scored.map((i) => pairs[i]?.image as Uint8Array));
     const text = held.embedTexts(distinct);
     held.dispose();
-    const sims = new Float32Array(scored.length * m);
-    for (let a = 0; a < scored.length; a++) {
-      for (let c = 0; c < m; c++) {
-        let dot = 0;
-        for (let k = 0; k < d; k++) dot += (image[a * d + k] as number) * (text[c * d + k] as number);
-        sims[a * m + c] = dot;
-      }
-    }
+    const sims = similarity(image, text, d);
     scored.forEach((i, a) => {
       const own = captionIndex.get(captions[i] as string) as number;
       const mine = sims[a * m + own] as number;
