@@ -30,6 +30,7 @@ import {
   resolveTrainOptions,
   vanillaRecipe,
   type ResolvedNoiseSignal,
+  type ResolvedTrainOptions,
 } from '../train/_options.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
@@ -382,6 +383,30 @@ function methodRecipe(
     : vanillaRecipe(recipe as CompareTrainOptions);
 }
 
+/** Resolved train options that are not the recipe: the data, where it goes, its length, the callbacks. */
+const NOT_RECIPE = new Set([
+  'corpus',
+  'pairs',
+  'out',
+  'backend',
+  'seed',
+  'epochs',
+  'maxSteps',
+  'checkpointEvery',
+  'resume',
+  'onProgress',
+  'onNoise',
+  'signal',
+]);
+
+/**
+ * A method's recipe as its runs train it: every option with its default filled in, so that giving
+ * a default or leaving it out is the same recipe (the runs' seed, epochs and steps are hashed beside it).
+ */
+function recipePrint(resolved: ResolvedTrainOptions): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(resolved).filter(([key]) => !NOT_RECIPE.has(key)));
+}
+
 /** {@link runCompare} once its setting is loaded. */
 async function compareOn(opts: z.output<typeof schema>, data: SettingData, started: number): Promise<CompareResult> {
   const out = resolve(opts.out);
@@ -398,7 +423,12 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
   const steps = opts.steps ?? epochs * stepsPerEpoch;
   const seeds = Array.from({ length: opts.seeds }, (_, i) => i + opts.firstSeed);
   // Each method's options are checked before anything trains (a bad recipe is one line, not a late failure).
-  for (const method of opts.methods) resolveTrainOptions({ ...methodRecipe(recipe, method), pairs: data.pairs, out });
+  const resolvedRecipes = new Map(
+    opts.methods.map((method) => [
+      method,
+      recipePrint(resolveTrainOptions({ ...methodRecipe(recipe, method), pairs: data.pairs, out })),
+    ]),
+  );
   mkdirSync(join(out, 'runs'), { recursive: true });
   // One comparison at a time in a directory: a second would retrain the run the first is training.
   const release = acquireLock(out, { subject: 'Comparison', code: 'ERR_COMPARE_LOCKED' });
@@ -430,7 +460,16 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
             throw interrupted();
           }
           const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
-          const trainPrint = configHash({ pairs: dataPrint, recipe: trainShown, epochs, steps, seed, method });
+          const trainPrint = configHash({
+            pairs: dataPrint,
+            recipe: resolvedRecipes.get(method),
+            epochs,
+            steps,
+            seed,
+            method,
+          });
+          // What invocations before the resolved recipe was hashed wrote: the recipe as it was given.
+          const legacyPrint = configHash({ pairs: dataPrint, recipe: trainShown, epochs, steps, seed, method });
           const progress = (phase: CompareProgress['phase'], done: number, t: number, loss?: number) =>
             opts.onProgress?.({
               phase,
@@ -443,7 +482,13 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
               total: t,
               ...(loss === undefined ? {} : { loss }),
             });
-          const earlier = readRunRecord(runDir);
+          let earlier = readRunRecord(runDir);
+          if (earlier !== null && earlier.train === legacyPrint && legacyPrint !== trainPrint) {
+            // The same run under its old print: recorded again under the new one, so that a later
+            // invocation spelling the recipe another way (defaults given or left out) still finds it.
+            earlier = { ...earlier, train: trainPrint };
+            writeAtomic(join(runDir, COMPARE_RUN_FILE), JSON.stringify(earlier, null, 1));
+          }
           if (earlier !== null && earlier.train !== trainPrint) {
             throw new UsageError(
               'ERR_COMPARE_MISMATCH',

@@ -250,6 +250,30 @@ describe('runCompare', () => {
     await expect(runCompare({ ...TOY_FASHION, out, steps: 5 })).rejects.toMatchObject({ code: 'ERR_COMPARE_MISMATCH' });
   });
 
+  it('takes a recipe with its defaults spelled out, or recorded under the old print, for the same recipe', async () => {
+    const out = join(dir, 'spelled');
+    const base = { ...TOY_FASHION, noiseRates: [0.5], methods: ['vanilla'], out } satisfies CompareOptions;
+    const first = await runCompare(base);
+    expect(first.reusedRuns).toBe(0);
+    // train's defaults given: the same recipe, so the run is reused.
+    const spelled = await runCompare({ ...base, train: { ...base.train, lr: 5e-4, weightDecay: 0.1, flip: false } });
+    expect(spelled.reusedRuns).toBe(1);
+    expect(spelled.runs).toEqual(first.runs);
+    // A record written before the resolved recipe was hashed (this print came from commit f2bd8f0 on
+    // this very run): reused, and recorded again under the new print.
+    const file = join(out, 'runs', 'rate-0.5-vanilla-seed-1', COMPARE_RUN_FILE);
+    const record = JSON.parse(readFileSync(file, 'utf8')) as { train: string };
+    writeFileSync(file, JSON.stringify({ ...record, train: 'ec484b884792fdd7' }));
+    const old = await runCompare(base);
+    expect(old.reusedRuns).toBe(1);
+    expect((JSON.parse(readFileSync(file, 'utf8')) as { train: string }).train).toBe(record.train);
+    // Another value is another recipe: refused, the run kept.
+    await expect(runCompare({ ...base, train: { ...base.train, lr: 1e-3 } })).rejects.toMatchObject({
+      code: 'ERR_COMPARE_MISMATCH',
+    });
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(record);
+  });
+
   it('goes on after an interruption: finished runs are kept, the one cut short is trained again', async () => {
     const out = join(dir, 'cut');
     const stop = new AbortController();
