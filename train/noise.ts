@@ -475,15 +475,24 @@ export function thumbnailSpread(
 ): Float32Array {
   const B = indices.length;
   const out = new Float32Array(B * B);
-  const logits = new Float32Array(B);
+  // The cosines are symmetric: each is computed once (a product's terms in the same order either way).
+  const dots = new Float64Array(B * B);
   for (let a = 0; a < B; a++) {
     const ia = (indices[a] as number) * width;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let b = 0; b < B; b++) {
-      if (b === a) continue;
+    for (let b = a + 1; b < B; b++) {
       const ib = (indices[b] as number) * width;
       let dot = 0;
       for (let d = 0; d < width; d++) dot += (thumbnails[ia + d] as number) * (thumbnails[ib + d] as number);
+      dots[a * B + b] = dot;
+      dots[b * B + a] = dot;
+    }
+  }
+  const logits = new Float32Array(B);
+  for (let a = 0; a < B; a++) {
+    let max = Number.NEGATIVE_INFINITY;
+    for (let b = 0; b < B; b++) {
+      if (b === a) continue;
+      const dot = dots[a * B + b] as number;
       logits[b] = kappa * dot;
       max = Math.max(max, kappa * dot);
     }
