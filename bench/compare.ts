@@ -110,6 +110,8 @@ const { args, rates } = benchArgs(
     for (const [name, min, max] of OPTIONAL_NUMBER_FLAGS)
       if (flags.values[name] !== undefined) flags.number(name, min, max);
     const parsed = (flags.values['rates'] as string).split(',').map((r) => checkedNumber('--rates', r, 0, 1));
+    if (new Set(parsed).size !== parsed.length)
+      throw new BenchUsageError(`--rates: expected each rate once, got \`${flags.values['rates']}\``);
     listFlag(flags.values, 'settings', ['fashion-mnist', 'emoji']);
     listFlag(flags.values, 'methods', ['vanilla', 'nlip']);
     listFlag(flags.values, 'emoji-train-vendors', [...EMOJI_VENDORS]);

@@ -174,11 +174,13 @@ function parseVendors(text: string): EmojiVendor[] {
 }
 
 function parseRates(text: string): number[] {
-  const rates = text.split(',').map((s) => Number(s.trim()));
-  if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r < 0 || r > 1)) {
+  const entries = text.split(',').map((s) => s.trim());
+  // An empty entry is not 0 (what Number('') gives), and a rate given twice would be trained once.
+  const rates = entries.map((s) => (s === '' ? Number.NaN : Number(s)));
+  if (rates.some((r) => !Number.isFinite(r) || r < 0 || r > 1) || new Set(rates).size !== rates.length) {
     throw new UsageError(
       'ERR_USAGE',
-      `Flag --noise-rates: expected comma-separated fractions in [0, 1], got \`${text}\``,
+      `Flag --noise-rates: expected distinct comma-separated fractions in [0, 1], got \`${text}\``,
     );
   }
   return rates;

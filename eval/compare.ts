@@ -189,7 +189,11 @@ const schema = z.strictObject({
   benchmark: z.array(z.string().min(1)).default([]),
   benchDb: z.string().min(1).optional(),
   out: z.string().min(1),
-  noiseRates: z.array(z.number().min(0).max(1)).min(1).default([0, 0.2, 0.5]),
+  noiseRates: z
+    .array(z.number().min(0).max(1))
+    .min(1)
+    .refine((rates) => new Set(rates).size === rates.length, 'each rate once')
+    .default([0, 0.2, 0.5]),
   seeds: z.number().int().min(1).max(100).default(2),
   firstSeed: z.number().int().min(0).default(1),
   steps: z.number().int().positive().nullable().default(null),

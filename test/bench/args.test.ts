@@ -91,6 +91,8 @@ describe('bench command lines', () => {
         'bench:compare: --thumbnail-spread: expected a number in [0, 100], got `abc`',
       ],
       ['detection', ['--crossfit=yes'], {}, "bench:detection: Option '--crossfit' does not take an argument"],
+      ['compare', ['--rates', '0,,0.5'], {}, 'bench:compare: --rates: expected a number in [0, 1], got ``'],
+      ['compare', ['--rates', '0.5,0.5'], {}, 'bench:compare: --rates: expected each rate once, got `0.5,0.5`'],
       [
         'compare',
         ['--emoji-train-vendors', 'google,twitter'],

@@ -481,9 +481,26 @@ describe('altforge compare', () => {
     expect(existsSync(join(dir, 'z'))).toBe(false);
   });
 
-  it('exits 2 on a malformed noise rate', async () => {
-    const res = await runCli(['compare', '--setting', 'emoji', '--out', join(dir, 'y'), '--noise-rates', '0,2']);
-    expect(res.code).toBe(2);
-    expect(res.stderr).toContain('--noise-rates');
+  it('exits 2 on a malformed, empty or repeated noise rate, one line, nothing written', async () => {
+    // '0,,0.5' once trained rate 0 twice: Number('') is 0.
+    for (const rates of ['0,2', '0,,0.5', '0.5,', '0.2,0.2']) {
+      const res = await runCli(['compare', '--setting', 'emoji', '--out', join(dir, 'y'), '--noise-rates', rates]);
+      expect(res.code).toBe(2);
+      expect(res.stderr.trim().split('\n')).toEqual([
+        expect.stringContaining(
+          `Flag --noise-rates: expected distinct comma-separated fractions in [0, 1], got \`${rates}\``,
+        ),
+      ]);
+    }
+    expect(existsSync(join(dir, 'y'))).toBe(false);
+  });
+
+  it('refuses a noise rate given twice before anything trains', async () => {
+    const out = join(dir, 'twice');
+    await expect(runCompare({ ...TOY_FASHION, out, noiseRates: [0.5, 0.5] })).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      message: expect.stringContaining('each rate once'),
+    });
+    expect(existsSync(out)).toBe(false);
   });
 });
