@@ -4,6 +4,7 @@
  * per-epoch noise harmonisation and completion, metrics, checkpoints, and a clean stop on NaN.
  * Everything random is derived from (seed, epoch, step), so a resumed run replays the same batches.
  */
+import { setImmediate } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { CriticalError } from '../corpus/errors.ts';
 import { createRandom, shuffle, type Random } from '../corpus/random.ts';
@@ -493,6 +494,9 @@ export async function runLoop(ctx: LoopContext, state: LoopState): Promise<LoopO
         stoppedBy = 'maxSteps';
         break outer;
       }
+      // A step computes synchronously and the batches come from memory: without a turn of the event
+      // loop here, a SIGINT's handler (which aborts the signal) would wait for the whole run.
+      if (options.signal) await setImmediate();
       if (options.signal?.aborted) {
         stoppedBy = 'signal';
         break outer;

@@ -4,7 +4,8 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { summarizeScore } from '../../cli/score.ts';
 import type { ScoreResult } from '../../train/index.ts';
-import { lines, runCli } from '../helpers/cli.ts';
+import { lines, pollUntil, runCli, startCli } from '../helpers/cli.ts';
+import { readCheckpoint } from '../../train/checkpoint.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { makeEmojiCorpus } from './_corpus.ts';
 
@@ -171,6 +172,31 @@ describe('altforge train and score', () => {
     const byDefault = join(work.path, 'nlip-score-default');
     expect((await runCli([...common, '--no-relabel', '--out', byDefault])).code).toBe(0);
     expect(probs(byDefault)).toEqual(probs(jointDir));
+  });
+
+  test('SIGINT stops train after the current step, with its checkpoint, exit 130', async () => {
+    const out = join(work.path, 'interrupted');
+    const metrics = join(out, 'metrics.jsonl');
+    // 2,000 epochs of 2 steps: far more than run before the signal is seen.
+    const flags = [...tinyFlags(), '--out', out];
+    flags[flags.indexOf('--epochs') + 1] = '2000';
+    const run = startCli(flags);
+    const started = await pollUntil(
+      () => (existsSync(metrics) && readFileSync(metrics, 'utf8').includes('"kind":"step"') ? true : undefined),
+      () => run.hasExited(),
+    );
+    expect(started).toBe(true);
+    run.signal('SIGINT');
+    const stopped = await run.exited;
+    expect(stopped.code, stopped.stderr).toBe(130);
+    expect(stopped.stderr).toContain('SIGINT: finishing the items in flight');
+    const records = lines(readFileSync(metrics, 'utf8')).map(
+      (l) => JSON.parse(l) as { kind: string; step: number; stoppedBy?: string },
+    );
+    const end = records.at(-1);
+    expect(end).toMatchObject({ kind: 'end', stoppedBy: 'signal' });
+    expect(end?.step).toBeLessThan(4000);
+    expect(readCheckpoint<{ step: number }>(join(out, 'checkpoint.ckpt')).meta.step).toBe(end?.step);
   });
 
   test('usage errors exit 2 with one line', async () => {
