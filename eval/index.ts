@@ -9,7 +9,7 @@ import { defaultRegistryPath, openRegistry } from '../corpus/registry.ts';
 import { loadEncoder, type BackendReport } from '../train/index.ts';
 import { openBenchmark } from './benchmarks.ts';
 import { openResults } from './results.ts';
-import { DEFAULT_TEMPLATES, evaluateBenchmark, type EvalMetric } from './zero-shot.ts';
+import { DEFAULT_TEMPLATES, evaluateBenchmark, refuseEmpty, type EvalMetric } from './zero-shot.ts';
 import { resolveEvalOptions, type EvalOptions } from './_options.ts';
 
 export type { EvalOptions, EvalProgress } from './_options.ts';
@@ -61,6 +61,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     // Open every benchmark first: an unknown or empty one is refused before any work or write. The
     // images are read a batch at a time as they are embedded, so only their embeddings stay in memory.
     const benchmarks = opts.benchmark.map((name) => openBenchmark(registry, name, opts.limit ?? undefined));
+    for (const benchmark of benchmarks) refuseEmpty(benchmark);
     const encoder = await loadEncoder(opts.checkpoint, { backend: opts.backend });
     const results = openResults(resultsPath);
     try {

@@ -123,6 +123,30 @@ async function embedBenchmarkImages(
   return out;
 }
 
+/**
+ * Refuses (`ERR_EMPTY_BENCHMARK`) a benchmark with no image, or with neither a caption nor a
+ * labelled image of a named class: there is nothing to retrieve or classify.
+ */
+export function refuseEmpty(benchmark: EvalBenchmark): void {
+  const { name } = benchmark;
+  const count = imageCount(benchmark);
+  if (count === 0) {
+    throw new UsageError('ERR_EMPTY_BENCHMARK', `Benchmark '${name}' has no readable images to evaluate on`, {
+      context: { stage: 'eval' },
+    });
+  }
+  const hasCaptions = benchmark.captions.some((caps) => caps.length > 0);
+  const hasLabels =
+    (benchmark.classNames?.length ?? 0) > 0 && (benchmark.labels ?? []).some((l) => l !== null && l !== undefined);
+  if (!hasCaptions && !hasLabels) {
+    throw new UsageError(
+      'ERR_EMPTY_BENCHMARK',
+      `Benchmark '${name}' has ${count} images but neither captions nor labelled classes to evaluate with`,
+      { context: { stage: 'eval' } },
+    );
+  }
+}
+
 /** Every metric of `benchmark` for `encoder`; an empty benchmark (or one with nothing to score) is refused. */
 export async function evaluateBenchmark(
   encoder: Pick<Encoder, 'embedImages' | 'embedTexts' | 'dim'> & Partial<Pick<Encoder, 'similarity'>>,
@@ -136,13 +160,8 @@ export async function evaluateBenchmark(
     signal?: AbortSignal;
   },
 ): Promise<EvalMetric[]> {
+  refuseEmpty(benchmark);
   const { name } = benchmark;
-  const count = imageCount(benchmark);
-  if (count === 0) {
-    throw new UsageError('ERR_EMPTY_BENCHMARK', `Benchmark '${name}' has no readable images to evaluate on`, {
-      context: { stage: 'eval' },
-    });
-  }
   const texts: string[] = [];
   const textImage: number[] = [];
   benchmark.captions.forEach((caps, i) =>
@@ -157,13 +176,6 @@ export async function evaluateBenchmark(
   });
   const classNames = benchmark.classNames ?? null;
   const canClassify = classNames !== null && classNames.length > 0 && labelled.length > 0;
-  if (texts.length === 0 && !canClassify) {
-    throw new UsageError(
-      'ERR_EMPTY_BENCHMARK',
-      `Benchmark '${name}' has ${count} images but neither captions nor labelled classes to evaluate with`,
-      { context: { stage: 'eval' } },
-    );
-  }
   const dim = encoder.dim;
   const imageEmb = await embedBenchmarkImages(
     encoder,

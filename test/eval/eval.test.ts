@@ -1,7 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatEvalTable } from '../../cli/eval.ts';
 import { emojiDrawings } from '../../corpus/emoji.ts';
@@ -9,6 +10,7 @@ import { iterateImages, openRegistry } from '../../corpus/registry.ts';
 import { loadBenchmark } from '../../eval/benchmarks.ts';
 import { retrievalMetrics, runEval, similarity } from '../../eval/index.ts';
 import { DEFAULT_TEMPLATES, evaluateBenchmark } from '../../eval/zero-shot.ts';
+import { registerBenchmark } from '../../dedup/index.ts';
 import { loadEncoder } from '../../train/index.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
@@ -182,6 +184,22 @@ describe('runEval', () => {
     ).rejects.toMatchObject({
       code: 'ERR_EMPTY_BENCHMARK',
       message: expect.stringContaining("'broken'"),
+    });
+    // Readable images with neither captions nor labels: nothing to evaluate, found before the run is stored.
+    const bare = join(dir, 'bare');
+    mkdirSync(bare);
+    for (let i = 0; i < 5; i++) {
+      const background = { r: 40 * i, g: 100, b: 200 };
+      await sharp({ create: { width: 8, height: 8, channels: 3, background } })
+        .png()
+        .toFile(join(bare, `${i}.png`));
+    }
+    await registerBenchmark({ name: 'bare', images: bare, benchDb: fx.benchDb });
+    await expect(
+      runEval({ checkpoint: fx.checkpoint, benchmark: ['emoji', 'bare'], benchDb: fx.benchDb, resultsDb }),
+    ).rejects.toMatchObject({
+      code: 'ERR_EMPTY_BENCHMARK',
+      message: expect.stringContaining("'bare' has 5 images but neither captions nor labelled classes"),
     });
     await expect(
       runEval({ checkpoint: fx.checkpoint, benchmark: ['nope'], benchDb: fx.benchDb, resultsDb }),
