@@ -31,12 +31,16 @@ export const main = defineCommand({
 async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef }> {
   let cmd: CommandDef = main;
   let parent: CommandDef | undefined;
+  const path = ['altforge'];
   for (const name of argv.filter((a) => !a.startsWith('-'))) {
     const subs = (typeof cmd.subCommands === 'function' ? await cmd.subCommands() : cmd.subCommands) ?? {};
     const entry = (subs as Record<string, Resolvable<CommandDef>>)[name];
     if (entry === undefined) break;
     const sub = await (typeof entry === 'function' ? entry() : entry);
-    parent = cmd;
+    // The usage line names the parent by its whole path (`altforge bench add`, not `bench add`).
+    const meta = await (typeof cmd.meta === 'function' ? cmd.meta() : cmd.meta);
+    parent = { ...cmd, meta: { ...meta, name: path.join(' ') } };
+    path.push(name);
     cmd = sub;
   }
   return parent === undefined ? { cmd } : { cmd, parent };
@@ -44,6 +48,8 @@ async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent
 
 /** Runs the CLI on `argv` (without node and script); resolves with the exit code. */
 export async function runCli(argv: string[]): Promise<number> {
+  // `altforge help [COMMAND...]` is `altforge [COMMAND...] --help`.
+  if (argv[0] === 'help') argv = [...argv.slice(1), '--help'];
   try {
     if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
       const { cmd, parent } = await resolveCommand(argv);
@@ -57,6 +63,25 @@ export async function runCli(argv: string[]): Promise<number> {
     await runCommand(main, { rawArgs: argv });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
+    if ((err as { code?: string }).code === 'E_NO_COMMAND') return noCommand(argv);
     return reportError(err);
   }
+}
+
+/**
+ * No command named where one is needed: an option before any command is unknown (`altforge
+ * --bogus`); a command with subcommands given none (`altforge bench`) shows its usage. Exit 2.
+ */
+async function noCommand(argv: string[]): Promise<number> {
+  const { cmd, parent } = await resolveCommand(argv);
+  const option = argv.find((a) => a.startsWith('-'));
+  if (option !== undefined) {
+    const named = argv.filter((a) => !a.startsWith('-')).join(' ');
+    process.stderr.write(
+      `altforge: Unknown option ${option}: give a command first (altforge ${named ? `${named} ` : ''}--help lists them)\n`,
+    );
+    return 2;
+  }
+  await showUsage(cmd, parent);
+  return 2;
 }

@@ -56,7 +56,10 @@ export const reportCommand = defineCommand({
     description:
       'Write a static HTML report of a corpus (statuses, sizes, filter breakdown, dedup matches, noisiest and cleanest pairs) and of training runs and a comparison: one index.html plus images/, no server needed.',
   },
-  args: cittyArgs(flags),
+  args: {
+    dir: { type: 'positional', required: false, description: 'Corpus directory (same as --corpus)' },
+    ...cittyArgs(flags),
+  },
   async run({ rawArgs }) {
     await runStageCommand<ReportResult>({
       rawArgs,

@@ -26,13 +26,16 @@ export interface CliProcess {
   signal(signal: NodeJS.Signals): void;
 }
 
-/** Starts `node bin/altforge.js ...args` from the repository root. */
-export function startCli(args: string[]): CliProcess {
+/**
+ * Starts `node bin/altforge.js ...args` from the repository root, colours off unless `options.env`
+ * (the whole environment, instead of this process's) says otherwise.
+ */
+export function startCli(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): CliProcess {
   const child = spawn(process.execPath, ['bin/altforge.js', ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
-    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+    env: options.env ?? { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
   });
   let stdout = '';
   let stderr = '';
@@ -62,8 +65,8 @@ export function startCli(args: string[]): CliProcess {
 }
 
 /** Runs the command to its end. */
-export function runCli(args: string[]): Promise<CliExit> {
-  return startCli(args).exited;
+export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<CliExit> {
+  return startCli(args, options).exited;
 }
 
 /** The non-empty lines of a stream's output. */
