@@ -33,7 +33,11 @@ export const flags = {
     ...NLIP_SIGNAL_FLAGS.agreementScore,
     description: "The agreement signal's score, as in altforge train",
   },
-  completion: { type: 'boolean', description: 'Also write completed captions for likely-noisy pairs', default: true },
+  completion: {
+    type: 'boolean',
+    description: 'Write completed captions for likely-noisy pairs (--no-completion: none)',
+    default: true,
+  },
   completionThreshold: {
     type: 'number',
     description: 'Noise probability above which a caption is completed',

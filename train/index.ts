@@ -224,7 +224,12 @@ function tokenRows(tokenizer: Tokenizer, pairs: readonly PairRef[], contextLengt
   return rows;
 }
 
-function emptyCorpusError(source: TrainSource, counts: SourceCounts[], usable: number): UsageError {
+function emptyCorpusError(
+  source: TrainSource,
+  counts: SourceCounts[],
+  usable: number,
+  stage: 'train' | 'score' = 'train',
+): UsageError {
   if ('pairs' in source) {
     return new UsageError('ERR_EMPTY_CORPUS', `Need at least 2 pairs to train on, got ${usable}`, {
       context: { stage: 'train' },
@@ -236,11 +241,12 @@ function emptyCorpusError(source: TrainSource, counts: SourceCounts[], usable: n
       return `${dir}: ${c.ok} ok, ${c.filtered} filtered, ${c.duplicates} duplicates`;
     })
     .join('; ');
-  return new UsageError(
-    'ERR_EMPTY_CORPUS',
-    `Need at least 2 kept pairs to train on, found ${usable} (${detail}); crawl more, or pass --include-filtered / --include-duplicates`,
-    { context: { stage: 'train', path: source.corpus[0] } },
-  );
+  // Scoring reads filtered pairs and duplicates too: the flags that add them are train's alone.
+  const message =
+    stage === 'score'
+      ? `Need at least 2 pairs with their images to score, found ${usable} (${detail}); crawl more`
+      : `Need at least 2 kept pairs to train on, found ${usable} (${detail}); crawl more, or pass --include-filtered / --include-duplicates`;
+  return new UsageError('ERR_EMPTY_CORPUS', message, { context: { stage, path: source.corpus[0] } });
 }
 
 function writeJsonAtomic(path: string, value: unknown): void {
@@ -508,7 +514,7 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
   const { meta, tensors } = readTrainCheckpoint(path);
   const source: TrainSource = { corpus: [opts.corpus], includeFiltered: true, includeDuplicates: true };
   const listed = listPairs(source);
-  if (listed.pairs.length < 2) throw emptyCorpusError(source, listed.counts, listed.pairs.length);
+  if (listed.pairs.length < 2) throw emptyCorpusError(source, listed.counts, listed.pairs.length, 'score');
   const backend = await selectBackend(opts.backend);
   const tokenizer = Tokenizer.fromJSON(meta.tokenizer);
   const model = modelFromCheckpoint(meta, tensors, path);
@@ -520,7 +526,7 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
   });
   const { pairs, store } = withoutMissing(listed.pairs, built.store, built.missing);
   try {
-    if (pairs.length < 2) throw emptyCorpusError(source, listed.counts, pairs.length);
+    if (pairs.length < 2) throw emptyCorpusError(source, listed.counts, pairs.length, 'score');
     const data: TrainData = {
       pairs,
       store,

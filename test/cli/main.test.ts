@@ -65,7 +65,7 @@ describe('the altforge command', () => {
   });
 
   test('writes no colour codes when its output is not a terminal, unless FORCE_COLOR asks', async () => {
-    const env = { ...process.env, TERM: 'xterm-256color' };
+    const env: NodeJS.ProcessEnv = { ...process.env, TERM: 'xterm-256color' };
     for (const name of ['NO_COLOR', 'FORCE_COLOR', 'TEST', 'CI']) delete env[name];
     const plain = await runCli(['train', '--help'], { env });
     expect(plain.code).toBe(0);

@@ -165,4 +165,14 @@ describe('runScore', () => {
       code: 'ERR_CHECKPOINT_CORRUPT',
     });
   });
+
+  test("refuses a corpus of fewer than 2 pairs without naming train's flags", async () => {
+    const single = join(work.path, 'single');
+    await makeEmojiCorpus(single, { count: 1, offset: 30 });
+    const error = await runScore({ corpus: single, checkpoint: run, backend: 'cpu' }).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'ERR_EMPTY_CORPUS',
+      message: `Need at least 2 pairs with their images to score, found 1 (${single}: 1 ok, 0 filtered, 0 duplicates); crawl more`,
+    });
+  });
 });
