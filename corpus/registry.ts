@@ -13,6 +13,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { UsageError } from './errors.ts';
+import { refuseDirectory } from './paths.ts';
 import { migrate, type Migration } from './manifest.ts';
 import { readShardEntry } from './shards.ts';
 
@@ -97,6 +98,7 @@ export interface Registry {
  * usage error: there is nothing registered to match against.
  */
 export function openRegistry(path: string, options: { create?: boolean } = {}): Registry {
+  refuseDirectory(path, 'Benchmark registry', 'bench');
   if (!existsSync(path)) {
     if (!options.create) {
       throw new UsageError(

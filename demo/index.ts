@@ -22,6 +22,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
+import { refuseNonDirectory } from '../corpus/paths.ts';
 import { runCrawl, type CrawlResult } from '../crawl/index.ts';
 import { DemoInterrupted, runDemoStages, type DemoStagesResult } from './_pipeline.ts';
 import { resolveDemoOptions, type DemoOptions, type DemoProgress } from './options.ts';
@@ -121,6 +122,7 @@ function readJson(path: string): unknown {
  * anything else is written, so what a killed run leaves behind is recognised as the demo's.
  */
 function claimOut(out: string, images: number, seed: number): DemoState {
+  refuseNonDirectory(out, 'Demo directory', 'demo');
   const statePath = join(out, STATE_FILE);
   const previous = existsSync(statePath) ? (readJson(statePath) as Partial<DemoState> | undefined) : undefined;
   if (previous?.generator === 'altforge-demo') {

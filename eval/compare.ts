@@ -11,6 +11,7 @@ import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
 import { acquireLock } from '../corpus/lock.ts';
 import { parseOptions } from '../corpus/options.ts';
+import { refuseNonDirectory } from '../corpus/paths.ts';
 import { createRandom } from '../corpus/random.ts';
 import { defaultRegistryPath } from '../corpus/registry.ts';
 import {
@@ -220,9 +221,12 @@ export const COMPARE_RECIPE_DEFAULTS = { epochs: 10, batchSize: 128 } as const;
 
 async function loadSetting(opts: z.output<typeof schema>): Promise<SettingData> {
   if ((opts.setting === undefined) === (opts.corpus === undefined)) {
-    throw new UsageError('ERR_NO_INPUT', 'Give what to compare on: --setting fashion-mnist|emoji, or --corpus DIR', {
-      context: { stage: 'compare' },
-    });
+    const both = opts.setting !== undefined;
+    throw new UsageError(
+      'ERR_NO_INPUT',
+      `Give what to compare on: --setting fashion-mnist|emoji, or --corpus DIR${both ? ' (one of them, not both)' : ''}`,
+      { context: { stage: 'compare' } },
+    );
   }
   if (opts.setting !== 'emoji' && (opts.trainVendors !== undefined || opts.testVendor !== undefined)) {
     throw new UsageError(
@@ -369,6 +373,7 @@ export function compareMarkdown(result: CompareJson): string {
 export async function runCompare(options: CompareOptions): Promise<CompareResult> {
   const started = Date.now();
   const opts = resolveCompareOptions(options);
+  refuseNonDirectory(resolve(opts.out), 'Comparison directory', 'compare');
   const data = await loadSetting(opts);
   try {
     return await compareOn(opts, data, started);

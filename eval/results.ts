@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { migrate, type Migration } from '../corpus/manifest.ts';
+import { refuseDirectory } from '../corpus/paths.ts';
 import type { EvalMetric } from './zero-shot.ts';
 
 /** Schema of the results database, versioned like the manifest's. */
@@ -82,6 +83,7 @@ export interface ResultsDb {
 
 /** Opens (creating if needed) the results database at `path`. */
 export function openResults(path: string): ResultsDb {
+  refuseDirectory(path, 'Results database', 'eval');
   mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma('journal_mode = WAL');

@@ -13,6 +13,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { UsageError } from '../corpus/errors.ts';
+import { refuseNonDirectory } from '../corpus/paths.ts';
 import { filterReasonSql } from '../corpus/filter-reason.ts';
 import { hasColumn, hasTable, isCorpus, MANIFEST_FILE } from '../corpus/manifest.ts';
 import { defaultRegistryPath, findBenchmark, iterateImages, openRegistry, readImageBytes } from '../corpus/registry.ts';
@@ -151,6 +152,7 @@ function readCompare(path: string | undefined): { file: CompareFile; dir: string
 
 /** Makes sure `out` may be (re)written: missing, empty, or an earlier report. */
 function claimOut(out: string): void {
+  refuseNonDirectory(out, 'Report directory', 'report');
   if (!existsSync(out)) return;
   const entries = readdirSync(out);
   if (entries.length > 0 && !entries.includes(MARKER)) {
@@ -183,6 +185,12 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
         context: { path: run, stage: 'report' },
       });
     }
+  }
+  // A registry named on purpose must be there; the default one is read only when it exists.
+  if (opts.benchDb !== undefined && !existsSync(opts.benchDb)) {
+    throw new UsageError('ERR_REGISTRY_NOT_FOUND', `No benchmark registry at '${opts.benchDb}'`, {
+      context: { path: opts.benchDb, stage: 'report' },
+    });
   }
   const compare = readCompare(opts.compare);
   const out = resolve(opts.out ?? join(dirname(corpus), 'report'));

@@ -348,6 +348,10 @@ describe('runCompare', () => {
 
   it('refuses to start without a setting or a corpus', async () => {
     await expect(runCompare({ out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_INPUT' });
+    await expect(runCompare({ setting: 'emoji', corpus: dir, out: join(dir, 'x') })).rejects.toMatchObject({
+      code: 'ERR_NO_INPUT',
+      message: expect.stringContaining('(one of them, not both)'),
+    });
     await expect(runCompare({ corpus: dir, out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_BENCHMARK' });
   });
 });
