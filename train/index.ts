@@ -615,7 +615,7 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
 
 /** A trained dual encoder loaded for inference (eval): both towers, L2-normalised embeddings. */
 export interface Encoder {
-  /** The checkpoint file it was loaded from. */
+  /** The checkpoint file it was loaded from, as an absolute path. */
   checkpoint: string;
   /** Global training step of the checkpoint. */
   step: number;
@@ -652,7 +652,7 @@ export async function loadEncoder(checkpoint: string, options: { backend?: Backe
   const L = meta.config.contextLength;
   const dim = meta.config.embedDim;
   return {
-    checkpoint: path,
+    checkpoint: resolve(path),
     step: meta.step,
     config: meta.config,
     dim,

@@ -1,6 +1,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative as pathRelative, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { retrievalMetrics, runEval, similarity } from '../../eval/index.ts';
 import { DEFAULT_TEMPLATES, evaluateBenchmark } from '../../eval/zero-shot.ts';
 import { registerBenchmark } from '../../dedup/index.ts';
 import { loadEncoder } from '../../train/index.ts';
-import { runCli } from '../helpers/cli.ts';
+import { REPO_ROOT, runCli } from '../helpers/cli.ts';
 import { makeEvalFixture, type EvalFixture } from './_fixtures.ts';
 
 let dir: string;
@@ -254,6 +254,18 @@ describe('altforge eval', () => {
       /^benchmark\s+task\s+R@1\s+R@5\s+R@10\s+mean_rank\s+median_rank\s+top1\s+top5$/,
     );
     expect(table.stderr).toContain('(run 2,');
+    // A checkpoint file named relative to the working directory, or its run directory: stored as the
+    // file's absolute path, so the README's query finds both runs whatever directory it is run from.
+    const relative = await runCli([
+      ...args.slice(0, 2),
+      pathRelative(REPO_ROOT, join(fx.checkpoint, 'checkpoint.ckpt')),
+      ...args.slice(3),
+    ]);
+    expect(relative.code, relative.stderr).toBe(0);
+    const db = new Database(resultsDb, { readonly: true });
+    const stored = db.prepare('SELECT DISTINCT checkpoint FROM results ORDER BY checkpoint').all();
+    db.close();
+    expect(stored).toEqual([{ checkpoint: resolve(fx.checkpoint, 'checkpoint.ckpt') }]);
   });
 
   it('evaluates an emoji vendor registered out of the box with bench add --emoji', async () => {
