@@ -76,7 +76,7 @@ export function summarizeAdd(result: RegisterResult, registry: string): string {
       ? ' already registered, nothing to do'
       : '';
   return (
-    `bench add ${b.name}${state}: ${b.images} images (${b.kind}, ${b.sourceKind}), ${result.added} new, ${result.skipped} already there, ` +
+    `bench add ${b.name}${state}: ${b.images} images (${b.kind}, ${b.sourceKind}), ${result.added} files new, ${result.skipped} already there (unreadable ones included), ` +
     `${b.captions} captions${bad}${unmatched}; ${(result.durationMs / 1000).toFixed(1)} s -> ${registry}`
   );
 }

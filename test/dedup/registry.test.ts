@@ -238,7 +238,7 @@ describe('altforge bench (CLI)', () => {
     expect(res.code).toBe(0);
     expect(lines(res.stderr)).toHaveLength(1);
     expect(res.stderr).toMatch(
-      /^bench add broken-set: 1 images .* 2 new, 0 already there, 0 captions; 1 unreadable: broken\.jpg \(/,
+      /^bench add broken-set: 1 images .* 2 files new, 0 already there \(unreadable ones included\), 0 captions; 1 unreadable: broken\.jpg \(/,
     );
     const list = await runCli(['bench', 'list', '--bench-db', benchDb, '--json']);
     expect(list.code).toBe(0);
