@@ -61,6 +61,7 @@ export function parseFlags(
   specs: FlagSpecs,
   maxPositionals = 0,
 ): { values: Record<string, unknown>; positionals: string[] } {
+  parsedSpecs = specs;
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
     help: { type: 'boolean', short: 'h' },
   };
@@ -135,4 +136,21 @@ export function parseFlags(
     }
   }
   return { values, positionals: parsed.positionals };
+}
+
+/** The flags of the command line parsed last: one command runs a process. */
+let parsedSpecs: FlagSpecs | undefined;
+
+/**
+ * An option error in the words of the command line: ``Option 'train.batchSize': ...`` becomes
+ * ``Flag --batch-size: ...`` when the option (or, for a nested one such as `skipRules.0`, its
+ * first part) is a flag of the command that ran; any other message is returned as it is.
+ */
+export function inFlagTerms(message: string, context: { stage?: string; option?: string }): string {
+  const { stage, option } = context;
+  if (parsedSpecs === undefined || stage === undefined || option === undefined || option === '') return message;
+  const name = option.split('.')[0] as string;
+  const prefix = `Option '${stage}.${option}'`;
+  if (!Object.hasOwn(parsedSpecs, name) || !message.startsWith(prefix)) return message;
+  return `Flag --${kebab(name)}${message.slice(prefix.length)}`;
 }

@@ -1,5 +1,5 @@
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
-import { parseFlags, type FlagSpecs } from './_args.ts';
+import { inFlagTerms, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
 
 let controller: AbortController | undefined;
@@ -37,7 +37,12 @@ export function reportError(err: unknown): number {
     err instanceof UsageError ||
     (err instanceof Error &&
       ['EARG', 'E_UNKNOWN_COMMAND', 'E_NO_COMMAND'].includes((err as { code?: string }).code ?? ''));
-  const message = err instanceof Error ? err.message : String(err);
+  const message =
+    err instanceof UsageError
+      ? inFlagTerms(err.message, err.context)
+      : err instanceof Error
+        ? err.message
+        : String(err);
   const code = err instanceof AltforgeError ? ` [${err.code}]` : '';
   process.stderr.write(`altforge: ${message.split('\n')[0]}${code}\n`);
   if (!isUsage && process.env['ALTFORGE_DEBUG'] && err instanceof Error && err.stack)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseFlags, type FlagSpecs } from '../../cli/_args.ts';
+import { inFlagTerms, parseFlags, type FlagSpecs } from '../../cli/_args.ts';
 import { reportError } from '../../cli/_run.ts';
 import { AltforgeError, UsageError } from '../../corpus/errors.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -81,5 +81,27 @@ describe('a command given a value for a switch', () => {
     expect(res.code).toBe(2);
     expect(res.stderr.trim().split('\n')).toHaveLength(1);
     expect(res.stderr).toContain('--gate-latch is a switch');
+  });
+});
+
+describe('inFlagTerms', () => {
+  it("names the command's flag for an option error, nested options by their first part, and leaves the rest", () => {
+    parseFlags([], {
+      batchSize: { type: 'integer', description: 'Batch' },
+      skipRules: { type: 'list', description: 'Rules' },
+    });
+    const context = (stage: string, option: string) => ({ stage, option });
+    expect(inFlagTerms("Option 'train.batchSize': Too small, got `1`", context('train', 'batchSize'))).toBe(
+      'Flag --batch-size: Too small, got `1`',
+    );
+    expect(inFlagTerms("Option 'filter.skipRules.0': unknown rule", context('filter', 'skipRules.0'))).toBe(
+      'Flag --skip-rules: unknown rule',
+    );
+    // Not a flag of this command, another wording, or no option: as it was.
+    expect(inFlagTerms("Option 'train.lr': too big", context('train', 'lr'))).toBe("Option 'train.lr': too big");
+    expect(inFlagTerms("Options 'batchSize' and 'lr' clash", context('train', 'batchSize'))).toBe(
+      "Options 'batchSize' and 'lr' clash",
+    );
+    expect(inFlagTerms('Missing --corpus DIR', {})).toBe('Missing --corpus DIR');
   });
 });

@@ -426,7 +426,9 @@ describe('altforge compare', () => {
     // --grounding-thumbnails without the words signal its thumbnails ground: refused before anything trains.
     const thumbsAlone = await runCli([...args, '--grounding-thumbnails']);
     expect(thumbsAlone.code).toBe(2);
-    expect(thumbsAlone.stderr.trim().split('\n').at(-1)).toContain("Option 'train.groundingThumbnails'");
+    expect(thumbsAlone.stderr.trim().split('\n').at(-1)).toContain(
+      "Flag --grounding-thumbnails: thumbnails ground the words signal: it needs robust 'nlip' and noiseSignal 'words'",
+    );
     // With it, the flag reaches the recipe (unset, it stays out of it: the runs above resumed).
     const words = [...args.map((a) => (a === out ? join(dir, 'corpus-compare-words') : a)), '--noise-signal', 'words'];
     expect((await runCli(words)).code).toBe(0);
@@ -468,7 +470,7 @@ describe('altforge compare', () => {
     const out = join(dir, 'floor');
     const res = await runCli(['compare', '--setting', 'emoji', '--out', out, '--robust-floor', '1.5']);
     expect(res.code).toBe(2);
-    expect(res.stderr.trim().split('\n').at(-1)).toContain("Option 'train.robustFloor'");
+    expect(res.stderr.trim().split('\n').at(-1)).toContain('Flag --robust-floor: Too big');
     expect(existsSync(join(out, 'runs', 'rate-0-vanilla-seed-1', 'checkpoint.ckpt'))).toBe(false);
   });
 
