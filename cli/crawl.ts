@@ -102,17 +102,28 @@ export const flags = {
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
 } satisfies FlagSpecs;
 
-/** One line that says what the crawl did. */
-export function summarize(result: CrawlResult): string {
-  const failures = Object.entries(result.byStatus)
-    .filter(([status]) => status !== 'ok' && status !== 'pending')
-    .sort((a, b) => b[1] - a[1])
+/** Counts per status, largest first, ties by name so that arrival order does not show: `http_404 3, timeout 1`. */
+function byReason(counts: Record<string, number>): string {
+  return Object.entries(counts)
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
     .map(([status, n]) => `${status} ${n}`)
     .join(', ');
+}
+
+/** One line that says what the crawl did. */
+export function summarize(result: CrawlResult): string {
+  const failures = byReason(
+    Object.fromEntries(Object.entries(result.byStatus).filter(([status]) => status !== 'ok' && status !== 'pending')),
+  );
+  // A seed that failed leaves nothing else to see: its reason must be on this line.
+  const pagesFailed =
+    result.pagesFailed > 0
+      ? `, ${result.pagesFailed} ${result.pagesFailed === 1 ? 'page' : 'pages'} failed (${byReason(result.pageFailures)})`
+      : '';
   const pct = result.attempted > 0 ? ` (${((100 * result.ok) / result.attempted).toFixed(1)}% ok)` : '';
   const pending = result.byStatus['pending'] ? `, ${result.byStatus['pending']} pending` : '';
   return (
-    `crawl${result.interrupted ? ' interrupted' : ''}: ${result.pagesFetched} pages, ${result.pairsFound} new pairs, ` +
+    `crawl${result.interrupted ? ' interrupted' : ''}: ${result.pagesFetched} pages${pagesFailed}, ${result.pairsFound} new pairs, ` +
     `${result.attempted} attempted, ${result.ok} stored${pct}, ${result.failed} failed; ` +
     `corpus: ${result.byStatus['ok'] ?? 0} ok in ${result.shards} shards${pending}${failures ? `; failures: ${failures}` : ''}; ` +
     `${(result.bytes / 1e6).toFixed(1)} MB in ${(result.durationMs / 1000).toFixed(1)} s -> ${result.out}`

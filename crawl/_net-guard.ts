@@ -47,6 +47,11 @@ function refused(hostname: string, address: string): SkipItemError {
   );
 }
 
+/** The host (`host` or `host:port`) a `private_address` message names. */
+function refusedHost(message: string | null): string | undefined {
+  return message === null ? undefined : /^Host '([^']+)' resolves to non-public address /.exec(message)?.[1];
+}
+
 /**
  * A `lookup` for net.connect that resolves like dns.lookup and refuses non-public addresses.
  * Checking the address actually connected to (not a separate pre-resolution) is what defeats DNS
@@ -71,7 +76,8 @@ export function guardedLookup(
 /** Throws `private_address` when a URL's host is an IP literal in a non-public range. */
 export function checkLiteralHost(url: URL): void {
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host) !== 0 && isPrivateAddress(host)) throw refused(url.hostname, host);
+  // The port too: it is what --allow-private-host may need, and a rerun tells the hosts apart by it.
+  if (isIP(host) !== 0 && isPrivateAddress(host)) throw refused(url.host, host);
 }
 
 /** Whether the guard is lifted for this URL's host (`true`, or a list of `host` / `host:port`). */
@@ -79,4 +85,31 @@ export function isGuardLifted(url: URL, allow: boolean | string[]): boolean {
   if (allow === true) return true;
   if (allow === false) return false;
   return allow.some((entry) => entry === url.host || entry === url.hostname);
+}
+
+/**
+ * Whether options allowing `allow` lift the refusal recorded for `url` (status `private_address`,
+ * message `message`). The message names the host refused: the item's own, or the one a redirect led
+ * to, which then decides alone, else an item whose redirect stays refused would be fetched again
+ * on every run. A host resolved by name is named without its port, so an entry `host:port` counts.
+ */
+export function isRefusalLifted(url: string, message: string | null, allow: boolean | string[]): boolean {
+  if (allow === true) return true;
+  if (allow === false) return false;
+  const own = parseUrl(url);
+  if (own === undefined) return false;
+  const named = refusedHost(message);
+  if (named === undefined || named === own.host || named === own.hostname) return isGuardLifted(own, allow);
+  const target = parseUrl(`http://${named}/`);
+  if (target === undefined) return false;
+  if (target.port !== '') return isGuardLifted(target, allow);
+  return allow.some((entry) => entry === target.hostname || entry.startsWith(`${target.hostname}:`));
+}
+
+function parseUrl(url: string): URL | undefined {
+  try {
+    return new URL(url);
+  } catch {
+    return undefined;
+  }
 }

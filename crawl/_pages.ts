@@ -34,7 +34,7 @@ export async function crawlPages(
   db: Database.Database,
   fetcher: Fetcher,
   settings: PageCrawlSettings,
-): Promise<{ fetched: number; found: number }> {
+): Promise<{ fetched: number; failed: number; found: number; failures: Record<string, number> }> {
   const addPage = db.prepare(`INSERT OR IGNORE INTO pages (url, depth, status) VALUES (?, ?, 'pending')`);
   const insertPairs = pairInserter(db);
   const finishPage = db.prepare(
@@ -49,6 +49,8 @@ export async function crawlPages(
   let fetched = 0;
   let failed = 0;
   let found = 0;
+  /** Pages that failed in this run, by the status recorded. */
+  const failures: Record<string, number> = {};
   const inFlight = new Set<string>();
 
   const record = db.transaction(
@@ -86,7 +88,9 @@ export async function crawlPages(
       fetched++;
     } catch (err) {
       if (!(err instanceof SkipItemError)) throw err;
+      if (err.status === 'aborted') return; // interrupted: stays pending for the next run
       finishPage.run(err.status, err.message, null, new Date().toISOString(), page.url);
+      failures[err.status] = (failures[err.status] ?? 0) + 1;
       failed++;
     }
   };
@@ -117,5 +121,5 @@ export async function crawlPages(
     };
     await Promise.all(Array.from({ length: Math.min(settings.concurrency, level.length) }, worker));
   }
-  return { fetched, found };
+  return { fetched, failed, found, failures };
 }

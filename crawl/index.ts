@@ -13,6 +13,7 @@ import { Fetcher, robotName } from './_fetcher.ts';
 import { recordCandidates } from './_ingest.ts';
 import { acquireLock } from '../corpus/lock.ts';
 import { crawlPages } from './_pages.ts';
+import { requeueLiftedRefusals } from './_requeue.ts';
 import { assertReadableUrlList, readUrlList } from './_sources/url-list.ts';
 import { assertReadableWarc, readWarcRecords } from './_sources/warc.ts';
 import { resolveCrawlOptions, type CrawlOptions, type CrawlProgress, type ResolvedCrawlOptions } from './options.ts';
@@ -25,6 +26,10 @@ export interface CrawlResult {
   out: string;
   /** Pages fetched successfully in this run. */
   pagesFetched: number;
+  /** Pages that failed in this run (their status in `pages` says why). */
+  pagesFailed: number;
+  /** Pages that failed in this run, by status (`http_404`, `private_address`...). */
+  pageFailures: Record<string, number>;
   /** New pairs recorded in this run (from pages, WARC and URL lists). */
   pairsFound: number;
   /** Pairs whose image was attempted in this run. */
@@ -134,9 +139,13 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
     fetcher = new Fetcher({ ...opts, signal: opts.signal });
     const signal = opts.signal;
     let pagesFetched = 0;
+    let pagesFailed = 0;
+    let pageFailures: Record<string, number> = {};
     let pairsFound = 0;
 
     if (seeds.length > 0) {
+      // A rerun fetches only `pending` pages: those the guard refused and now lets through are put back.
+      requeueLiftedRefusals(corpus.db, 'pages', opts.allowPrivateNetwork);
       const pages = await crawlPages(corpus.db, fetcher, {
         seeds,
         maxDepth: opts.maxDepth,
@@ -150,6 +159,8 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
           progress({ phase: 'pages', done: fetched + failed, total: null, ok: fetched, failed }),
       });
       pagesFetched = pages.fetched;
+      pagesFailed = pages.failed;
+      pageFailures = pages.failures;
       pairsFound += pages.found;
     }
     for (const path of opts.warc) {
@@ -179,6 +190,8 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
 
     let counts = { attempted: 0, ok: 0, failed: 0, bytes: 0 };
     if (opts.download && !signal?.aborted) {
+      // Likewise, only `pending` pairs are downloaded.
+      requeueLiftedRefusals(corpus.db, 'pairs', opts.allowPrivateNetwork);
       writer = await ShardWriter.open(corpus, opts.shardSize);
       const total =
         (corpus.db.prepare(`SELECT COUNT(*) AS n FROM pairs WHERE status = 'pending'`).get() as { n: number }).n -
@@ -203,6 +216,8 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
     const result: CrawlResult = {
       out: opts.out,
       pagesFetched,
+      pagesFailed,
+      pageFailures,
       pairsFound,
       attempted: counts.attempted,
       ok: counts.ok,

@@ -1,0 +1,51 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCrawl } from '../../crawl/index.ts';
+import { readManifest, tempDir } from '../helpers/corpus.ts';
+
+let work: { path: string; remove: () => Promise<void> };
+beforeAll(async () => {
+  work = await tempDir('pages');
+});
+afterAll(async () => {
+  await work.remove();
+});
+
+describe('the page crawl', () => {
+  it('leaves a page interrupted while waiting to retry pending, neither failed nor lost', async () => {
+    const stop = new AbortController();
+    let requests = 0;
+    // The first answer asks for a retry; the crawl is stopped while it waits for it.
+    const server = createServer((_req, res) => {
+      if (++requests === 1) {
+        res.on('finish', () => stop.abort());
+        res.writeHead(503).end();
+      } else res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>back</body></html>');
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const out = join(work.path, 'interrupted');
+    const options = {
+      pages: [`http://${host}/`],
+      out,
+      respectRobots: false,
+      allowPrivateNetwork: [host],
+      retryBaseMs: 10_000,
+      retryMaxMs: 600_000,
+    };
+
+    const stopped = await runCrawl({ ...options, signal: stop.signal });
+    expect([stopped.interrupted, stopped.pagesFetched, stopped.pagesFailed]).toEqual([true, 0, 0]);
+    expect(readManifest(out).pages).toEqual([{ url: `http://${host}/`, depth: 0, status: 'pending' }]);
+
+    const resumed = await runCrawl(options);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    expect([resumed.interrupted, resumed.pagesFetched, resumed.pagesFailed]).toEqual([false, 1, 0]);
+    expect(readManifest(out).pages).toEqual([{ url: `http://${host}/`, depth: 0, status: 'ok' }]);
+    expect(requests).toBe(2);
+  });
+});

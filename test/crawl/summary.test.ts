@@ -1,0 +1,106 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { summarize } from '../../cli/crawl.ts';
+import { runCrawl } from '../../crawl/index.ts';
+import { lines, runCli } from '../helpers/cli.ts';
+import { readManifest, tempDir } from '../helpers/corpus.ts';
+
+/** A real server on 127.0.0.1: `/` is a page without images that links to a missing one. */
+let server: ReturnType<typeof createServer>;
+let host: string;
+const url = (path: string) => `http://${host}${path}`;
+/** A port on 127.0.0.1 that nothing listens on. */
+let closedPort: number;
+let work: { path: string; remove: () => Promise<void> };
+let dirs = 0;
+const corpusDir = () => join(work.path, `corpus-${dirs++}`);
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    if (req.url === '/') {
+      res
+        .writeHead(200, { 'content-type': 'text/html' })
+        .end('<html><body><a href="/gone.html">gone</a></body></html>');
+    } else res.writeHead(404).end();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const probe = createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  closedPort = (probe.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  work = await tempDir('summary');
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await work.remove();
+});
+
+describe('the crawl summary', () => {
+  it('says that a seed page blocked by the SSRF guard failed, and why', async () => {
+    const out = corpusDir();
+    const run = await runCli(['crawl', url('/'), '--out', out]);
+    expect(run.code, run.stderr).toBe(0);
+    const printed = lines(run.stderr);
+    expect(printed).toHaveLength(1);
+    expect(printed[0]).toMatch(
+      /^crawl: 0 pages, 1 page failed \(private_address 1\), 0 new pairs, 0 attempted, 0 stored, 0 failed; corpus: 0 ok in 0 shards; 0\.0 MB in \d+\.\d s -> /,
+    );
+  });
+
+  it('carries the failed pages and their reasons in --json', async () => {
+    const out = corpusDir();
+    const run = await runCli(['crawl', url('/'), '--out', out, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as Record<string, unknown>;
+    expect(result).toMatchObject({ pagesFetched: 0, pagesFailed: 1, pageFailures: { private_address: 1 } });
+  });
+
+  it('counts missing, unreachable and blocked seed pages by reason', async () => {
+    const out = corpusDir();
+    const result = await runCrawl({
+      pages: [
+        url('/missing-1.html'),
+        url('/missing-2.html'),
+        `http://127.0.0.1:${closedPort}/`,
+        `http://127.0.0.2:${closedPort}/`,
+      ],
+      out,
+      retries: 0,
+      // With robots.txt obeyed, an unreachable host's pages would be robots_disallowed instead.
+      respectRobots: false,
+      allowPrivateNetwork: [host, `127.0.0.1:${closedPort}`],
+    });
+    expect([result.pagesFetched, result.pagesFailed]).toEqual([0, 4]);
+    expect(result.pageFailures).toEqual({ http_404: 2, connection_error: 1, private_address: 1 });
+    expect(summarize(result)).toMatch(
+      /^crawl: 0 pages, 4 pages failed \(http_404 2, connection_error 1, private_address 1\), 0 new pairs, 0 attempted, /,
+    );
+    expect(
+      readManifest(out)
+        .pages.map((p) => p.status)
+        .toSorted(),
+    ).toEqual(['connection_error', 'http_404', 'http_404', 'private_address']);
+  });
+
+  it('counts a linked page that failed beside the pages fetched', async () => {
+    const out = corpusDir();
+    const result = await runCrawl({ pages: [url('/')], out, retries: 0, allowPrivateNetwork: [host] });
+    expect([result.pagesFetched, result.pagesFailed, result.pageFailures]).toEqual([1, 1, { http_404: 1 }]);
+    expect(summarize(result)).toMatch(/^crawl: 1 pages, 1 page failed \(http_404 1\), 0 new pairs, /);
+  });
+
+  it('keeps its wording when no page failed', async () => {
+    const out = corpusDir();
+    await runCrawl({ pages: [url('/')], out, retries: 0, allowPrivateNetwork: [host] });
+    // The rerun fetches nothing: every page is done.
+    const again = await runCrawl({ pages: [url('/')], out, retries: 0, allowPrivateNetwork: [host] });
+    expect([again.pagesFetched, again.pagesFailed, again.pageFailures]).toEqual([0, 0, {}]);
+    expect(summarize(again)).toMatch(/^crawl: 0 pages, 0 new pairs, 0 attempted, 0 stored, 0 failed; corpus: /);
+  });
+});
