@@ -5,7 +5,12 @@ import { runStageCommand } from './_run.ts';
 
 export const flags = {
   corpus: { type: 'list', description: 'Filtered source corpus (read only)', valueHint: 'DIR' },
-  out: { type: 'string', description: 'New corpus directory for the kept pairs', valueHint: 'DIR', alias: 'o' },
+  out: {
+    type: 'string',
+    description: 'Corpus directory for the kept pairs: new, or an earlier export to bring up to date',
+    valueHint: 'DIR',
+    alias: 'o',
+  },
   shardSize: { type: 'integer', description: 'Samples per WebDataset shard', default: 10000, valueHint: 'N' },
   includeDuplicates: { type: 'boolean', description: 'Also export pairs that dedup marked as test-set duplicates' },
   json: { type: 'boolean', description: 'Print the summary as JSON on stdout' },
@@ -15,7 +20,8 @@ export const flags = {
 export const exportCommand = defineCommand({
   meta: {
     name: 'export',
-    description: 'Write the kept pairs of filtered corpora into new WebDataset shards. Rerun to continue after a kill.',
+    description:
+      'Write the kept pairs of filtered corpora into new WebDataset shards. Rerun to continue after a kill, or after refiltering to bring the export up to date (pairs no longer kept are removed).',
   },
   args: cittyArgs(flags),
   async run({ rawArgs }) {
@@ -29,11 +35,12 @@ export const exportCommand = defineCommand({
       run: (options, hooks) =>
         runExport({
           ...options,
-          onProgress: (p) => hooks.onProgress({ phase: 'export', ...p }),
+          onProgress: hooks.onProgress,
           signal: hooks.signal,
         } as ExportOptions),
       summarize: (result: ExportResult) =>
         `export${result.interrupted ? ' interrupted' : ''}: ${result.kept} kept pairs, ${result.written} written now` +
+        `${result.removed ? `, ${result.removed} no longer kept removed` : ''}` +
         `${result.missing ? `, ${result.missing} missing from the source shards` : ''}; ${result.shards} shards -> ${result.out}`,
       interrupted: (result) => result.interrupted,
     });

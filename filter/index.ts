@@ -40,7 +40,7 @@ import { REASON_ORDER, activeRules, failureMask, type PairFacts, type RuleSet } 
 
 export { RULES, type FilterOptions, type FilterProgress, type FilterReason, type RuleName } from './options.ts';
 export { ClassifierUnavailableError, nsfwjsClassifier, type NsfwClassifier, type NsfwModel } from './nsfw.ts';
-export { runExport, type ExportOptions, type ExportResult } from './export.ts';
+export { runExport, type ExportOptions, type ExportProgress, type ExportResult } from './export.ts';
 
 /**
  * The filter's tables: its decisions (`corpus/filter-reason.ts`: a byte a pair in blocks of 256
@@ -894,18 +894,34 @@ async function scorePending(
 ): Promise<{ classified: number; model: NsfwModel | undefined }> {
   work.exec('CREATE TABLE nsfw_run_scores (sha256 TEXT PRIMARY KEY, score REAL NOT NULL) WITHOUT ROWID');
   const insertScore = work.prepare('INSERT OR IGNORE INTO nsfw_run_scores (sha256, score) VALUES (?, ?)');
-  // Cached scores of this model.
+  // Cached scores of this model, in batches: each manifest's own connection reads them (the work
+  // database attached to it for the join, read only), the work connection writes them. Never the
+  // other way round: a dry run opens the manifests read-only, and whatever is attached to a
+  // read-only connection is read-only too.
+  work.exec('CREATE INDEX nsfw_pending_sha256 ON nsfw_pending (sha256)');
+  const copyCached = work.transaction((rows: Array<[string, number]>) => {
+    for (const [sha, score] of rows) insertScore.run(sha, score);
+  });
   for (const c of corpora) {
     if (!hasTable(c.db, 'nsfw_scores')) continue;
     c.db.prepare('ATTACH DATABASE ? AS work').run(work.name);
     try {
-      c.db
+      // Each batch is read whole before it is written: a statement still reading `work` from this
+      // connection would hold the lock the work connection needs to write. Walked in the order of
+      // the pending index, so that each batch starts where the last one ended.
+      const cached = c.db
         .prepare(
-          `INSERT OR IGNORE INTO work.nsfw_run_scores (sha256, score)
-             SELECT s.sha256, s.score FROM nsfw_scores s WHERE s.model = ?
-                AND s.sha256 IN (SELECT sha256 FROM work.nsfw_pending)`,
+          `SELECT DISTINCT p.sha256, s.score FROM work.nsfw_pending p
+             JOIN nsfw_scores s ON s.sha256 = p.sha256 AND s.model = ?
+            WHERE p.sha256 > ? ORDER BY p.sha256 LIMIT ${BATCH}`,
         )
-        .run(classifier.name);
+        .raw();
+      for (let after = ''; ;) {
+        const rows = cached.all(classifier.name, after) as Array<[string, number]>;
+        if (rows.length === 0) break;
+        copyCached(rows);
+        after = rows[rows.length - 1]![0];
+      }
     } finally {
       c.db.exec('DETACH DATABASE work');
     }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { UsageError } from '../corpus/errors.ts';
 import { parseOptions } from '../corpus/options.ts';
 import type { NsfwClassifier } from './nsfw.ts';
 
@@ -47,11 +48,14 @@ export interface FilterOptions {
   preset?: 'align' | 'datacomp-basic';
   /** The shorter side of the original image must exceed this (or reach it, with `inclusiveBounds`). @default 200 */
   minSide?: number;
-  /** The aspect ratio (long / short side) must stay below this (or reach it, with `inclusiveBounds`). @default 3 */
+  /**
+   * The aspect ratio (long / short side) must stay below this (or reach it, with `inclusiveBounds`);
+   * above 1 unless `inclusiveBounds`, since no ratio is below 1. @default 3
+   */
   maxAspect?: number;
   /** Bounds of `minSide` and `maxAspect` are inclusive (DataComp) instead of strict (ALIGN). @default false */
   inclusiveBounds?: boolean;
-  /** Fewest unigrams a normalised caption may have. @default 3 */
+  /** Fewest unigrams a normalised caption may have; at most `maxWords` (unless that is 0). @default 3 */
   minWords?: number;
   /** Most unigrams a normalised caption may have (0: no limit). @default 20 */
   maxWords?: number;
@@ -149,11 +153,32 @@ export type ResolvedFilterOptions = Omit<z.output<typeof schema>, keyof (typeof 
   -readonly [K in keyof (typeof PRESETS)['align']]: K extends 'inclusiveBounds' ? boolean : number;
 };
 
-/** Validates options once at the entry and applies the preset's defaults. */
+/**
+ * Validates options once at the entry and applies the preset's defaults. Bounds that no pair can
+ * meet are refused, the preset's values counted (`minWords` above `maxWords`; a strict `maxAspect`
+ * of 1): the run would drop every pair without a word.
+ */
 export function resolveFilterOptions(options: FilterOptions): ResolvedFilterOptions {
   const parsed = parseOptions(schema, options, 'filter');
   const preset = PRESETS[parsed.preset];
   const out = { ...parsed } as Record<string, unknown>;
   for (const [k, v] of Object.entries(preset)) if (out[k] === undefined) out[k] = v;
-  return out as ResolvedFilterOptions;
+  const o = out as ResolvedFilterOptions;
+  const applies = (rule: RuleName) => !o.skipRules.includes(rule);
+  if (applies('caption_words') && o.maxWords > 0 && o.minWords > o.maxWords) {
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      `Option 'filter.minWords': expected at most maxWords (${o.maxWords}), got \`${o.minWords}\`: no caption could pass`,
+      { context: { stage: 'filter', option: 'minWords' } },
+    );
+  }
+  // Long side over short side is at least 1: a strict bound of 1 leaves no image.
+  if (applies('aspect_ratio') && !o.inclusiveBounds && o.maxAspect <= 1) {
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      `Option 'filter.maxAspect': expected above 1, or inclusiveBounds to keep square images, got \`${o.maxAspect}\`: no image could pass`,
+      { context: { stage: 'filter', option: 'maxAspect' } },
+    );
+  }
+  return o;
 }

@@ -74,6 +74,50 @@ describe('altforge filter', () => {
     expect(tables).not.toContain('filter_decisions');
   });
 
+  it('refuses bounds that no pair can meet, on one line with exit code 2, and writes nothing', async () => {
+    const dir = join(tmp.path, 'bounds');
+    makeManifest(dir, [{ caption: 'one two three four' }, { caption: 'a caption of five words' }]);
+    const refused: Array<[string[], RegExp]> = [
+      [
+        ['--min-words', '5', '--max-words', '2'],
+        /^altforge: Flag --min-words: expected at most maxWords \(2\), got `5`: no caption could pass \[ERR_INVALID_OPTION\]$/,
+      ],
+      // Against the preset's 20.
+      [['--min-words', '25'], /^altforge: Flag --min-words: expected at most maxWords \(20\), got `25`/],
+      [
+        ['--max-aspect', '1'],
+        /^altforge: Flag --max-aspect: expected above 1, or inclusiveBounds to keep square images, got `1`: no image could pass \[ERR_INVALID_OPTION\]$/,
+      ],
+    ];
+    for (const [flags, message] of refused) {
+      const run = await runCli(['filter', '--corpus', dir, '--nsfw', 'none', ...flags]);
+      expect(run.code, flags.join(' ')).toBe(2);
+      expect(lines(run.stderr)).toEqual([expect.stringMatching(message)]);
+    }
+    await expect(runFilter({ corpus: dir, nsfw: 'none', minWords: 5, maxWords: 2 })).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      context: { option: 'minWords' },
+    });
+    const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all();
+    db.close();
+    expect(tables).not.toContain('filter_decision_blocks');
+
+    // Bounds some pair can meet: no limit on words; square images with inclusive bounds; a rule left out.
+    const accepted: string[][] = [
+      ['--min-words', '5', '--max-words', '0'],
+      ['--min-words', '4', '--max-words', '4'],
+      ['--max-aspect', '1', '--inclusive-bounds'],
+      ['--min-words', '5', '--max-words', '2', '--skip-rule', 'caption_words'],
+    ];
+    for (const flags of accepted) {
+      const run = await runCli(['filter', '--corpus', dir, '--nsfw', 'none', '--dry-run', '--json', ...flags]);
+      expect(run.code, flags.join(' ')).toBe(0);
+    }
+    const squares = await runFilter({ corpus: dir, nsfw: 'none', maxAspect: 1, inclusiveBounds: true, dryRun: true });
+    expect(squares.byReason.aspect_ratio).toBe(2);
+  });
+
   it('keeps the previous decisions whole when killed, and a rerun gives the uninterrupted result', async () => {
     // Large enough that the run is still counting when it is killed.
     const pairs: PairSpec[] = [];

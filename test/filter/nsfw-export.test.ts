@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { nsfwjsClassifier, runExport, runFilter } from '../../filter/index.ts';
 import { makeImageCorpus } from '../fixtures/manifest.ts';
+import { lines, runCli } from '../helpers/cli.ts';
 import { readManifest, readShards, tempDir } from '../helpers/corpus.ts';
 
 let tmp: { path: string; remove: () => Promise<void> };
@@ -29,6 +31,23 @@ function scores(dir: string): Map<string, number> {
   } finally {
     db.close();
   }
+}
+
+/**
+ * Every file of a corpus directory with a digest of its bytes: what a run that writes nothing
+ * leaves as it was. Left out: SQLite's shared-memory index and an empty write-ahead log, which
+ * any reader of a WAL database may create and which hold no data.
+ */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(dir, { recursive: true }) as string[]) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory() || name.endsWith('-shm')) continue;
+    const bytes = readFileSync(path);
+    if (name.endsWith('-wal') && bytes.length === 0) continue;
+    out[name] = createHash('sha256').update(bytes).digest('hex');
+  }
+  return out;
 }
 
 describe('the pornography rule', () => {
@@ -67,6 +86,54 @@ describe('the pornography rule', () => {
     db.close();
     for (const r of rows) expect(reasons.get(r.sha256!)).toBe(cached.get(r.sha256!)! > threshold ? 'nsfw' : null);
     expect(second.examples.nsfw?.length).toBe(Math.min(5, above));
+  });
+
+  it('dry-runs a corpus filtered before from the cached scores, and writes nothing', async () => {
+    const dir = join(tmp.path, 'dry-cached');
+    cpSync(source, dir, { recursive: true });
+    await runFilter({ ...neutral, corpus: dir, nsfw: 'nsfwjs' });
+    const cached = [...scores(dir).values()].sort((a, b) => a - b);
+    expect(cached).toHaveLength(12);
+    const threshold = cached[5]!;
+    const before = snapshot(dir);
+
+    const cli = await runCli([
+      'filter',
+      '--corpus',
+      dir,
+      '--min-side',
+      '100',
+      '--max-images-per-caption',
+      '0',
+      '--vocab-size',
+      '0',
+      '--nsfw-threshold',
+      String(threshold),
+      '--dry-run',
+    ]);
+    expect(cli.stderr).toBe('');
+    expect(cli.code).toBe(0);
+    const above = cached.filter((s) => s > threshold).length;
+    expect(lines(cli.stdout)[0]).toBe(
+      `filter (dry run, nothing written): 12 stored pairs in 1 corpus dir(s), preset align: kept ${12 - above} (${(((12 - above) / 12) * 100).toFixed(1)}%), dropped ${above}`,
+    );
+    const dry = await runFilter({ ...neutral, corpus: dir, nsfw: 'nsfwjs', nsfwThreshold: threshold, dryRun: true });
+    expect(dry).toMatchObject({ dryRun: true, nsfwClassified: 0, kept: 12 - above });
+    expect(dry.byReason.nsfw).toBe(above);
+    expect(snapshot(dir)).toEqual(before);
+  });
+
+  it('dry-runs the classifier on the images a filtered corpus has no score for, and caches nothing', async () => {
+    const dir = join(tmp.path, 'dry-uncached');
+    cpSync(source, dir, { recursive: true });
+    // Filtered before without the classifier: the manifest has the (empty) score cache.
+    await runFilter({ ...neutral, corpus: dir, nsfw: 'none' });
+    const before = snapshot(dir);
+    const dry = await runFilter({ ...neutral, corpus: dir, nsfw: 'nsfwjs', dryRun: true });
+    expect(dry).toMatchObject({ dryRun: true, nsfwClassified: 12, kept: 12 });
+    expect(dry.rules.find((r) => r.rule === 'nsfw')?.status).toBe('applied');
+    expect(scores(dir).size).toBe(0);
+    expect(snapshot(dir)).toEqual(before);
   });
 
   it('reports the rule as skipped, not passed, when nsfwjs is not installed', async () => {
