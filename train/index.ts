@@ -523,9 +523,15 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
     memoryLimitBytes: opts.memoryLimitMb * 1024 * 1024,
     spillDir: opts.corpus,
     onDecoded: (done, total) => opts.onProgress?.({ phase: 'decode', done, total }),
+    ...(opts.signal ? { signal: opts.signal } : {}),
   });
   const { pairs, store } = withoutMissing(listed.pairs, built.store, built.missing);
   try {
+    if (opts.signal?.aborted) {
+      throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted while decoding the images; nothing was written', {
+        context: { stage: 'score' },
+      });
+    }
     if (pairs.length < 2) throw emptyCorpusError(source, listed.counts, pairs.length, 'score');
     const data: TrainData = {
       pairs,
@@ -541,6 +547,7 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
       opts.batchSize,
       createRandom(opts.seed, 'score'),
       (done, total) => opts.onProgress?.({ phase: 'score', done, total }),
+      opts.signal,
     );
     const captions = pairs.map((p) => p.caption);
     const groups = captionGroups(captions);
@@ -562,6 +569,11 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
               opts.groundingThumbnails ? await storeThumbnails(store) : null,
             )
           : losses;
+    if (opts.signal?.aborted) {
+      throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted while scoring the pairs; nothing was written', {
+        context: { stage: 'score' },
+      });
+    }
     const result = harmonise(scores, null, {
       ema: 0,
       minSeparation: 0,

@@ -6,7 +6,7 @@
  */
 import { setImmediate } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs-core';
-import { CriticalError } from '../corpus/errors.ts';
+import { AltforgeError, CriticalError } from '../corpus/errors.ts';
 import { createRandom, shuffle, type Random } from '../corpus/random.ts';
 import { epochOrder, toModelInput, type AugmentOptions, type ImageStore, type PairRef } from './data.ts';
 import { contrastiveLoss } from './loss.ts';
@@ -139,7 +139,9 @@ async function loadBatch(data: TrainData, indices: number[], random: Random | nu
 /**
  * Each pair's contrastive loss against the others of a fixed-size random batch, without
  * gradients, plus its image embedding. The last batch is topped up with pairs from the start of
- * the permutation (their losses are not counted twice).
+ * the permutation (their losses are not counted twice). With `signal`, each batch waits a turn of
+ * the event loop (so that a SIGINT's handler runs) and an aborted signal stops it with
+ * `ERR_INTERRUPTED`.
  */
 export async function pairLosses(
   model: DualEncoder,
@@ -147,6 +149,7 @@ export async function pairLosses(
   batchSize: number,
   random: Random,
   onBatch?: (done: number, total: number) => void,
+  signal?: AbortSignal,
 ): Promise<{ losses: Float32Array; imageEmbeddings: Float32Array; dim: number }> {
   const n = data.pairs.length;
   const b = Math.min(batchSize, n);
@@ -168,6 +171,14 @@ export async function pairLosses(
   }
   let done = 0;
   for await (const { fresh, batch } of prefetch(batches(), 2)) {
+    if (signal) {
+      await setImmediate();
+      if (signal.aborted) {
+        throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted while scoring the pairs; nothing was written', {
+          context: { stage: 'score' },
+        });
+      }
+    }
     const [perPair, img] = tf.tidy(() => {
       const x = tf.tensor4d(batch.images, [b, data.imageSize, data.imageSize, 3]);
       const t = tf.tensor2d(batch.tokens, [b, data.contextLength], 'int32');

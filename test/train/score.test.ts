@@ -166,6 +166,34 @@ describe('runScore', () => {
     });
   });
 
+  test('stops when its signal is aborted, writing nothing to the manifest', async () => {
+    const fresh = join(work.path, 'stopped');
+    await makeEmojiCorpus(fresh, { count: 12, offset: 50 });
+    const stop = new AbortController();
+    const phases: string[] = [];
+    await expect(
+      runScore({
+        corpus: fresh,
+        checkpoint: run,
+        backend: 'cpu',
+        batchSize: 4,
+        signal: stop.signal,
+        onProgress: (p) => {
+          phases.push(p.phase);
+          if (p.phase === 'score' && p.done === 4) stop.abort();
+        },
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_INTERRUPTED', message: expect.stringContaining('nothing was written') });
+    // Stopped before the second of its three batches; nothing written.
+    expect(phases.filter((p) => p === 'score')).toHaveLength(1);
+    const db = new Database(join(fresh, 'manifest.sqlite'), { readonly: true });
+    const columns = (db.prepare('PRAGMA table_info(pairs)').all() as Array<{ name: string }>).map((c) => c.name);
+    const runs = db.prepare(`SELECT COUNT(*) AS n FROM stage_runs WHERE stage = 'score'`).get() as { n: number };
+    db.close();
+    expect(columns).not.toContain('noise_prob');
+    expect(runs.n).toBe(0);
+  });
+
   test("refuses a corpus of fewer than 2 pairs without naming train's flags", async () => {
     const single = join(work.path, 'single');
     await makeEmojiCorpus(single, { count: 1, offset: 30 });
