@@ -144,7 +144,8 @@ let parsedSpecs: FlagSpecs | undefined;
 /**
  * An option error in the words of the command line: ``Option 'train.batchSize': ...`` becomes
  * ``Flag --batch-size: ...`` when the option (or, for a nested one such as `skipRules.0`, its
- * first part) is a flag of the command that ran; any other message is returned as it is.
+ * first part) is a flag of the command that ran, and other options the message names in camelCase
+ * (`at most maxWords`) become their flags too; any other message is returned as it is.
  */
 export function inFlagTerms(message: string, context: { stage?: string; option?: string }): string {
   const { stage, option } = context;
@@ -152,5 +153,9 @@ export function inFlagTerms(message: string, context: { stage?: string; option?:
   const name = option.split('.')[0] as string;
   const prefix = `Option '${stage}.${option}'`;
   if (!Object.hasOwn(parsedSpecs, name) || !message.startsWith(prefix)) return message;
-  return `Flag --${kebab(name)}${message.slice(prefix.length)}`;
+  const specs = parsedSpecs;
+  const rest = message
+    .slice(prefix.length)
+    .replace(/\b[a-z]+(?:[A-Z][a-z0-9]*)+\b/g, (word) => (Object.hasOwn(specs, word) ? `--${kebab(word)}` : word));
+  return `Flag --${kebab(name)}${rest}`;
 }

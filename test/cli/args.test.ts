@@ -97,6 +97,21 @@ describe('inFlagTerms', () => {
     expect(inFlagTerms("Option 'filter.skipRules.0': unknown rule", context('filter', 'skipRules.0'))).toBe(
       'Flag --skip-rules: unknown rule',
     );
+    // Another option the message names in camelCase: its flag too, when it is one of this command's.
+    parseFlags([], {
+      minWords: { type: 'integer', description: 'Min' },
+      maxWords: { type: 'integer', description: 'Max' },
+    });
+    expect(
+      inFlagTerms(
+        "Option 'filter.minWords': expected at most maxWords (2), not maxAspect",
+        context('filter', 'minWords'),
+      ),
+    ).toBe('Flag --min-words: expected at most --max-words (2), not maxAspect');
+    parseFlags([], {
+      batchSize: { type: 'integer', description: 'Batch' },
+      skipRules: { type: 'list', description: 'Rules' },
+    });
     // Not a flag of this command, another wording, or no option: as it was.
     expect(inFlagTerms("Option 'train.lr': too big", context('train', 'lr'))).toBe("Option 'train.lr': too big");
     expect(inFlagTerms("Options 'batchSize' and 'lr' clash", context('train', 'batchSize'))).toBe(

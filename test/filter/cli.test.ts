@@ -80,13 +80,13 @@ describe('altforge filter', () => {
     const refused: Array<[string[], RegExp]> = [
       [
         ['--min-words', '5', '--max-words', '2'],
-        /^altforge: Flag --min-words: expected at most maxWords \(2\), got `5`: no caption could pass \[ERR_INVALID_OPTION\]$/,
+        /^altforge: Flag --min-words: expected at most --max-words \(2\), got `5`: no caption could pass \[ERR_INVALID_OPTION\]$/,
       ],
       // Against the preset's 20.
-      [['--min-words', '25'], /^altforge: Flag --min-words: expected at most maxWords \(20\), got `25`/],
+      [['--min-words', '25'], /^altforge: Flag --min-words: expected at most --max-words \(20\), got `25`/],
       [
         ['--max-aspect', '1'],
-        /^altforge: Flag --max-aspect: expected above 1, or inclusiveBounds to keep square images, got `1`: no image could pass \[ERR_INVALID_OPTION\]$/,
+        /^altforge: Flag --max-aspect: expected above 1, or --inclusive-bounds to keep square images, got `1`: no image could pass \[ERR_INVALID_OPTION\]$/,
       ],
     ];
     for (const [flags, message] of refused) {

@@ -322,7 +322,9 @@ describe('runTrain', () => {
     const res = await runCli(['train', '--corpus', corpus, '--out', out, '--robust', 'nlip', '--grounding-thumbnails']);
     expect(res.code).toBe(2);
     expect(res.stderr.trim().split('\n')).toHaveLength(1);
-    expect(res.stderr).toContain("noiseSignal 'words'");
+    expect(res.stderr).toContain(
+      "Flag --grounding-thumbnails: thumbnails ground the words signal: it needs robust 'nlip' and --noise-signal 'words'",
+    );
     expect(existsSync(join(out, 'checkpoint.ckpt'))).toBe(false);
   });
 });
