@@ -13,6 +13,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { UsageError } from '../corpus/errors.ts';
+import { isProcessAlive } from '../corpus/lock.ts';
 import { refuseNonDirectory } from '../corpus/paths.ts';
 import { filterReasonSql } from '../corpus/filter-reason.ts';
 import { hasColumn, hasTable, isCorpus, MANIFEST_FILE } from '../corpus/manifest.ts';
@@ -195,6 +196,7 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
   const compare = readCompare(opts.compare);
   const out = resolve(opts.out ?? join(dirname(corpus), 'report'));
   claimOut(out);
+  clearLeftovers(out);
   const tmp = `${out}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(join(tmp, 'images'), { recursive: true });
@@ -580,8 +582,13 @@ ${body.join('\n')}
   } finally {
     db.close();
   }
-  rmSync(out, { recursive: true, force: true });
+  // The old report steps aside by a rename, not a delete: a kill at any moment leaves at `out`
+  // the old report whole, the new one whole, or nothing (the old one then beside it, put back by
+  // the next run).
+  const old = `${out}.old-${process.pid}`;
+  if (existsSync(out)) renameSync(out, old);
   renameSync(tmp, out);
+  rmSync(old, { recursive: true, force: true });
   return {
     out,
     html: join(out, 'index.html'),
@@ -590,6 +597,24 @@ ${body.join('\n')}
     thumbnailErrors,
     durationMs: Date.now() - started,
   };
+}
+
+/**
+ * Removes what a killed report left beside `out`: its unfinished `<out>.tmp-<pid>`, and a
+ * `<out>.old-<pid>` (the report it was replacing), which is put back first when `out` is missing.
+ * Directories of a process still running are left alone.
+ */
+function clearLeftovers(out: string): void {
+  const parent = dirname(out);
+  if (!existsSync(parent)) return;
+  const name = basename(out);
+  for (const entry of readdirSync(parent)) {
+    const match = /^\.(tmp|old)-(\d+)$/.exec(entry.slice(name.length));
+    if (!entry.startsWith(name) || match === null || isProcessAlive(Number(match[2]))) continue;
+    const path = join(parent, entry);
+    if (match[1] === 'old' && !existsSync(out)) renameSync(path, out);
+    else rmSync(path, { recursive: true, force: true });
+  }
 }
 
 /** The page's path relative to the current directory, for printing. */

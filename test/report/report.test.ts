@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
@@ -220,6 +220,25 @@ describe('altforge report', () => {
       code: 'ERR_NOT_A_REPORT',
     });
     expect(readdirSync(foreign)).toEqual(['notes.txt']);
+  });
+
+  test('clears what a killed report left beside its directory, putting back the report it was replacing', async () => {
+    const out = join(work.path, 'killed');
+    const dead = 999_999_999; // no such process
+    // Killed between its two renames: the old report set aside, the new one unfinished.
+    const first = await runReport({ corpus, out, benchDb: join(demo, 'benchmarks.sqlite') });
+    renameSync(out, `${out}.old-${dead}`);
+    mkdirSync(`${out}.tmp-${dead}/images`, { recursive: true });
+    // A report another process is writing right now is not touched.
+    mkdirSync(`${out}.tmp-${process.ppid}`);
+    const again = await runReport({ corpus, out, benchDb: join(demo, 'benchmarks.sqlite') });
+    expect(again.sections).toEqual(first.sections);
+    expect(existsSync(join(out, 'index.html'))).toBe(true);
+    expect(
+      readdirSync(work.path)
+        .filter((n) => n.startsWith('killed'))
+        .sort(),
+    ).toEqual(['killed', `killed.tmp-${process.ppid}`]);
   });
 
   test('refuses a directory without a manifest and a run without metrics', async () => {
