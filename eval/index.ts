@@ -5,6 +5,7 @@
  * both side by side (tables and plots).
  */
 import { dirname, resolve } from 'node:path';
+import { AltforgeError } from '../corpus/errors.ts';
 import { defaultRegistryPath, openRegistry } from '../corpus/registry.ts';
 import { loadEncoder, type BackendReport } from '../train/index.ts';
 import { openBenchmark } from './benchmarks.ts';
@@ -92,7 +93,10 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
         }
         results.finishRun(runId, encoder.checkpoint, metrics);
       } catch (err) {
-        results.failRun(runId);
+        results.failRun(
+          runId,
+          err instanceof AltforgeError && err.code === 'ERR_INTERRUPTED' ? 'interrupted' : 'failed',
+        );
         throw err;
       }
       const hash = (

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { isProcessAlive } from '../corpus/lock.ts';
 import { migrate, type Migration } from '../corpus/manifest.ts';
 import { refuseDirectory } from '../corpus/paths.ts';
 import type { EvalMetric } from './zero-shot.ts';
@@ -42,6 +43,11 @@ export const RESULTS_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX results_lookup ON results(checkpoint, benchmark, task, metric);
     `,
   },
+  {
+    // The process a run is in: a 'running' run whose process is gone was killed ('abandoned').
+    id: 'eval/002-run-pid',
+    sql: `ALTER TABLE runs ADD COLUMN pid INTEGER;`,
+  },
 ];
 
 /** A stable hash of an evaluation's configuration (key order does not matter). */
@@ -76,9 +82,25 @@ export interface ResultsDb {
   }): number;
   /** Stores a run's metrics and marks it done, in one transaction. */
   finishRun(runId: number, checkpoint: string, metrics: readonly EvalMetric[]): void;
-  /** Marks a run failed. */
-  failRun(runId: number): void;
+  /** Marks a run failed, or interrupted (Ctrl-C). */
+  failRun(runId: number, status?: 'failed' | 'interrupted'): void;
   close(): void;
+}
+
+/**
+ * Marks `abandoned` the runs still `running` whose process no longer runs (killed before it could
+ * record how it ended; runs from before the pid was recorded count as such): only a live run stays
+ * `running`. Their metrics were never stored, since a run's results go in with its `done`.
+ */
+function markAbandoned(db: Database.Database): void {
+  const running = db.prepare(`SELECT id, pid FROM runs WHERE status = 'running'`).all() as Array<{
+    id: number;
+    pid: number | null;
+  }>;
+  const abandon = db.prepare(`UPDATE runs SET status = 'abandoned' WHERE id = ? AND status = 'running'`);
+  for (const { id, pid } of running) {
+    if (pid === null || (pid !== process.pid && !isProcessAlive(pid))) abandon.run(id);
+  }
 }
 
 /** Opens (creating if needed) the results database at `path`. */
@@ -89,6 +111,7 @@ export function openResults(path: string): ResultsDb {
   db.pragma('journal_mode = WAL');
   db.pragma('busy_timeout = 10000');
   migrate(db, RESULTS_MIGRATIONS);
+  markAbandoned(db);
   const hashes = new Map<number, string>();
   return {
     path,
@@ -97,8 +120,8 @@ export function openResults(path: string): ResultsDb {
       const hash = configHash(run.config);
       const info = db
         .prepare(
-          `INSERT INTO runs (checkpoint, checkpoint_step, benchmarks, config_hash, config, backend, status, started_at)
-           VALUES (?, ?, ?, ?, ?, ?, 'running', ?)`,
+          `INSERT INTO runs (checkpoint, checkpoint_step, benchmarks, config_hash, config, backend, status, started_at, pid)
+           VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
         )
         .run(
           run.checkpoint,
@@ -108,6 +131,7 @@ export function openResults(path: string): ResultsDb {
           JSON.stringify(run.config),
           run.backend,
           new Date().toISOString(),
+          process.pid,
         );
       const id = Number(info.lastInsertRowid);
       hashes.set(id, hash);
@@ -125,8 +149,9 @@ export function openResults(path: string): ResultsDb {
         db.prepare(`UPDATE runs SET status = 'done', finished_at = ? WHERE id = ?`).run(now, runId);
       })();
     },
-    failRun(runId) {
-      db.prepare(`UPDATE runs SET status = 'failed', finished_at = ? WHERE id = ?`).run(
+    failRun(runId, status = 'failed') {
+      db.prepare(`UPDATE runs SET status = ?, finished_at = ? WHERE id = ?`).run(
+        status,
         new Date().toISOString(),
         runId,
       );

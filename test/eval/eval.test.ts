@@ -9,6 +9,7 @@ import { emojiDrawings } from '../../corpus/emoji.ts';
 import { iterateImages, openRegistry } from '../../corpus/registry.ts';
 import { loadBenchmark } from '../../eval/benchmarks.ts';
 import { retrievalMetrics, runEval, similarity } from '../../eval/index.ts';
+import { openResults } from '../../eval/results.ts';
 import { DEFAULT_TEMPLATES, evaluateBenchmark } from '../../eval/zero-shot.ts';
 import { registerBenchmark } from '../../dedup/index.ts';
 import { loadEncoder } from '../../train/index.ts';
@@ -136,7 +137,7 @@ describe('runEval', () => {
     }
   });
 
-  it('stops between batches when interrupted, storing the run as failed', async () => {
+  it('stops between batches when interrupted, storing the run as interrupted', async () => {
     const resultsDb = join(dir, 'results-cut.sqlite');
     const stop = new AbortController();
     await expect(
@@ -156,8 +157,31 @@ describe('runEval', () => {
     const runs = db.prepare('SELECT status FROM runs').all();
     const results = db.prepare('SELECT COUNT(*) AS n FROM results').get() as { n: number };
     db.close();
-    expect(runs).toEqual([{ status: 'failed' }]);
+    expect(runs).toEqual([{ status: 'interrupted' }]);
     expect(results.n).toBe(0);
+  });
+
+  it('marks abandoned a run left running by a process that is gone, and only such a run', async () => {
+    const resultsDb = join(dir, 'results-killed.sqlite');
+    const results = openResults(resultsDb);
+    const config = { checkpoint: fx.checkpoint, checkpointStep: 1, benchmarks: ['emoji'], config: {}, backend: 'cpu' };
+    const killed = results.startRun(config);
+    const live = results.startRun(config);
+    const older = results.startRun(config);
+    // A killed process's run, one of a process still running, and one from before pids were recorded.
+    results.db.prepare('UPDATE runs SET pid = ? WHERE id = ?').run(999_999_999, killed);
+    results.db.prepare('UPDATE runs SET pid = ? WHERE id = ?').run(process.ppid, live);
+    results.db.prepare('UPDATE runs SET pid = NULL WHERE id = ?').run(older);
+    results.close();
+    openResults(resultsDb).close();
+    const db = new Database(resultsDb, { readonly: true });
+    const statuses = db.prepare('SELECT id, status FROM runs ORDER BY id').all();
+    db.close();
+    expect(statuses).toEqual([
+      { id: killed, status: 'abandoned' },
+      { id: live, status: 'running' },
+      { id: older, status: 'abandoned' },
+    ]);
   });
 
   it('stores a run with other templates under another config hash', async () => {
