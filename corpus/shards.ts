@@ -374,7 +374,7 @@ interface FailureRow {
  * queued ones written together, in order, by one `writev` call); a full shard is fsynced with its parquet and
  * stats, then one transaction marks its pairs `ok` and records the shard, then the files are
  * renamed. On open, a shard recorded but not yet renamed is renamed, and an unrecorded `.tmp`
- * is scanned and continued, so nothing stored is downloaded twice.
+ * is scanned and continued (committed at once if it is already full), so nothing stored is downloaded twice.
  */
 export class ShardWriter {
   readonly corpus: Corpus;
@@ -453,6 +453,11 @@ export class ShardWriter {
         unlinkSync(join(dir, match[2] === 'json' ? 'stats' : 'shards', name));
       }
     }
+    // A kill after the shard's last sample was written but before its commit leaves a full
+    // `.tar.tmp`. Commit it now, as the uninterrupted run did on adding that sample: `write`
+    // checks fullness only after adding, so the next sample would otherwise join it and shift
+    // every later key to another shard. Failures recorded from here on belong to the next shard.
+    if (this.samples.length >= this.shardSize) await this.commit();
   }
 
   private openStream(path: string, append: boolean): void {

@@ -60,6 +60,18 @@ function addPending(corpus: Corpus, samples: Sample[]): void {
   for (const s of samples) insert.run(s.meta.key, s.meta.url, s.meta.caption);
 }
 
+/** Each pair's shard, by key, and each recorded shard's counts: what a rerun must reproduce. */
+function layoutOf(corpus: Corpus) {
+  return {
+    shardOf: corpus.db.prepare('SELECT key, shard FROM pairs ORDER BY key').all() as { key: string; shard: number }[],
+    shards: corpus.db.prepare('SELECT shard, count, successes FROM shards ORDER BY shard').all() as {
+      shard: number;
+      count: number;
+      successes: number;
+    }[],
+  };
+}
+
 function statusOf(corpus: Corpus, key: string): { status: string; shard: number | null } {
   return corpus.db.prepare('SELECT status, shard FROM pairs WHERE key = ?').get(key) as {
     status: string;
@@ -259,5 +271,86 @@ describe('ShardWriter', () => {
         { name: `${s.meta.key}.json`, data: Buffer.from(JSON.stringify(s.meta)) },
       ]),
     );
+  });
+
+  it('commits a resumed shard that a kill left full before adding the next sample, as an uninterrupted run does', async () => {
+    const samples = Array.from({ length: 11 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+
+    // Shard 0 committed, then shard 1's third and last sample written and the process killed
+    // before the commit: a writer whose shards hold more stands in for that moment.
+    const first = await ShardWriter.open(corpus, 3);
+    for (const s of samples.slice(0, 3)) await first.add(s);
+    await first.suspend();
+    const killed = await ShardWriter.open(corpus, 100);
+    for (const s of samples.slice(3, 6)) await killed.add(s);
+    await killed.suspend();
+    const p1 = shardPaths(corpus.dir, 1);
+    // Without the end-of-archive blocks, and with a commit's parquet and stats cut short.
+    const { samples: inTmp, endOffset } = await scanPartialShard(p1.tarTmp);
+    expect(inTmp.map((s) => s.key)).toEqual(['key0003', 'key0004', 'key0005']);
+    truncateSync(p1.tarTmp, endOffset);
+    writeFileSync(p1.parquetTmp, 'PAR1');
+    writeFileSync(p1.statsTmp, '{"shard": 1');
+    expect(layoutOf(corpus).shards.map((r) => r.shard)).toEqual([0]);
+
+    const rerun = await ShardWriter.open(corpus, 3);
+    expect([rerun.current, rerun.pending]).toEqual([2, 0]);
+    // As the crawl and export do: the pairs still pending, less those the open shard holds.
+    for (const s of samples) {
+      if (statusOf(corpus, s.meta.key).status === 'pending' && !rerun.has(s.meta.key)) await rerun.add(s);
+    }
+    await rerun.flush();
+
+    const reference = openCorpus(join(dir.path, 'uninterrupted'), { create: true });
+    try {
+      addPending(reference, samples);
+      const writer = await ShardWriter.open(reference, 3);
+      for (const s of samples) await writer.add(s);
+      await writer.flush();
+      const expected = layoutOf(reference);
+      expect(expected.shards.map((r) => r.count)).toEqual([3, 3, 3, 2]);
+      expect(layoutOf(corpus)).toEqual(expected);
+    } finally {
+      reference.close();
+    }
+    for (const shard of [0, 1, 2, 3]) {
+      const p = shardPaths(corpus.dir, shard);
+      const size = shard === 3 ? 2 : 3;
+      expect((await readTar(p.tar)).length, p.tar).toBe(3 * size);
+      expect((JSON.parse(readFileSync(p.stats, 'utf8')) as { count: number }).count, p.stats).toBe(size);
+    }
+    expect((await readTar(p1.tar)).map((e) => e.name)).toEqual(
+      ['key0003', 'key0004', 'key0005'].flatMap((k) => [`${k}.jpg`, `${k}.txt`, `${k}.json`]),
+    );
+    expect(
+      [...readdirSync(join(corpus.dir, 'shards')), ...readdirSync(join(corpus.dir, 'stats'))].filter((f) =>
+        f.endsWith('.tmp'),
+      ),
+    ).toEqual([]);
+  });
+
+  it('commits a resumed shard holding more samples than the shard size as it is, adding none to it', async () => {
+    const samples = Array.from({ length: 6 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+    const bigger = await ShardWriter.open(corpus, 10);
+    for (const s of samples.slice(0, 4)) await bigger.add(s);
+    await bigger.suspend();
+
+    const smaller = await ShardWriter.open(corpus, 3);
+    expect([smaller.current, smaller.pending]).toEqual([1, 0]);
+    // As the crawl and export do: the pairs still pending, less those the open shard holds.
+    for (const s of samples) {
+      if (statusOf(corpus, s.meta.key).status === 'pending' && !smaller.has(s.meta.key)) await smaller.add(s);
+    }
+    await smaller.flush();
+    expect(layoutOf(corpus).shards).toEqual([
+      { shard: 0, count: 4, successes: 4 },
+      { shard: 1, count: 2, successes: 2 },
+    ]);
+    expect(samples.map((s) => statusOf(corpus, s.meta.key))).toEqual([
+      ...Array.from({ length: 4 }, () => ({ status: 'ok', shard: 0 })),
+      ...Array.from({ length: 2 }, () => ({ status: 'ok', shard: 1 })),
+    ]);
   });
 });
