@@ -164,6 +164,8 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
     const insertCaption = db.prepare(
       `INSERT OR IGNORE INTO bench_captions (benchmark_id, image_id, caption, normalised) VALUES (?, ?, ?, ?)`,
     );
+    const touch = () =>
+      db.prepare('UPDATE benchmarks SET updated_at = ? WHERE id = ?').run(new Date().toISOString(), benchmarkId);
     const commit = db.transaction((batch: Prepared[]) => {
       for (const { input, sha256, fingerprint, error } of batch) {
         const label = input.label;
@@ -189,7 +191,8 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
           insertCaption.run(benchmarkId, input.imageId, caption, normaliseCaption(caption));
         }
       }
-      db.prepare('UPDATE benchmarks SET updated_at = ? WHERE id = ?').run(new Date().toISOString(), benchmarkId);
+      // Only a change moves `updated_at`: dedup's per-shard record holds it, and redoes its matching when it moves.
+      if (batch.length > 0) touch();
     });
 
     const limit = pLimit(opts.concurrency);
@@ -238,7 +241,7 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
     }
     if (!interrupted) {
       await flush();
-      db.prepare('UPDATE benchmarks SET complete = 1, updated_at = ? WHERE id = ?').run(
+      db.prepare('UPDATE benchmarks SET complete = 1, updated_at = ? WHERE id = ? AND complete = 0').run(
         new Date().toISOString(),
         benchmarkId,
       );
@@ -246,10 +249,12 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
     // Captions of images already registered in an earlier run (a caption file given later).
     if (captions.size > 0 && done.size > 0) {
       db.transaction(() => {
+        let newCaptions = 0;
         for (const imageId of done) {
           for (const caption of captions.get(imageId) ?? [])
-            insertCaption.run(benchmarkId, imageId, caption, normaliseCaption(caption));
+            newCaptions += insertCaption.run(benchmarkId, imageId, caption, normaliseCaption(caption)).changes;
         }
+        if (newCaptions > 0) touch();
       })();
     }
     const imageIds = new Set(
