@@ -2,6 +2,9 @@ import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:f
 import { join } from 'node:path';
 import { UsageError } from './errors.ts';
 
+/** The lock file {@link acquireLock} takes in a directory. */
+export const LOCK_FILE = '.lock';
+
 /** Whether a process with this pid runs (one of another user counts). */
 export function isProcessAlive(pid: number): boolean {
   try {
@@ -22,7 +25,7 @@ export function acquireLock(
   dir: string,
   { subject, code }: { subject: string; code: string } = { subject: 'Corpus', code: 'ERR_CORPUS_LOCKED' },
 ): () => void {
-  const path = join(dir, '.lock');
+  const path = join(dir, LOCK_FILE);
   for (let tries = 0; tries < 2; tries++) {
     try {
       const fd = openSync(path, 'wx');

@@ -10,6 +10,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
+import { acquireLock } from '../corpus/lock.ts';
 import {
   BLOCK_PAIRS,
   DECISION_BLOCKS,
@@ -157,32 +158,50 @@ const SPOOL_FILE = '.filter-spool.f64';
 const RUN_PREFIX = '.filter-tokens-';
 const BATCH = 10_000;
 
+/**
+ * Opens a corpus to filter, holding its lock (the crawl's: `ERR_CORPUS_LOCKED`) until closed. A dry
+ * run takes it too: it reads the manifest in many statements and sizes its tables from a count
+ * taken first, so a crawl adding pairs meanwhile would skew it, and it uses the same scratch files
+ * in the first corpus that a real run clears at its start and end.
+ */
 function openForFilter(dir: string, dryRun: boolean): OpenCorpus {
   if (!existsSync(join(dir, MANIFEST_FILE))) {
     throw new UsageError('ERR_CORPUS_NOT_FOUND', `No corpus at '${dir}' (no ${MANIFEST_FILE})`, {
       context: { stage: 'filter', path: dir },
     });
   }
-  if (dryRun) {
-    const db = new Database(join(dir, MANIFEST_FILE), { readonly: true, fileMustExist: true });
+  const release = acquireLock(dir);
+  try {
+    if (dryRun) {
+      const db = new Database(join(dir, MANIFEST_FILE), { readonly: true, fileMustExist: true });
+      return {
+        dir,
+        db,
+        hasNoise: hasColumn(db, 'pairs', 'noise_prob'),
+        hasDup: hasColumn(db, 'pairs', 'dup_of'),
+        previous: previousDecisions(db),
+        close: () => {
+          db.close();
+          release();
+        },
+      };
+    }
+    const corpus = openCorpus(dir, { migrations: FILTER_MIGRATIONS });
     return {
       dir,
-      db,
-      hasNoise: hasColumn(db, 'pairs', 'noise_prob'),
-      hasDup: hasColumn(db, 'pairs', 'dup_of'),
-      previous: previousDecisions(db),
-      close: () => db.close(),
+      db: corpus.db,
+      hasNoise: hasColumn(corpus.db, 'pairs', 'noise_prob'),
+      hasDup: hasColumn(corpus.db, 'pairs', 'dup_of'),
+      previous: previousDecisions(corpus.db),
+      close: () => {
+        corpus.close();
+        release();
+      },
     };
+  } catch (err) {
+    release();
+    throw err;
   }
-  const corpus = openCorpus(dir, { migrations: FILTER_MIGRATIONS });
-  return {
-    dir,
-    db: corpus.db,
-    hasNoise: hasColumn(corpus.db, 'pairs', 'noise_prob'),
-    hasDup: hasColumn(corpus.db, 'pairs', 'dup_of'),
-    previous: previousDecisions(corpus.db),
-    close: () => corpus.close(),
-  };
 }
 
 function thresholdText(rule: RuleName, o: ResolvedFilterOptions): string {
@@ -442,6 +461,12 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     const rules: RuleSet = { active: activeRules(o, classifier !== null), options: o };
     const progress = (p: FilterProgress) => o.onProgress?.(p);
     const aborted = () => o.signal?.aborted === true;
+    // A run stopped by the signal records so, as dedup and export do; nothing was applied.
+    const stopped = (): FilterResult => {
+      const result = interruptedResult(o, corpora, started);
+      for (const finish of finishRuns) finish('interrupted', { ...result, examples: undefined });
+      return result;
+    };
 
     const total = corpora.reduce(
       (n, c) => n + (c.db.prepare(`SELECT COUNT(*) FROM pairs WHERE status = 'ok'`).pluck().get() as number),
@@ -543,7 +568,7 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     spool.close();
     spool = undefined;
     progress({ phase: 'count', done, total });
-    if (aborted()) return interruptedResult(o, corpora, started);
+    if (aborted()) return stopped();
 
     // Between the passes: the vocabulary and the captions/images over their limits.
     progress({ phase: 'vocabulary', done: 0 });
@@ -711,7 +736,7 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     reader = undefined;
     flush(pending);
     progress({ phase: 'decide', done: pairs, total });
-    if (aborted()) return interruptedResult(o, corpora, started);
+    if (aborted()) return stopped();
     // The sharing rules' examples: most shared first.
     examples.shared_caption?.sort((a, b) => parseInt(b.detail) - parseInt(a.detail));
     examples.image_captions?.sort((a, b) => parseInt(b.detail) - parseInt(a.detail));
@@ -745,7 +770,7 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
         });
       }
     }
-    if (aborted()) return interruptedResult(o, corpora, started);
+    if (aborted()) return stopped();
     if (nsfwOn) {
       // Every pair that waited for the classifier: dropped above the threshold, else kept.
       const waited = work
@@ -834,9 +859,12 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     work?.close();
     spool?.close();
     reader?.close();
-    rmSync(workPath, { force: true });
-    removeSpool(spoolPath);
-    counter?.remove();
+    // The scratch files are the first corpus's lock holder's: a run refused its lock leaves them be.
+    if (corpora.length > 0) {
+      rmSync(workPath, { force: true });
+      removeSpool(spoolPath);
+      counter?.remove();
+    }
     for (const c of corpora) c.close();
   }
 }

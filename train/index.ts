@@ -7,9 +7,10 @@
  * noise state, config), `metrics.jsonl` and, for robust runs, `noise.json`.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
+import { acquireLock } from '../corpus/lock.ts';
 import { openCorpus, recordStageRun, type Migration } from '../corpus/manifest.ts';
 import { createRandom } from '../corpus/random.ts';
 import { selectBackend, type BackendChoice, type BackendReport } from './backend.ts';
@@ -269,6 +270,33 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
       context: { path: out },
     });
   }
+  // One run at a time in a directory, taken before the checkpoint is looked for: two fresh runs
+  // both find none, and would then write one checkpoint and one metrics log together.
+  const created = !existsSync(out);
+  mkdirSync(out, { recursive: true });
+  const release = acquireLock(opts.out, { subject: 'Run directory', code: 'ERR_RUN_LOCKED' });
+  try {
+    return await trainLocked(options, opts, out, started);
+  } finally {
+    release();
+    if (created) {
+      try {
+        // Removed only when empty: a run that failed before writing anything leaves no directory it made.
+        rmdirSync(out);
+      } catch {
+        // It holds what the run wrote.
+      }
+    }
+  }
+}
+
+/** {@link runTrain} once it holds the run directory's lock. */
+async function trainLocked(
+  options: TrainOptions,
+  opts: ResolvedTrainOptions,
+  out: string,
+  started: number,
+): Promise<TrainResult> {
   const checkpointPath = join(out, CHECKPOINT_FILE);
   if (!opts.resume && existsSync(checkpointPath)) {
     throw new UsageError(
@@ -312,7 +340,6 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
     config = modelConfigFor(opts, tokenizer.vocabSize);
   }
 
-  mkdirSync(out, { recursive: true });
   removeStaleTemporaries(checkpointPath, readdirSync(out));
   const backend = await selectBackend(opts.backend);
 
