@@ -11,6 +11,7 @@
  */
 import pLimit from 'p-limit';
 import { UsageError } from '../corpus/errors.ts';
+import { acquireLock } from '../corpus/lock.ts';
 import { isCorpus, openCorpus, recordStageRun, type Corpus, type Migration } from '../corpus/manifest.ts';
 import {
   defaultRegistryPath,
@@ -532,7 +533,10 @@ export async function runDedup(options: DedupOptions): Promise<DedupResult> {
   const opened = openBenchmarks(opts);
   let corpus: Corpus | undefined;
   let finishRun: ((outcome: string, summary: unknown) => void) | undefined;
+  // The corpus lock, as the crawl and the filter take it: dedup writes `dup_of` and its tables.
+  let release: (() => void) | undefined;
   try {
+    release = acquireLock(opts.corpus);
     corpus = openCorpus(opts.corpus, { migrations: DEDUP_MIGRATIONS });
     finishRun = recordStageRun(corpus.db, 'dedup', { ...opts, signal: undefined, onProgress: undefined });
     const result = await dedupCorpus(corpus, opts, opened);
@@ -545,6 +549,7 @@ export async function runDedup(options: DedupOptions): Promise<DedupResult> {
   } finally {
     corpus?.close();
     opened?.registry.close();
+    release?.();
   }
 }
 

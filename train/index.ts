@@ -538,10 +538,28 @@ export async function runScore(options: ScoreOptions): Promise<ScoreResult> {
     existsSync(opts.checkpoint) && statSync(opts.checkpoint).isDirectory()
       ? join(opts.checkpoint, CHECKPOINT_FILE)
       : opts.checkpoint;
-  const { meta, tensors } = readTrainCheckpoint(path);
+  const checkpoint = readTrainCheckpoint(path);
   const source: TrainSource = { corpus: [opts.corpus], includeFiltered: true, includeDuplicates: true };
   const listed = listPairs(source);
   if (listed.pairs.length < 2) throw emptyCorpusError(source, listed.counts, listed.pairs.length, 'score');
+  // The corpus lock, as the crawl, filter and dedup take it: scoring writes `noise_prob` at its end.
+  const release = acquireLock(opts.corpus);
+  try {
+    return await scoreLocked(opts, path, checkpoint, source, listed, started);
+  } finally {
+    release();
+  }
+}
+
+/** {@link runScore} once it holds the corpus lock. */
+async function scoreLocked(
+  opts: ReturnType<typeof resolveScoreOptions>,
+  path: string,
+  { meta, tensors }: ReturnType<typeof readTrainCheckpoint>,
+  source: TrainSource,
+  listed: ReturnType<typeof listPairs>,
+  started: number,
+): Promise<ScoreResult> {
   const backend = await selectBackend(opts.backend);
   const tokenizer = Tokenizer.fromJSON(meta.tokenizer);
   const model = modelFromCheckpoint(meta, tensors, path);

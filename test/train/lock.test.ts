@@ -1,8 +1,17 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CHECKPOINT_FILE, METRICS_FILE, readMetrics, runTrain, type TrainOptions } from '../../train/index.ts';
+import { runDedup } from '../../dedup/index.ts';
+import {
+  CHECKPOINT_FILE,
+  METRICS_FILE,
+  readMetrics,
+  runScore,
+  runTrain,
+  type TrainOptions,
+} from '../../train/index.ts';
 import { lines, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { makeEmojiCorpus, TOY_MODEL } from './_corpus.ts';
@@ -59,5 +68,30 @@ describe('train and the lock on its run directory', () => {
     expect(existsSync(join(out, CHECKPOINT_FILE))).toBe(true);
     expect(readMetrics(join(out, METRICS_FILE)).filter((r) => r.kind === 'step')).toHaveLength(4);
     expect(existsSync(join(out, '.lock'))).toBe(false);
+  });
+});
+
+describe('score and dedup take the corpus lock', () => {
+  test("refuse a corpus another stage is writing, and run once a killed process's lock is all there is", async () => {
+    const run = join(work.path, 'scored-run');
+    await runTrain(options(run));
+    const lock = join(corpus, '.lock');
+    writeFileSync(lock, String(process.ppid));
+    try {
+      await expect(runScore({ corpus, checkpoint: run, backend: 'cpu' })).rejects.toMatchObject({
+        code: 'ERR_CORPUS_LOCKED',
+      });
+      await expect(runDedup({ corpus, within: true })).rejects.toMatchObject({ code: 'ERR_CORPUS_LOCKED' });
+      const db = new Database(join(corpus, 'manifest.sqlite'), { readonly: true });
+      const runs = db.prepare(`SELECT stage FROM stage_runs WHERE stage IN ('score', 'dedup')`).all();
+      db.close();
+      expect(runs).toEqual([]);
+      const { pid: dead } = spawnSync(process.execPath, ['-e', '']);
+      writeFileSync(lock, String(dead));
+      expect((await runScore({ corpus, checkpoint: run, backend: 'cpu' })).scored).toBe(8);
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      rmSync(lock, { force: true });
+    }
   });
 });
