@@ -166,5 +166,23 @@ describe('altforge filter', () => {
     expect(decisions(dir)).toEqual(expected);
     expect(expected).not.toEqual(afterA);
     expect(existsSync(join(dir, '.filter-work.sqlite'))).toBe(false);
+
+    // Ctrl-C while it counts: seen at the next chunk (the passes compute synchronously, so they
+    // give the event loop a turn a chunk), the decisions left as they were, the run recorded.
+    const interrupted = startCli(['filter', '--corpus', dir, '--nsfw', 'none', '--min-side', '250']);
+    const counting = await pollUntil(
+      () => (existsSync(join(dir, '.filter-work.sqlite')) ? true : undefined),
+      () => interrupted.hasExited(),
+      5,
+    );
+    expect(counting).toBe(true);
+    interrupted.signal('SIGINT');
+    const stopped = await interrupted.exited;
+    expect(stopped.code, stopped.stderr).toBe(130);
+    expect(decisions(dir)).toEqual(expected);
+    const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+    const last = db.prepare(`SELECT outcome FROM stage_runs WHERE stage = 'filter' ORDER BY id DESC LIMIT 1`).get();
+    db.close();
+    expect(last).toEqual({ outcome: 'interrupted' });
   });
 });
