@@ -26,6 +26,7 @@ import {
   type TrainOptions,
 } from '../train/index.ts';
 import {
+  NLIP_ONLY_OPTIONS,
   NOISE_SIGNAL_OFF_REASON,
   nlipEstimateOff,
   resolveTrainOptions,
@@ -410,10 +411,12 @@ const NOT_RECIPE = new Set([
 
 /**
  * A method's recipe as its runs train it: every option with its default filled in, so that giving
- * a default or leaving it out is the same recipe (the runs' seed, epochs and steps are hashed beside it).
+ * a default or leaving it out is the same recipe (the runs' seed, epochs and steps are hashed beside
+ * it). Vanilla's leaves out the options only nlip reads: changing one retrains nlip's runs alone.
  */
-function recipePrint(resolved: ResolvedTrainOptions): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(resolved).filter(([key]) => !NOT_RECIPE.has(key)));
+function recipePrint(resolved: ResolvedTrainOptions, method: 'vanilla' | 'nlip'): Record<string, unknown> {
+  const ignored = new Set<string>(method === 'vanilla' ? NLIP_ONLY_OPTIONS : []);
+  return Object.fromEntries(Object.entries(resolved).filter(([key]) => !NOT_RECIPE.has(key) && !ignored.has(key)));
 }
 
 /** {@link runCompare} once its setting is loaded. */
@@ -435,7 +438,7 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
   const resolvedRecipes = new Map(
     opts.methods.map((method) => [
       method,
-      recipePrint(resolveTrainOptions({ ...methodRecipe(recipe, method), pairs: data.pairs, out })),
+      recipePrint(resolveTrainOptions({ ...methodRecipe(recipe, method), pairs: data.pairs, out }), method),
     ]),
   );
   mkdirSync(join(out, 'runs'), { recursive: true });

@@ -338,6 +338,38 @@ const NLIP_ONLY_OFF = {
   groundingThumbnails: false,
 } as const satisfies Partial<TrainOptions>;
 
+/**
+ * The options only nlip reads (its noise estimate, how it acts on it, relabelling, completion): a
+ * vanilla run trains the same whatever they are (a test trains vanilla with each one changed and
+ * compares the weights), so a comparison's vanilla runs do not depend on them.
+ */
+export const NLIP_ONLY_OPTIONS = [
+  'robustMode',
+  'warmupEpochs',
+  'noiseEma',
+  'minSeparation',
+  'maxNoiseFraction',
+  'minNoiseFraction',
+  'gateLatch',
+  'robustFloor',
+  'robustThreshold',
+  'varianceFloor',
+  'consistencyWeight',
+  'noiseSignal',
+  'groundingThumbnails',
+  'agreementNeighbours',
+  'multiPositive',
+  'relabel',
+  'agreementScore',
+  'relabelThreshold',
+  'relabelSource',
+  'completion',
+  'completionThreshold',
+  'completionTopK',
+  'completionWeight',
+  'conceptVocabSize',
+] as const satisfies ReadonlyArray<keyof ResolvedTrainOptions>;
+
 /** Whether a pair's target has mass off its own caption for `thumbnailSpread` to place. */
 function spreadsSomething(o: Pick<TrainOptions, 'labelSmoothing' | 'robust' | 'robustMode'>): boolean {
   return (o.labelSmoothing ?? 0) > 0 || (o.robust === 'nlip' && (o.robustMode ?? 'soft') === 'soft');

@@ -250,7 +250,7 @@ describe('runCompare', () => {
     await expect(runCompare({ ...TOY_FASHION, out, steps: 5 })).rejects.toMatchObject({ code: 'ERR_COMPARE_MISMATCH' });
   });
 
-  it('takes a recipe with its defaults spelled out, or recorded under the old print, for the same recipe', async () => {
+  it('takes a recipe with its defaults spelled out, with other nlip-only options for vanilla, or recorded under the old print, for the same recipe', async () => {
     const out = join(dir, 'spelled');
     const base = { ...TOY_FASHION, noiseRates: [0.5], methods: ['vanilla'], out } satisfies CompareOptions;
     const first = await runCompare(base);
@@ -259,6 +259,9 @@ describe('runCompare', () => {
     const spelled = await runCompare({ ...base, train: { ...base.train, lr: 5e-4, weightDecay: 0.1, flip: false } });
     expect(spelled.reusedRuns).toBe(1);
     expect(spelled.runs).toEqual(first.runs);
+    // Options only nlip reads leave the vanilla run as it was: reused, not refused.
+    const nlipOnly = await runCompare({ ...base, train: { ...base.train, warmupEpochs: 3, noiseSignal: 'loss' } });
+    expect(nlipOnly.reusedRuns).toBe(1);
     // A record written before the resolved recipe was hashed (this print came from commit f2bd8f0 on
     // this very run): reused, and recorded again under the new print.
     const file = join(out, 'runs', 'rate-0.5-vanilla-seed-1', COMPARE_RUN_FILE);
