@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { UsageError } from './errors.ts';
+import { LOCK_FILE } from './lock.ts';
 
 /** The manifest's file name inside a corpus directory. */
 export const MANIFEST_FILE = 'manifest.sqlite';
@@ -124,20 +125,7 @@ export function migrate(db: Database.Database, migrations: readonly Migration[])
 export function openCorpus(dir: string, options: { create?: boolean; migrations?: readonly Migration[] } = {}): Corpus {
   const manifest = join(dir, MANIFEST_FILE);
   if (!existsSync(manifest)) {
-    if (existsSync(dir)) {
-      if (!statSync(dir).isDirectory()) {
-        throw new UsageError('ERR_NOT_A_CORPUS', `Output '${dir}' is a file, not a corpus directory`, {
-          context: { path: dir },
-        });
-      }
-      if (readdirSync(dir).length > 0) {
-        throw new UsageError(
-          'ERR_NOT_A_CORPUS',
-          `Directory '${dir}' is not empty and holds no ${MANIFEST_FILE}: refusing to write into it`,
-          { context: { path: dir } },
-        );
-      }
-    }
+    refuseForeignDirectory(dir);
     if (!options.create) {
       throw new UsageError('ERR_CORPUS_NOT_FOUND', `No corpus at '${dir}' (no ${MANIFEST_FILE})`, {
         context: { path: dir },
@@ -154,6 +142,27 @@ export function openCorpus(dir: string, options: { create?: boolean; migrations?
       if (db.open) db.close();
     },
   };
+}
+
+/**
+ * Refuses, as a place for a new corpus, a file or a directory holding anything but a lock (the
+ * lock alone is a writer that has not created its manifest yet, or a killed one's): somebody
+ * else's data. Nothing exists yet, or an empty directory, passes.
+ */
+export function refuseForeignDirectory(dir: string): void {
+  if (!existsSync(dir)) return;
+  if (!statSync(dir).isDirectory()) {
+    throw new UsageError('ERR_NOT_A_CORPUS', `Output '${dir}' is a file, not a corpus directory`, {
+      context: { path: dir },
+    });
+  }
+  if (readdirSync(dir).some((name) => name !== LOCK_FILE)) {
+    throw new UsageError(
+      'ERR_NOT_A_CORPUS',
+      `Directory '${dir}' is not empty and holds no ${MANIFEST_FILE}: refusing to write into it`,
+      { context: { path: dir } },
+    );
+  }
 }
 
 /** Records the start of a stage run; returns a function that records its end. */

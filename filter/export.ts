@@ -6,12 +6,12 @@
  * date with the sources' decisions now: new kept pairs are added, and pairs no longer kept are
  * removed with the shards that held them, whose other pairs are written again into new shards.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { UsageError } from '../corpus/errors.ts';
-import { LOCK_FILE, acquireLock } from '../corpus/lock.ts';
+import { acquireLock } from '../corpus/lock.ts';
 import {
   BLOCK_PAIRS,
   DECISION_BLOCKS,
@@ -19,7 +19,15 @@ import {
   filterReasonSql,
   type FilterReasonSql,
 } from '../corpus/filter-reason.ts';
-import { MANIFEST_FILE, hasColumn, hasTable, openCorpus, recordStageRun, type Corpus } from '../corpus/manifest.ts';
+import {
+  MANIFEST_FILE,
+  hasColumn,
+  hasTable,
+  openCorpus,
+  recordStageRun,
+  refuseForeignDirectory,
+  type Corpus,
+} from '../corpus/manifest.ts';
 import { parseOptions } from '../corpus/options.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { ShardWriter, scanPartialShard, shardPaths } from '../corpus/shards.ts';
@@ -227,39 +235,17 @@ export async function runExport(options: ExportOptions): Promise<ExportResult> {
  * Takes the export's corpus lock (the crawl's, `ERR_CORPUS_LOCKED`): a second export into `out`,
  * or a crawl or filter of it, is refused while this one writes it. The lock comes before the
  * manifest is opened, so a refused export has touched nothing (a second one would otherwise list
- * pairs into the manifest and clear the work file under the first). A new output is checked as
- * {@link openCorpus} checks it (a file, or a directory holding other data, is refused), then given
- * an empty manifest once locked, which {@link openCorpus} fills in: it would take the lock file
- * for somebody else's data in a directory without one.
+ * pairs into the manifest and clear the work file under the first). A new output is checked first
+ * as {@link openCorpus} checks it (a file, or a directory holding other data, is refused), so that
+ * no lock file is put into somebody else's data; {@link openCorpus} then takes the directory that
+ * holds only the lock.
  */
 function lockOutput(out: string): () => void {
-  const manifest = join(out, MANIFEST_FILE);
-  if (!existsSync(manifest)) {
-    if (existsSync(out)) {
-      if (!statSync(out).isDirectory()) {
-        throw new UsageError('ERR_NOT_A_CORPUS', `Output '${out}' is a file, not a corpus directory`, {
-          context: { stage: 'export', option: 'out', path: out },
-        });
-      }
-      // A lock alone is another export's that has not created its manifest yet, or a killed one's.
-      if (readdirSync(out).some((name) => name !== LOCK_FILE)) {
-        throw new UsageError(
-          'ERR_NOT_A_CORPUS',
-          `Directory '${out}' is not empty and holds no ${MANIFEST_FILE}: refusing to write into it`,
-          { context: { stage: 'export', option: 'out', path: out } },
-        );
-      }
-    }
+  if (!existsSync(join(out, MANIFEST_FILE))) {
+    refuseForeignDirectory(out);
     mkdirSync(out, { recursive: true });
   }
-  const release = acquireLock(out);
-  try {
-    if (!existsSync(manifest)) closeSync(openSync(manifest, 'a'));
-  } catch (err) {
-    release();
-    throw err;
-  }
-  return release;
+  return acquireLock(out);
 }
 
 /**
