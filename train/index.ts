@@ -36,6 +36,7 @@ import {
   batchGeometry,
   groundingScores,
   runLoop,
+  scoringInterrupted,
   storeThumbnails,
   type LoopState,
   type TrainData,
@@ -573,9 +574,7 @@ async function scoreLocked(
   const { pairs, store } = withoutMissing(listed.pairs, built.store, built.missing);
   try {
     if (opts.signal?.aborted) {
-      throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted while decoding the images; nothing was written', {
-        context: { stage: 'score' },
-      });
+      throw scoringInterrupted('decoding the images');
     }
     if (pairs.length < 2) throw emptyCorpusError(source, listed.counts, pairs.length, 'score');
     const data: TrainData = {
@@ -615,9 +614,7 @@ async function scoreLocked(
             )
           : losses;
     if (opts.signal?.aborted) {
-      throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted while scoring the pairs; nothing was written', {
-        context: { stage: 'score' },
-      });
+      throw scoringInterrupted('scoring the pairs');
     }
     const result = harmonise(scores, null, {
       ema: 0,

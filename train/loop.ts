@@ -136,6 +136,13 @@ async function loadBatch(data: TrainData, indices: number[], random: Random | nu
   return { indices, images, tokens: gatherTokens(data, indices) };
 }
 
+/** Scoring stopped by its signal (`during`: what it was doing); it writes nothing before its end. */
+export function scoringInterrupted(during: string): AltforgeError {
+  return new AltforgeError('ERR_INTERRUPTED', `Interrupted while ${during}; nothing was written`, {
+    context: { stage: 'score' },
+  });
+}
+
 /**
  * Each pair's contrastive loss against the others of a fixed-size random batch, without
  * gradients, plus its image embedding. The last batch is topped up with pairs from the start of
@@ -174,9 +181,7 @@ export async function pairLosses(
     if (signal) {
       await setImmediate();
       if (signal.aborted) {
-        throw new AltforgeError('ERR_INTERRUPTED', 'Interrupted while scoring the pairs; nothing was written', {
-          context: { stage: 'score' },
-        });
+        throw scoringInterrupted('scoring the pairs');
       }
     }
     const [perPair, img] = tf.tidy(() => {
