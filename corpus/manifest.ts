@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { UsageError } from './errors.ts';
-import { LOCK_FILE } from './lock.ts';
+import { isLockFile } from './lock.ts';
 
 /** The manifest's file name inside a corpus directory. */
 export const MANIFEST_FILE = 'manifest.sqlite';
@@ -145,7 +145,7 @@ export function openCorpus(dir: string, options: { create?: boolean; migrations?
 }
 
 /**
- * Refuses, as a place for a new corpus, a file or a directory holding anything but a lock (the
+ * Refuses, as a place for a new corpus, a file or a directory holding anything but lock files (a
  * lock alone is a writer that has not created its manifest yet, or a killed one's): somebody
  * else's data. Nothing exists yet, or an empty directory, passes.
  */
@@ -156,7 +156,7 @@ export function refuseForeignDirectory(dir: string): void {
       context: { path: dir },
     });
   }
-  if (readdirSync(dir).some((name) => name !== LOCK_FILE)) {
+  if (readdirSync(dir).some((name) => !isLockFile(name))) {
     throw new UsageError(
       'ERR_NOT_A_CORPUS',
       `Directory '${dir}' is not empty and holds no ${MANIFEST_FILE}: refusing to write into it`,

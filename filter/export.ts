@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { UsageError } from '../corpus/errors.ts';
-import { acquireLock } from '../corpus/lock.ts';
+import { acquireLock, acquireReadLock } from '../corpus/lock.ts';
 import {
   BLOCK_PAIRS,
   DECISION_BLOCKS,
@@ -96,6 +96,7 @@ const BATCH = 10_000;
 export async function runExport(options: ExportOptions): Promise<ExportResult> {
   const o = parseOptions(schema, options, 'export');
   const sources: Array<{ dir: string; db: Database.Database; filter: FilterReasonSql | null }> = [];
+  const releases: Array<() => void> = [];
   try {
     for (const dir of o.corpus) {
       if (!existsSync(join(dir, MANIFEST_FILE))) {
@@ -108,6 +109,9 @@ export async function runExport(options: ExportOptions): Promise<ExportResult> {
           context: { stage: 'export', option: 'out' },
         });
       }
+      // Held until the export ends: its reads span many statements (the kept pairs, then their
+      // shards), so a filter, dedup or crawl of a source meanwhile would change what they see.
+      releases.push(acquireReadLock(dir));
       const db = new Database(join(dir, MANIFEST_FILE), { readonly: true, fileMustExist: true });
       sources.push({ dir, db, filter: filterReasonSql(db) });
     }
@@ -228,6 +232,7 @@ export async function runExport(options: ExportOptions): Promise<ExportResult> {
     }
   } finally {
     for (const s of sources) s.db.close();
+    for (const release of releases) release();
   }
 }
 

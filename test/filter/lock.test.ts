@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { runExport, runFilter, type FilterOptions } from '../../filter/index.ts';
 import { makeImageCorpus, makeManifest, type PairSpec } from '../fixtures/manifest.ts';
-import { lines, runCli } from '../helpers/cli.ts';
+import { REPO_ROOT, lines, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
 
 let tmp: { path: string; remove: () => Promise<void> };
@@ -154,5 +154,73 @@ describe('export and the lock on its output', () => {
     expect(await runExport({ corpus: source, out, shardSize: 2 })).toMatchObject({ kept: 6, written: 6 });
     expect(existsSync(join(out, '.lock'))).toBe(false);
     expect(stageRuns(out)).toEqual(['export ok 1']);
+  });
+});
+
+describe('export and the corpora it reads', () => {
+  it('refuses a filter of a source while it reads it, and lets it run once done', async () => {
+    const src = join(tmp.path, 'read-source');
+    await makeImageCorpus(src, 4, 2);
+    await runFilter({ ...RULES, corpus: src });
+    let during: ReturnType<typeof spawnSync> | undefined;
+    let markers: string[] = [];
+    const result = await runExport({
+      corpus: src,
+      out: join(tmp.path, 'read-out'),
+      onProgress: (p) => {
+        if (during || p.phase !== 'write') return;
+        markers = readdirSync(src).filter((name) => name.startsWith('.read-'));
+        // A real second process, while this export sits between two of its reads.
+        during = spawnSync(process.execPath, ['bin/altforge.js', 'filter', '--corpus', src, '--nsfw', 'none'], {
+          cwd: REPO_ROOT,
+          encoding: 'utf8',
+          env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+        });
+      },
+    });
+    expect(result).toMatchObject({ kept: 4, written: 4, missing: 0 });
+    expect(markers).toEqual([`.read-${process.pid}`]);
+    expect(during?.status).toBe(2);
+    expect(lines(String(during?.stderr))).toEqual([
+      `altforge: Corpus '${src}' is being read by process ${process.pid} [ERR_CORPUS_LOCKED]`,
+    ]);
+    expect(stageRuns(src)).toEqual(['filter ok 1']);
+    expect(readdirSync(src).filter((name) => name.startsWith('.'))).toEqual([]);
+    await runFilter({ ...RULES, corpus: src });
+    expect(stageRuns(src)).toEqual(['filter ok 1', 'filter ok 1']);
+  });
+
+  it('refuses a source another process is writing, creating nothing', async () => {
+    const src = join(tmp.path, 'written-source');
+    await makeImageCorpus(src, 2, 1);
+    await runFilter({ ...RULES, corpus: src });
+    lockByLiveProcess(src);
+    const out = join(tmp.path, 'written-out');
+    await expect(runExport({ corpus: [source, src], out })).rejects.toMatchObject({
+      code: 'ERR_CORPUS_LOCKED',
+      message: `Corpus '${src}' is being written by process ${process.ppid}`,
+    });
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(source).filter((name) => name.startsWith('.'))).toEqual([]);
+    expect(readdirSync(src).filter((name) => name.startsWith('.'))).toEqual(['.lock']);
+  });
+
+  it('reads a source beside another reader, and a killed reader blocks no writer', async () => {
+    const src = join(tmp.path, 'shared-source');
+    await makeImageCorpus(src, 2, 1);
+    await runFilter({ ...RULES, corpus: src });
+    writeFileSync(join(src, `.read-${process.ppid}`), String(process.ppid));
+    expect(await runExport({ corpus: src, out: join(tmp.path, 'shared-out') })).toMatchObject({ written: 2 });
+    await expect(runFilter({ ...RULES, corpus: src })).rejects.toMatchObject({
+      code: 'ERR_CORPUS_LOCKED',
+      message: `Corpus '${src}' is being read by process ${process.ppid}`,
+    });
+    expect(existsSync(join(src, '.lock'))).toBe(false);
+    const dead = deadPid();
+    rmSync(join(src, `.read-${process.ppid}`));
+    writeFileSync(join(src, `.read-${dead}`), String(dead));
+    await runFilter({ ...RULES, corpus: src });
+    expect(stageRuns(src)).toEqual(['filter ok 1', 'filter ok 1']);
+    expect(readdirSync(src).filter((name) => name.startsWith('.'))).toEqual([]);
   });
 });
