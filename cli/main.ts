@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { defineCommand, runCommand, showUsage, type CommandDef, type Resolvable } from 'citty';
+import { defineCommand, runCommand, showUsage, type CommandDef, type Resolvable, type SubCommandsDef } from 'citty';
 import { reportError } from './_run.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -7,28 +7,111 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
   description: string;
 };
 
+/**
+ * The commands in the order of the work, in three groups, each with the line `altforge --help`
+ * shows (the command's own --help gives its whole description). Each is loaded when it is run:
+ * `--help` and `--version` never load tfjs, sharp or SQLite.
+ */
+const COMMANDS: ReadonlyArray<{ group: string; name: string; summary: string; load: SubCommandsDef[string] }> = [
+  {
+    group: 'Build a corpus',
+    name: 'crawl',
+    summary: 'Crawl alt-text pairs from pages, WARC/WAT files or URL lists into shards and a manifest',
+    load: () => import('./crawl.ts').then((m) => m.crawlCommand),
+  },
+  {
+    group: 'Build a corpus',
+    name: 'filter',
+    summary: "Apply ALIGN's frequency rules (or DataComp's basic filter), recording each pair's reason",
+    load: () => import('./filter.ts').then((m) => m.filterCommand),
+  },
+  {
+    group: 'Build a corpus',
+    name: 'bench',
+    summary: 'Register the downstream test sets that dedup keeps out and eval measures on',
+    load: () => import('./bench.ts').then((m) => m.benchCommand),
+  },
+  {
+    group: 'Build a corpus',
+    name: 'dedup',
+    summary: 'Flag near-duplicates of registered test images and within-corpus clusters',
+    load: () => import('./dedup.ts').then((m) => m.dedupCommand),
+  },
+  {
+    group: 'Build a corpus',
+    name: 'export',
+    summary: 'Write the kept pairs into new WebDataset shards',
+    load: () => import('./export.ts').then((m) => m.exportCommand),
+  },
+  {
+    group: 'Train and evaluate',
+    name: 'train',
+    summary: 'Train a contrastive dual encoder, vanilla or noise-robust (--robust nlip)',
+    load: () => import('./train.ts').then((m) => m.trainCommand),
+  },
+  {
+    group: 'Train and evaluate',
+    name: 'score',
+    summary: "Write each pair's noise probability to the manifest (filter --max-noise-prob reads it)",
+    load: () => import('./score.ts').then((m) => m.scoreCommand),
+  },
+  {
+    group: 'Train and evaluate',
+    name: 'eval',
+    summary: 'Zero-shot retrieval and classification of a checkpoint on registered benchmarks',
+    load: () => import('./eval.ts').then((m) => m.evalCommand),
+  },
+  {
+    group: 'Train and evaluate',
+    name: 'compare',
+    summary: 'Noise-robust vs vanilla at injected noise rates, side by side: tables and plots',
+    load: () => import('./compare.ts').then((m) => m.compareCommand),
+  },
+  {
+    group: 'See and check',
+    name: 'report',
+    summary: 'Write a static HTML report of a corpus, its training runs and a comparison',
+    load: () => import('./report.ts').then((m) => m.reportCommand),
+  },
+  {
+    group: 'See and check',
+    name: 'demo',
+    summary: 'Run the whole toolkit on built-in data, offline, and write its report',
+    load: () => import('./demo.ts').then((m) => m.demoCommand),
+  },
+  {
+    group: 'See and check',
+    name: 'doctor',
+    summary: 'Show the training backend auto picks and why, the BLAS rate, and versions',
+    load: () => import('./doctor.ts').then((m) => m.doctorCommand),
+  },
+];
+
 /** The `altforge` command: one subcommand per stage, each a thin wrapper over its `run<Stage>`. */
 export const main = defineCommand({
   meta: { name: 'altforge', version: pkg.version, description: pkg.description },
-  // Each command is loaded when it is run: `--help` and `--version` never load tfjs, sharp or SQLite.
-  subCommands: {
-    crawl: () => import('./crawl.ts').then((m) => m.crawlCommand),
-    dedup: () => import('./dedup.ts').then((m) => m.dedupCommand),
-    bench: () => import('./bench.ts').then((m) => m.benchCommand),
-    demo: () => import('./demo.ts').then((m) => m.demoCommand),
-    filter: () => import('./filter.ts').then((m) => m.filterCommand),
-    export: () => import('./export.ts').then((m) => m.exportCommand),
-    train: () => import('./train.ts').then((m) => m.trainCommand),
-    score: () => import('./score.ts').then((m) => m.scoreCommand),
-    doctor: () => import('./doctor.ts').then((m) => m.doctorCommand),
-    report: () => import('./report.ts').then((m) => m.reportCommand),
-    eval: () => import('./eval.ts').then((m) => m.evalCommand),
-    compare: () => import('./compare.ts').then((m) => m.compareCommand),
-  },
+  subCommands: Object.fromEntries(COMMANDS.map((c) => [c.name, c.load])),
 });
 
-/** Finds the (possibly nested: `bench add`) subcommand named in argv, for its `--help`. */
-async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef }> {
+/** `altforge --help`: the commands by group, in the order of the work, one short line each. */
+function mainUsage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  const out = [`${pkg.description} (altforge v${pkg.version})`, '', 'USAGE altforge <command> [OPTIONS]'];
+  let group = '';
+  for (const c of COMMANDS) {
+    if (c.group !== group) out.push('', c.group);
+    group = c.group;
+    out.push(`  ${c.name.padEnd(width)}  ${c.summary}`);
+  }
+  out.push('', 'altforge <command> --help (or altforge help <command>) shows its whole description and options.');
+  return out.join('\n') + '\n';
+}
+
+/**
+ * Finds the (possibly nested: `bench add`) subcommand named in argv, for its `--help`; `path` is
+ * its whole name (`['altforge', 'bench', 'add']`).
+ */
+async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef; path: string[] }> {
   let cmd: CommandDef = main;
   let parent: CommandDef | undefined;
   const path = ['altforge'];
@@ -43,7 +126,7 @@ async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent
     path.push(name);
     cmd = sub;
   }
-  return parent === undefined ? { cmd } : { cmd, parent };
+  return parent === undefined ? { cmd, path } : { cmd, parent, path };
 }
 
 /** Runs the CLI on `argv` (without node and script); resolves with the exit code. */
@@ -53,7 +136,8 @@ export async function runCli(argv: string[]): Promise<number> {
   try {
     if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
       const { cmd, parent } = await resolveCommand(argv);
-      await showUsage(cmd, parent);
+      if (cmd === main) process.stdout.write(mainUsage());
+      else await showUsage(cmd, parent);
       return argv.length === 0 ? 2 : 0;
     }
     if (argv[0] === '--version' || argv[0] === '-v') {
@@ -64,6 +148,7 @@ export async function runCli(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if ((err as { code?: string }).code === 'E_NO_COMMAND') return noCommand(argv);
+    if ((err as { code?: string }).code === 'E_UNKNOWN_COMMAND') return unknownCommand(argv);
     return reportError(err);
   }
 }
@@ -84,4 +169,36 @@ async function noCommand(argv: string[]): Promise<number> {
   }
   await showUsage(cmd, parent);
   return 2;
+}
+
+/**
+ * A command name that is not one: names it, with the nearest command when one is a slip away
+ * (`altforge evaluate` → eval), and where the list is. Exit 2.
+ */
+async function unknownCommand(argv: string[]): Promise<number> {
+  const { cmd, path } = await resolveCommand(argv);
+  // resolveCommand stops at the first name that is not a command: the unknown one.
+  const unknown = argv.filter((a) => !a.startsWith('-'))[path.length - 1] ?? '';
+  const subs = (typeof cmd.subCommands === 'function' ? await cmd.subCommands() : cmd.subCommands) ?? {};
+  const near = Object.keys(subs).find((name) => isSlip(unknown, name));
+  const list = [...path, '--help'].join(' ');
+  process.stderr.write(
+    `altforge: Unknown command '${unknown}'${near ? ` (did you mean ${near}?)` : ''}: ${list} lists them\n`,
+  );
+  return 2;
+}
+
+/** Whether `typed` is `name` with a slip: its start (`comp`), or at most two letters wrong. */
+function isSlip(typed: string, name: string): boolean {
+  if (typed.length >= 3 && (name.startsWith(typed) || typed.startsWith(name))) return true;
+  // Edit distance, one row at a time.
+  let prev = Array.from({ length: name.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= typed.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= name.length; j++) {
+      row.push(Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (typed[i - 1] === name[j - 1] ? 0 : 1)));
+    }
+    prev = row;
+  }
+  return prev[name.length]! <= Math.min(2, name.length - 2);
 }

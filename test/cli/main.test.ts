@@ -2,26 +2,34 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { runCli } from '../helpers/cli.ts';
 
+/** The commands in the order of the work, as `altforge --help` lists them. */
 const COMMANDS = [
   'crawl',
-  'dedup',
-  'bench',
-  'demo',
   'filter',
+  'bench',
+  'dedup',
   'export',
   'train',
   'score',
-  'doctor',
-  'report',
   'eval',
   'compare',
+  'report',
+  'demo',
+  'doctor',
 ];
 
 describe('the altforge command', () => {
-  test('lists every command with its description in --help', async () => {
+  test('lists every command with a line of description in --help, in the order of the work, each line fitting a terminal', async () => {
     const { code, stdout } = await runCli(['--help']);
     expect(code).toBe(0);
-    for (const name of COMMANDS) expect(stdout).toMatch(new RegExp(`^\\s+${name}\\s+\\S`, 'm'));
+    const listed = [...stdout.matchAll(/^ {2}([a-z]+) +\S/gm)].map((m) => m[1]);
+    expect(listed).toEqual(COMMANDS);
+    for (const line of stdout.split('\n')) expect(line.length, line).toBeLessThanOrEqual(100);
+    expect(stdout).toMatch(/^Build a corpus\n {2}crawl /m);
+    // The same list with no arguments at all, as a usage error.
+    const bare = await runCli([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stdout).toBe(stdout);
   });
 
   test('prints the package version with --version', async () => {
@@ -83,5 +91,21 @@ describe('the altforge command', () => {
     expect(stdout).toBe('');
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toContain('no-such-command');
+  });
+
+  test('names the command meant when the one typed is a slip, and where the list is', async () => {
+    for (const [args, line] of [
+      [['evaluate'], "altforge: Unknown command 'evaluate' (did you mean eval?): altforge --help lists them"],
+      [
+        ['trian', '--steps', '2'],
+        "altforge: Unknown command 'trian' (did you mean train?): altforge --help lists them",
+      ],
+      [['bench', 'ad'], "altforge: Unknown command 'ad' (did you mean add?): altforge bench --help lists them"],
+      [['frobnicate'], "altforge: Unknown command 'frobnicate': altforge --help lists them"],
+    ] as const) {
+      const run = await runCli([...args]);
+      expect(run.code).toBe(2);
+      expect(run.stderr.trim()).toBe(line);
+    }
   });
 });
