@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { defineCommand, runCommand, showUsage, type CommandDef, type Resolvable, type SubCommandsDef } from 'citty';
+import { defineCommand, renderUsage, runCommand, type CommandDef, type Resolvable, type SubCommandsDef } from 'citty';
 import { reportError } from './_run.ts';
+import { fitUsage, usageWidth } from './_usage.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -136,8 +137,7 @@ export async function runCli(argv: string[]): Promise<number> {
   try {
     if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
       const { cmd, parent } = await resolveCommand(argv);
-      if (cmd === main) process.stdout.write(mainUsage());
-      else await showUsage(cmd, parent);
+      await showUsage(cmd, parent);
       return argv.length === 0 ? 2 : 0;
     }
     if (argv[0] === '--version' || argv[0] === '-v') {
@@ -186,6 +186,12 @@ async function unknownCommand(argv: string[]): Promise<number> {
     `altforge: Unknown command '${unknown}'${near ? ` (did you mean ${near}?)` : ''}: ${list} lists them\n`,
   );
   return 2;
+}
+
+/** Prints a command's usage fitted to the terminal (`altforge` itself: {@link mainUsage}). */
+async function showUsage(cmd: CommandDef, parent?: CommandDef): Promise<void> {
+  const text = cmd === main ? mainUsage() : (await renderUsage(cmd, parent)) + '\n';
+  process.stdout.write(fitUsage(text, usageWidth()) + '\n');
 }
 
 /** Whether `typed` is `name` with a slip: its start (`comp`), or at most two letters wrong. */

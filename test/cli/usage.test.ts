@@ -1,0 +1,35 @@
+import { describe, expect, test } from 'vitest';
+import { fitUsage } from '../../cli/_usage.ts';
+import { runCli } from '../helpers/cli.ts';
+
+describe('usage fitted to the terminal', () => {
+  test('wraps a table row under its description column, keeps a default whole, and trims the padding', () => {
+    const text = [
+      '    --short    Short description              ',
+      '  --longer=<N>    one two three four five six seven (Default: 12)',
+    ].join('\n');
+    expect(fitUsage(text, 50)).toBe(
+      [
+        '    --short    Short description',
+        '  --longer=<N>    one two three four five six',
+        '                  seven (Default: 12)',
+      ].join('\n'),
+    );
+  });
+
+  test('counts colour codes as no width, and indents 8 when the first column leaves no room', () => {
+    const cyan = (s: string): string => `\x1b[36m${s}\x1b[39m`;
+    const text = `${cyan('  --a-very-long-flag-name=<VALUE>')}    alpha beta gamma delta`;
+    expect(fitUsage(text, 44)).toBe(`${cyan('  --a-very-long-flag-name=<VALUE>')}    alpha\n        beta gamma delta`);
+  });
+
+  test('every command’s --help fits 100 columns when its output is not a terminal', async () => {
+    for (const args of [[], ['crawl'], ['filter'], ['bench', 'add'], ['train'], ['compare'], ['eval']]) {
+      const { code, stdout } = await runCli([...args, '--help']);
+      expect(code).toBe(0);
+      for (const line of stdout.split('\n'))
+        expect([...line].length, `${args.join(' ')}: ${line}`).toBeLessThanOrEqual(100);
+      expect(stdout).not.toMatch(/ \n/);
+    }
+  });
+});
