@@ -5,7 +5,7 @@
  * same clean benchmarks. Writes `compare.json`, `compare.md` and `plots/*.svg|png` into `out`.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
@@ -454,34 +454,80 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
       benchmarks: data.benchmarks.map((b) => [b.name, imageCount(b), b.captions.flat().length, b.labels?.length ?? 0]),
       templates,
     });
+    /** The training pairs of one rate and seed: captions shuffled as the NCR protocol does. */
+    const noisyData = (rate: number, seed: number) => {
+      const injected = injectNoise(
+        data.pairs.map((p) => p.caption),
+        rate,
+        createRandom(seed, `noise:${rate}`),
+        { groups: data.groups },
+      );
+      const noisyById = new Map(data.pairs.map((p, i) => [p.id, injected.noisy[i] as boolean]));
+      const pairs = data.pairs.map((p, i) => ({ ...p, caption: injected.captions[i] as string }));
+      return { pairs, noisyById, dataPrint: pairsFingerprint(pairs) };
+    };
+    /**
+     * A run's directory and the record an earlier invocation finished there, if any; `mismatch`
+     * when that run was trained on other data or with another recipe.
+     */
+    const earlierRun = (rate: number, seed: number, method: 'vanilla' | 'nlip', dataPrint: string) => {
+      const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
+      const trainPrint = configHash({
+        pairs: dataPrint,
+        recipe: resolvedRecipes.get(method),
+        epochs,
+        steps,
+        seed,
+        method,
+      });
+      let earlier = readRunRecord(runDir);
+      // What invocations before the resolved recipe was hashed wrote: the recipe as it was given.
+      const legacyPrint = configHash({ pairs: dataPrint, recipe: trainShown, epochs, steps, seed, method });
+      if (earlier !== null && earlier.train === legacyPrint && legacyPrint !== trainPrint) {
+        // The same run under its old print: recorded again under the new one, so that a later
+        // invocation spelling the recipe another way (defaults given or left out) still finds it.
+        earlier = { ...earlier, train: trainPrint };
+        writeAtomic(join(runDir, COMPARE_RUN_FILE), JSON.stringify(earlier, null, 1));
+      }
+      return { runDir, trainPrint, earlier, mismatch: earlier !== null && earlier.train !== trainPrint };
+    };
+    // Every run is checked before any trains: a mismatch found after an hour of new runs would waste it.
+    const mismatched: string[] = [];
+    for (const rate of opts.noiseRates) {
+      for (const seed of seeds) {
+        const { dataPrint } = noisyData(rate, seed);
+        for (const method of opts.methods) {
+          const { runDir, mismatch } = earlierRun(rate, seed, method, dataPrint);
+          if (mismatch) mismatched.push(runDir);
+        }
+      }
+    }
+    if (mismatched.length === 1) {
+      throw new UsageError(
+        'ERR_COMPARE_MISMATCH',
+        `'${mismatched[0]}' holds a run trained on other data or with another recipe: choose another --out, or remove it`,
+        { context: { stage: 'compare', path: mismatched[0] } },
+      );
+    }
+    if (mismatched.length > 1) {
+      const names = mismatched.map((d) => basename(d));
+      throw new UsageError(
+        'ERR_COMPARE_MISMATCH',
+        `${mismatched.length} runs in '${join(out, 'runs')}' were trained on other data or with another recipe ` +
+          `(${names.slice(0, 4).join(', ')}${names.length > 4 ? ', ...' : ''}): choose another --out, or remove them`,
+        { context: { stage: 'compare', path: join(out, 'runs') } },
+      );
+    }
     let index = 0;
     let reusedRuns = 0;
     for (const rate of opts.noiseRates) {
       for (const seed of seeds) {
-        const injected = injectNoise(
-          data.pairs.map((p) => p.caption),
-          rate,
-          createRandom(seed, `noise:${rate}`),
-          { groups: data.groups },
-        );
-        const noisyById = new Map(data.pairs.map((p, i) => [p.id, injected.noisy[i] as boolean]));
-        const pairs = data.pairs.map((p, i) => ({ ...p, caption: injected.captions[i] as string }));
-        const dataPrint = pairsFingerprint(pairs);
+        const { pairs, noisyById, dataPrint } = noisyData(rate, seed);
         for (const method of opts.methods) {
           if (opts.signal?.aborted) {
             throw interrupted();
           }
-          const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
-          const trainPrint = configHash({
-            pairs: dataPrint,
-            recipe: resolvedRecipes.get(method),
-            epochs,
-            steps,
-            seed,
-            method,
-          });
-          // What invocations before the resolved recipe was hashed wrote: the recipe as it was given.
-          const legacyPrint = configHash({ pairs: dataPrint, recipe: trainShown, epochs, steps, seed, method });
+          const { runDir, trainPrint, earlier } = earlierRun(rate, seed, method, dataPrint);
           const progress = (phase: CompareProgress['phase'], done: number, t: number, loss?: number) =>
             opts.onProgress?.({
               phase,
@@ -494,20 +540,6 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
               total: t,
               ...(loss === undefined ? {} : { loss }),
             });
-          let earlier = readRunRecord(runDir);
-          if (earlier !== null && earlier.train === legacyPrint && legacyPrint !== trainPrint) {
-            // The same run under its old print: recorded again under the new one, so that a later
-            // invocation spelling the recipe another way (defaults given or left out) still finds it.
-            earlier = { ...earlier, train: trainPrint };
-            writeAtomic(join(runDir, COMPARE_RUN_FILE), JSON.stringify(earlier, null, 1));
-          }
-          if (earlier !== null && earlier.train !== trainPrint) {
-            throw new UsageError(
-              'ERR_COMPARE_MISMATCH',
-              `'${runDir}' holds a run trained on other data or with another recipe: choose another --out, or remove it`,
-              { context: { stage: 'compare', path: runDir } },
-            );
-          }
           const runDetection: CompareJson['detection'] = [];
           let run: CompareRun;
           if (earlier !== null && earlier.eval === evalPrint) {

@@ -250,6 +250,26 @@ describe('runCompare', () => {
     await expect(runCompare({ ...TOY_FASHION, out, steps: 5 })).rejects.toMatchObject({ code: 'ERR_COMPARE_MISMATCH' });
   });
 
+  it('checks every earlier run before training a new one, and names all that differ', async () => {
+    const out = join(dir, 'fashion');
+    const phases: string[] = [];
+    // A new rate listed first, and an option only nlip reads changed: both nlip runs differ.
+    await expect(
+      runCompare({
+        ...TOY_FASHION,
+        out,
+        noiseRates: [0.2, ...TOY_FASHION.noiseRates],
+        train: { ...TOY_FASHION.train, warmupEpochs: 2 },
+        onProgress: (p) => phases.push(p.phase),
+      }),
+    ).rejects.toMatchObject({
+      code: 'ERR_COMPARE_MISMATCH',
+      message: `2 runs in '${join(out, 'runs')}' were trained on other data or with another recipe (rate-0-nlip-seed-1, rate-0.5-nlip-seed-1): choose another --out, or remove them`,
+    });
+    expect(phases).toEqual([]);
+    expect(existsSync(join(out, 'runs', 'rate-0.2-vanilla-seed-1'))).toBe(false);
+  });
+
   it('takes a recipe with its defaults spelled out, with other nlip-only options for vanilla, or recorded under the old print, for the same recipe', async () => {
     const out = join(dir, 'spelled');
     const base = { ...TOY_FASHION, noiseRates: [0.5], methods: ['vanilla'], out } satisfies CompareOptions;
