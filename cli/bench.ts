@@ -1,4 +1,6 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { defineCommand } from 'citty';
+import { FASHION_MNIST_CLASSES } from '../corpus/idx.ts';
 import { EMOJI_VENDORS } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
 import {
@@ -42,6 +44,12 @@ const addFlags = {
     description: 'IDX label file (default: the labels-idx1 file beside the images)',
     valueHint: 'FILE',
   },
+  classNames: {
+    type: 'string',
+    description:
+      "Class names of a labelled IDX set, by label: fashion-mnist, a file (one a line), or a comma list (default: Fashion-MNIST's when the path says fashion, else the label numbers)",
+    valueHint: 'NAMES',
+  },
   kind: { type: 'string', description: 'Kind of test set', choices: ['images', 'classification'], valueHint: 'KIND' },
   benchDb,
   concurrency: { type: 'integer', description: 'Images fingerprinted at once', default: 4, valueHint: 'N' },
@@ -72,17 +80,40 @@ export function summarizeAdd(result: RegisterResult, registry: string): string {
     result.unmatchedCaptions > 0 ? `; ${result.unmatchedCaptions} caption lines name no image of the set` : '';
   const state = result.interrupted
     ? ' interrupted (run the same command to continue)'
-    : result.added === 0
-      ? ' already registered, nothing to do'
+    : result.renamedClasses
+      ? ' class names updated'
+      : result.added === 0
+        ? ' already registered, nothing to do'
+        : '';
+  // Label numbers for names make prompts like "a photo of a 3.": say how to name them.
+  const numbered =
+    b.classNames !== null && b.classNames.every((name, i) => name === String(i))
+      ? `; classes named by their numbers 0-${b.classNames.length - 1} (--class-names names them)`
       : '';
   return (
     `bench add ${b.name}${state}: ${b.images} images (${b.kind}, ${b.sourceKind}), ${result.added} files new, ${result.skipped} already there (unreadable ones included), ` +
-    `${b.captions} captions${bad}${unmatched}; ${(result.durationMs / 1000).toFixed(1)} s -> ${registry}`
+    `${b.captions} captions${numbered}${bad}${unmatched}; ${(result.durationMs / 1000).toFixed(1)} s -> ${registry}`
   );
 }
 
 function describe(b: BenchmarkInfo): string {
   return `${b.name}\t${b.kind}\t${b.images} images\t${b.unreadable} unreadable\t${b.captions} captions\t${b.complete ? 'complete' : 'incomplete'}\t${b.source}`;
+}
+
+/** `--class-names`: `fashion-mnist`, a file of one name a line, or names separated by commas. */
+function parseClassNames(value: string): string[] {
+  if (value === 'fashion-mnist') return [...FASHION_MNIST_CLASSES];
+  const isFile = existsSync(value) && statSync(value).isFile();
+  const names = (isFile ? readFileSync(value, 'utf8').split(/\r?\n/) : value.split(',')).map((n) => n.trim());
+  // A file may end with an empty line; an empty name inside a list is a mistake.
+  if (isFile) while (names.at(-1) === '') names.pop();
+  if (names.length === 0 || names.includes('')) {
+    throw new UsageError(
+      'ERR_USAGE',
+      `Flag --class-names: expected fashion-mnist, a file of one name a line, or names separated by commas, got \`${value}\``,
+    );
+  }
+  return names;
 }
 
 const addCommand = defineCommand({
@@ -102,8 +133,10 @@ const addCommand = defineCommand({
       },
       run: (values, hooks) => {
         registry = (values['benchDb'] as string | undefined) ?? registry;
+        const names = values['classNames'] as string | undefined;
         return registerBenchmark({
           ...values,
+          ...(names === undefined ? {} : { classNames: parseClassNames(names) }),
           onProgress: (p) => hooks.onProgress({ phase: 'register', ...p }),
           signal: hooks.signal,
         } as RegisterOptions);

@@ -10,7 +10,7 @@ import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import sharp from 'sharp';
 import { emojiDrawings, emojiImageDir, type EmojiVendor } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
-import { FASHION_MNIST_CLASSES, idxImages, looksLikeIdx, parseIdx, readIdx } from '../corpus/idx.ts';
+import { FASHION_MNIST_CLASSES, idxImages, looksLikeIdx, parseIdx, readIdx, type IdxArray } from '../corpus/idx.ts';
 import type { BenchmarkSourceKind } from '../corpus/registry.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 
@@ -93,12 +93,16 @@ async function idxPng(pixels: Uint8Array, width: number, height: number): Promis
  * Checks `--images` and says what it is. An empty folder, a missing path or an unrecognised file
  * is a usage error, raised before the registry is touched.
  */
-export function openImageSource(images: string, options: { labels?: string } = {}): ImageSource {
+export function openImageSource(
+  images: string,
+  options: { labels?: string; classNames?: readonly string[] } = {},
+): ImageSource {
   const path = resolve(images);
   if (!existsSync(path)) {
     throw new UsageError('ERR_INPUT_NOT_FOUND', `--images '${images}' does not exist`, { context: { path: images } });
   }
   if (statSync(path).isDirectory()) {
+    refuseClassNames(images, options.classNames);
     const tars = listTars(path);
     if (tars.length > 0) return shardSource(path, tars);
     const files = listImageFiles(path);
@@ -132,8 +136,11 @@ export function openImageSource(images: string, options: { labels?: string } = {
       },
     };
   }
-  if (path.endsWith('.tar')) return shardSource(path, [path]);
-  const head = readHead(path, 4);
+  if (path.endsWith('.tar')) {
+    refuseClassNames(images, options.classNames);
+    return shardSource(path, [path]);
+  }
+  const head = readHead(path, 8);
   const gz = head[0] === 0x1f && head[1] === 0x8b;
   if (gz || looksLikeIdx(head)) {
     const array = readIdx(path);
@@ -144,17 +151,14 @@ export function openImageSource(images: string, options: { labels?: string } = {
       throw new UsageError('ERR_EMPTY_INPUT', `--images '${images}' holds no images`, { context: { path: images } });
     // Validates the dimensions and the label count now, before anything is written.
     idxImages(array, labels, path).next();
-    const isFashion = labels !== undefined && /fashion/i.test(path);
     return {
       kind: 'idx',
       path,
       count,
       classNames:
         labels === undefined
-          ? null
-          : isFashion
-            ? [...FASHION_MNIST_CLASSES]
-            : Array.from({ length: 10 }, (_, i) => String(i)),
+          ? refuseClassNames(images, options.classNames)
+          : idxClassNames(path, labels, options.classNames),
       async *images(skip) {
         for (const image of idxImages(array, labels, path)) {
           const imageId = String(image.index);
@@ -307,4 +311,37 @@ export function readCaptions(path: string): Map<string, string[]> {
     add(line.slice(0, tab).replace(/#\d+$/, ''), line.slice(tab + 1));
   });
   return out;
+}
+
+/**
+ * The class names of a labelled IDX set: those given, else Fashion-MNIST's when its path says
+ * fashion, else each label's number. Given names must name every label the set holds.
+ */
+function idxClassNames(path: string, labels: IdxArray, given: readonly string[] | undefined): string[] {
+  let top = 0;
+  for (let i = 0; i < labels.data.length; i++) top = Math.max(top, labels.data[i] as number);
+  if (given !== undefined) {
+    if (given.length <= top) {
+      throw new UsageError(
+        'ERR_USAGE',
+        `--class-names gives ${given.length} names, but the labels of '${path}' go up to ${top} (${top + 1} classes)`,
+        { context: { path } },
+      );
+    }
+    return [...given];
+  }
+  if (/fashion/i.test(path) && top < FASHION_MNIST_CLASSES.length) return [...FASHION_MNIST_CLASSES];
+  return Array.from({ length: top + 1 }, (_, i) => String(i));
+}
+
+/** Class names name the labels of an IDX set: a set without labels has nothing for them to name. */
+function refuseClassNames(images: string, given: readonly string[] | undefined): null {
+  if (given !== undefined) {
+    throw new UsageError(
+      'ERR_USAGE',
+      `--class-names names the labels of an IDX set, and '${images}' has none (an IDX file with its labels-idx1 file)`,
+      { context: { path: images } },
+    );
+  }
+  return null;
 }

@@ -4,6 +4,7 @@
  * is idempotent: images already recorded are skipped, so an interrupted registration continues.
  */
 import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
@@ -45,6 +46,12 @@ export interface RegisterOptions {
   captions?: string;
   /** IDX label file. @default the `*-labels-idx1-ubyte[.gz]` beside the images, if any */
   labels?: string;
+  /**
+   * The class names of a labelled IDX set, by label (`['T-shirt/top', 'Trouser', ...]`): what
+   * zero-shot classification prompts with. Given again for a registered set, they replace its own.
+   * @default Fashion-MNIST's ten when the IDX path says fashion, else each label's number
+   */
+  classNames?: string[];
   /** `images` or `classification`. @default 'classification' for labelled IDX, else 'images' */
   kind?: BenchmarkKind;
   /** The registry database. @default `$XDG_DATA_HOME/altforge/benchmarks.sqlite` */
@@ -67,6 +74,8 @@ export interface RegisterResult {
   unreadable: Array<{ imageId: string; error: string }>;
   /** Caption lines whose image is not in the set. */
   unmatchedCaptions: number;
+  /** Whether this run gave an earlier registration other class names (`classNames`). */
+  renamedClasses: boolean;
   durationMs: number;
   interrupted: boolean;
 }
@@ -81,6 +90,7 @@ const schema = z.strictObject({
   emoji: z.enum(EMOJI_VENDORS).optional(),
   captions: z.string().min(1).optional(),
   labels: z.string().min(1).optional(),
+  classNames: z.array(z.string().trim().min(1)).min(1).optional(),
   kind: z.enum(['images', 'classification']).optional(),
   benchDb: z.string().min(1).optional(),
   concurrency: z.number().int().min(1).max(64).default(4),
@@ -109,9 +119,15 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
         : 'Give --images PATH or --emoji VENDOR, not both',
     );
   }
+  if (opts.emoji !== undefined && opts.classNames !== undefined) {
+    throw new UsageError('ERR_USAGE', '--class-names names the labels of an IDX set; --emoji drawings have none');
+  }
   const source =
     opts.images !== undefined
-      ? openImageSource(opts.images, opts.labels === undefined ? {} : { labels: opts.labels })
+      ? openImageSource(opts.images, {
+          ...(opts.labels === undefined ? {} : { labels: opts.labels }),
+          ...(opts.classNames === undefined ? {} : { classNames: opts.classNames }),
+        })
       : emojiSource(opts.emoji as EmojiVendor);
   const captions = opts.captions === undefined ? new Map<string, string[]>() : readCaptions(opts.captions);
   const kind: BenchmarkKind = opts.kind ?? (source.classNames !== null ? 'classification' : 'images');
@@ -145,6 +161,11 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
       );
     }
     const benchmarkId = getBenchmark(registry, opts.name).id;
+    const renamedClasses =
+      existing !== undefined &&
+      opts.classNames !== undefined &&
+      source.classNames !== null &&
+      renameClasses(db, benchmarkId, source.classNames);
     const done = new Set(
       (
         db.prepare('SELECT image_id FROM bench_images WHERE benchmark_id = ?').all(benchmarkId) as {
@@ -272,10 +293,30 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
       skipped: done.size,
       unreadable,
       unmatchedCaptions,
+      renamedClasses,
       durationMs: Date.now() - started,
       interrupted,
     };
   } finally {
     registry.close();
   }
+}
+
+/**
+ * Gives a registered set new class names (`bench add --class-names` again): the set's list and
+ * each image's name, in one transaction; returns whether a name changed. `updated_at` stays:
+ * dedup reads no class name.
+ */
+function renameClasses(db: Database.Database, benchmarkId: number, classNames: readonly string[]): boolean {
+  const names = JSON.stringify(classNames);
+  return db.transaction(() => {
+    const changed = db
+      .prepare('UPDATE benchmarks SET class_names = ? WHERE id = ? AND class_names IS NOT ?')
+      .run(names, benchmarkId, names).changes;
+    if (changed === 0) return false;
+    db.prepare(
+      `UPDATE bench_images SET class_name = json_extract(?, '$[' || label || ']') WHERE benchmark_id = ? AND label IS NOT NULL`,
+    ).run(names, benchmarkId);
+    return true;
+  })();
 }

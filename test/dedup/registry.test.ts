@@ -17,6 +17,25 @@ const EMOJI = ['1f600.png', '1f355.png', '1f436.png', '1f680.png', '2764-fe0f.pn
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const FASHION = '/usr/share/datasets/fashion-mnist';
 
+/** The header of an IDX file of unsigned bytes with these dimensions. */
+const header = (dims: number[]) => {
+  const b = Buffer.alloc(4 + 4 * dims.length);
+  b.writeUInt8(0x08, 2);
+  b.writeUInt8(dims.length, 3);
+  dims.forEach((d, i) => b.writeUInt32BE(d, 4 + 4 * i));
+  return b;
+};
+
+/** A labelled IDX pair in `dir`: `labels.length` 8×8 images of noise. Returns the images file. */
+function writeIdxPair(dir: string, labels: number[]): string {
+  mkdirSync(dir, { recursive: true });
+  const pixels = Buffer.from(Array.from({ length: labels.length * 64 }, (_, i) => (i * 37) % 256));
+  const imagesFile = join(dir, 'set-images-idx3-ubyte');
+  writeFileSync(imagesFile, Buffer.concat([header([labels.length, 8, 8]), pixels]));
+  writeFileSync(join(dir, 'set-labels-idx1-ubyte'), Buffer.concat([header([labels.length]), Buffer.from(labels)]));
+  return imagesFile;
+}
+
 let work: { path: string; remove: () => Promise<void> };
 let folder: string;
 
@@ -141,13 +160,6 @@ describe('bench add (library)', () => {
     const labels = readIdx(join(FASHION, 't10k-labels-idx1-ubyte.gz'));
     // The first 40 test images and labels, written back as a smaller IDX pair.
     const n = 40;
-    const header = (dims: number[]) => {
-      const b = Buffer.alloc(4 + 4 * dims.length);
-      b.writeUInt8(0x08, 2);
-      b.writeUInt8(dims.length, 3);
-      dims.forEach((d, i) => b.writeUInt32BE(d, 4 + 4 * i));
-      return b;
-    };
     const dir = join(work.path, 'fashion');
     mkdirSync(dir, { recursive: true });
     const imagesFile = join(dir, 'small-fashion-images-idx3-ubyte.gz');
@@ -180,6 +192,48 @@ describe('bench add (library)', () => {
       expect(Buffer.from(data)).toEqual(Buffer.from(images.data.subarray(7 * 784, 8 * 784)));
     } finally {
       registry.close();
+    }
+  });
+
+  it('names the classes of a plain (not gzipped) labelled IDX set by their numbers unless given names, and renames them when given again', async () => {
+    const labels = [0, 1, 2, 3, 4, 5, 6, 6, 2];
+    const imagesFile = writeIdxPair(join(work.path, 'digits'), labels);
+    const benchDb = join(work.path, 'digits.sqlite');
+    const first = await registerBenchmark({ name: 'digits', images: imagesFile, benchDb });
+    expect(first.benchmark.classNames).toEqual(['0', '1', '2', '3', '4', '5', '6']);
+    expect(first.renamedClasses).toBe(false);
+    const names = ['zero', 'one', 'two', 'three', 'four', 'five', 'six'];
+    await expect(
+      registerBenchmark({ name: 'digits', images: imagesFile, benchDb, classNames: names.slice(0, 6) }),
+    ).rejects.toMatchObject({
+      code: 'ERR_USAGE',
+      message: `--class-names gives 6 names, but the labels of '${imagesFile}' go up to 6 (7 classes)`,
+    });
+    const renamed = await registerBenchmark({ name: 'digits', images: imagesFile, benchDb, classNames: names });
+    expect(renamed).toMatchObject({ added: 0, skipped: labels.length, renamedClasses: true });
+    expect(renamed.benchmark.classNames).toEqual(names);
+    expect(renamed.benchmark.updatedAt).toBe(first.benchmark.updatedAt);
+    const registry = openRegistry(benchDb);
+    try {
+      const rows = [...iterateImages(registry, 'digits')].sort((a, b) => Number(a.imageId) - Number(b.imageId));
+      expect(rows.map((r) => r.className)).toEqual(labels.map((l) => names[l]));
+    } finally {
+      registry.close();
+    }
+    const again = await registerBenchmark({ name: 'digits', images: imagesFile, benchDb, classNames: names });
+    expect(again.renamedClasses).toBe(false);
+    // Names for a set that has no labels: refused, nothing registered.
+    await expect(
+      registerBenchmark({ name: 'folder', images: folder, benchDb, classNames: names }),
+    ).rejects.toMatchObject({ code: 'ERR_USAGE' });
+    await expect(
+      registerBenchmark({ name: 'folder', emoji: 'google', benchDb, classNames: names }),
+    ).rejects.toMatchObject({ code: 'ERR_USAGE' });
+    const list = openRegistry(benchDb);
+    try {
+      expect(listBenchmarks(list).map((b) => b.name)).toEqual(['digits']);
+    } finally {
+      list.close();
     }
   });
 
@@ -245,6 +299,39 @@ describe('altforge bench (CLI)', () => {
     expect(list.code).toBe(0);
     const parsed = JSON.parse(list.stdout) as Array<{ name: string; images: number; unreadable: number }>;
     expect(parsed.map((b) => [b.name, b.images, b.unreadable])).toEqual([['broken-set', 1, 1]]);
+  });
+
+  it('takes class names from a file, a comma list or fashion-mnist, and says when a set has only numbers', async () => {
+    const imagesFile = writeIdxPair(join(work.path, 'cli-digits'), [0, 1, 2, 2]);
+    const benchDb = join(work.path, 'cli-names.sqlite');
+    const add = (...extra: string[]) =>
+      runCli(['bench', 'add', '--name', 'digits', '--images', imagesFile, '--bench-db', benchDb, ...extra]);
+    const names = async () =>
+      (
+        JSON.parse((await runCli(['bench', 'list', '--bench-db', benchDb, '--json'])).stdout) as Array<{
+          classNames: string[];
+        }>
+      )[0]?.classNames;
+    const plain = await add();
+    expect(plain.code).toBe(0);
+    expect(plain.stderr).toContain('; classes named by their numbers 0-2 (--class-names names them);');
+    const file = join(work.path, 'names.txt');
+    writeFileSync(file, 'circle\nsquare, large\ntriangle\n\n');
+    const fromFile = await add('--class-names', file);
+    expect(fromFile.code).toBe(0);
+    expect(lines(fromFile.stderr)[0]).toMatch(/^bench add digits class names updated: 4 images/);
+    expect(fromFile.stderr).not.toContain('named by their numbers');
+    expect(await names()).toEqual(['circle', 'square, large', 'triangle']);
+    expect((await add('--class-names', ' red , green,blue')).code).toBe(0);
+    expect(await names()).toEqual(['red', 'green', 'blue']);
+    expect((await add('--class-names', 'fashion-mnist')).code).toBe(0);
+    expect(await names()).toEqual([...FASHION_MNIST_CLASSES]);
+    const bad = await add('--class-names', 'red,,blue');
+    expect(bad.code).toBe(2);
+    expect(lines(bad.stderr)).toEqual([
+      'altforge: Flag --class-names: expected fashion-mnist, a file of one name a line, or names separated by commas, got `red,,blue` [ERR_USAGE]',
+    ]);
+    expect(await names()).toEqual([...FASHION_MNIST_CLASSES]);
   });
 
   it('removes a set and everything recorded for it', async () => {
