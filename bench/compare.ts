@@ -14,7 +14,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { runCompare, type CompareJson } from '../eval/index.ts';
-import type { NOISE_SIGNAL_CHOICES } from '../train/_options.ts';
+import type { NOISE_SIGNAL_CHOICES } from '../train/options.ts';
 import { UsageError } from '../corpus/errors.ts';
 import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
 import { BenchUsageError, benchArgs, benchFail, checkedNumber } from './_args.ts';

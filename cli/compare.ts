@@ -2,7 +2,7 @@ import { defineCommand } from 'citty';
 import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
 import { UsageError } from '../corpus/errors.ts';
 import type { CompareOptions, CompareResult } from '../eval/index.ts';
-import { DEFAULT_MIN_SEPARATION, NOISE_SIGNAL_OFF_REASON, nlipEstimateOff } from '../train/_options.ts';
+import { DEFAULT_MIN_SEPARATION, NOISE_SIGNAL_OFF_REASON, nlipEstimateOff } from '../train/options.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { createProgress } from './_progress.ts';
 import { interruptSignal } from './_run.ts';

@@ -17,7 +17,12 @@ const flags = {
     alias: 'o',
   },
   images: { type: 'integer', description: 'Images on the demo site', default: 2000, valueHint: 'N' },
-  seed: { type: 'integer', description: 'Seed of the site (alt-texts, failures, sizes)', default: 1, valueHint: 'N' },
+  seed: {
+    type: 'integer',
+    description: 'Seed of the site (alt-texts, failures, sizes), the test sets and training',
+    default: 1,
+    valueHint: 'N',
+  },
   upTo: {
     type: 'string',
     description: 'Last step to run',

@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import type { ScoreOptions, ScoreResult } from '../train/index.ts';
-import { oneHumpNote } from '../train/_options.ts';
+import { oneHumpNote } from '../train/options.ts';
 import { backendFlag, cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
 import { NLIP_SIGNAL_FLAGS, parseNeighbours } from './train.ts';

@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 // The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
-import { DEFAULT_MIN_SEPARATION, NOISE_SIGNAL_CHOICES, NOISE_SIGNAL_OFF_REASON } from '../train/_options.ts';
+import { DEFAULT_MIN_SEPARATION, NOISE_SIGNAL_CHOICES, NOISE_SIGNAL_OFF_REASON } from '../train/options.ts';
 import type { TrainOptions, TrainProgress, TrainResult } from '../train/index.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
@@ -37,7 +37,8 @@ export const NLIP_SIGNAL_FLAGS = {
   },
   relabel: {
     type: 'boolean',
-    description: "nlip: train likely-noisy pairs on the model's best training caption (--no-relabel: off)",
+    description:
+      'nlip: train likely-noisy pairs on a caption chosen for them (see --relabel-source; --no-relabel: off)',
     default: true,
   },
   relabelSource: {

@@ -14,8 +14,7 @@ import { createRandom, shuffle } from '../corpus/random.ts';
 import { normaliseCaption } from '../corpus/text.ts';
 import { openRegistry } from '../corpus/registry.ts';
 import { shardEntryNames, shardPaths } from '../corpus/shards.ts';
-import { listPairs } from '../train/data.ts';
-import type { MemoryPair } from '../train/index.ts';
+import { listPairs, type MemoryPair } from '../train/index.ts';
 import { openBenchmark } from './benchmarks.ts';
 import type { EvalBenchmark } from './zero-shot.ts';
 

@@ -33,7 +33,7 @@ import {
   vanillaRecipe,
   type ResolvedNoiseSignal,
   type ResolvedTrainOptions,
-} from '../train/_options.ts';
+} from '../train/options.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
 import { injectNoise } from './noise-injection.ts';

@@ -52,7 +52,7 @@ import {
   type ResolvedTrainOptions,
   type ScoreOptions,
   type TrainOptions,
-} from './_options.ts';
+} from './options.ts';
 import { Tokenizer, learnTokenizer, type TokenizerJSON } from './tokenizer.ts';
 
 export { selectBackend, describeBackends, type BackendChoice, type BackendReport } from './backend.ts';
@@ -65,7 +65,8 @@ export {
   nlipEstimateOff,
   oneHumpNote,
   type ResolvedNoiseSignal,
-} from './_options.ts';
+} from './options.ts';
+export { listPairs } from './data.ts';
 export type { MemoryPair, RawImage, TrainSource } from './data.ts';
 export type {
   ModelOverrides,
@@ -74,7 +75,7 @@ export type {
   ScoreProgress,
   TrainOptions,
   TrainProgress,
-} from './_options.ts';
+} from './options.ts';
 
 /** File names inside a run directory. */
 export const CHECKPOINT_FILE = 'checkpoint.ckpt';

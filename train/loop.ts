@@ -37,7 +37,7 @@ import {
   wordGrounding,
 } from './noise.ts';
 import type { AdamW } from './_optimizer.ts';
-import type { ResolvedNoiseSignal, ResolvedTrainOptions, TrainProgress } from './_options.ts';
+import type { ResolvedNoiseSignal, ResolvedTrainOptions, TrainProgress } from './options.ts';
 import { prefetch } from './_prefetch.ts';
 import type { Tokenizer } from './tokenizer.ts';
 

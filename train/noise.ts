@@ -7,7 +7,7 @@
 import { setImmediate } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { normaliseCaption, wordTokens } from '../corpus/text.ts';
-import type { NOISE_SIGNAL_CHOICES, ResolvedNoiseSignal } from './_options.ts';
+import type { NOISE_SIGNAL_CHOICES, ResolvedNoiseSignal } from './options.ts';
 import { fitGmm, highPosterior, logLowPosterior, minMaxNormalise, separation, type Gmm1d } from './gmm.ts';
 
 /** Options of {@link harmonise}. */

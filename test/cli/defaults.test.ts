@@ -16,7 +16,7 @@ import { resolveDedupOptions } from '../../dedup/options.ts';
 import { resolveEvalOptions } from '../../eval/_options.ts';
 import { COMPARE_RECIPE_DEFAULTS, resolveCompareOptions } from '../../eval/compare.ts';
 import { resolveFilterOptions } from '../../filter/options.ts';
-import { resolveScoreOptions, resolveTrainOptions, type TrainOptions } from '../../train/_options.ts';
+import { resolveScoreOptions, resolveTrainOptions, type TrainOptions } from '../../train/options.ts';
 
 /** Flags whose default differs from the stage's, by `flag: stage value`; the rest must agree. */
 function mismatches(specs: FlagSpecs, resolved: Record<string, unknown>, only?: readonly string[]): string[] {

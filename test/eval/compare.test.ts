@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPARE_RUN_FILE, runCompare, runEval, type CompareJson, type CompareOptions } from '../../eval/index.ts';
 import { compareMarkdown } from '../../eval/compare.ts';
-import { nlipEstimateOff, type ResolvedNoiseSignal } from '../../train/_options.ts';
+import { nlipEstimateOff, type ResolvedNoiseSignal } from '../../train/options.ts';
 import { readCheckpoint } from '../../train/checkpoint.ts';
 import { runCli } from '../helpers/cli.ts';
 import { makeEmojiCorpus } from '../train/_corpus.ts';

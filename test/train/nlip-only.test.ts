@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { NLIP_ONLY_OPTIONS, vanillaRecipe } from '../../train/_options.ts';
+import { NLIP_ONLY_OPTIONS, vanillaRecipe } from '../../train/options.ts';
 import { readCheckpoint } from '../../train/checkpoint.ts';
 import { CHECKPOINT_FILE, runTrain, type TrainOptions } from '../../train/index.ts';
 import { tempDir } from '../helpers/corpus.ts';

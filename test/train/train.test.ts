@@ -12,7 +12,7 @@ import {
   runTrain,
   type TrainOptions,
 } from '../../train/index.ts';
-import { resolveScoreOptions, resolveTrainOptions, vanillaRecipe } from '../../train/_options.ts';
+import { resolveScoreOptions, resolveTrainOptions, vanillaRecipe } from '../../train/options.ts';
 import { emoji, type Emoji } from '../fixtures/images.ts';
 import { runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
