@@ -97,7 +97,12 @@ export const flags = {
     default: 178956970,
     valueHint: 'PX',
   },
-  shardSize: { type: 'integer', description: 'Samples per WebDataset shard', default: 10000, valueHint: 'N' },
+  shardSize: {
+    type: 'integer',
+    description: 'Pairs per shard, failures included: the tar holds the successes, the parquet all of them',
+    default: 10000,
+    valueHint: 'N',
+  },
   json: { type: 'boolean', description: 'Print the summary as JSON on stdout' },
   progress: { type: 'boolean', description: 'Show a progress bar on a terminal', default: true },
 } satisfies FlagSpecs;

@@ -383,6 +383,15 @@ export class ShardWriter {
   current = 0;
   private samples: SampleMeta[] = [];
   private keys = new Set<string>();
+  /** Failures recorded against the open shard: they count towards its size, as in img2dataset. */
+  private failures = 0;
+  /**
+   * Failures recorded against the shards after the open one (`[0]`: the next), while the open one
+   * is full and waits for its commit.
+   */
+  private failuresAhead: number[] = [];
+  /** Whether a commit that failures filled the shard for is queued. */
+  private commitQueued = false;
   /** The open shard's `.tar.tmp`, and where its next byte goes. */
   private fd: number | null = null;
   private position = 0;
@@ -457,7 +466,58 @@ export class ShardWriter {
     // `.tar.tmp`. Commit it now, as the uninterrupted run did on adding that sample: `write`
     // checks fullness only after adding, so the next sample would otherwise join it and shift
     // every later key to another shard. Failures recorded from here on belong to the next shard.
-    if (this.samples.length >= this.shardSize) await this.commit();
+    const failed = db
+      .prepare(
+        `SELECT shard, COUNT(*) AS n FROM pairs WHERE shard >= ? AND status NOT IN ('ok', 'pending') GROUP BY shard`,
+      )
+      .all(this.current) as Array<{ shard: number; n: number }>;
+    for (const { shard, n } of failed) {
+      if (shard === this.current) this.failures = n;
+      else this.failuresAhead[shard - this.current - 1] = n;
+    }
+    this.failuresAhead = Array.from(this.failuresAhead, (n) => n ?? 0);
+    if (this.isFull()) await this.commit();
+  }
+
+  /** Whether the open shard holds `shardSize` records, samples and failures together. */
+  private isFull(): boolean {
+    return this.samples.length + this.failures >= this.shardSize;
+  }
+
+  /**
+   * The shard a failure about to be recorded belongs to, counted towards its size: a shard closes
+   * after `shardSize` records of either kind, so a crawl of mostly dead links writes shards of
+   * failures, not one shard holding every failure until enough images come. Call it once a failed
+   * pair, just before recording it. The open shard takes it unless it is full; a full one's
+   * commit is queued behind the samples being added, and failures meanwhile go to the shards
+   * after it, each up to `shardSize`.
+   */
+  attributeFailure(): number {
+    if (!this.isFull()) {
+      this.failures++;
+      this.queueCommitIfFull();
+      return this.current;
+    }
+    let ahead = 0;
+    while ((this.failuresAhead[ahead] ?? 0) >= this.shardSize) ahead++;
+    this.failuresAhead[ahead] = (this.failuresAhead[ahead] ?? 0) + 1;
+    return this.current + 1 + ahead;
+  }
+
+  /** Queues the open shard's commit once failures have filled it (samples commit as they fill it). */
+  private queueCommitIfFull(): void {
+    if (this.isFull() && !this.commitQueued) {
+      this.commitQueued = true;
+      this.queue = this.queue
+        .then(async () => {
+          this.commitQueued = false;
+          if (this.isFull()) await this.commit();
+        })
+        .catch((err: unknown) => {
+          // No caller awaits this commit: the next add or flush throws its error.
+          this.writeError ??= err;
+        });
+    }
   }
 
   private openStream(path: string, append: boolean): void {
@@ -545,26 +605,43 @@ export class ShardWriter {
     const { meta } = sample;
     if (this.writeError !== null) throw this.writeError;
     if (this.keys.has(meta.key)) return;
+    // Filled by failures while this sample waited its turn: the sample goes to the next shard with
+    // room (the shard after a commit may itself have filled with failures meanwhile).
+    while (this.isFull()) await this.commit();
     if (this.fd === null) this.openStream(shardPaths(this.corpus.dir, this.current).tarTmp, false);
     this.enqueue(sampleTar(sample));
     this.samples.push(meta);
     this.keys.add(meta.key);
-    if (this.samples.length >= this.shardSize) await this.commit();
+    if (this.isFull()) await this.commit();
     else if (this.pendingBytes + this.writingBytes > MAX_QUEUED) await this.writing;
   }
 
-  /** Waits for queued samples, then commits the open shard if it holds any. */
+  /**
+   * Waits for queued samples, then commits the open shard if it holds any sample or failure, and
+   * the shards after it that failures were recorded against while it was full.
+   */
   async flush(): Promise<void> {
-    await this.queue;
-    const failures = this.corpus.db
+    const hasFailures = this.corpus.db
       .prepare(`SELECT 1 FROM pairs WHERE shard = ? AND status NOT IN ('ok', 'pending') LIMIT 1`)
-      .get(this.current);
-    if (this.samples.length > 0 || this.fd !== null || failures !== undefined) await this.commit();
+      .pluck();
+    // In the queue, as every commit is: a commit that failures queued must not run beside these.
+    const next = this.queue.then(async () => {
+      if (this.writeError !== null) throw this.writeError;
+      while (this.samples.length > 0 || this.fd !== null || hasFailures.get(this.current) !== undefined) {
+        await this.commit();
+      }
+    });
+    this.queue = next.catch(() => undefined);
+    await next;
   }
 
   /** Waits for queued samples and closes the file, leaving the open shard to be continued. */
   async suspend(): Promise<void> {
-    await this.queue;
+    // Until the queue is idle: a commit that ends may queue the next shard's, filled by failures.
+    for (let queue = this.queue; ; queue = this.queue) {
+      await queue;
+      if (queue === this.queue) break;
+    }
     await this.closeStream();
   }
 
@@ -647,6 +724,9 @@ export class ShardWriter {
     this.current = shard + 1;
     this.samples = [];
     this.keys = new Set();
+    this.failures = this.failuresAhead.shift() ?? 0;
+    // The next shard may have been filled with failures while this one committed.
+    this.queueCommitIfFull();
   }
 }
 

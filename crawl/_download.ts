@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { LRUCache } from 'lru-cache';
 import { SkipItemError } from '../corpus/errors.ts';
 import type { ShardWriter } from '../corpus/shards.ts';
 import type { Fetcher } from './_fetcher.ts';
@@ -30,48 +31,31 @@ export interface DownloadCounts {
   bytes: number;
 }
 
-/** What fetching and processing one URL gave. */
+/**
+ * What fetching and processing one URL gave. A failure keeps its status and message only: the
+ * error object (its stack, its cause's sockets and buffers) would cost kilobytes a URL in the
+ * cache of recent outcomes, which a crawl of dead links fills with failures.
+ */
 type Outcome =
   | { ok: true; image: ProcessedImage; sha256: string; bytes: number; httpStatus: number }
-  | { ok: false; error: SkipItemError };
+  | { ok: false; status: string; message: string };
 
 /** Default memory for recent outcomes: thousands of resized images, the popular URLs of a crawl. */
 export const RECENT_BYTES = 64 * 1024 * 1024;
 
 /**
  * The outcomes of recently fetched URLs, least recently used dropped first once their size passes
- * `maxBytes`. The same image URL recurs all over a crawl (logos, icons, a site's banner), far
- * beyond one batch of pending rows.
+ * `maxBytes` (an estimate: the URL, the image or message, and a few hundred bytes of bookkeeping).
+ * The same image URL recurs all over a crawl (logos, icons, a site's banner), far beyond one batch
+ * of pending rows. lru-cache evicts in constant time: a Map's own order did not, once a crawl of
+ * mostly failures had evicted a few hundred thousand small entries.
  */
-class RecentOutcomes {
-  private readonly entries = new Map<string, { outcome: Outcome; size: number }>();
-  private size = 0;
-  constructor(private readonly maxBytes: number) {}
-
-  get(url: string): Outcome | undefined {
-    const entry = this.entries.get(url);
-    if (entry === undefined) return undefined;
-    this.entries.delete(url);
-    this.entries.set(url, entry);
-    return entry.outcome;
-  }
-
-  set(url: string, outcome: Outcome): void {
-    const size = url.length * 2 + 256 + (outcome.ok ? outcome.image.jpg.length : outcome.error.message.length * 2);
-    if (size > this.maxBytes) return;
-    const old = this.entries.get(url);
-    if (old !== undefined) {
-      this.entries.delete(url);
-      this.size -= old.size;
-    }
-    this.entries.set(url, { outcome, size });
-    this.size += size;
-    for (const [key, entry] of this.entries) {
-      if (this.size <= this.maxBytes) break;
-      this.entries.delete(key);
-      this.size -= entry.size;
-    }
-  }
+function recentOutcomes(maxBytes: number): LRUCache<string, Outcome> {
+  return new LRUCache<string, Outcome>({
+    maxSize: maxBytes,
+    sizeCalculation: (outcome, url) =>
+      url.length * 2 + 256 + (outcome.ok ? outcome.image.jpg.length : outcome.message.length * 2),
+  });
 }
 
 /**
@@ -120,7 +104,7 @@ export async function downloadPending(
     return queue.shift();
   };
 
-  const recent = new RecentOutcomes(settings.recentBytes ?? RECENT_BYTES);
+  const recent = recentOutcomes(Math.max(1, settings.recentBytes ?? RECENT_BYTES));
   const inFlight = new Map<string, Promise<Outcome>>();
   const download = async (url: string): Promise<Outcome> => {
     try {
@@ -132,7 +116,7 @@ export async function downloadPending(
       return { ok: true, image, sha256, bytes: response.body.length, httpStatus: response.status };
     } catch (err) {
       if (!(err instanceof SkipItemError)) throw err;
-      return { ok: false, error: err };
+      return { ok: false, status: err.status, message: err.message };
     }
   };
   const outcomeOf = (url: string): Promise<Outcome> => {
@@ -144,7 +128,7 @@ export async function downloadPending(
         (outcome) => {
           inFlight.delete(url);
           // An interrupted fetch is no outcome: its pairs stay pending for the next run.
-          if (outcome.ok || outcome.error.status !== 'aborted') recent.set(url, outcome);
+          if (outcome.ok || outcome.status !== 'aborted') recent.set(url, outcome);
           return outcome;
         },
         (err: unknown) => {
@@ -163,7 +147,7 @@ export async function downloadPending(
     counts.attempted += group.length;
     try {
       const outcome = await outcomeOf(first.url);
-      if (!outcome.ok) throw outcome.error;
+      if (!outcome.ok) throw new SkipItemError(outcome.status, outcome.message);
       const { image, sha256 } = outcome;
       for (const row of group) {
         await writer.add({
@@ -195,7 +179,7 @@ export async function downloadPending(
           err.status,
           err.message,
           httpStatus === undefined ? null : Number(httpStatus),
-          writer.current,
+          writer.attributeFailure(),
           now,
           row.key,
         );

@@ -83,7 +83,10 @@ export interface CrawlOptions {
   jpegQuality?: number;
   /** Largest decoded image accepted, in pixels (decompression bomb guard). @default 178956970 */
   maxPixels?: number;
-  /** Samples per WebDataset shard. @default 10000 */
+  /**
+   * Pairs per shard, failures included (img2dataset's shard size): a shard closes after this many
+   * records of either kind, its tar holding the successes and its parquet all of them. @default 10000
+   */
   shardSize?: number;
   /** Called as work advances; the CLI draws its progress bar with it. */
   onProgress?: (progress: CrawlProgress) => void;

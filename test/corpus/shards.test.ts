@@ -79,6 +79,23 @@ function statusOf(corpus: Corpus, key: string): { status: string; shard: number 
   };
 }
 
+/** Records a failed pair against `shard`, as the crawl's download loop does. */
+function recordFailure(corpus: Corpus, key: string, shard: number): void {
+  corpus.db
+    .prepare(
+      `INSERT INTO pairs (key, url, caption, status, error_message, shard) VALUES (?, ?, 'c', 'http_404', 'gone', ?)`,
+    )
+    .run(key, `http://x/${key}`, shard);
+}
+
+/** The shard of each failed pair, in the order they were recorded. */
+function failureShards(corpus: Corpus): number[] {
+  return corpus.db
+    .prepare(`SELECT shard FROM pairs WHERE status = 'http_404' ORDER BY rowid`)
+    .pluck()
+    .all() as number[];
+}
+
 describe('ShardWriter', () => {
   let dir: { path: string; remove: () => Promise<void> };
   let corpus: Corpus;
@@ -179,6 +196,42 @@ describe('ShardWriter', () => {
       failures: Record<string, number>;
     };
     expect(stats).toMatchObject({ count: 1, successes: 0, failures: { http_404: 1 } });
+  });
+
+  it('closes a shard after shardSize records of either kind, and failures while it waits for its commit go to the next', async () => {
+    const samples = Array.from({ length: 4 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+    const writer = await ShardWriter.open(corpus, 3);
+    await writer.add(samples[0]!);
+    // Two failures fill shard 0; its commit waits its turn, so the next four go to shards 1 and 2.
+    for (let i = 0; i < 6; i++) recordFailure(corpus, `f${i}`, writer.attributeFailure());
+    expect(failureShards(corpus)).toEqual([0, 0, 1, 1, 1, 2]);
+    for (const s of samples.slice(1)) await writer.add(s);
+    await writer.flush();
+    expect(layoutOf(corpus).shards.map((r) => [r.shard, r.count, r.successes])).toEqual([
+      [0, 3, 1],
+      [1, 3, 0],
+      [2, 3, 2],
+      [3, 1, 1],
+    ]);
+  });
+
+  it('counts, after a kill, the failures recorded against the open shard and the ones after it', async () => {
+    const samples = Array.from({ length: 4 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+    // What a killed run left: failures against shard 0, which it never committed, and shards 1 and 2.
+    [0, 0, 1, 1, 1, 2].forEach((shard, i) => recordFailure(corpus, `f${i}`, shard));
+    const writer = await ShardWriter.open(corpus, 3);
+    for (const s of samples) await writer.add(s);
+    recordFailure(corpus, 'f6', writer.attributeFailure());
+    await writer.flush();
+    expect(layoutOf(corpus).shards.map((r) => [r.shard, r.count, r.successes])).toEqual([
+      [0, 3, 1],
+      [1, 3, 0],
+      [2, 3, 2],
+      [3, 2, 1],
+    ]);
+    expect(statusOf(corpus, 'key0003')).toEqual({ status: 'ok', shard: 3 });
   });
 
   it('writes the same tar bytes as tar-stream, for entries of 0, 1, 511, 512 and 513 bytes and empty captions', async () => {
