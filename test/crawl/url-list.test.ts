@@ -11,6 +11,7 @@ import type { ColumnSource } from 'hyparquet-writer';
 import {
   assertReadableUrlList,
   detectUrlListFormat,
+  PARQUET_SLICE_ROWS,
   readUrlList,
   type UrlListOptions,
 } from '../../crawl/_sources/url-list.ts';
@@ -165,6 +166,23 @@ describe('readUrlList', () => {
     const bytes = rowsParquet(ROWS);
     expect(parquetMetadata(bytes).row_groups.map((group) => Number(group.num_rows))).toEqual([3, 3, 1]);
     expect(await collect(await fixture('groups.parquet', bytes))).toEqual(EXPECTED);
+  });
+
+  it('reads a row group larger than its slice in slices, every row once and in order', async () => {
+    const n = 2 * PARQUET_SLICE_ROWS + 7;
+    const urls = Array.from({ length: n }, (_, i) => `https://x.test/${i}.jpg`);
+    const captions = Array.from({ length: n }, (_, i) => `caption ${i}`);
+    const bytes = toParquet(
+      [
+        { name: 'url', data: urls, type: 'STRING' },
+        { name: 'caption', data: captions, type: 'STRING' },
+      ],
+      n,
+    );
+    expect(parquetMetadata(bytes).row_groups.map((group) => Number(group.num_rows))).toEqual([n]);
+    const read = await collect(await fixture('one-group.parquet', bytes));
+    expect(read.length).toBe(n);
+    expect(read.every((c, i) => c.url === urls[i] && c.caption === captions[i])).toBe(true);
   });
 
   it('yields one URL per line of a .txt list, with empty captions', async () => {
