@@ -169,19 +169,19 @@ describe('readUrlList', () => {
   });
 
   it('reads a row group larger than its slice in slices, every row once and in order', async () => {
-    const n = 2 * PARQUET_SLICE_ROWS + 7;
-    const urls = Array.from({ length: n }, (_, i) => `https://x.test/${i}.jpg`);
-    const captions = Array.from({ length: n }, (_, i) => `caption ${i}`);
+    const rows = 2 * PARQUET_SLICE_ROWS + 7;
+    const urls = Array.from({ length: rows }, (_, i) => `https://x.test/${i}.jpg`);
+    const captions = Array.from({ length: rows }, (_, i) => `caption ${i}`);
     const bytes = toParquet(
       [
         { name: 'url', data: urls, type: 'STRING' },
         { name: 'caption', data: captions, type: 'STRING' },
       ],
-      n,
+      rows,
     );
-    expect(parquetMetadata(bytes).row_groups.map((group) => Number(group.num_rows))).toEqual([n]);
+    expect(parquetMetadata(bytes).row_groups.map((group) => Number(group.num_rows))).toEqual([rows]);
     const read = await collect(await fixture('one-group.parquet', bytes));
-    expect(read.length).toBe(n);
+    expect(read.length).toBe(rows);
     expect(read.every((c, i) => c.url === urls[i] && c.caption === captions[i])).toBe(true);
   });
 
