@@ -141,51 +141,55 @@ export async function downloadPending(
     return pending;
   };
 
+  /** Records a failed outcome on every pair of the group, against the shard it counts in. */
+  const recordFailures = (group: PendingRow[], status: string, message: string): void => {
+    if (status === 'aborted') return; // interrupted: stays pending for the next run
+    const httpStatus = /^http_(\d{3})$/.exec(status)?.[1];
+    const now = new Date().toISOString();
+    for (const row of group) {
+      fail.run(
+        status,
+        message,
+        httpStatus === undefined ? null : Number(httpStatus),
+        writer.attributeFailure(),
+        now,
+        row.key,
+      );
+      counts.failed++;
+      settings.onItem?.(false);
+    }
+  };
+
   const handle = async (group: PendingRow[]): Promise<void> => {
     const first = group[0];
     if (first === undefined) return;
     counts.attempted += group.length;
-    try {
-      const outcome = await outcomeOf(first.url);
-      if (!outcome.ok) throw new SkipItemError(outcome.status, outcome.message);
-      const { image, sha256 } = outcome;
-      for (const row of group) {
-        await writer.add({
-          jpg: image.jpg,
-          meta: {
-            key: row.key,
-            url: row.url,
-            page_url: row.page_url,
-            caption: row.caption,
-            width: image.width,
-            height: image.height,
-            original_width: image.originalWidth,
-            original_height: image.originalHeight,
-            sha256,
-            bytes: outcome.bytes,
-            http_status: outcome.httpStatus,
-          },
-        });
-        counts.ok++;
-        settings.onItem?.(true);
-      }
-    } catch (err) {
-      if (!(err instanceof SkipItemError)) throw err;
-      if (err.status === 'aborted') return; // interrupted: stays pending for the next run
-      const httpStatus = /^http_(\d{3})$/.exec(err.status)?.[1];
-      const now = new Date().toISOString();
-      for (const row of group) {
-        fail.run(
-          err.status,
-          err.message,
-          httpStatus === undefined ? null : Number(httpStatus),
-          writer.attributeFailure(),
-          now,
-          row.key,
-        );
-        counts.failed++;
-        settings.onItem?.(false);
-      }
+    // A failure is an outcome, not a throw: `download` turns every SkipItemError into one.
+    const outcome = await outcomeOf(first.url);
+    if (!outcome.ok) {
+      recordFailures(group, outcome.status, outcome.message);
+      return;
+    }
+    const { image, sha256 } = outcome;
+    for (const row of group) {
+      await writer.add({
+        jpg: image.jpg,
+        meta: {
+          key: row.key,
+          url: row.url,
+          page_url: row.page_url,
+          caption: row.caption,
+          width: image.width,
+          height: image.height,
+          original_width: image.originalWidth,
+          original_height: image.originalHeight,
+          sha256,
+          bytes: outcome.bytes,
+          http_status: outcome.httpStatus,
+        },
+      });
+      counts.ok++;
+      settings.onItem?.(true);
     }
   };
 
