@@ -466,12 +466,15 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
       const pairs = data.pairs.map((p, i) => ({ ...p, caption: injected.captions[i] as string }));
       return { pairs, noisyById, dataPrint: pairsFingerprint(pairs) };
     };
+    /** The directory of one run. */
+    const runDirOf = (rate: number, seed: number, method: string) =>
+      join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
     /**
      * A run's directory and the record an earlier invocation finished there, if any; `mismatch`
      * when that run was trained on other data or with another recipe.
      */
     const earlierRun = (rate: number, seed: number, method: 'vanilla' | 'nlip', dataPrint: string) => {
-      const runDir = join(out, 'runs', `rate-${rate}-${method}-seed-${seed}`);
+      const runDir = runDirOf(rate, seed, method);
       const trainPrint = configHash({
         pairs: dataPrint,
         recipe: resolvedRecipes.get(method),
@@ -492,9 +495,11 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
       return { runDir, trainPrint, earlier, mismatch: earlier !== null && earlier.train !== trainPrint };
     };
     // Every run is checked before any trains: a mismatch found after an hour of new runs would waste it.
+    // Only a rate and seed with a finished run can mismatch, so only those are injected here.
     const mismatched: string[] = [];
     for (const rate of opts.noiseRates) {
       for (const seed of seeds) {
+        if (!opts.methods.some((m) => existsSync(join(runDirOf(rate, seed, m), COMPARE_RUN_FILE)))) continue;
         const { dataPrint } = noisyData(rate, seed);
         for (const method of opts.methods) {
           const { runDir, mismatch } = earlierRun(rate, seed, method, dataPrint);
