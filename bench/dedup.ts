@@ -6,31 +6,40 @@
  *    distance 8; through the in-memory mirror of the part indexes (what a dedup run uses) and,
  *    on a sample, through SQLite statements;
  * 2. fingerprinting (decode + trim + hash + thumbnail) against the sharp decode floor;
- * 3. the accuracy suite at full size, next to the plain 64-bit pHash baseline.
+ * 3. the accuracy suite at full size, next to the plain 64-bit pHash baseline;
+ * 4. `dedup --within` on a synthetic manifest of BENCH_DEDUP_WITHIN prints (real thumbnails of emoji
+ *    drawings, hashes drawn at random, planted clusters of byte-identical copies and look-alike
+ *    pairs whose hashes are close but whose drawings differ), in a process of its own: wall time,
+ *    peak memory, and the clusters found against the planted ones.
  * Sizes: BENCH_DEDUP_REGISTERED=100000 BENCH_DEDUP_CORPUS=1000000 BENCH_DEDUP_LINEAR_SAMPLE=300
- * BENCH_DEDUP_FINGERPRINTS=1000 BENCH_DEDUP_ACCURACY=500 (0 skips a part); BENCH_DEDUP_DISTANCE=8
+ * BENCH_DEDUP_FINGERPRINTS=1000 BENCH_DEDUP_ACCURACY=500 BENCH_DEDUP_WITHIN=200000 (0 skips a
+ * part); BENCH_DEDUP_DISTANCE=8
  * (the lookup distance of part 1); BENCH_DEDUP_SEED=1 (the accuracy set's seed: check a second one);
  * BENCH_DEDUP_SECOND_PASS=0 (the accuracy suite without dedup's full-resolution second pass).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
+import { MANIFEST_FILE, openCorpus } from '../corpus/manifest.ts';
 import { mulberry32 } from '../corpus/random.ts';
 import { loadMihTable, MihIndex, storedHash } from '../dedup/_mih.ts';
 import { popcount32 } from '../dedup/phash.ts';
-import { queryFingerprint } from '../dedup/index.ts';
-import { DEFAULT_CROPS } from '../dedup/fingerprint.ts';
+import { DEDUP_MIGRATIONS, queryFingerprint } from '../dedup/index.ts';
+import { DEFAULT_CROPS, FINGERPRINT_VERSION } from '../dedup/fingerprint.ts';
 import { evaluateAccuracy } from '../test/dedup/_accuracy.ts';
 import { asStored, buildAccuracySet, emojiConcepts, emojiFile } from '../test/fixtures/transforms.ts';
 import { benchArgs, envNumber } from './_args.ts';
 
-const { REGISTERED, CORPUS, LINEAR_SAMPLE, FINGERPRINTS, ACCURACY, MAX_DISTANCE, SEED } = benchArgs(
+const { REGISTERED, CORPUS, LINEAR_SAMPLE, FINGERPRINTS, ACCURACY, WITHIN, MAX_DISTANCE, SEED } = benchArgs(
   'dedup',
   `usage: [BENCH_DEDUP_REGISTERED=100000] [BENCH_DEDUP_CORPUS=1000000] [BENCH_DEDUP_LINEAR_SAMPLE=300]
-  [BENCH_DEDUP_FINGERPRINTS=1000] [BENCH_DEDUP_ACCURACY=500] [BENCH_DEDUP_DISTANCE=8] [BENCH_DEDUP_SEED=1]
-  [BENCH_DEDUP_SECOND_PASS=0|1] npm run bench:dedup     (a size of 0 skips that part)`,
+  [BENCH_DEDUP_FINGERPRINTS=1000] [BENCH_DEDUP_ACCURACY=500] [BENCH_DEDUP_WITHIN=200000]
+  [BENCH_DEDUP_DISTANCE=8] [BENCH_DEDUP_SEED=1] [BENCH_DEDUP_SECOND_PASS=0|1] npm run bench:dedup
+  (a size of 0 skips that part)`,
   {},
   () => ({
     REGISTERED: envNumber('BENCH_DEDUP_REGISTERED', 100_000, 0, 100_000_000),
@@ -38,6 +47,7 @@ const { REGISTERED, CORPUS, LINEAR_SAMPLE, FINGERPRINTS, ACCURACY, MAX_DISTANCE,
     LINEAR_SAMPLE: envNumber('BENCH_DEDUP_LINEAR_SAMPLE', 300, 0, 100_000_000),
     FINGERPRINTS: envNumber('BENCH_DEDUP_FINGERPRINTS', 1000, 0, 10_000_000),
     ACCURACY: envNumber('BENCH_DEDUP_ACCURACY', 500, 0, 10_000_000),
+    WITHIN: envNumber('BENCH_DEDUP_WITHIN', 200_000, 0, 1_000_000_000),
     MAX_DISTANCE: envNumber('BENCH_DEDUP_DISTANCE', 8, 0, 64),
     SEED: envNumber('BENCH_DEDUP_SEED', 1, 0, Number.MAX_SAFE_INTEGER),
   }),
@@ -235,6 +245,189 @@ async function fingerprintBench() {
   return row;
 }
 
+/** Pairs a shard of the synthetic within-corpus manifest (the crawl's default shard size). */
+const WITHIN_SHARD = 10_000;
+/** Distinct drawings whose thumbnails the synthetic prints share out. */
+const WITHIN_POOL = 1000;
+
+/** `n` random bits flipped in a fresh copy of hi:lo, each bit at most once. */
+function flipped(hi: number, lo: number, n: number, rng: () => number): [number, number] {
+  const bits = new Set<number>();
+  while (bits.size < n) bits.add(Math.floor(rng() * 64));
+  for (const b of bits) {
+    if (b < 32) lo = (lo ^ (1 << b)) >>> 0;
+    else hi = (hi ^ (1 << (b - 32))) >>> 0;
+  }
+  return [hi >>> 0, lo >>> 0];
+}
+
+/**
+ * `dedup --within` at scale: a manifest of `size` pairs whose prints are stored as a dedup run
+ * stores them (status ok, the current fingerprint version, so nothing is fingerprinted), then one
+ * run in a process of its own. Of the draws, 12 % plant a cluster of 2–5 byte-identical copies of
+ * one drawing (hashes at most 4 bits from a centre, so every two copies are candidates), 5 % a
+ * look-alike pair (hashes 5–8 bits apart, two different drawings: candidates the verification must
+ * reject), the rest a single print (a random hash, a drawing from the pool). Rows are shuffled, so
+ * a cluster's copies lie anywhere in the corpus, as crawled copies do.
+ */
+async function withinBench(size: number) {
+  // Its own generator: the same manifest whichever other parts ran before it.
+  const rng = mulberry32(17);
+  const u32 = () => Math.floor(rng() * 2 ** 32) >>> 0;
+  const pool: Buffer[] = [];
+  for (const c of emojiConcepts().slice(0, WITHIN_POOL)) {
+    const png = await sharp(emojiFile('twitter', c.image)).resize(128, 128).png().toBuffer();
+    const print = await queryFingerprint(await asStored(png));
+    pool.push(Buffer.from((print.variants[0] as { thumb: Uint8Array }).thumb));
+  }
+  const hi = new Uint32Array(size);
+  const lo = new Uint32Array(size);
+  const drawing = new Uint16Array(size);
+  const group = new Int32Array(size).fill(-1);
+  let planted = { clusters: 0, duplicates: 0, lookAlikes: 0 };
+  for (let i = 0; i < size;) {
+    const draw = rng();
+    const centre: [number, number] = [u32(), u32()];
+    const d = Math.floor(rng() * pool.length);
+    if (draw < 0.12 && size - i >= 2) {
+      const copies = Math.min(size - i, 2 + Math.floor(rng() * 4));
+      for (let c = 0; c < copies; c++, i++) {
+        [hi[i], lo[i]] = flipped(centre[0], centre[1], Math.floor(rng() * 5), rng);
+        drawing[i] = d;
+        group[i] = planted.clusters;
+      }
+      planted = { ...planted, clusters: planted.clusters + 1, duplicates: planted.duplicates + copies - 1 };
+    } else if (draw < 0.17 && size - i >= 2) {
+      [hi[i], lo[i]] = centre;
+      drawing[i++] = d;
+      [hi[i], lo[i]] = flipped(centre[0], centre[1], 5 + Math.floor(rng() * 4), rng);
+      drawing[i++] = (d + 1 + Math.floor(rng() * (pool.length - 1))) % pool.length;
+      planted = { ...planted, lookAlikes: planted.lookAlikes + 1 };
+    } else {
+      [hi[i], lo[i]] = centre;
+      drawing[i++] = d;
+    }
+  }
+  // Rows in random order: position p holds draw order[p].
+  const order = Uint32Array.from({ length: size }, (_, p) => p);
+  for (let p = size - 1; p > 0; p--) {
+    const q = Math.floor(rng() * (p + 1));
+    [order[p], order[q]] = [order[q] as number, order[p] as number];
+  }
+  const dir = join(work, 'within');
+  const started = performance.now();
+  const corpus = openCorpus(dir, { create: true, migrations: DEDUP_MIGRATIONS });
+  const pixels = new Float64Array(size);
+  const keys: string[] = [];
+  try {
+    const { db } = corpus;
+    const insertPair = db.prepare(
+      `INSERT INTO pairs (key, url, caption, status, shard, width, height, original_width, original_height, sha256, bytes)
+       VALUES (?, ?, ?, 'ok', ?, 256, 256, ?, ?, ?, 20000)`,
+    );
+    const insertPrint = db.prepare(
+      `INSERT INTO dedup_prints (key, version, status, error, hash, p0, p1, p2, p3, thumb)
+       VALUES (?, ?, 'ok', NULL, ?, ?, ?, ?, ?, ?)`,
+    );
+    const insertShard = db.prepare(
+      `INSERT INTO shards (shard, count, successes, bytes, committed_at) VALUES (?, ?, ?, 0, '2026-01-01T00:00:00Z')`,
+    );
+    for (let start = 0; start < size; start += WITHIN_SHARD) {
+      const end = Math.min(size, start + WITHIN_SHARD);
+      const shard = start / WITHIN_SHARD;
+      db.transaction(() => {
+        for (let p = start; p < end; p++) {
+          const i = order[p] as number;
+          const url = `http://bench.invalid/${i}.jpg`;
+          const key = createHash('md5').update(url).digest('hex');
+          const w = 200 + Math.floor(rng() * 800);
+          const h = 200 + Math.floor(rng() * 800);
+          pixels[i] = w * h;
+          if (group[i] !== -1) keys[i] = key;
+          insertPair.run(key, url, `draw ${i}`, shard, w, h, createHash('sha256').update(url).digest('hex'));
+          const s = storedHash(big(hi[i] as number, lo[i] as number));
+          insertPrint.run(key, FINGERPRINT_VERSION, s.hash, s.p0, s.p1, s.p2, s.p3, pool[drawing[i] as number]);
+        }
+        insertShard.run(shard, end - start, end - start);
+      })();
+    }
+  } finally {
+    corpus.close();
+  }
+  const buildSeconds = (performance.now() - started) / 1000;
+  const manifestBytes = statSync(join(dir, MANIFEST_FILE)).size;
+  console.log(
+    `within: ${size} prints written in ${buildSeconds.toFixed(1)} s (manifest ${(manifestBytes / 2 ** 30).toFixed(2)} GiB); ` +
+      `planted ${planted.clusters} clusters (${planted.duplicates} duplicates), ${planted.lookAlikes} look-alike pairs`,
+  );
+
+  const child = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '_within-run.ts'), dir], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 20,
+  });
+  if (child.status !== 0) throw new Error(`the dedup --within run failed (exit ${child.status})`);
+  const run = JSON.parse(child.stdout.trim().split('\n').pop() as string) as {
+    within: { clusters: number; duplicates: number };
+    wallMs: number;
+    maxRssKb: number;
+  };
+
+  // Every link checked against the planted clusters: right when both ends are copies of one
+  // cluster; each found cluster's representative checked against the largest copy (then smallest key).
+  const check = new Database(join(dir, MANIFEST_FILE), { readonly: true });
+  let right = 0;
+  let wrong = 0;
+  const representatives = new Map<number, number>();
+  const drawOf = (url: string) => Number(/\/(\d+)\.jpg$/.exec(url)?.[1]);
+  for (const row of check
+    .prepare(
+      `SELECT p.url AS url, r.url AS rep FROM pairs p JOIN pairs r ON r.key = p.dup_of WHERE p.dup_kind = 'within'`,
+    )
+    .iterate() as Iterable<{ url: string; rep: string }>) {
+    const i = drawOf(row.url);
+    const r = drawOf(row.rep);
+    const g = group[i] as number;
+    if (g !== -1 && g === group[r]) {
+      right++;
+      representatives.set(g, r);
+    } else wrong++;
+  }
+  check.close();
+  const best = new Map<number, number>();
+  for (let i = 0; i < size; i++) {
+    const g = group[i] as number;
+    if (g === -1) continue;
+    const b = best.get(g);
+    const larger =
+      b === undefined ||
+      (pixels[i] as number) > (pixels[b] as number) ||
+      (pixels[i] === pixels[b] && (keys[i] as string) < (keys[b] as string));
+    if (larger) best.set(g, i);
+  }
+  let representativeRight = 0;
+  for (const [g, r] of representatives) if (best.get(g) === r) representativeRight++;
+  const row = {
+    prints: size,
+    manifestGiB: Number((manifestBytes / 2 ** 30).toFixed(2)),
+    planted,
+    found: run.within,
+    rightLinks: right,
+    wrongLinks: wrong,
+    missed: planted.duplicates - right,
+    representativesRight: `${representativeRight}/${representatives.size}`,
+    wallSeconds: Number((run.wallMs / 1000).toFixed(1)),
+    peakRssMB: Math.round(run.maxRssKb / 1024),
+  };
+  console.log(
+    `within: ${row.found.duplicates} duplicates in ${row.found.clusters} clusters (planted ${planted.duplicates} in ` +
+      `${planted.clusters}); ${right} links right, ${wrong} wrong, ${row.missed} missed; representatives ` +
+      `${row.representativesRight} right; run ${row.wallSeconds} s, peak RSS ${row.peakRssMB} MB`,
+  );
+  rmSync(dir, { recursive: true, force: true });
+  return row;
+}
+
 try {
   if (REGISTERED > 0 && CORPUS > 0) report['index'] = await indexBench(REGISTERED, CORPUS);
   if (FINGERPRINTS > 0) report['fingerprint'] = await fingerprintBench();
@@ -298,6 +491,7 @@ try {
     for (const f of r.falsePositives) console.log(`  false positive: ${f.kind} ${f.detail} -> ${f.dupOf}`);
     for (const m of r.misses) console.log(`  missed: ${m.kind} ${m.detail} of ${m.copyOf}`);
   }
+  if (WITHIN > 0) report['within'] = await withinBench(WITHIN);
   console.log(JSON.stringify(report));
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -203,6 +203,15 @@ export class MihTable {
     return out;
   }
 
+  /**
+   * {@link lookupMany} for the stored hashes at positions `start..end` themselves (a corpus looked
+   * up in its own table a block at a time): `result[q]` holds the hits of position `start + q`,
+   * itself included.
+   */
+  lookupStored(start: number, end: number, maxDistance: number): TableHit[][] {
+    return this.lookupMany(this.hi.subarray(start, end), this.lo.subarray(start, end), maxDistance);
+  }
+
   /** Probes part k's buckets within the radius of the query's part; appends the hits it reports. */
   private probePart(k: number, hi: number, lo: number, maxDistance: number, hits: TableHit[]): void {
     const radius = Math.floor(maxDistance / PARTS);
@@ -252,13 +261,73 @@ export function loadMihTable<Row>(
   where = '1',
   params: readonly unknown[] = [],
 ): { table: MihTable; rows: Row[] } {
+  const rows: Row[] = [];
+  const loaded = readHashes(db, { table, columns, where, params }, (raw) => {
+    const row: Record<string, unknown> = {};
+    columns.forEach((c, ci) => {
+      const value = raw[ci];
+      row[c] = typeof value === 'bigint' ? Number(value) : value;
+    });
+    rows.push(row as Row);
+  });
+  return { table: loaded, rows };
+}
+
+/**
+ * {@link loadMihTable} keeping only each row's `rowid`, in a typed array (8 bytes a row instead of
+ * an object): for a whole corpus. `order` sorts the rows (`rowid`: the table's physical order).
+ */
+export function loadMihRowids(
+  db: Database.Database,
+  table: string,
+  where = '1',
+  params: readonly unknown[] = [],
+  order = 'rowid',
+): { table: MihTable; rowids: Float64Array } {
+  let rowids = new Float64Array(0);
+  let i = 0;
+  const loaded = readHashes(
+    db,
+    { table, columns: ['rowid'], where, params, order },
+    (raw) => {
+      rowids[i++] = Number(raw[0] as bigint);
+    },
+    (count) => {
+      rowids = new Float64Array(count);
+    },
+  );
+  return { table: loaded, rowids };
+}
+
+/** Which rows {@link readHashes} reads, and in what order. */
+interface HashQuery {
+  table: string;
+  /** Columns handed to `each` besides the hash. */
+  columns: readonly string[];
+  where: string;
+  params: readonly unknown[];
+  /** An ORDER BY clause's terms; none: the order SQLite picks. */
+  order?: string;
+}
+
+/**
+ * The hashes of the rows a query selects, read in one pass into a {@link MihTable}; `each` gets
+ * the values of the query's `columns` of each row in turn, `sized` the row count first.
+ */
+function readHashes(
+  db: Database.Database,
+  { table, columns, where, params, order }: HashQuery,
+  each: (values: unknown[]) => void,
+  sized?: (count: number) => void,
+): MihTable {
   const count = (db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`).get(...params) as { n: number }).n;
+  sized?.(count);
   const hi = new Uint32Array(count);
   const lo = new Uint32Array(count);
   const parts = Array.from({ length: PARTS }, () => new Uint16Array(count));
-  const rows: Row[] = [];
   const select = ['hash', 'p0', 'p1', 'p2', 'p3', ...columns].join(', ');
-  const stmt = db.prepare(`SELECT ${select} FROM ${table} WHERE ${where}`).safeIntegers(true).raw(true);
+  const sql = `SELECT ${select} FROM ${table} WHERE ${where}${order ? ` ORDER BY ${order}` : ''}`;
+  const stmt = db.prepare(sql).safeIntegers(true).raw(true);
   let i = 0;
   for (const raw of stmt.iterate(...params) as Iterable<unknown[]>) {
     if (i === count) break;
@@ -266,14 +335,9 @@ export function loadMihTable<Row>(
     hi[i] = Number(h >> 32n);
     lo[i] = Number(h & 0xffffffffn);
     for (let k = 0; k < PARTS; k++) (parts[k] as Uint16Array)[i] = Number(raw[1 + k] as bigint);
-    const row: Record<string, unknown> = {};
-    columns.forEach((c, ci) => {
-      const value = raw[1 + PARTS + ci];
-      row[c] = typeof value === 'bigint' ? Number(value) : value;
-    });
-    rows.push(row as Row);
+    each(raw.slice(1 + PARTS));
     i++;
   }
   if (i !== count) throw new Error(`${table} changed while it was read (${i} of ${count} rows)`);
-  return { table: new MihTable(hi, lo, parts), rows };
+  return new MihTable(hi, lo, parts);
 }

@@ -153,27 +153,37 @@ function fineOf(thumb: Uint8Array, base: Uint8Array | undefined): Uint8Array | n
   return out;
 }
 
-/** Per cell of `a`: the smallest ΔE to a cell of `b` at most one cell away (L only when `gray`). */
-function nearestDifference(a: Uint8Array, b: Uint8Array, gray: boolean): Float32Array {
-  const out = new Float32Array(FINE * FINE);
+const STRONG_SQUARED = STRONG_DELTA_E * STRONG_DELTA_E;
+
+/** Whether cell `i` of `a` and cell `j` of `b` (byte offsets) are within {@link STRONG_DELTA_E}. */
+function cellsClose(a: Uint8Array, i: number, b: Uint8Array, j: number, gray: boolean): boolean {
+  const dl = ((a[i] as number) - (b[j] as number)) / 2.55;
+  if (gray) return dl * dl <= STRONG_SQUARED;
+  const da = (a[i + 1] as number) - (b[j + 1] as number);
+  const db = (a[i + 2] as number) - (b[j + 2] as number);
+  return dl * dl + da * da + db * db <= STRONG_SQUARED;
+}
+
+/**
+ * Marks in `strong` (1) each cell of `a` further than {@link STRONG_DELTA_E} (ΔE; L only when
+ * `gray`) from every cell of `b` at most one cell away. Squared distances, and the cell at the same
+ * place tried first: in a copy it is nearly always close, and one close cell settles it.
+ */
+function markStrong(a: Uint8Array, b: Uint8Array, gray: boolean, strong: Uint8Array): void {
   for (let y = 0; y < FINE; y++) {
     for (let x = 0; x < FINE; x++) {
-      const i = (y * FINE + x) * 3;
-      let best = Infinity;
-      for (let yy = Math.max(0, y - 1); yy <= Math.min(FINE - 1, y + 1); yy++) {
-        for (let xx = Math.max(0, x - 1); xx <= Math.min(FINE - 1, x + 1); xx++) {
-          const j = (yy * FINE + xx) * 3;
-          const dl = ((a[i] as number) - (b[j] as number)) / 2.55;
-          const d = gray
-            ? Math.abs(dl)
-            : Math.hypot(dl, (a[i + 1] as number) - (b[j + 1] as number), (a[i + 2] as number) - (b[j + 2] as number));
-          if (d < best) best = d;
+      const cell = y * FINE + x;
+      const i = cell * 3;
+      if (strong[cell] === 1 || cellsClose(a, i, b, i, gray)) continue;
+      let close = false;
+      for (let yy = Math.max(0, y - 1); yy <= Math.min(FINE - 1, y + 1) && !close; yy++) {
+        for (let xx = Math.max(0, x - 1); xx <= Math.min(FINE - 1, x + 1) && !close; xx++) {
+          if (yy !== y || xx !== x) close = cellsClose(a, i, b, (yy * FINE + xx) * 3, gray);
         }
       }
-      out[y * FINE + x] = best;
+      if (!close) strong[cell] = 1;
     }
   }
-  return out;
 }
 
 /**
@@ -183,11 +193,9 @@ function nearestDifference(a: Uint8Array, b: Uint8Array, gray: boolean): Float32
  * resampling leave small or thin differences (edges); a skin tone or another face leaves a blob.
  */
 function compactDifference(a: Uint8Array, b: Uint8Array, gray: boolean): number {
-  const ab = nearestDifference(a, b, gray);
-  const ba = nearestDifference(b, a, gray);
-  const strong = (i: number) => (ab[i] as number) > STRONG_DELTA_E || (ba[i] as number) > STRONG_DELTA_E;
   const mask = new Uint8Array(FINE * FINE);
-  for (let i = 0; i < mask.length; i++) mask[i] = strong(i) ? 1 : 0;
+  markStrong(a, b, gray, mask);
+  markStrong(b, a, gray, mask);
   return largestBlob(mask, FINE);
 }
 

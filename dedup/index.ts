@@ -25,7 +25,8 @@ import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { normaliseCaption } from '../corpus/text.ts';
 import { contentBox, decodePixels, FINGERPRINT_VERSION, queryFromPixels, variantBox, type Box } from './fingerprint.ts';
-import { loadMihTable, storedHash, type MihTable, type TableHit } from './_mih.ts';
+import { loadMihRowids, loadMihTable, storedHash, type MihTable, type TableHit } from './_mih.ts';
+import { clusterMembers, findClusters } from './_within.ts';
 import { refine, SECOND_PASS, toLabImage, type LabImage, type Refinement } from './_refine.ts';
 import { agreement, DEFAULT_THRESHOLDS, verified, type Agreement, type VerifyThresholds } from './_verify.ts';
 import { resolveDedupOptions, type DedupOptions, type DedupProgress, type ResolvedDedupOptions } from './options.ts';
@@ -212,14 +213,14 @@ export interface SecondPassCounts {
 
 const KIND_RANK = `CASE m.kind WHEN 'sha256' THEN 0 WHEN 'image' THEN 1 WHEN 'caption' THEN 2 ELSE 3 END`;
 
-/** Recomputes `pairs.dup_*` of one pair from its matches: a test set before the corpus itself, then exact, image, caption. */
-const RECOMPUTE_SQL = `
+/** Recomputes `pairs.dup_*` of the pairs `where` selects from their matches: a test set before the corpus itself, then exact, image, caption. */
+const recomputeSql = (where: string) => `
   UPDATE pairs SET (dup_of, dup_kind, dup_distance, dup_fingerprint) = (
     SELECT CASE WHEN m.benchmark = '${WITHIN}' THEN m.image_id ELSE m.benchmark || '/' || m.image_id END,
            CASE WHEN m.benchmark = '${WITHIN}' THEN 'within' ELSE m.kind END, m.distance, m.fingerprint
       FROM dedup_matches m WHERE m.key = pairs.key
      ORDER BY m.benchmark = '${WITHIN}', ${KIND_RANK}, m.distance, m.benchmark LIMIT 1)
-  WHERE key = ?`;
+  WHERE ${where}`;
 
 /** Fingerprints the images of `keys` in one shard; undecodable ones come back with their error. */
 async function fingerprintShard(
@@ -592,7 +593,7 @@ async function dedupCorpus(
        colour_difference, mean_difference, compact_difference)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
-  const recompute = db.prepare(RECOMPUTE_SQL);
+  const recompute = db.prepare(recomputeSql('key = ?'));
 
   const matcher = opened
     ? new BenchmarkMatcher(opened.registry, opened.benchmarks, opts.maxDistance, thresholds, opts.captions)
@@ -691,7 +692,10 @@ async function dedupCorpus(
   let within: DedupResult['within'] = null;
   if (opts.within && !interrupted) {
     if (opts.signal?.aborted) interrupted = true;
-    else within = clusterWithin(corpus, opts, thresholds, progress);
+    else {
+      within = await clusterWithin(corpus, opts, thresholds, progress);
+      if (within === null) interrupted = true;
+    }
   }
 
   const unreadable = (
@@ -732,101 +736,89 @@ async function dedupCorpus(
 
 /**
  * Near-duplicate clusters inside the corpus: every fingerprint looked up in the corpus's own
- * index, verified pairs joined (union-find), and in each cluster the pair with the largest
+ * index, verified pairs joined (see _within.ts), and in each cluster the pair with the largest
  * original image (then the smallest key) kept as the representative that the others point to.
- * Written in one transaction that replaces the previous --within result.
+ * Written in one transaction that replaces the previous --within result; null, and nothing
+ * written, when the signal stopped it.
  */
-function clusterWithin(
+async function clusterWithin(
   corpus: Corpus,
   opts: ResolvedDedupOptions,
   thresholds: VerifyThresholds,
   progress: (p: DedupProgress) => void,
-): { clusters: number; duplicates: number } {
+): Promise<{ clusters: number; duplicates: number } | null> {
   const { db } = corpus;
-  // The corpus's prints, read once from their part columns into the in-memory mirror of the part
-  // indexes (see _mih.ts); position i of the table is rows[i].
-  const { table: index, rows } = loadMihTable<{ key: string }>(
+  // The corpus's prints in their physical order (rowid): position i of the index is rowids[i].
+  const { table: index, rowids } = loadMihRowids(
     db,
     'dedup_prints',
-    ['key'],
-    `status = 'ok' AND version = ? AND key IN (SELECT key FROM pairs WHERE status = 'ok') ORDER BY key`,
+    `status = 'ok' AND version = ? AND key IN (SELECT key FROM pairs WHERE status = 'ok')`,
     [FINGERPRINT_VERSION],
   );
-  const parent = Int32Array.from(rows, (_, i) => i);
-  const find = (i: number): number => {
-    while (parent[i] !== i) {
-      parent[i] = parent[parent[i] as number] as number;
-      i = parent[i] as number;
-    }
-    return i;
-  };
-  const thumbOf = db.prepare('SELECT thumb FROM dedup_prints WHERE key = ?');
-  const best = new Map<string, { distance: number; correlation: number; mirrored: boolean }>();
-  const hi = new Uint32Array(rows.length);
-  const lo = new Uint32Array(rows.length);
-  rows.forEach((_, i) => {
-    const h = index.hashAt(i);
-    hi[i] = Number(h >> 32n);
-    lo[i] = Number(h & 0xffffffffn);
+  const n = rowids.length;
+  const thumbOf = db.prepare('SELECT thumb FROM dedup_prints WHERE rowid = ?').pluck();
+  const found = await findClusters(index, (i) => thumbOf.get(rowids[i]) as Buffer, {
+    maxDistance: opts.maxDistance,
+    thresholds,
+    signal: opts.signal,
+    onProgress: (done) => progress({ phase: 'within', done, total: n }),
   });
-  const allHits = index.lookupMany(hi, lo, opts.maxDistance);
-  rows.forEach((row, i) => {
-    const thumb = (thumbOf.get(row.key) as { thumb: Buffer }).thumb;
-    for (const hit of allHits[i] as TableHit[]) {
-      const j = hit.index;
-      if (j <= i) continue;
-      const otherKey = (rows[j] as { key: string }).key;
-      const other = (thumbOf.get(otherKey) as { thumb: Buffer }).thumb;
-      const a = agreement(thumb, other);
-      if (!verified(a, thresholds)) continue;
-      const ri = find(i);
-      const rj = find(j);
-      if (ri !== rj) parent[Math.max(ri, rj)] = Math.min(ri, rj);
-      const edge = `${row.key} ${otherKey}`;
-      best.set(edge, { distance: hit.distance, correlation: a.correlation, mirrored: a.mirrored });
+  if (found === null) return null;
+  const { root, pairs } = found;
+  const { members, start } = clusterMembers(root);
+  const clusters = start.length - 1;
+
+  // Each cluster's representative: the largest original image, then the smallest key.
+  const memberOf = db.prepare(
+    `SELECT d.key AS key, COALESCE(p.original_width * p.original_height, 0) AS px
+       FROM dedup_prints d JOIN pairs p ON p.key = d.key WHERE d.rowid = ?`,
+  );
+  const representative = new Int32Array(n).fill(-1);
+  for (let c = 0; c < clusters; c++) {
+    let best = -1;
+    let bestKey = '';
+    let bestPx = -1;
+    for (let m = start[c] as number; m < (start[c + 1] as number); m++) {
+      const i = members[m] as number;
+      const { key, px } = memberOf.get(rowids[i]) as { key: string; px: number };
+      if (px > bestPx || (px === bestPx && key < bestKey)) [best, bestKey, bestPx] = [i, key, px];
     }
-    if (i % 1000 === 999) progress({ phase: 'within', done: i + 1, total: rows.length });
-  });
-  const members = new Map<number, number[]>();
-  for (let i = 0; i < rows.length; i++) {
-    const r = find(i);
-    const list = members.get(r) ?? [];
-    list.push(i);
-    members.set(r, list);
+    representative[root[best] as number] = best;
   }
-  const sizeOf = db.prepare('SELECT COALESCE(original_width * original_height, 0) AS px FROM pairs WHERE key = ?');
-  const links: Array<{ key: string; representative: string; distance: number | null; fingerprint: string }> = [];
-  let clusters = 0;
-  for (const list of members.values()) {
-    if (list.length < 2) continue;
-    clusters++;
-    const keys = list.map((i) => (rows[i] as { key: string }).key);
-    const ranked = keys
-      .map((key) => ({ key, px: (sizeOf.get(key) as { px: number }).px }))
-      .sort((a, b) => b.px - a.px || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const representative = (ranked[0] as { key: string }).key;
-    for (const { key } of ranked.slice(1)) {
-      const edge = best.get(key < representative ? `${key} ${representative}` : `${representative} ${key}`);
-      links.push({
-        key,
-        representative,
-        distance: edge?.distance ?? null,
-        fingerprint: edge ? (edge.mirrored ? 'base+mirror' : 'base') : 'cluster',
-      });
-    }
+  // The verified pair joining a member to its representative directly, where there is one.
+  const direct = new Int32Array(n).fill(-1);
+  for (let k = 0; k < pairs.count; k++) {
+    const a = pairs.a[k] as number;
+    const b = pairs.b[k] as number;
+    const rep = representative[root[a] as number];
+    if (rep === b) direct[a] = k;
+    else if (rep === a) direct[b] = k;
   }
-  const previous = (
-    db.prepare(`SELECT key FROM dedup_matches WHERE benchmark = ?`).all(WITHIN) as { key: string }[]
-  ).map((r) => r.key);
+
+  const keyOf = db.prepare('SELECT key FROM dedup_prints WHERE rowid = ?').pluck();
   const insert = db.prepare(
     `INSERT INTO dedup_matches (key, benchmark, image_id, kind, distance, fingerprint) VALUES (?, '${WITHIN}', ?, 'within', ?, ?)`,
   );
-  const recompute = db.prepare(RECOMPUTE_SQL);
+  // The pairs whose dup_of the change can move: those that pointed into a cluster, and the new links.
+  const recompute = db.prepare(
+    recomputeSql(`dup_kind = 'within' OR key IN (SELECT key FROM dedup_matches WHERE benchmark = '${WITHIN}')`),
+  );
+  let duplicates = 0;
   db.transaction(() => {
     db.prepare('DELETE FROM dedup_matches WHERE benchmark = ?').run(WITHIN);
-    for (const l of links) insert.run(l.key, l.representative, l.distance, l.fingerprint);
-    for (const key of new Set([...previous, ...links.map((l) => l.key)])) recompute.run(key);
+    for (let c = 0; c < clusters; c++) {
+      const rep = representative[root[members[start[c] as number] as number] as number] as number;
+      const repKey = keyOf.get(rowids[rep]) as string;
+      for (let m = start[c] as number; m < (start[c + 1] as number); m++) {
+        const i = members[m] as number;
+        if (i === rep) continue;
+        const k = direct[i] as number;
+        const fingerprint = k === -1 ? 'cluster' : pairs.mirrored[k] ? 'base+mirror' : 'base';
+        insert.run(keyOf.get(rowids[i]), repKey, k === -1 ? null : pairs.distance[k], fingerprint);
+        duplicates++;
+      }
+    }
+    recompute.run();
   })();
-  progress({ phase: 'within', done: rows.length, total: rows.length });
-  return { clusters, duplicates: links.length };
+  return { clusters, duplicates };
 }

@@ -38,7 +38,7 @@ export interface DedupOptions {
   /** Images fingerprinted at once. @default 4 */
   concurrency?: number;
   onProgress?: (progress: DedupProgress) => void;
-  /** Aborting stops after the shard in flight; the same call continues later. */
+  /** Aborting stops after the shard in flight (or, in `--within`, before the next block of lookups, writing nothing of it); the same call continues later. */
   signal?: AbortSignal;
 }
 

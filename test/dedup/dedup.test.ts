@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasColumn, openCorpus } from '../../corpus/manifest.ts';
 import { ShardWriter } from '../../corpus/shards.ts';
 import { SECOND_PASS } from '../../dedup/_refine.ts';
-import { registerBenchmark, runDedup } from '../../dedup/index.ts';
+import { registerBenchmark, runDedup, WITHIN } from '../../dedup/index.ts';
 import { lines, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { emojiFile } from '../fixtures/transforms.ts';
@@ -334,6 +334,57 @@ describe('dedup --within', () => {
     const rows = dupColumns(dir);
     expect(rows.map((r) => [r.key, r.dup_of])).toEqual(list.map((item) => [item.key, item.expected]));
     expect(rows.filter((r) => r.dup_of !== null).every((r) => r.dup_kind === 'within')).toBe(true);
+  });
+
+  it('replaces the previous result whole, and writes nothing when stopped', async () => {
+    const dir = join(work.path, 'corpus-w');
+    const pizza = await white(emojiFile('twitter', '1f355.png')).png().toBuffer();
+    const car = white(emojiFile('twitter', '1f697.png'));
+    await writeCorpus(
+      dir,
+      [
+        { key: 'p1', caption: 'pizza', jpg: await sharp(pizza).resize(200, 200).jpeg().toBuffer(), expected: null },
+        { key: 'p2', caption: 'pizza', jpg: await sharp(pizza).jpeg({ quality: 50 }).toBuffer(), expected: 'p1' },
+        { key: 'r1', caption: 'car', jpg: await car.clone().jpeg().toBuffer(), expected: null },
+      ],
+      2,
+    );
+    expect((await runDedup({ corpus: dir, within: true })).within).toEqual({ clusters: 1, duplicates: 1 });
+    const clean = dupColumns(dir);
+    // A stale link, as a run over an earlier state of the corpus would have left it.
+    const corpus = openCorpus(dir);
+    corpus.db
+      .prepare(
+        `INSERT INTO dedup_matches (key, benchmark, image_id, kind, fingerprint) VALUES ('r1', ?, 'p1', 'within', 'base')`,
+      )
+      .run(WITHIN);
+    corpus.db
+      .prepare(`UPDATE pairs SET dup_of = 'p1', dup_kind = 'within', dup_fingerprint = 'base' WHERE key = 'r1'`)
+      .run();
+    corpus.close();
+    const stale = dupColumns(dir);
+
+    const controller = new AbortController();
+    const stopped = await runDedup({
+      corpus: dir,
+      within: true,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === 'within') controller.abort();
+      },
+    });
+    expect(stopped.interrupted).toBe(true);
+    expect(stopped.within).toBeNull();
+    expect(dupColumns(dir)).toEqual(stale);
+
+    const again = await runDedup({ corpus: dir, within: true });
+    expect(again.within).toEqual({ clusters: 1, duplicates: 1 });
+    expect(dupColumns(dir)).toEqual(clean);
+    expect(clean.map((r) => [r.key, r.dup_of])).toEqual([
+      ['p1', null],
+      ['p2', 'p1'],
+      ['r1', null],
+    ]);
   });
 });
 
