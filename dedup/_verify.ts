@@ -143,10 +143,16 @@ function fineOf(thumb: Uint8Array, base: Uint8Array | undefined): Uint8Array | n
       const xa = Math.floor(x);
       const xb = Math.min(xa + 1, FINE - 1);
       const tx = x - xa;
+      // Byte offsets of the four cells around the sample (no closure here: tsx names each one it
+      // makes, and this loop would make 3,072 a grid).
+      const aa = (ya * FINE + xa) * 3;
+      const ab = (ya * FINE + xb) * 3;
+      const ba = (yb * FINE + xa) * 3;
+      const bb = (yb * FINE + xb) * 3;
       for (let c = 0; c < 3; c++) {
-        const at = (yy: number, xx: number) => grid[(yy * FINE + xx) * 3 + c] as number;
-        const v = (at(ya, xa) * (1 - tx) + at(ya, xb) * tx) * (1 - ty) + (at(yb, xa) * (1 - tx) + at(yb, xb) * tx) * ty;
-        out[(gy * FINE + gx) * 3 + c] = Math.round(v);
+        const top = (grid[aa + c] as number) * (1 - tx) + (grid[ab + c] as number) * tx;
+        const bottom = (grid[ba + c] as number) * (1 - tx) + (grid[bb + c] as number) * tx;
+        out[(gy * FINE + gx) * 3 + c] = Math.round(top * (1 - ty) + bottom * ty);
       }
     }
   }
@@ -155,7 +161,11 @@ function fineOf(thumb: Uint8Array, base: Uint8Array | undefined): Uint8Array | n
 
 const STRONG_SQUARED = STRONG_DELTA_E * STRONG_DELTA_E;
 
-/** Whether cell `i` of `a` and cell `j` of `b` (byte offsets) are within {@link STRONG_DELTA_E}. */
+/**
+ * Whether cell `i` of `a` and cell `j` of `b` (byte offsets) are within {@link STRONG_DELTA_E}. A
+ * module function, not a closure made in the loop: tsx (esbuild's keepNames) wraps every named
+ * closure it makes in a naming call, which cost more than the arithmetic.
+ */
 function cellsClose(a: Uint8Array, i: number, b: Uint8Array, j: number, gray: boolean): boolean {
   const dl = ((a[i] as number) - (b[j] as number)) / 2.55;
   if (gray) return dl * dl <= STRONG_SQUARED;
