@@ -275,7 +275,9 @@ async function withinBench(size: number) {
   const rng = mulberry32(17);
   const u32 = () => Math.floor(rng() * 2 ** 32) >>> 0;
   const pool: Buffer[] = [];
+  const poolNames: string[] = [];
   for (const c of emojiConcepts().slice(0, WITHIN_POOL)) {
+    poolNames.push(c.image);
     const png = await sharp(emojiFile('twitter', c.image)).resize(128, 128).png().toBuffer();
     const print = await queryFingerprint(await asStored(png));
     pool.push(Buffer.from((print.variants[0] as { thumb: Uint8Array }).thumb));
@@ -284,6 +286,8 @@ async function withinBench(size: number) {
   const lo = new Uint32Array(size);
   const drawing = new Uint16Array(size);
   const group = new Int32Array(size).fill(-1);
+  // The other print of a look-alike pair.
+  const partner = new Int32Array(size).fill(-1);
   let planted = { clusters: 0, duplicates: 0, lookAlikes: 0 };
   for (let i = 0; i < size;) {
     const draw = rng();
@@ -301,7 +305,9 @@ async function withinBench(size: number) {
       [hi[i], lo[i]] = centre;
       drawing[i++] = d;
       [hi[i], lo[i]] = flipped(centre[0], centre[1], 5 + Math.floor(rng() * 4), rng);
-      drawing[i++] = (d + 1 + Math.floor(rng() * (pool.length - 1))) % pool.length;
+      drawing[i] = (d + 1 + Math.floor(rng() * (pool.length - 1))) % pool.length;
+      [partner[i - 1], partner[i]] = [i, i - 1];
+      i++;
       planted = { ...planted, lookAlikes: planted.lookAlikes + 1 };
     } else {
       [hi[i], lo[i]] = centre;
@@ -374,10 +380,13 @@ async function withinBench(size: number) {
   };
 
   // Every link checked against the planted clusters: right when both ends are copies of one
-  // cluster; each found cluster's representative checked against the largest copy (then smallest key).
+  // cluster; wrong otherwise, and then told apart: a look-alike pair whose two drawings the
+  // verification took for copies (two pool emoji drawn nearly alike), or anything else. Each found
+  // cluster's representative checked against the largest copy (then smallest key).
   const check = new Database(join(dir, MANIFEST_FILE), { readonly: true });
   let right = 0;
   let wrong = 0;
+  const lookAlikesJoined: string[] = [];
   const representatives = new Map<number, number>();
   const drawOf = (url: string) => Number(/\/(\d+)\.jpg$/.exec(url)?.[1]);
   for (const row of check
@@ -391,7 +400,11 @@ async function withinBench(size: number) {
     if (g !== -1 && g === group[r]) {
       right++;
       representatives.set(g, r);
-    } else wrong++;
+    } else {
+      wrong++;
+      if (partner[i] === r)
+        lookAlikesJoined.push(`${poolNames[drawing[i] as number]}~${poolNames[drawing[r] as number]}`);
+    }
   }
   check.close();
   const best = new Map<number, number>();
@@ -414,6 +427,7 @@ async function withinBench(size: number) {
     found: run.within,
     rightLinks: right,
     wrongLinks: wrong,
+    lookAlikesJoined: lookAlikesJoined.length,
     missed: planted.duplicates - right,
     representativesRight: `${representativeRight}/${representatives.size}`,
     wallSeconds: Number((run.wallMs / 1000).toFixed(1)),
@@ -421,7 +435,9 @@ async function withinBench(size: number) {
   };
   console.log(
     `within: ${row.found.duplicates} duplicates in ${row.found.clusters} clusters (planted ${planted.duplicates} in ` +
-      `${planted.clusters}); ${right} links right, ${wrong} wrong, ${row.missed} missed; representatives ` +
+      `${planted.clusters}); ${right} links right, ${wrong} wrong (${lookAlikesJoined.length} look-alike pairs of two ` +
+      `near-identical drawings${lookAlikesJoined.length > 0 ? `, e.g. ${[...new Set(lookAlikesJoined)].slice(0, 3).join(', ')}` : ''}), ` +
+      `${row.missed} missed; representatives ` +
       `${row.representativesRight} right; run ${row.wallSeconds} s, peak RSS ${row.peakRssMB} MB`,
   );
   rmSync(dir, { recursive: true, force: true });
