@@ -1,5 +1,5 @@
-import { linkSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { linkSync, readFileSync, readdirSync, realpathSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { UsageError } from './errors.ts';
 
 /** The lock file {@link acquireLock} takes in a directory. */
@@ -7,6 +7,25 @@ export const LOCK_FILE = '.lock';
 
 /** The marker {@link acquireReadLock} leaves in a directory it reads: `.read-<pid>`. */
 const READ_MARKER = /^\.read-(\d+)$/;
+
+/**
+ * The directories whose lock this process holds, by real path. A lock file naming this process's
+ * pid is ours only if its directory is here: otherwise an earlier process that had the same pid
+ * left it (containers reuse low pids: a killed run as pid 7, the next one pid 7 again).
+ */
+const held = new Set<string>();
+
+/** The directories this process marks as read, by real path, with how many of its readers hold the mark. */
+const reading = new Map<string, number>();
+
+/** The key of `dir` in {@link held} and {@link reading}: one directory however it is spelt. */
+function directoryKey(dir: string): string {
+  try {
+    return realpathSync(dir);
+  } catch {
+    return resolve(dir);
+  }
+}
 
 /** Whether a process with this pid runs (one of another user counts). */
 export function isProcessAlive(pid: number): boolean {
@@ -28,22 +47,32 @@ const CORPUS_LOCK: LockLabel = { subject: 'Corpus', code: 'ERR_CORPUS_LOCKED' };
 
 /**
  * Takes `<dir>/.lock` so two processes never write one directory at once (two crawls of a corpus,
- * two comparisons into one --out), nor one while another reads it ({@link acquireReadLock}). A
- * lock left by a process that no longer runs (a SIGKILL) is taken over. Returns the release
- * function.
+ * two comparisons into one --out), nor one while another reads it ({@link acquireReadLock}), nor
+ * two runs in this process (two `runFilter` calls on one corpus). A lock left by a process that no
+ * longer runs (a SIGKILL) is taken over, one holding this process's pid included when this process
+ * does not hold it. Returns the release function; calling it again does nothing.
  */
 export function acquireLock(dir: string, label: LockLabel = CORPUS_LOCK): () => void {
   const path = join(dir, LOCK_FILE);
+  const key = directoryKey(dir);
+  if (held.has(key)) throw busy(dir, label, process.pid, 'written');
   for (let tries = 0; tries < 3; tries++) {
     if (!placeLock(path)) {
       const holder = readPid(path);
+      // Our own pid here is a dead process's: this process holds no lock on `dir` (checked above).
       if (holder !== undefined && holder !== process.pid && isProcessAlive(holder)) {
         throw busy(dir, label, holder, 'written');
       }
       removeStaleLock(path, dir, label);
       continue;
     }
+    held.add(key);
+    let released = false;
     const release = (): void => {
+      // Once only: a second call must not release a lock taken again since, in this process or another.
+      if (released) return;
+      released = true;
+      held.delete(key);
       try {
         if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path);
       } catch {
@@ -52,7 +81,7 @@ export function acquireLock(dir: string, label: LockLabel = CORPUS_LOCK): () => 
     };
     // A reader marks the directory before it looks for this lock, and this lock is taken before
     // the markers are read, so of a reader and a writer starting together at least one sees the other.
-    const reader = liveReaders(dir).find((pid) => pid !== process.pid);
+    const reader = liveReaders(dir, key)[0];
     if (reader !== undefined) {
       release();
       throw busy(dir, label, reader, 'read');
@@ -68,11 +97,15 @@ export function acquireLock(dir: string, label: LockLabel = CORPUS_LOCK): () => 
  * Marks `dir` as read by this process (`<dir>/.read-<pid>`) for as long as a reader needs its
  * manifest and shards to hold still (an export of it): a stage that would write it
  * ({@link acquireLock}) is refused meanwhile, and a directory being written is refused here.
- * Readers do not exclude each other. A directory this process may not write is read without a
- * marker: no stage of this user can write it either. Returns the release function.
+ * Readers do not exclude each other; this process's readers of one directory share its marker,
+ * removed when the last one releases it. A directory this process may not write is read without a
+ * marker: no stage of this user can write it either. Returns the release function; calling it
+ * again does nothing.
  */
 export function acquireReadLock(dir: string, label: LockLabel = CORPUS_LOCK): () => void {
   const marker = join(dir, `.read-${process.pid}`);
+  const key = directoryKey(dir);
+  if (held.has(key)) throw busy(dir, label, process.pid, 'written');
   try {
     writeFileSync(marker, String(process.pid));
   } catch (err) {
@@ -80,7 +113,20 @@ export function acquireReadLock(dir: string, label: LockLabel = CORPUS_LOCK): ()
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return () => undefined;
     throw err;
   }
-  const release = (): void => unlinkIfThere(marker);
+  reading.set(key, (reading.get(key) ?? 0) + 1);
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    const readers = (reading.get(key) ?? 1) - 1;
+    if (readers > 0) {
+      reading.set(key, readers);
+    } else {
+      reading.delete(key);
+      unlinkIfThere(marker);
+    }
+  };
+  // Our own pid here is a dead process's: this process holds no lock on `dir` (checked above).
   const writer = readPid(join(dir, LOCK_FILE));
   if (writer !== undefined && writer !== process.pid && isProcessAlive(writer)) {
     release();
@@ -90,7 +136,8 @@ export function acquireReadLock(dir: string, label: LockLabel = CORPUS_LOCK): ()
 }
 
 function busy(dir: string, { subject, code }: LockLabel, pid: number, doing: 'read' | 'written'): UsageError {
-  return new UsageError(code, `${subject} '${dir}' is being ${doing} by process ${pid}`, { context: { path: dir } });
+  const by = pid === process.pid ? `another run in this process (${pid})` : `process ${pid}`;
+  return new UsageError(code, `${subject} '${dir}' is being ${doing} by ${by}`, { context: { path: dir } });
 }
 
 /**
@@ -140,13 +187,17 @@ function readPid(path: string): number | undefined {
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
-/** The pids of the processes whose read markers are in `dir`; the markers of dead ones are removed. */
-function liveReaders(dir: string): number[] {
+/**
+ * The pids of the processes whose read markers are in `dir` (`key`), this one's when it reads it;
+ * the markers of dead ones are removed, this pid's too when this process does not read `dir` (a
+ * killed earlier process that had the same pid left it).
+ */
+function liveReaders(dir: string, key: string): number[] {
   const pids: number[] = [];
   for (const name of readdirSync(dir)) {
     const pid = Number(READ_MARKER.exec(name)?.[1]);
     if (!pid) continue;
-    if (isProcessAlive(pid)) pids.push(pid);
+    if (pid === process.pid ? reading.has(key) : isProcessAlive(pid)) pids.push(pid);
     else unlinkIfThere(join(dir, name));
   }
   return pids;

@@ -110,6 +110,50 @@ describe('filter and the corpus lock', () => {
     expect(stageRuns(dir)).toEqual(['filter ok 1']);
   });
 
+  it('refuses a second filter of a corpus this process is filtering (two library calls at once)', async () => {
+    const dir = corpus('twice-at-once');
+    const [first, second] = await Promise.allSettled([
+      runFilter({ ...RULES, corpus: dir }),
+      runFilter({ ...RULES, corpus: dir }),
+    ]);
+    expect(first).toMatchObject({ status: 'fulfilled', value: { pairs: 8, kept: 8, interrupted: false } });
+    expect(second).toMatchObject({
+      status: 'rejected',
+      reason: {
+        code: 'ERR_CORPUS_LOCKED',
+        message: `Corpus '${dir}' is being written by another run in this process (${process.pid})`,
+      },
+    });
+    expect(stageRuns(dir)).toEqual(['filter ok 1']);
+    expect(existsSync(join(dir, '.lock'))).toBe(false);
+  });
+
+  it('refuses a filter of a corpus an export in this process reads, and an export of one it filters', async () => {
+    const src = join(tmp.path, 'read-in-process');
+    await makeImageCorpus(src, 4, 2);
+    await runFilter({ ...RULES, corpus: src });
+    let during: unknown;
+    await runExport({
+      corpus: src,
+      out: join(tmp.path, 'read-in-process-out'),
+      onProgress: (p) => {
+        if (during === undefined && p.phase === 'write') during = runFilter({ ...RULES, corpus: src }).catch((e) => e);
+      },
+    });
+    expect(await during).toMatchObject({
+      code: 'ERR_CORPUS_LOCKED',
+      message: `Corpus '${src}' is being read by another run in this process (${process.pid})`,
+    });
+    const [filtered, exported] = await Promise.allSettled([
+      runFilter({ ...RULES, corpus: src }),
+      runExport({ corpus: src, out: join(tmp.path, 'read-in-process-out') }),
+    ]);
+    expect(filtered.status).toBe('fulfilled');
+    expect(exported).toMatchObject({ status: 'rejected', reason: { code: 'ERR_CORPUS_LOCKED' } });
+    expect(stageRuns(src)).toEqual(['filter ok 1', 'filter ok 1']);
+    expect(readdirSync(src).filter((name) => name.startsWith('.'))).toEqual([]);
+  });
+
   it('records a run the signal stopped as interrupted', async () => {
     const dir = corpus('interrupted');
     const result = await runFilter({ ...RULES, corpus: dir, signal: AbortSignal.abort() });
