@@ -16,7 +16,10 @@ export interface Migration {
   run?: (db: Database.Database) => void;
 }
 
-/** The crawl stage's tables: the pairs ledger, the page frontier, the input log, the shards. */
+/**
+ * The crawl stage's tables: the pairs ledger, the page frontier, the input log, the shards, and
+ * the committed records of pairs put back to be tried again, not yet listed by a shard.
+ */
 export const CORE_MIGRATIONS: readonly Migration[] = [
   {
     id: 'crawl/001-pairs',
@@ -73,6 +76,18 @@ export const CORE_MIGRATIONS: readonly Migration[] = [
         outcome TEXT,
         summary TEXT
       );
+    `,
+  },
+  {
+    // A pair put back to `pending` (a lifted refusal, crawl/_requeue.ts) was counted by the
+    // committed shard that recorded its refusal, and is counted again by the shard that records its
+    // next outcome. Committed shards are not rewritten, so the next shard to commit lists those
+    // earlier records under `superseded` (its stats, and this column): summed over shards,
+    // count − superseded counts each attempted pair once, in its latest state.
+    id: 'crawl/002-superseded',
+    sql: `
+      CREATE TABLE superseded (status TEXT PRIMARY KEY, n INTEGER NOT NULL);
+      ALTER TABLE shards ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
     `,
   },
 ];

@@ -353,6 +353,12 @@ export interface ShardStats {
   count: number;
   successes: number;
   failures: Record<string, number>;
+  /**
+   * Records of earlier shards, by status, that no longer count: their pairs were put back to be
+   * tried again (a lifted refusal) and are counted where they end. Summed over shards,
+   * `count − superseded` (and `failures − superseded` per status) counts each pair once.
+   */
+  superseded: Record<string, number>;
   duration: number;
   bytes: number;
   tar_bytes: number;
@@ -680,6 +686,11 @@ export class ShardWriter {
       .all(shard) as FailureRow[];
     const failureCounts: Record<string, number> = {};
     for (const f of failures) failureCounts[f.status] = (failureCounts[f.status] ?? 0) + 1;
+    // Listed by this shard, and struck off in the transaction that records it.
+    const supersededRows = db.prepare('SELECT status, n FROM superseded WHERE n > 0 ORDER BY status').all() as Array<{
+      status: string;
+      n: number;
+    }>;
     const samples = this.samples;
     const bytes = samples.reduce((sum, s) => sum + s.bytes, 0);
     const stats: ShardStats = {
@@ -687,6 +698,7 @@ export class ShardWriter {
       count: samples.length + failures.length,
       successes: samples.length,
       failures: failureCounts,
+      superseded: Object.fromEntries(supersededRows.map((r) => [r.status, r.n])),
       duration: (Date.now() - this.openedAt) / 1000,
       bytes,
       tar_bytes: statSync(paths.tarTmp).size,
@@ -708,10 +720,16 @@ export class ShardWriter {
             context: { shard },
           });
       }
-      db.prepare('INSERT INTO shards (shard, count, successes, bytes, committed_at) VALUES (?, ?, ?, ?, ?)').run(
+      const strike = db.prepare('UPDATE superseded SET n = n - ? WHERE status = ?');
+      for (const { status, n } of supersededRows) strike.run(n, status);
+      db.prepare('DELETE FROM superseded WHERE n <= 0').run();
+      db.prepare(
+        'INSERT INTO shards (shard, count, successes, superseded, bytes, committed_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ).run(
         shard,
         stats.count,
         stats.successes,
+        supersededRows.reduce((sum, r) => sum + r.n, 0),
         bytes,
         now,
       );

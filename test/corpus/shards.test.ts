@@ -180,6 +180,40 @@ describe('ShardWriter', () => {
     expect([existsSync(p.parquetTmp), existsSync(p.statsTmp)]).toEqual([false, false]);
   });
 
+  it('lists the records put back to be tried again in the next shard it commits, once, even after a kill', async () => {
+    const samples = Array.from({ length: 4 }, (_, i) => sample(i));
+    addPending(corpus, samples);
+    corpus.db.prepare(`INSERT INTO superseded (status, n) VALUES ('private_address', 2), ('timeout', 1)`).run();
+    const writer = await ShardWriter.open(corpus, 2);
+    for (const s of samples) await writer.add(s);
+    await writer.flush();
+    const statsOf = (shard: number) =>
+      JSON.parse(readFileSync(shardPaths(corpus.dir, shard).stats, 'utf8')) as { superseded: Record<string, number> };
+    expect([statsOf(0).superseded, statsOf(1).superseded]).toEqual([{ private_address: 2, timeout: 1 }, {}]);
+    expect(corpus.db.prepare('SELECT shard, superseded FROM shards ORDER BY shard').all()).toEqual([
+      { shard: 0, superseded: 3 },
+      { shard: 1, superseded: 0 },
+    ]);
+    expect(corpus.db.prepare('SELECT * FROM superseded').all()).toEqual([]);
+
+    // Killed after the shard's files were written, before the manifest recorded it: the commit
+    // is done again on reopening, and lists the same records.
+    const more = [sample(10), sample(11)];
+    addPending(corpus, more);
+    corpus.db.prepare(`INSERT INTO superseded (status, n) VALUES ('private_address', 1)`).run();
+    const killed = await ShardWriter.open(corpus, 2);
+    await killed.add(more[0]!);
+    await killed.suspend();
+    const p2 = shardPaths(corpus.dir, 2);
+    writeFileSync(p2.statsTmp, JSON.stringify({ shard: 2, superseded: { private_address: 1 } }));
+    const reopened = await ShardWriter.open(corpus, 2);
+    await reopened.add(more[1]!);
+    await reopened.flush();
+    expect(statsOf(2).superseded).toEqual({ private_address: 1 });
+    expect(corpus.db.prepare('SELECT superseded FROM shards WHERE shard = 2').pluck().get()).toBe(1);
+    expect(corpus.db.prepare('SELECT * FROM superseded').all()).toEqual([]);
+  });
+
   it('commits a shard that holds only failures, so its stats count them', async () => {
     corpus.db
       .prepare(

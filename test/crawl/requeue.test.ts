@@ -3,12 +3,13 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCrawl } from '../../crawl/index.ts';
 import { isRefusalLifted } from '../../crawl/_net-guard.ts';
 import { runCli } from '../helpers/cli.ts';
-import { readManifest, readShardParquets, readShards, readStats, tempDir } from '../helpers/corpus.ts';
+import { readManifest, readShardParquets, readShards, readStats, sumStats, tempDir } from '../helpers/corpus.ts';
 
 /** A real server on 127.0.0.1: a seed page linking to a second page, one image on each. */
 async function startSite() {
@@ -110,17 +111,18 @@ describe('a rerun that lifts the SSRF guard', () => {
     }
 
     // The first shard keeps its record of the refusals (shards are never rewritten); the second
-    // holds both images and counts no failure.
+    // holds both images, counts no failure, and lists the refusals it supersedes.
     const shards = await readShards(out);
     expect(shards.map((s) => [s.shard, s.samples.map((x) => x.key).toSorted(), s.problems])).toEqual([
       [0, [], []],
       [1, pairs.map((r) => r.key).toSorted(), []],
     ]);
     const stats = await readStats(out);
-    expect(stats.map((s) => [s.shard, s.stats.successes, s.stats.failures])).toEqual([
-      [0, 0, { private_address: 2 }],
-      [1, 2, {}],
+    expect(stats.map((s) => [s.shard, s.stats.successes, s.stats.failures, s.stats.superseded])).toEqual([
+      [0, 0, { private_address: 2 }, {}],
+      [1, 2, {}, { private_address: 2 }],
     ]);
+    expect(sumStats(stats)).toEqual({ count: 2, successes: 2, failures: {} });
     const parquets = await readShardParquets(out);
     expect(parquets.map((p) => [p.shard, p.rows.map((r) => r.status)])).toEqual([
       [0, ['private_address', 'private_address']],
@@ -153,6 +155,38 @@ describe('a rerun that lifts the SSRF guard', () => {
     const again = await runCrawl(options);
     expect([again.attempted, again.byStatus]).toEqual([0, { ok: 1, http_404: 1, private_address: 1 }]);
     expect(site.hits('/missing.jpg')).toBe(missingHits);
+  });
+
+  it('counts each pair once, as it ended, in the stats summed over shards and in the shards table', async () => {
+    const out = corpusDir();
+    const jump = site.url('/jump.jpg');
+    const list = urlList('summed', [site.url('/a.jpg'), site.url('/missing.jpg'), jump]);
+    await runCrawl({ urls: [list], out, retries: 0 });
+    // The redirect to 127.0.0.3:9 is refused again, in a committed shard: a refusal that the
+    // third run's options lift in its turn.
+    await runCrawl({ urls: [list], out, retries: 0, allowPrivateNetwork: [site.host] });
+    await runCrawl({ urls: [list], out, retries: 0, allowPrivateNetwork: [site.host, '127.0.0.3:9'] });
+    const { pairs } = readManifest(out);
+    const ended = pairs.find((r) => r.url === jump)?.status ?? '';
+    expect(['pending', 'private_address']).not.toContain(ended);
+
+    const stats = await readStats(out);
+    expect(stats.map((s) => [s.shard, s.stats.count, s.stats.failures, s.stats.superseded])).toEqual([
+      [0, 3, { private_address: 3 }, {}],
+      [1, 3, { http_404: 1, private_address: 1 }, { private_address: 3 }],
+      [2, 1, { [ended]: 1 }, { private_address: 1 }],
+    ]);
+    expect(sumStats(stats)).toEqual({ count: 3, successes: 1, failures: { http_404: 1, [ended]: 1 } });
+    const db = new Database(join(out, 'manifest.sqlite'), { readonly: true });
+    try {
+      expect(db.prepare('SELECT SUM(count - superseded) AS pairs, SUM(successes) AS ok FROM shards').get()).toEqual({
+        pairs: 3,
+        ok: 1,
+      });
+      expect(db.prepare('SELECT * FROM superseded').all()).toEqual([]);
+    } finally {
+      db.close();
+    }
   });
 
   it('does not fetch again an image whose redirect the rerun still refuses', async () => {

@@ -229,6 +229,8 @@ export interface ShardStats {
   count: number;
   successes: number;
   failures: Record<string, number>;
+  /** Records of earlier shards, by status, that a requeued pair's new outcome replaces. */
+  superseded: Record<string, number>;
   duration: number;
   bytes: number;
 }
@@ -245,6 +247,31 @@ export async function readStats(out: string): Promise<Array<{ shard: number; sta
     });
   }
   return result;
+}
+
+/**
+ * The shards' stats summed over the corpus as a consumer sums them: `count` and `failures` less
+ * what later shards list as `superseded`; statuses that come to 0 are left out.
+ */
+export function sumStats(stats: Array<{ stats: ShardStats }>): {
+  count: number;
+  successes: number;
+  failures: Record<string, number>;
+} {
+  let count = 0;
+  let successes = 0;
+  const failures: Record<string, number> = {};
+  for (const { stats: s } of stats) {
+    count += s.count;
+    successes += s.successes;
+    for (const [status, n] of Object.entries(s.failures)) failures[status] = (failures[status] ?? 0) + n;
+    for (const [status, n] of Object.entries(s.superseded)) {
+      count -= n;
+      failures[status] = (failures[status] ?? 0) - n;
+    }
+  }
+  for (const [status, n] of Object.entries(failures)) if (n === 0) delete failures[status];
+  return { count, successes, failures };
 }
 
 /**
