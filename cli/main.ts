@@ -108,26 +108,66 @@ function mainUsage(): string {
   return out.join('\n') + '\n';
 }
 
+/** Where argv names a command, as {@link findCommand} reads it. */
+interface FoundCommand {
+  /** The command named (`altforge` itself when none is). */
+  cmd: CommandDef;
+  /** Its parent, for its usage line. */
+  parent?: CommandDef;
+  /** Its whole name: `['altforge', 'bench', 'add']`. */
+  path: string[];
+  /** A word where a subcommand of `cmd` goes that names none (`altforge evaluate`). */
+  unknown?: string;
+  /** The first option given before a command name (`--out` in `altforge --out x crawl`). */
+  optionFirst?: string;
+}
+
+/** The subcommands of `cmd`; empty for a command that runs on its own. */
+async function subCommandsOf(cmd: CommandDef): Promise<Record<string, Resolvable<CommandDef>>> {
+  const subs = typeof cmd.subCommands === 'function' ? await cmd.subCommands() : cmd.subCommands;
+  return (subs ?? {}) as Record<string, Resolvable<CommandDef>>;
+}
+
 /**
- * Finds the (possibly nested: `bench add`) subcommand named in argv, for its `--help`; `path` is
- * its whole name (`['altforge', 'bench', 'add']`).
+ * Finds the (possibly nested: `bench add`) command named in argv. Options belong after their
+ * command (altforge and bench take none of their own), but one given before it may have a value,
+ * so a word after an option that names no command is read as that value, and the command looked
+ * for further on: `altforge --out x crawl` names crawl (and `--out` came first), where `altforge
+ * evaluate` names an unknown command.
  */
-async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef; path: string[] }> {
+async function findCommand(argv: string[]): Promise<FoundCommand> {
   let cmd: CommandDef = main;
   let parent: CommandDef | undefined;
   const path = ['altforge'];
-  for (const name of argv.filter((a) => !a.startsWith('-'))) {
-    const subs = (typeof cmd.subCommands === 'function' ? await cmd.subCommands() : cmd.subCommands) ?? {};
-    const entry = (subs as Record<string, Resolvable<CommandDef>>)[name];
-    if (entry === undefined) break;
+  let optionFirst: string | undefined;
+  let at = 0;
+  for (;;) {
+    const subs = await subCommandsOf(cmd);
+    if (Object.keys(subs).length === 0) break;
+    let option: string | undefined;
+    let name: string | undefined;
+    for (; at < argv.length; at++) {
+      const word = argv[at] as string;
+      if (word.startsWith('-')) option ??= word;
+      else if (Object.hasOwn(subs, word)) {
+        name = word;
+        break;
+      } else if (option === undefined) {
+        return { cmd, ...(parent && { parent }), path, unknown: word };
+      }
+    }
+    optionFirst ??= option;
+    if (name === undefined) break;
+    const entry = subs[name] as Resolvable<CommandDef>;
     const sub = await (typeof entry === 'function' ? entry() : entry);
     // The usage line names the parent by its whole path (`altforge bench add`, not `bench add`).
     const meta = await (typeof cmd.meta === 'function' ? cmd.meta() : cmd.meta);
     parent = { ...cmd, meta: { ...meta, name: path.join(' ') } };
     path.push(name);
     cmd = sub;
+    at++;
   }
-  return parent === undefined ? { cmd, path } : { cmd, parent, path };
+  return { cmd, ...(parent && { parent }), path, ...(optionFirst !== undefined && { optionFirst }) };
 }
 
 /** Runs the CLI on `argv` (without node and script); resolves with the exit code. */
@@ -136,7 +176,7 @@ export async function runCli(argv: string[]): Promise<number> {
   if (argv[0] === 'help') argv = [...argv.slice(1), '--help'];
   try {
     if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-      const { cmd, parent } = await resolveCommand(argv);
+      const { cmd, parent } = await findCommand(argv);
       await showUsage(cmd, parent);
       return argv.length === 0 ? 2 : 0;
     }
@@ -144,30 +184,34 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stdout.write(pkg.version + '\n');
       return 0;
     }
+    const found = await findCommand(argv);
+    if (found.unknown !== undefined) return await unknownCommand(found, found.unknown);
+    const runnable = Object.keys(await subCommandsOf(found.cmd)).length === 0;
+    if (found.optionFirst !== undefined) return refuseOptionFirst(found.path, found.optionFirst, runnable);
+    if (!runnable) {
+      // A command that needs a subcommand, given none (`altforge bench`): its usage.
+      await showUsage(found.cmd, found.parent);
+      return 2;
+    }
     await runCommand(main, { rawArgs: argv });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    if ((err as { code?: string }).code === 'E_NO_COMMAND') return noCommand(argv);
-    if ((err as { code?: string }).code === 'E_UNKNOWN_COMMAND') return unknownCommand(argv);
     return reportError(err);
   }
 }
 
 /**
- * No command named where one is needed: an option before any command is unknown (`altforge
- * --bogus`); a command with subcommands given none (`altforge bench`) shows its usage. Exit 2.
+ * An option before the command: options go after it, the command's own (`altforge --out x crawl`:
+ * crawl's --out), since altforge and bench take none. Without a command, the option is unknown
+ * (`altforge --bogus`). One line, exit 2.
  */
-async function noCommand(argv: string[]): Promise<number> {
-  const { cmd, parent } = await resolveCommand(argv);
-  const option = argv.find((a) => a.startsWith('-'));
-  if (option !== undefined) {
-    const named = argv.filter((a) => !a.startsWith('-')).join(' ');
-    process.stderr.write(
-      `altforge: Unknown option ${option}: give a command first (altforge ${named ? `${named} ` : ''}--help lists them)\n`,
-    );
-    return 2;
-  }
-  await showUsage(cmd, parent);
+function refuseOptionFirst(path: string[], option: string, runnable: boolean): number {
+  const command = path.join(' ');
+  process.stderr.write(
+    runnable
+      ? `altforge: Option ${option} comes before the command: give it after (${command} ${option} ...)\n`
+      : `altforge: Unknown option ${option}: give a command first (${command} --help lists them)\n`,
+  );
   return 2;
 }
 
@@ -175,12 +219,8 @@ async function noCommand(argv: string[]): Promise<number> {
  * A command name that is not one: names it, with the nearest command when one is a slip away
  * (`altforge evaluate` → eval), and where the list is. Exit 2.
  */
-async function unknownCommand(argv: string[]): Promise<number> {
-  const { cmd, path } = await resolveCommand(argv);
-  // resolveCommand stops at the first name that is not a command: the unknown one.
-  const unknown = argv.filter((a) => !a.startsWith('-'))[path.length - 1] ?? '';
-  const subs = (typeof cmd.subCommands === 'function' ? await cmd.subCommands() : cmd.subCommands) ?? {};
-  const near = Object.keys(subs).find((name) => isSlip(unknown, name));
+async function unknownCommand({ cmd, path }: FoundCommand, unknown: string): Promise<number> {
+  const near = Object.keys(await subCommandsOf(cmd)).find((name) => isSlip(unknown, name));
   const list = [...path, '--help'].join(' ');
   process.stderr.write(
     `altforge: Unknown command '${unknown}'${near ? ` (did you mean ${near}?)` : ''}: ${list} lists them\n`,

@@ -72,6 +72,28 @@ describe('the altforge command', () => {
     }
   });
 
+  test('an option before the command: its value is not taken for the command, and the line says to give it after', async () => {
+    for (const [args, expected] of [
+      [
+        ['--out', 'x', 'crawl'],
+        'altforge: Option --out comes before the command: give it after (altforge crawl --out ...)',
+      ],
+      [
+        ['--name', 'x', 'bench', 'add', '--images', 'y'],
+        'altforge: Option --name comes before the command: give it after (altforge bench add --name ...)',
+      ],
+      [['--out', 'x'], 'altforge: Unknown option --out: give a command first (altforge --help lists them)'],
+    ] as const) {
+      const res = await runCli([...args]);
+      expect(res.code).toBe(2);
+      expect(res.stdout).toBe('');
+      expect(res.stderr.trim().split('\n')).toEqual([expected]);
+    }
+    const help = await runCli(['--out', 'x', 'crawl', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toBe((await runCli(['crawl', '--help'])).stdout);
+  });
+
   test('writes no colour codes when its output is not a terminal, unless FORCE_COLOR asks', async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, TERM: 'xterm-256color' };
     for (const name of ['NO_COLOR', 'FORCE_COLOR', 'TEST', 'CI']) delete env[name];
