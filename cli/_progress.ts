@@ -15,6 +15,46 @@ function withoutOk(format: string, drop: boolean): string {
   return drop ? format.replace(' | ok {okPct}%', '') : format;
 }
 
+/** The bar on the terminal now, if any. */
+let onScreen: cliProgress.SingleBar | null = null;
+/** Set by an interruption: no bar is drawn after its notice. */
+let frozen = false;
+
+/**
+ * Starts a bar on stderr (`format` and `etaBuffer` its own), unless an interruption has stopped
+ * the bars ({@link stopBarsForNotice}): then none (null).
+ */
+export function startBar(
+  options: Pick<cliProgress.Options, 'format' | 'etaBuffer'>,
+  total: number,
+  payload: object,
+): cliProgress.SingleBar | null {
+  if (frozen) return null;
+  const bar = new cliProgress.SingleBar(
+    { ...options, stream: process.stderr, hideCursor: true, fps: 5 },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.on('stop', () => {
+    if (onScreen === bar) onScreen = null;
+  });
+  bar.start(total, 0, payload);
+  onScreen = bar;
+  return bar;
+}
+
+/**
+ * Stops the bar on the terminal, at its last state, and draws no other: an interruption's notice
+ * is then one line of its own under it. A bar drawn on would go on below the notice, and its stop
+ * would put the cursor back where the bar started, so that the summary is written over the
+ * notice. Returns whether a bar was on screen (its stop ended its line).
+ */
+export function stopBarsForNotice(): boolean {
+  frozen = true;
+  const bar = onScreen;
+  bar?.stop();
+  return bar !== null;
+}
+
 /** Creates a progress bar on stderr when it is a terminal, or a no-op. */
 export function createProgress(enabled: boolean): Progress {
   if (!enabled || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
@@ -27,17 +67,12 @@ export function createProgress(enabled: boolean): Progress {
         bar?.stop();
         phase = nextPhase;
         started = Date.now();
-        bar = new cliProgress.SingleBar(
-          {
-            stream: process.stderr,
-            format: withoutOk(total === null ? WITHOUT_TOTAL : WITH_TOTAL, ok === undefined),
-            hideCursor: true,
-            etaBuffer: 200,
-            fps: 5,
-          },
-          cliProgress.Presets.shades_classic,
+        bar = startBar(
+          { format: withoutOk(total === null ? WITHOUT_TOTAL : WITH_TOTAL, ok === undefined), etaBuffer: 200 },
+          total ?? 0,
+          { phase: phase.padEnd(8), rate: '0', okPct: '-' },
         );
-        bar.start(total ?? 0, 0, { phase: phase.padEnd(8), rate: '0', okPct: '-' });
+        if (bar === null) return;
       }
       const elapsed = (Date.now() - started) / 1000;
       if (total !== null) bar.setTotal(total);

@@ -1,12 +1,14 @@
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import { inFlagTerms, parseFlags, type FlagSpecs } from './_args.ts';
-import { createProgress } from './_progress.ts';
+import { createProgress, stopBarsForNotice } from './_progress.ts';
 
 let controller: AbortController | undefined;
 
 /**
  * An AbortSignal fired by the first SIGINT/SIGTERM: stages stop taking new work, finish what is in
  * flight and close cleanly. A second signal exits at once (the manifest stays consistent anyway).
+ * The signal is acknowledged at once, in one line (the run's summary comes when it ends), under the
+ * progress bar, which stops there.
  */
 export function interruptSignal(): AbortSignal {
   if (controller === undefined) {
@@ -14,7 +16,9 @@ export function interruptSignal(): AbortSignal {
     controller = c;
     const onSignal = (name: NodeJS.Signals) => {
       if (c.signal.aborted) process.exit(130);
-      process.stderr.write(`\n${name}: finishing the items in flight; press Ctrl-C again to stop at once\n`);
+      // Without a bar to end its line, a terminal's echoed ^C is ended first; a log gets no blank line.
+      const newline = !stopBarsForNotice() && process.stderr.isTTY ? '\n' : '';
+      process.stderr.write(`${newline}${name}: finishing the items in flight; press Ctrl-C again to stop at once\n`);
       c.abort();
     };
     process.on('SIGINT', onSignal);

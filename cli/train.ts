@@ -1,10 +1,11 @@
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
 import { defineCommand } from 'citty';
 import { UsageError } from '../corpus/errors.ts';
 // The train stage (TensorFlow.js) is loaded when the command runs, so other commands start fast.
 import { DEFAULT_MIN_SEPARATION, NOISE_SIGNAL_CHOICES, NOISE_SIGNAL_OFF_REASON } from '../train/options.ts';
 import type { TrainOptions, TrainProgress, TrainResult } from '../train/index.ts';
 import { backendFlag, cittyArgs, parseFlags, type FlagSpecs } from './_args.ts';
+import { startBar } from './_progress.ts';
 import { interruptSignal, setExitCode } from './_run.ts';
 
 /** The flags of nlip's noise signal, shared with `altforge compare`. */
@@ -217,17 +218,15 @@ function trainBar(enabled: boolean): { update(p: TrainProgress): void; stop(): v
       if (p.phase !== phase || bar === null) {
         bar?.stop();
         phase = p.phase;
-        bar = new cliProgress.SingleBar(
+        bar = startBar(
           {
-            stream: process.stderr,
             format: `${p.phase.padEnd(9)} [{bar}] {value}/{total} | epoch {epoch} | loss {loss} | ETA {eta_formatted}`,
-            hideCursor: true,
             etaBuffer: 50,
-            fps: 5,
           },
-          cliProgress.Presets.shades_classic,
+          p.total,
+          { epoch: p.epoch + 1, loss: '-' },
         );
-        bar.start(p.total, 0, { epoch: p.epoch + 1, loss: '-' });
+        if (bar === null) return;
       }
       bar.setTotal(p.total);
       bar.update(p.done, { epoch: p.epoch + 1, loss: p.loss === undefined ? '-' : p.loss.toFixed(4) });
