@@ -25,13 +25,30 @@ export function pairInserter(db: Database.Database): (candidates: readonly Candi
   };
 }
 
-/** Rows per multi-row INSERT statement (5 parameters each; SQLite allows 32,766 per statement). */
+/** Rows per multi-row INSERT statement (4 parameters each; SQLite allows 32,766 per statement). */
 const ROWS_PER_STATEMENT = 64;
-/** Batches posted to the insert thread and not yet committed, at most. */
+/** Batches posted to the insert thread and not yet staged, at most. */
 const MAX_IN_FLIGHT = 3;
+/**
+ * Candidates staged in the insert thread's scratch table before they are merged into `pairs` in key
+ * order. A merge's cost a pair grows with the leaves of the key index it walks over that many
+ * candidates: ingesting 3M pairs, merges of 250,000 went from 6 to 10 µs a pair, of 1M stayed near
+ * 4.7 (BENCHMARKS.md, crawl, session 17). The scratch table's temporary disk space grows with it
+ * (~130 MB for 1M short URLs).
+ */
+const MERGE_ROWS = 1_000_000;
 
-/** What a thread of `_ingest-worker.mjs` posts back. */
-type Reply = { inserted: number } | { checkpointed: true } | { closed: true } | { error: string; code?: string };
+/**
+ * What a thread of `_ingest-worker.mjs` posts back: for each batch, the candidates `staged` and
+ * the new pairs `inserted` by the merge it set off (0 if none); at the end, the pairs `inserted` by
+ * the merge of what was left.
+ */
+type Reply =
+  | { staged: number; inserted: number }
+  | { inserted: number }
+  | { checkpointed: true }
+  | { closed: true }
+  | { error: string; code?: string };
 
 /**
  * One thread of `_ingest-worker.mjs` with its own connection to the manifest. Replies are handed
@@ -43,9 +60,15 @@ class IngestThread {
   closed = false;
   private readonly exited: Promise<void>;
 
-  constructor(role: 'insert' | 'checkpoint', path: string, source: string, onReply: (reply: Reply) => void) {
+  constructor(
+    role: 'insert' | 'checkpoint',
+    path: string,
+    source: string,
+    mergeRows: number,
+    onReply: (reply: Reply) => void,
+  ) {
     this.worker = new Worker(new URL('./_ingest-worker.mjs', import.meta.url), {
-      workerData: { role, path, source, rowsPerStatement: ROWS_PER_STATEMENT },
+      workerData: { role, path, source, rowsPerStatement: ROWS_PER_STATEMENT, mergeRows },
       // A plain script: no loader (tsx) in the thread, which would take longer to start than it saves.
       execArgv: [],
     });
@@ -141,21 +164,26 @@ class EncodedBatch {
 
 /**
  * Records candidates (one at a time, or in arrays, as `readWarcRecords` gives them) as `pending`
- * pairs, in transactions of `batchSize`. A pair already in the manifest is left as it is, so
- * reading an input twice (after a kill) adds nothing twice. Resolves with how many pairs were read
- * and how many were new, once every batch is committed; `onBatch` is called as each one is.
+ * pairs. A pair already in the manifest is left as it is, so reading an input twice (after a kill)
+ * adds nothing twice. Resolves with how many pairs were read and how many were new, once every
+ * candidate is committed; `onBatch` is called as each batch of `batchSize` is taken in, with the
+ * candidates read up to its end.
  *
- * The batches are keyed and inserted on a worker thread with its own connection to `db`'s file
- * (which must be a file), and the WAL is checkpointed on another, so that reading the next
- * candidates, recording the last ones and writing them to disk run side by side. Each batch is one
- * transaction, committed in order: a kill at any moment leaves a prefix of the batches recorded.
+ * The batches are keyed and staged on a worker thread with its own connection to `db`'s file
+ * (which must be a file), then merged into `pairs` in key order every `mergeRows` candidates and
+ * at the end, and the WAL is checkpointed on another thread, so that reading the next candidates,
+ * recording the last ones and writing them to disk run side by side. Each merge is one
+ * transaction, committed in order: a kill at any moment leaves a prefix of the merges recorded
+ * (the staged candidates since the last one are lost with the thread's temporary database). A
+ * merge's new rows take their rowids, and so their order of download, in key order.
  */
 export async function recordCandidates(
   db: Database.Database,
   candidates: AsyncIterable<Candidate | readonly Candidate[]> | Iterable<Candidate | readonly Candidate[]>,
   source: string,
-  onBatch?: (inserted: number, read: number) => void,
+  onBatch?: (read: number) => void,
   batchSize = 4000,
+  mergeRows = MERGE_ROWS,
 ): Promise<{ read: number; inserted: number }> {
   if (db.memory) throw new Error('recordCandidates needs a database file, not an in-memory database');
   const path = resolve(db.name);
@@ -174,27 +202,33 @@ export async function recordCandidates(
     });
   let checkpointing = false;
   let checkpointWanted = false;
-  const checkpointer = new IngestThread('checkpoint', path, source, (reply) => {
+  const checkpointer = new IngestThread('checkpoint', path, source, mergeRows, (reply) => {
     if (!('checkpointed' in reply)) return;
     checkpointing = checkpointWanted;
     checkpointWanted = false;
     if (checkpointing) checkpointer.post({ checkpoint: true });
   });
-  const inserter = new IngestThread('insert', path, source, (reply) => {
+  const inserter = new IngestThread('insert', path, source, mergeRows, (reply) => {
     if ('inserted' in reply) {
       inserted += reply.inserted;
-      const readByThen = inFlight.shift() as number;
-      // Copy what the commit added to the WAL into the database: one pass at a time, the next
-      // one asked for while a pass runs starting when it ends.
-      if (checkpointing) checkpointWanted = true;
-      else if (checkpointer.failure === null && !checkpointer.closed) {
-        checkpointing = true;
-        checkpointer.post({ checkpoint: true });
+      // Copy what a merge added to the WAL into the database: one pass at a time, the next one
+      // asked for while a pass runs starting when it ends. The insert connection does not
+      // checkpoint by itself; if the checkpoint thread has failed, it is asked to instead.
+      if (reply.inserted > 0) {
+        if (checkpointer.failure !== null || checkpointer.closed) inserter.post({ checkpoint: true });
+        else if (checkpointing) checkpointWanted = true;
+        else {
+          checkpointing = true;
+          checkpointer.post({ checkpoint: true });
+        }
       }
-      try {
-        onBatch?.(inserted, readByThen);
-      } catch (error) {
-        inserter.failure ??= error as Error;
+      if ('staged' in reply) {
+        const readByThen = inFlight.shift() as number;
+        try {
+          onBatch?.(readByThen);
+        } catch (error) {
+          inserter.failure ??= error as Error;
+        }
       }
     }
     signal();
@@ -222,9 +256,9 @@ export async function recordCandidates(
     }
     if (batch.count > 0 || read === 0) await post();
   } finally {
-    // Batches already posted are committed (a prefix of the input, as after a kill), then the
-    // threads close their connections and end; what is left in the WAL is checkpointed when the
-    // manifest closes.
+    // Batches already posted are merged and committed (a prefix of the input, as after a kill),
+    // then the threads close their connections and end; what is left in the WAL is checkpointed
+    // when the manifest closes.
     await inserter.end();
     await checkpointer.end();
   }

@@ -110,7 +110,7 @@ async function ingestInput(
   const row = db.prepare('SELECT done FROM inputs WHERE source = ?').get(source) as { done: number } | undefined;
   if (row?.done === 1) return 0;
   db.prepare('INSERT OR IGNORE INTO inputs (source, kind) VALUES (?, ?)').run(source, kind);
-  const { inserted } = await recordCandidates(db, candidates, source, (_inserted, read) => report(read));
+  const { inserted } = await recordCandidates(db, candidates, source, report);
   db.prepare(`UPDATE inputs SET done = 1, pairs = pairs + ?, finished_at = ? WHERE source = ?`).run(
     inserted,
     new Date().toISOString(),

@@ -1,5 +1,6 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -10,6 +11,7 @@ import { recordCandidates } from '../../crawl/_ingest.ts';
 import { readWarc, readWarcRecords } from '../../crawl/_sources/warc.ts';
 import { runCrawl } from '../../crawl/index.ts';
 import { writeLargeWarc } from '../fixtures/warc.ts';
+import { REPO_ROOT } from '../helpers/cli.ts';
 import { readManifest } from '../helpers/corpus.ts';
 
 let dir: string;
@@ -91,23 +93,40 @@ describe('recording candidates as pending pairs', () => {
     }
   });
 
-  it('reports every batch with the running counts of new and read pairs', async () => {
+  it('reports every batch as it is taken in, with the candidates read up to its end', async () => {
     const corpus = openCorpus(join(dir, 'progress'), { create: true });
     try {
-      const reports: Array<[number, number]> = [];
+      const reports: number[] = [];
       const candidates = syntheticCandidates(900).map((c, i) => ({ ...c, url: `https://img.example.com/u/${i}.jpg` }));
-      await recordCandidates(
-        corpus.db,
-        candidates,
-        'urls:test',
-        (inserted, read) => reports.push([inserted, read]),
-        300,
-      );
-      expect(reports).toHaveLength(3);
-      expect(reports.at(-1)).toEqual([expectedRows(candidates, 'urls:test').length, 900]);
-      for (let i = 1; i < reports.length; i++) {
-        expect(reports[i]?.[0]).toBeGreaterThan(reports[i - 1]?.[0] ?? Infinity);
-      }
+      const result = await recordCandidates(corpus.db, candidates, 'urls:test', (read) => reports.push(read), 300);
+      expect(reports).toEqual([300, 600, 900]);
+      expect(result).toEqual({ read: 900, inserted: 900 });
+    } finally {
+      corpus.close();
+    }
+  });
+
+  it('merges the candidates into pairs every mergeRows, each merge in key order, the first of a repeated pair kept', async () => {
+    const corpus = openCorpus(join(dir, 'merges'), { create: true });
+    try {
+      // Merges of 1,200 candidates (four batches of 300): the first repeats 200 of its own pairs,
+      // the second is all new, the third (the rest, merged at the end) repeats the first's.
+      const pair = (n: number, i: number): Candidate => ({
+        url: `https://img.example.com/m/${n}.jpg`,
+        caption: `Caption ${n}`,
+        pageUrl: `https://p.example.com/${i}`,
+      });
+      const candidates: Candidate[] = [];
+      for (let i = 0; i < 3000; i++) candidates.push(pair(i < 1200 ? i % 1000 : i < 2400 ? i - 200 : i - 2400, i));
+      const result = await recordCandidates(corpus.db, candidates, 'urls:test', undefined, 300, 1200);
+      const expected = expectedRows(candidates, 'urls:test');
+      expect(result).toEqual({ read: 3000, inserted: 2200 });
+      expect(pendingRows(corpus.db)).toEqual(expected);
+      // Each merge's new pairs took their rowids in key order.
+      const keysOf = (from: number, to: number) =>
+        expectedRows(candidates.slice(from, to), 'urls:test').map((r) => r.key);
+      const byRowid = corpus.db.prepare('SELECT key FROM pairs ORDER BY rowid').pluck().all();
+      expect(byRowid).toEqual([...keysOf(0, 1000), ...keysOf(1200, 2400)]);
     } finally {
       corpus.close();
     }
@@ -147,6 +166,52 @@ describe('recording candidates as pending pairs', () => {
         'the input broke',
       );
       expect(pendingRows(corpus.db)).toEqual(expectedRows(candidates.slice(0, 600), 'urls:test'));
+    } finally {
+      corpus.close();
+    }
+  });
+
+  it('keeps the merges committed before a kill, loses the candidates staged since, and a rerun adds the rest', async () => {
+    const out = join(dir, 'killed');
+    openCorpus(out, { create: true }).close();
+    const candidates = syntheticCandidates(1500).map((c, i) => ({ ...c, url: `https://img.example.com/k/${i}.jpg` }));
+    const list = join(dir, 'killed.json');
+    await writeFile(list, JSON.stringify(candidates));
+    // Batches of 300, merged every 600: killed once the third batch is staged, after the first
+    // merge, with nothing more read.
+    const code = `
+      const { openCorpus } = await import(${JSON.stringify(join(REPO_ROOT, 'corpus/manifest.ts'))});
+      const { recordCandidates } = await import(${JSON.stringify(join(REPO_ROOT, 'crawl/_ingest.ts'))});
+      const corpus = openCorpus(${JSON.stringify(out)});
+      const { readFileSync } = await import('node:fs');
+      const candidates = JSON.parse(readFileSync(${JSON.stringify(list)}, 'utf8'));
+      let thirdStaged;
+      const staged = new Promise((resume) => (thirdStaged = resume));
+      async function* killedAfter900() {
+        yield* candidates.slice(0, 900);
+        await staged;
+        process.kill(process.pid, 'SIGKILL');
+      }
+      const onBatch = (read) => read === 900 && thirdStaged();
+      await recordCandidates(corpus.db, killedAfter900(), 'urls:test', onBatch, 300, 600);`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const ended = await new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (_code, signal) => resolve(signal));
+    });
+    expect(ended).toBe('SIGKILL');
+    // The scratch table lived in the thread's temporary database: nothing of it is left.
+    expect((await readdir(out)).filter((name) => !name.startsWith('manifest.sqlite'))).toEqual([]);
+    const corpus = openCorpus(out);
+    try {
+      expect(corpus.db.pragma('integrity_check', { simple: true })).toBe('ok');
+      expect(pendingRows(corpus.db)).toEqual(expectedRows(candidates.slice(0, 600), 'urls:test'));
+      const rerun = await recordCandidates(corpus.db, candidates, 'urls:test', undefined, 300, 600);
+      expect(rerun).toEqual({ read: 1500, inserted: 900 });
+      expect(pendingRows(corpus.db)).toEqual(expectedRows(candidates, 'urls:test'));
     } finally {
       corpus.close();
     }
