@@ -3,7 +3,7 @@
  * The threads of `recordCandidates` (crawl/_ingest.ts), each with its own connection to the
  * manifest, so that the reading thread never waits for SQLite or the disk:
  * - `insert`: keys the batches the reading thread posts and stages them in a scratch table, then
- *   merges that into `pairs` in key order, one transaction a merge (see {@link stager}), and leaves
+ *   merges that into `pairs`, one transaction a merge (see {@link stager}), and leaves
  *   the WAL alone unless asked;
  * - `checkpoint`: copies the WAL into the database (`PRAGMA wal_checkpoint(PASSIVE)`, which does
  *   not block the writer) when asked, after a merge. Its fsyncs would otherwise stall the inserts
@@ -34,30 +34,39 @@ const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPor
 
 /**
  * Stages the batches in a scratch table of the connection's own temporary database, in the order
- * they came, and merges them into `pairs` in key order, `mergeRows` at a time (and at the end).
- * Inserted one batch at a time, the random md5 keys land each in a different leaf of the `key`
- * index once it has more leaves than a batch has rows, and every commit writes each leaf it touched
- * whole into the WAL (and the checkpoint again into the database): measured, 1.2 WAL pages of
- * 4 KiB per pair of ~200 bytes at 3M pairs. Merged in key order, a leaf takes many keys at once.
+ * they came, and merges them into `pairs`, `mergeRows` at a time (and at the end), in one
+ * transaction a merge. Committed one batch at a time, the random md5 keys land each in a different
+ * leaf of the `key` index once it has more leaves than a batch has rows, and every commit writes
+ * each leaf it touched whole into the WAL (and the checkpoint again into the database): measured,
+ * 1.2 WAL pages of 4 KiB per pair of ~200 bytes at 3M pairs. In one transaction a leaf is written
+ * once however many keys it takes. The merge keeps the order of the batches, each in key order as
+ * before: new pairs get their rowids, and so their place in the download, as they always did. In
+ * key order over the whole merge it ran faster (3M pairs: 15 s against 27 s), but a URL that
+ * recurs on nearby rows under another caption (an image twice on a page) would be fetched once
+ * for each, its rows a million apart instead of a few thousand (BENCHMARKS.md, crawl, session 17).
  * The scratch table lives and dies with the connection (SQLite unlinks temporary files when it
  * opens them), so a kill leaves nothing behind: what was merged is a prefix of the input.
  * @param {Database.Database} db
  */
 function stager(db) {
-  db.exec('CREATE TEMP TABLE scratch (key TEXT NOT NULL, url TEXT NOT NULL, page_url TEXT, caption TEXT NOT NULL)');
-  const columns = `INSERT INTO temp.scratch (key, url, page_url, caption) VALUES `;
-  const row = `(?, ?, ?, ?)`;
+  db.exec(
+    'CREATE TEMP TABLE scratch (batch INTEGER NOT NULL, key TEXT NOT NULL, url TEXT NOT NULL, page_url TEXT, caption TEXT NOT NULL)',
+  );
+  const columns = `INSERT INTO temp.scratch (batch, key, url, page_url, caption) VALUES `;
+  const row = `(?, ?, ?, ?, ?)`;
   const one = db.prepare(columns + row);
   const many = db.prepare(columns + Array.from({ length: rowsPerStatement }, () => row).join(', '));
   /** @type {unknown[]} */
-  const args = Array.from({ length: rowsPerStatement * 4 });
-  // In key order, and among rows of one key in the order they came: the first is kept, as before.
+  const args = Array.from({ length: rowsPerStatement * 5 });
+  // Batch after batch, each in key order, and among rows of one key in the order they came: the
+  // first is kept, as before.
   const insert = db.prepare(
     `INSERT OR IGNORE INTO pairs (key, url, page_url, caption, status, source)
-     SELECT key, url, page_url, caption, 'pending', ? FROM temp.scratch ORDER BY key, rowid`,
+     SELECT key, url, page_url, caption, 'pending', ? FROM temp.scratch ORDER BY batch, key, rowid`,
   );
   const clear = db.prepare('DELETE FROM temp.scratch');
   let staged = 0;
+  let batches = 0;
   const stage = db.transaction((/** @type {Batch} */ batch) => {
     const bytes = Buffer.from(batch.bytes, 0, batch.used);
     const lengths = new Int32Array(batch.lengths);
@@ -70,19 +79,21 @@ function stager(db) {
       const pageBytes = lengths[3 * i + 2] ?? -1;
       if (pageBytes === -1) pageUrl = null;
       else if (pageBytes >= 0) pageUrl = bytes.toString('utf8', urlEnd, urlEnd + pageBytes);
-      const o = 4 * j;
-      args[o] = hash('md5', bytes.subarray(at, urlEnd));
-      args[o + 1] = bytes.toString('utf8', urlStart, urlEnd);
-      args[o + 2] = pageUrl;
-      args[o + 3] = bytes.toString('utf8', at, urlStart);
+      const o = 5 * j;
+      args[o] = batches;
+      args[o + 1] = hash('md5', bytes.subarray(at, urlEnd));
+      args[o + 2] = bytes.toString('utf8', urlStart, urlEnd);
+      args[o + 3] = pageUrl;
+      args[o + 4] = bytes.toString('utf8', at, urlStart);
       at = urlEnd + Math.max(pageBytes, 0);
       if (++j === rowsPerStatement) {
         many.run(args);
         j = 0;
       }
     }
-    for (let k = 0; k < j; k++) one.run(args.slice(4 * k, 4 * k + 4));
+    for (let k = 0; k < j; k++) one.run(args.slice(5 * k, 5 * k + 5));
     staged += batch.count;
+    batches++;
   });
   const mergeAll = db.transaction(() => {
     const { changes } = insert.run(source);

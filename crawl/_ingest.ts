@@ -25,16 +25,15 @@ export function pairInserter(db: Database.Database): (candidates: readonly Candi
   };
 }
 
-/** Rows per multi-row INSERT statement (4 parameters each; SQLite allows 32,766 per statement). */
+/** Rows per multi-row INSERT statement (5 parameters each; SQLite allows 32,766 per statement). */
 const ROWS_PER_STATEMENT = 64;
 /** Batches posted to the insert thread and not yet staged, at most. */
 const MAX_IN_FLIGHT = 3;
 /**
- * Candidates staged in the insert thread's scratch table before they are merged into `pairs` in key
- * order. A merge's cost a pair grows with the leaves of the key index it walks over that many
- * candidates: ingesting 3M pairs, merges of 250,000 went from 6 to 10 µs a pair, of 1M stayed near
- * 4.7 (BENCHMARKS.md, crawl, session 17). The scratch table's temporary disk space grows with it
- * (~130 MB for 1M short URLs).
+ * Candidates staged in the insert thread's scratch table before they are merged into `pairs` in one
+ * transaction: the more, the fewer times a leaf of the key index is written (3M pairs: 17 GB
+ * written a batch a transaction, 2.2 GB in merges of 1M; BENCHMARKS.md, crawl, session 17). The
+ * scratch table's temporary disk space grows with it (~130 MB for 1M short URLs).
  */
 const MERGE_ROWS = 1_000_000;
 
@@ -170,12 +169,13 @@ class EncodedBatch {
  * candidates read up to its end.
  *
  * The batches are keyed and staged on a worker thread with its own connection to `db`'s file
- * (which must be a file), then merged into `pairs` in key order every `mergeRows` candidates and
+ * (which must be a file), then merged into `pairs` every `mergeRows` candidates and
  * at the end, and the WAL is checkpointed on another thread, so that reading the next candidates,
  * recording the last ones and writing them to disk run side by side. Each merge is one
  * transaction, committed in order: a kill at any moment leaves a prefix of the merges recorded
  * (the staged candidates since the last one are lost with the thread's temporary database). A
- * merge's new rows take their rowids, and so their order of download, in key order.
+ * merge's new rows take their rowids, and so their order of download, batch after batch, each
+ * batch in key order (as when each batch was its own transaction).
  */
 export async function recordCandidates(
   db: Database.Database,
