@@ -264,11 +264,14 @@ function flipped(hi: number, lo: number, n: number, rng: () => number): [number,
 /**
  * `dedup --within` at scale: a manifest of `size` pairs whose prints are stored as a dedup run
  * stores them (status ok, the current fingerprint version, so nothing is fingerprinted), then one
- * run in a process of its own. Of the draws, 12 % plant a cluster of 2–5 byte-identical copies of
- * one drawing (hashes at most 4 bits from a centre, so every two copies are candidates), 5 % a
- * look-alike pair (hashes 5–8 bits apart, two different drawings: candidates the verification must
- * reject), the rest a single print (a random hash, a drawing from the pool). Rows are shuffled, so
- * a cluster's copies lie anywhere in the corpus, as crawled copies do.
+ * run in a process of its own. Of the draws, 12 % plant a cluster of 2–5 copies of one drawing
+ * (re-encoded copies: their own bytes, hashes at most 4 bits from a centre, so every two copies are
+ * candidates), 3 % a group of 2–5 copies of identical bytes (one sha256: the same URL under several
+ * captions), 5 % a look-alike pair (hashes 5–8 bits apart, two different drawings: candidates the
+ * verification must reject), the rest a single print (a random hash, a drawing from the pool). One
+ * more group of identical bytes holds 1 % of the prints (a logo or placeholder image that recurs
+ * all over a crawl). Rows are shuffled, so a cluster's copies lie anywhere in the corpus, as
+ * crawled copies do.
  */
 async function withinBench(size: number) {
   // Its own generator: the same manifest whichever other parts ran before it.
@@ -286,14 +289,41 @@ async function withinBench(size: number) {
   const lo = new Uint32Array(size);
   const drawing = new Uint16Array(size);
   const group = new Int32Array(size).fill(-1);
+  // Prints of identical bytes: their group's sha256 and size.
+  const exact = new Int32Array(size).fill(-1);
+  const width = new Uint16Array(size);
+  const height = new Uint16Array(size);
+  for (let i = 0; i < size; i++) [width[i], height[i]] = [200 + Math.floor(rng() * 800), 200 + Math.floor(rng() * 800)];
   // The other print of a look-alike pair.
   const partner = new Int32Array(size).fill(-1);
-  let planted = { clusters: 0, duplicates: 0, lookAlikes: 0 };
-  for (let i = 0; i < size;) {
+  let planted = { clusters: 0, duplicates: 0, lookAlikes: 0, exactGroups: 0, largestExactGroup: 0 };
+  const plantExact = (from: number, copies: number, centre: [number, number], d: number) => {
+    for (let c = 0; c < copies; c++) {
+      [hi[from + c], lo[from + c]] = centre;
+      drawing[from + c] = d;
+      group[from + c] = planted.clusters;
+      exact[from + c] = planted.exactGroups;
+      [width[from + c], height[from + c]] = [width[from] as number, height[from] as number];
+    }
+    planted = {
+      ...planted,
+      clusters: planted.clusters + 1,
+      duplicates: planted.duplicates + copies - 1,
+      exactGroups: planted.exactGroups + 1,
+      largestExactGroup: Math.max(planted.largestExactGroup, copies),
+    };
+  };
+  const logo = Math.max(2, Math.floor(size / 100));
+  plantExact(0, Math.min(logo, size), [u32(), u32()], Math.floor(rng() * pool.length));
+  for (let i = Math.min(logo, size); i < size;) {
     const draw = rng();
     const centre: [number, number] = [u32(), u32()];
     const d = Math.floor(rng() * pool.length);
-    if (draw < 0.12 && size - i >= 2) {
+    if (draw < 0.03 && size - i >= 2) {
+      const copies = Math.min(size - i, 2 + Math.floor(rng() * 4));
+      plantExact(i, copies, centre, d);
+      i += copies;
+    } else if (draw < 0.15 && size - i >= 2) {
       const copies = Math.min(size - i, 2 + Math.floor(rng() * 4));
       for (let c = 0; c < copies; c++, i++) {
         [hi[i], lo[i]] = flipped(centre[0], centre[1], Math.floor(rng() * 5), rng);
@@ -301,7 +331,7 @@ async function withinBench(size: number) {
         group[i] = planted.clusters;
       }
       planted = { ...planted, clusters: planted.clusters + 1, duplicates: planted.duplicates + copies - 1 };
-    } else if (draw < 0.17 && size - i >= 2) {
+    } else if (draw < 0.2 && size - i >= 2) {
       [hi[i], lo[i]] = centre;
       drawing[i++] = d;
       [hi[i], lo[i]] = flipped(centre[0], centre[1], 5 + Math.floor(rng() * 4), rng);
@@ -346,11 +376,11 @@ async function withinBench(size: number) {
           const i = order[p] as number;
           const url = `http://bench.invalid/${i}.jpg`;
           const key = createHash('md5').update(url).digest('hex');
-          const w = 200 + Math.floor(rng() * 800);
-          const h = 200 + Math.floor(rng() * 800);
+          const [w, h] = [width[i] as number, height[i] as number];
           pixels[i] = w * h;
           if (group[i] !== -1) keys[i] = key;
-          insertPair.run(key, url, `draw ${i}`, shard, w, h, createHash('sha256').update(url).digest('hex'));
+          const bytes = exact[i] === -1 ? url : `exact ${exact[i]}`;
+          insertPair.run(key, url, `draw ${i}`, shard, w, h, createHash('sha256').update(bytes).digest('hex'));
           const s = storedHash(big(hi[i] as number, lo[i] as number));
           insertPrint.run(key, FINGERPRINT_VERSION, s.hash, s.p0, s.p1, s.p2, s.p3, pool[drawing[i] as number]);
         }
@@ -364,7 +394,8 @@ async function withinBench(size: number) {
   const manifestBytes = statSync(join(dir, MANIFEST_FILE)).size;
   console.log(
     `within: ${size} prints written in ${buildSeconds.toFixed(1)} s (manifest ${(manifestBytes / 2 ** 30).toFixed(2)} GiB); ` +
-      `planted ${planted.clusters} clusters (${planted.duplicates} duplicates), ${planted.lookAlikes} look-alike pairs`,
+      `planted ${planted.clusters} clusters (${planted.duplicates} duplicates; ${planted.exactGroups} of identical ` +
+      `bytes, the largest ${planted.largestExactGroup} copies), ${planted.lookAlikes} look-alike pairs`,
   );
 
   const child = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '_within-run.ts'), dir], {

@@ -243,6 +243,26 @@ export class MihTable {
     return this.lookupHalves(Number(h >> 32n), Number(h & 0xffffffffn), maxDistance);
   }
 
+  /**
+   * A table of the hashes at `positions` (rising) only: its hash k is this table's hash
+   * `positions[k]`. The parts are taken from the halves, as {@link hashParts} splits a hash.
+   */
+  subset(positions: Uint32Array): MihTable {
+    const hi = new Uint32Array(positions.length);
+    const lo = new Uint32Array(positions.length);
+    positions.forEach((p, k) => {
+      hi[k] = this.hi[p] as number;
+      lo[k] = this.lo[p] as number;
+    });
+    const parts = [
+      Uint16Array.from(lo, (v) => v & 0xffff),
+      Uint16Array.from(lo, (v) => v >>> 16),
+      Uint16Array.from(hi, (v) => v & 0xffff),
+      Uint16Array.from(hi, (v) => v >>> 16),
+    ];
+    return new MihTable(hi, lo, parts);
+  }
+
   /** The stored hash at `index` (unsigned). */
   hashAt(index: number): bigint {
     return (BigInt(this.hi[index] as number) << 32n) | BigInt(this.lo[index] as number);

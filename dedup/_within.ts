@@ -130,3 +130,36 @@ export function clusterMembers(root: Int32Array): { members: Uint32Array; start:
   }
   return { members, start: Uint32Array.from(starts) };
 }
+
+/**
+ * Prints of identical image bytes (one sha256) are one print: each joins the first of its group
+ * without a lookup. The same URL under many captions is stored once for each (a logo under
+ * 100,000 alt texts is 100,000 copies), and looked up one by one those copies are every one a
+ * candidate of every other. `bySha` gives each print's rowid and sha256, in sha256 then rowid
+ * order; `rowids` are the positions' rowids, rising. Returns `firstOf`: per position, the position
+ * of the first print of its group (itself for a first, and for a print without a sha256).
+ */
+export function exactGroups(rowids: Float64Array, bySha: Iterable<unknown[]>): Int32Array {
+  const firstOf = new Int32Array(rowids.length);
+  for (let p = 0; p < firstOf.length; p++) firstOf[p] = p;
+  const positionOf = (rowid: number): number => {
+    let lo = 0;
+    let hi = rowids.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const at = rowids[mid] as number;
+      if (at === rowid) return mid;
+      if (at < rowid) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    throw new Error(`print ${rowid} is not among the prints read`);
+  };
+  let sha: unknown = null;
+  let first = -1;
+  for (const [rowid, digest] of bySha) {
+    const p = positionOf(Number(rowid));
+    if (digest !== null && digest === sha) firstOf[p] = first;
+    else [sha, first] = [digest, p];
+  }
+  return firstOf;
+}

@@ -26,7 +26,7 @@ import { shardPaths } from '../corpus/shards.ts';
 import { normaliseCaption } from '../corpus/text.ts';
 import { contentBox, decodePixels, FINGERPRINT_VERSION, queryFromPixels, variantBox, type Box } from './fingerprint.ts';
 import { loadMihRowids, loadMihTable, storedHash, type MihTable, type TableHit } from './_mih.ts';
-import { clusterMembers, findClusters } from './_within.ts';
+import { clusterMembers, exactGroups, findClusters } from './_within.ts';
 import { refine, SECOND_PASS, toLabImage, type LabImage, type Refinement } from './_refine.ts';
 import { agreement, DEFAULT_THRESHOLDS, verified, type Agreement, type VerifyThresholds } from './_verify.ts';
 import { resolveDedupOptions, type DedupOptions, type DedupProgress, type ResolvedDedupOptions } from './options.ts';
@@ -735,11 +735,11 @@ async function dedupCorpus(
 }
 
 /**
- * Near-duplicate clusters inside the corpus: every fingerprint looked up in the corpus's own
- * index, verified pairs joined (see _within.ts), and in each cluster the pair with the largest
- * original image (then the smallest key) kept as the representative that the others point to.
- * Written in one transaction that replaces the previous --within result; null, and nothing
- * written, when the signal stopped it.
+ * Near-duplicate clusters inside the corpus: prints of identical bytes joined at once (see
+ * `exactGroups`), every other fingerprint looked up in the corpus's own index and verified pairs
+ * joined (see _within.ts), and in each cluster the pair with the largest original image (then the
+ * smallest key) kept as the representative that the others point to. Written in one transaction
+ * that replaces the previous --within result; null, and nothing written, when the signal stopped it.
  */
 async function clusterWithin(
   corpus: Corpus,
@@ -748,23 +748,46 @@ async function clusterWithin(
   progress: (p: DedupProgress) => void,
 ): Promise<{ clusters: number; duplicates: number } | null> {
   const { db } = corpus;
-  // The corpus's prints in their physical order (rowid): position i of the index is rowids[i].
-  const { table: index, rowids } = loadMihRowids(
+  // The corpus's prints in their physical order (rowid): position i is rowids[i].
+  const { table: all, rowids } = loadMihRowids(
     db,
     'dedup_prints',
     `status = 'ok' AND version = ? AND key IN (SELECT key FROM pairs WHERE status = 'ok')`,
     [FINGERPRINT_VERSION],
   );
   const n = rowids.length;
+  const firstOf = exactGroups(
+    rowids,
+    db
+      .prepare(
+        `SELECT d.rowid, p.sha256 FROM dedup_prints d JOIN pairs p ON p.key = d.key
+          WHERE d.status = 'ok' AND d.version = ? AND p.status = 'ok' ORDER BY p.sha256, d.rowid`,
+      )
+      .raw()
+      .iterate(FINGERPRINT_VERSION) as Iterable<unknown[]>,
+  );
+  // Only the first print of each group of identical bytes is looked up: distinct k is position distinct[k].
+  const distinct = Uint32Array.from(
+    (function* () {
+      for (let p = 0; p < n; p++) if (firstOf[p] === p) yield p;
+    })(),
+  );
+  const distinctIndex = new Int32Array(n).fill(-1);
+  distinct.forEach((p, k) => (distinctIndex[p] = k));
   const thumbOf = db.prepare('SELECT thumb FROM dedup_prints WHERE rowid = ?').pluck();
-  const found = await findClusters(index, (i) => thumbOf.get(rowids[i]) as Buffer, {
+  const found = await findClusters(all.subset(distinct), (k) => thumbOf.get(rowids[distinct[k] as number]) as Buffer, {
     maxDistance: opts.maxDistance,
     thresholds,
     signal: opts.signal,
-    onProgress: (done) => progress({ phase: 'within', done, total: n }),
+    onProgress: (done) => progress({ phase: 'within', done, total: distinct.length }),
   });
   if (found === null) return null;
-  const { root, pairs } = found;
+  const { pairs } = found;
+  // The distinct print of position p, and the cluster root of every position: the smallest
+  // position of its cluster (a group's first is its smallest position).
+  const distinctOf = (p: number) => distinctIndex[firstOf[p] as number] as number;
+  const root = new Int32Array(n);
+  for (let p = 0; p < n; p++) root[p] = distinct[found.root[distinctOf(p)] as number] as number;
   const { members, start } = clusterMembers(root);
   const clusters = start.length - 1;
 
@@ -785,12 +808,13 @@ async function clusterWithin(
     }
     representative[root[best] as number] = best;
   }
-  // The verified pair joining a member to its representative directly, where there is one.
-  const direct = new Int32Array(n).fill(-1);
+  // The verified pair joining a member's distinct print to its representative's directly, where
+  // there is one (by distinct print; a copy of the representative's own bytes needs none).
+  const direct = new Int32Array(distinct.length).fill(-1);
   for (let k = 0; k < pairs.count; k++) {
     const a = pairs.a[k] as number;
     const b = pairs.b[k] as number;
-    const rep = representative[root[a] as number];
+    const rep = distinctOf(representative[root[distinct[a] as number] as number] as number);
     if (rep === b) direct[a] = k;
     else if (rep === a) direct[b] = k;
   }
@@ -812,9 +836,11 @@ async function clusterWithin(
       for (let m = start[c] as number; m < (start[c + 1] as number); m++) {
         const i = members[m] as number;
         if (i === rep) continue;
-        const k = direct[i] as number;
-        const fingerprint = k === -1 ? 'cluster' : pairs.mirrored[k] ? 'base+mirror' : 'base';
-        insert.run(keyOf.get(rowids[i]), repKey, k === -1 ? null : pairs.distance[k], fingerprint);
+        // Identical bytes: hash distance 0, the thumbnails equal as they are.
+        const same = distinctOf(i) === distinctOf(rep);
+        const k = same ? -1 : (direct[distinctOf(i)] as number);
+        const fingerprint = same ? 'base' : k === -1 ? 'cluster' : pairs.mirrored[k] ? 'base+mirror' : 'base';
+        insert.run(keyOf.get(rowids[i]), repKey, same ? 0 : k === -1 ? null : pairs.distance[k], fingerprint);
         duplicates++;
       }
     }

@@ -336,6 +336,55 @@ describe('dedup --within', () => {
     expect(rows.filter((r) => r.dup_of !== null).every((r) => r.dup_kind === 'within')).toBe(true);
   });
 
+  it('joins copies of identical bytes without comparing them, with the links they would have had', async () => {
+    const dir = join(work.path, 'corpus-x');
+    const pizza = await white(emojiFile('twitter', '1f355.png')).png().toBuffer();
+    const big = await sharp(pizza).resize(200, 200).jpeg({ quality: 90 }).toBuffer();
+    await writeCorpus(
+      dir,
+      [
+        { key: 'p3', caption: 'a pizza', jpg: big, expected: 'p1' },
+        { key: 'p1', caption: 'pizza', jpg: big, expected: null },
+        { key: 'p4', caption: 'pizza', jpg: await sharp(pizza).jpeg({ quality: 50 }).toBuffer(), expected: 'p1' },
+        { key: 'p2', caption: 'pizza slice', jpg: big, expected: 'p1' },
+        {
+          key: 'q1',
+          caption: 'cat',
+          jpg: await white(emojiFile('twitter', '1f431.png')).jpeg().toBuffer(),
+          expected: null,
+        },
+      ],
+      2,
+    );
+    const result = await runDedup({ corpus: dir, within: true });
+    expect(result.within).toEqual({ clusters: 1, duplicates: 3 });
+    const corpus = openCorpus(dir);
+    const rows = corpus.db
+      .prepare('SELECT key, dup_of, dup_distance, dup_fingerprint FROM pairs ORDER BY key')
+      .all() as Array<{
+      key: string;
+      dup_of: string | null;
+      dup_distance: number | null;
+      dup_fingerprint: string | null;
+    }>;
+    corpus.close();
+    expect(rows.map((r) => [r.key, r.dup_of])).toEqual([
+      ['p1', null],
+      ['p2', 'p1'],
+      ['p3', 'p1'],
+      ['p4', 'p1'],
+      ['q1', null],
+    ]);
+    // The copies of p1's bytes: distance 0, their thumbnails the same way round.
+    for (const key of ['p2', 'p3']) {
+      expect(rows.find((r) => r.key === key)).toMatchObject({ dup_distance: 0, dup_fingerprint: 'base' });
+    }
+    // The re-encoded copy: its verified pair with p1's bytes.
+    const p4 = rows.find((r) => r.key === 'p4');
+    expect(p4?.dup_fingerprint).toBe('base');
+    expect(p4?.dup_distance).toBeGreaterThanOrEqual(0);
+  });
+
   it('replaces the previous result whole, and writes nothing when stopped', async () => {
     const dir = join(work.path, 'corpus-w');
     const pizza = await white(emojiFile('twitter', '1f355.png')).png().toBuffer();

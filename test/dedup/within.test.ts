@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../corpus/random.ts';
 import { hashParts, MihTable } from '../../dedup/_mih.ts';
 import { agreement, DEFAULT_THRESHOLDS, largestBlob, STRONG_DELTA_E } from '../../dedup/_verify.ts';
-import { clusterMembers, findClusters } from '../../dedup/_within.ts';
+import { clusterMembers, exactGroups, findClusters } from '../../dedup/_within.ts';
 import { FINE, mirrorFine, queryFingerprint, THUMB_BYTES } from '../../dedup/fingerprint.ts';
 import { emojiFile } from '../fixtures/transforms.ts';
 
@@ -136,6 +136,25 @@ describe('clusters within a corpus (findClusters)', () => {
     });
     expect(found).toBeNull();
     expect(done).toEqual([0, 3]);
+  });
+});
+
+describe('exactGroups', () => {
+  it('joins the prints of one sha256 to the first of them by rowid; a print without one stays alone', () => {
+    const rowids = Float64Array.from([3, 5, 9, 12, 20, 21]);
+    const bySha = [
+      [5, 'a'],
+      [12, 'a'],
+      [21, 'a'],
+      [3, 'b'],
+      [9, null],
+      [20, null],
+    ];
+    expect([...exactGroups(rowids, bySha)]).toEqual([0, 1, 2, 1, 4, 1]);
+  });
+
+  it('refuses a rowid that is not among the prints read', () => {
+    expect(() => exactGroups(Float64Array.from([1, 2]), [[7, 'a']])).toThrow(/print 7/);
   });
 });
 
