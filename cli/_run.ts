@@ -18,7 +18,10 @@ export function interruptSignal(): AbortSignal {
       if (c.signal.aborted) process.exit(130);
       // Without a bar to end its line, a terminal's echoed ^C is ended first; a log gets no blank line.
       const newline = !stopBarsForNotice() && process.stderr.isTTY ? '\n' : '';
-      process.stderr.write(`${newline}${name}: finishing the items in flight; press Ctrl-C again to stop at once\n`);
+      // A SIGTERM comes from a process manager or `kill`, not a keyboard: the second one is named as such.
+      const again =
+        name === 'SIGINT' ? 'press Ctrl-C again to stop at once' : 'a second SIGTERM (or Ctrl-C) stops at once';
+      process.stderr.write(`${newline}${name}: finishing the items in flight; ${again}\n`);
       c.abort();
     };
     process.on('SIGINT', onSignal);

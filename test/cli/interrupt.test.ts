@@ -76,7 +76,7 @@ describe('Ctrl-C at a terminal', () => {
     const { code, stderr } = await run.exited;
     expect(code, stderr).toBe(130);
     expect(stderr.split('\n')).toEqual([
-      'SIGTERM: finishing the items in flight; press Ctrl-C again to stop at once',
+      'SIGTERM: finishing the items in flight; a second SIGTERM (or Ctrl-C) stops at once',
       expect.stringMatching(/^crawl interrupted: 13 pages, 300 new pairs, /),
       '',
     ]);
