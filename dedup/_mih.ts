@@ -243,24 +243,14 @@ export class MihTable {
     return this.lookupHalves(Number(h >> 32n), Number(h & 0xffffffffn), maxDistance);
   }
 
-  /**
-   * A table of the hashes at `positions` (rising) only: its hash k is this table's hash
-   * `positions[k]`. The parts are taken from the halves, as {@link hashParts} splits a hash.
-   */
-  subset(positions: Uint32Array): MihTable {
-    const hi = new Uint32Array(positions.length);
-    const lo = new Uint32Array(positions.length);
-    positions.forEach((p, k) => {
-      hi[k] = this.hi[p] as number;
-      lo[k] = this.lo[p] as number;
-    });
-    const parts = [
+  /** A table of the hashes `hi:lo`, the parts taken from the halves as {@link hashParts} splits a hash. */
+  static fromHalves(hi: Uint32Array, lo: Uint32Array): MihTable {
+    return new MihTable(hi, lo, [
       Uint16Array.from(lo, (v) => v & 0xffff),
       Uint16Array.from(lo, (v) => v >>> 16),
       Uint16Array.from(hi, (v) => v & 0xffff),
       Uint16Array.from(hi, (v) => v >>> 16),
-    ];
-    return new MihTable(hi, lo, parts);
+    ]);
   }
 
   /** The stored hash at `index` (unsigned). */
@@ -282,47 +272,47 @@ export function loadMihTable<Row>(
   params: readonly unknown[] = [],
 ): { table: MihTable; rows: Row[] } {
   const rows: Row[] = [];
-  const loaded = readHashes(db, { table, columns, where, params }, (raw) => {
+  const { hi, lo, parts } = readHashes(db, { table, columns, where, params }, (raw) => {
     const row: Record<string, unknown> = {};
     columns.forEach((c, ci) => {
-      const value = raw[ci];
+      const value = raw[FIRST_COLUMN + ci];
       row[c] = typeof value === 'bigint' ? Number(value) : value;
     });
     rows.push(row as Row);
   });
-  return { table: loaded, rows };
+  return { table: new MihTable(hi, lo, parts), rows };
 }
 
 /**
- * {@link loadMihTable} keeping only each row's `rowid`, in a typed array (8 bytes a row instead of
- * an object): for a whole corpus. `order` sorts the rows (`rowid`: the table's physical order).
+ * The hashes of the rows of `table` selected by `where` as their 32-bit halves, with each row's
+ * `rowid` (typed arrays: 16 bytes a row, no index built), in rowid order (the table's physical
+ * order): for a whole corpus, whose index is built of the rows it keeps ({@link MihTable.fromHalves}).
  */
-export function loadMihRowids(
+export function loadHashHalves(
   db: Database.Database,
   table: string,
   where = '1',
   params: readonly unknown[] = [],
-  order = 'rowid',
-): { table: MihTable; rowids: Float64Array } {
+): { rowids: Float64Array; hi: Uint32Array; lo: Uint32Array } {
   let rowids = new Float64Array(0);
   let i = 0;
-  const loaded = readHashes(
+  const { hi, lo } = readHashes(
     db,
-    { table, columns: ['rowid'], where, params, order },
+    { table, columns: ['rowid'], where, params, order: 'rowid' },
     (raw) => {
-      rowids[i++] = Number(raw[0] as bigint);
+      rowids[i++] = Number(raw[FIRST_COLUMN] as bigint);
     },
     (count) => {
       rowids = new Float64Array(count);
     },
   );
-  return { table: loaded, rowids };
+  return { rowids, hi, lo };
 }
 
 /** Which rows {@link readHashes} reads, and in what order. */
 interface HashQuery {
   table: string;
-  /** Columns handed to `each` besides the hash. */
+  /** Columns handed to `each` besides the hash, from {@link FIRST_COLUMN} of the raw row. */
   columns: readonly string[];
   where: string;
   params: readonly unknown[];
@@ -330,16 +320,19 @@ interface HashQuery {
   order?: string;
 }
 
+/** Where a {@link HashQuery}'s own columns start in a raw row (after `hash` and `p0..p3`). */
+const FIRST_COLUMN = 1 + PARTS;
+
 /**
- * The hashes of the rows a query selects, read in one pass into a {@link MihTable}; `each` gets
- * the values of the query's `columns` of each row in turn, `sized` the row count first.
+ * The hashes (halves and stored parts) of the rows a query selects, read in one pass; `each` gets
+ * each raw row in turn (its query's columns from {@link FIRST_COLUMN}), `sized` the row count first.
  */
 function readHashes(
   db: Database.Database,
   { table, columns, where, params, order }: HashQuery,
-  each: (values: unknown[]) => void,
+  each: (raw: unknown[]) => void,
   sized?: (count: number) => void,
-): MihTable {
+): { hi: Uint32Array; lo: Uint32Array; parts: Uint16Array[] } {
   const count = (db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`).get(...params) as { n: number }).n;
   sized?.(count);
   const hi = new Uint32Array(count);
@@ -355,9 +348,9 @@ function readHashes(
     hi[i] = Number(h >> 32n);
     lo[i] = Number(h & 0xffffffffn);
     for (let k = 0; k < PARTS; k++) (parts[k] as Uint16Array)[i] = Number(raw[1 + k] as bigint);
-    each(raw.slice(1 + PARTS));
+    each(raw);
     i++;
   }
   if (i !== count) throw new Error(`${table} changed while it was read (${i} of ${count} rows)`);
-  return new MihTable(hi, lo, parts);
+  return { hi, lo, parts };
 }

@@ -25,7 +25,7 @@ import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { normaliseCaption } from '../corpus/text.ts';
 import { contentBox, decodePixels, FINGERPRINT_VERSION, queryFromPixels, variantBox, type Box } from './fingerprint.ts';
-import { loadMihRowids, loadMihTable, storedHash, type MihTable, type TableHit } from './_mih.ts';
+import { loadHashHalves, loadMihTable, MihTable, storedHash, type TableHit } from './_mih.ts';
 import { clusterMembers, exactGroups, findClusters } from './_within.ts';
 import { refine, SECOND_PASS, toLabImage, type LabImage, type Refinement } from './_refine.ts';
 import { agreement, DEFAULT_THRESHOLDS, verified, type Agreement, type VerifyThresholds } from './_verify.ts';
@@ -749,7 +749,7 @@ async function clusterWithin(
 ): Promise<{ clusters: number; duplicates: number } | null> {
   const { db } = corpus;
   // The corpus's prints in their physical order (rowid): position i is rowids[i].
-  const { table: all, rowids } = loadMihRowids(
+  const { rowids, hi, lo } = loadHashHalves(
     db,
     'dedup_prints',
     `status = 'ok' AND version = ? AND key IN (SELECT key FROM pairs WHERE status = 'ok')`,
@@ -767,15 +767,15 @@ async function clusterWithin(
       .iterate(FINGERPRINT_VERSION) as Iterable<unknown[]>,
   );
   // Only the first print of each group of identical bytes is looked up: distinct k is position distinct[k].
-  const distinct = Uint32Array.from(
-    (function* () {
-      for (let p = 0; p < n; p++) if (firstOf[p] === p) yield p;
-    })(),
-  );
+  const distinct = Uint32Array.from(firstOf.filter((first, p) => first === p));
   const distinctIndex = new Int32Array(n).fill(-1);
   distinct.forEach((p, k) => (distinctIndex[p] = k));
   const thumbOf = db.prepare('SELECT thumb FROM dedup_prints WHERE rowid = ?').pluck();
-  const found = await findClusters(all.subset(distinct), (k) => thumbOf.get(rowids[distinct[k] as number]) as Buffer, {
+  const index = MihTable.fromHalves(
+    distinct.map((p) => hi[p] as number),
+    distinct.map((p) => lo[p] as number),
+  );
+  const found = await findClusters(index, (k) => thumbOf.get(rowids[distinct[k] as number]) as Buffer, {
     maxDistance: opts.maxDistance,
     thresholds,
     signal: opts.signal,
