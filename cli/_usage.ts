@@ -4,8 +4,7 @@
  * one wrapped at spaces, an option's description under its own column.
  */
 
-// oxlint-disable-next-line no-control-regex -- colour codes are what this strips
-const ANSI = /\x1b\[[0-9;]*m/g;
+import { stripVTControlCharacters } from 'node:util';
 
 /** The width a usage text is fitted to: the terminal's, or 100 columns when output is not one. */
 export function usageWidth(stream: NodeJS.WriteStream = process.stdout): number {
@@ -21,7 +20,7 @@ export function fitUsage(text: string, width: number): string {
 }
 
 function visibleLength(text: string): number {
-  return text.replace(ANSI, '').length;
+  return stripVTControlCharacters(text).length;
 }
 
 /**
