@@ -686,8 +686,9 @@ export class ShardWriter {
       .all(shard) as FailureRow[];
     const failureCounts: Record<string, number> = {};
     for (const f of failures) failureCounts[f.status] = (failureCounts[f.status] ?? 0) + 1;
-    // Listed by this shard, and struck off in the transaction that records it.
-    const supersededRows = db.prepare('SELECT status, n FROM superseded WHERE n > 0 ORDER BY status').all() as Array<{
+    // Listed by this shard, and emptied in the transaction that records it (nothing can add to the
+    // table in between: the requeue runs before the writer opens, under the corpus lock).
+    const supersededRows = db.prepare('SELECT status, n FROM superseded ORDER BY status').all() as Array<{
       status: string;
       n: number;
     }>;
@@ -720,9 +721,7 @@ export class ShardWriter {
             context: { shard },
           });
       }
-      const strike = db.prepare('UPDATE superseded SET n = n - ? WHERE status = ?');
-      for (const { status, n } of supersededRows) strike.run(n, status);
-      db.prepare('DELETE FROM superseded WHERE n <= 0').run();
+      db.prepare('DELETE FROM superseded').run();
       db.prepare(
         'INSERT INTO shards (shard, count, successes, superseded, bytes, committed_at) VALUES (?, ?, ?, ?, ?, ?)',
       ).run(
