@@ -10,48 +10,63 @@
  * 4. `dedup --within` on a synthetic manifest of BENCH_DEDUP_WITHIN prints (real thumbnails of emoji
  *    drawings, hashes drawn at random, planted clusters of byte-identical copies and look-alike
  *    pairs whose hashes are close but whose drawings differ), in a process of its own: wall time,
- *    peak memory, and the clusters found against the planted ones.
+ *    peak memory, and the clusters found against the planted ones;
+ * 5. a whole `dedup --against` run, in a process of its own, on a crawled-like corpus of
+ *    BENCH_DEDUP_RUN pairs (256 px JPEGs of emoji drawings on random backgrounds, shards of 10,000)
+ *    in which BENCH_DEDUP_RUN_COPIES of the pairs are byte copies of a pair up to 50 rows before
+ *    (an image the crawl stored again under another caption): wall time, images a second, peak
+ *    memory, CPU time (all threads), copies found against those planted.
  * Sizes: BENCH_DEDUP_REGISTERED=100000 BENCH_DEDUP_CORPUS=1000000 BENCH_DEDUP_LINEAR_SAMPLE=300
- * BENCH_DEDUP_FINGERPRINTS=1000 BENCH_DEDUP_ACCURACY=500 BENCH_DEDUP_WITHIN=200000 (0 skips a
- * part); BENCH_DEDUP_DISTANCE=8
+ * BENCH_DEDUP_FINGERPRINTS=1000 BENCH_DEDUP_ACCURACY=500 BENCH_DEDUP_WITHIN=200000 BENCH_DEDUP_RUN=20000
+ * (0 skips a part); BENCH_DEDUP_RUN_COPIES=0.2; BENCH_DEDUP_DISTANCE=8
  * (the lookup distance of part 1); BENCH_DEDUP_SEED=1 (the accuracy set's seed: check a second one);
  * BENCH_DEDUP_SECOND_PASS=0 (the accuracy suite without dedup's full-resolution second pass).
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { MANIFEST_FILE, openCorpus } from '../corpus/manifest.ts';
+import { ShardWriter } from '../corpus/shards.ts';
 import { mulberry32 } from '../corpus/random.ts';
 import { loadMihTable, MihIndex, storedHash } from '../dedup/_mih.ts';
 import { popcount32 } from '../dedup/phash.ts';
-import { DEDUP_MIGRATIONS, queryFingerprint } from '../dedup/index.ts';
+import { DEDUP_MIGRATIONS, queryFingerprint, registerBenchmark } from '../dedup/index.ts';
 import { DEFAULT_CROPS, FINGERPRINT_VERSION } from '../dedup/fingerprint.ts';
 import { evaluateAccuracy } from '../test/dedup/_accuracy.ts';
-import { asStored, buildAccuracySet, emojiConcepts, emojiFile } from '../test/fixtures/transforms.ts';
+import {
+  asStored,
+  buildAccuracySet,
+  emojiConcepts,
+  emojiFile,
+  type EmojiConcept,
+} from '../test/fixtures/transforms.ts';
 import { benchArgs, envNumber } from './_args.ts';
 
-const { REGISTERED, CORPUS, LINEAR_SAMPLE, FINGERPRINTS, ACCURACY, WITHIN, MAX_DISTANCE, SEED } = benchArgs(
-  'dedup',
-  `usage: [BENCH_DEDUP_REGISTERED=100000] [BENCH_DEDUP_CORPUS=1000000] [BENCH_DEDUP_LINEAR_SAMPLE=300]
+const { REGISTERED, CORPUS, LINEAR_SAMPLE, FINGERPRINTS, ACCURACY, WITHIN, RUN, RUN_COPIES, MAX_DISTANCE, SEED } =
+  benchArgs(
+    'dedup',
+    `usage: [BENCH_DEDUP_REGISTERED=100000] [BENCH_DEDUP_CORPUS=1000000] [BENCH_DEDUP_LINEAR_SAMPLE=300]
   [BENCH_DEDUP_FINGERPRINTS=1000] [BENCH_DEDUP_ACCURACY=500] [BENCH_DEDUP_WITHIN=200000]
-  [BENCH_DEDUP_DISTANCE=8] [BENCH_DEDUP_SEED=1] [BENCH_DEDUP_SECOND_PASS=0|1] npm run bench:dedup
+  [BENCH_DEDUP_RUN=20000] [BENCH_DEDUP_RUN_COPIES=0.2] [BENCH_DEDUP_DISTANCE=8] [BENCH_DEDUP_SEED=1] [BENCH_DEDUP_SECOND_PASS=0|1] npm run bench:dedup
   (a size of 0 skips that part)`,
-  {},
-  () => ({
-    REGISTERED: envNumber('BENCH_DEDUP_REGISTERED', 100_000, 0, 100_000_000),
-    CORPUS: envNumber('BENCH_DEDUP_CORPUS', 1_000_000, 0, 1_000_000_000),
-    LINEAR_SAMPLE: envNumber('BENCH_DEDUP_LINEAR_SAMPLE', 300, 0, 100_000_000),
-    FINGERPRINTS: envNumber('BENCH_DEDUP_FINGERPRINTS', 1000, 0, 10_000_000),
-    ACCURACY: envNumber('BENCH_DEDUP_ACCURACY', 500, 0, 10_000_000),
-    WITHIN: envNumber('BENCH_DEDUP_WITHIN', 200_000, 0, 1_000_000_000),
-    MAX_DISTANCE: envNumber('BENCH_DEDUP_DISTANCE', 8, 0, 64),
-    SEED: envNumber('BENCH_DEDUP_SEED', 1, 0, Number.MAX_SAFE_INTEGER),
-  }),
-);
+    {},
+    () => ({
+      REGISTERED: envNumber('BENCH_DEDUP_REGISTERED', 100_000, 0, 100_000_000),
+      CORPUS: envNumber('BENCH_DEDUP_CORPUS', 1_000_000, 0, 1_000_000_000),
+      LINEAR_SAMPLE: envNumber('BENCH_DEDUP_LINEAR_SAMPLE', 300, 0, 100_000_000),
+      FINGERPRINTS: envNumber('BENCH_DEDUP_FINGERPRINTS', 1000, 0, 10_000_000),
+      ACCURACY: envNumber('BENCH_DEDUP_ACCURACY', 500, 0, 10_000_000),
+      WITHIN: envNumber('BENCH_DEDUP_WITHIN', 200_000, 0, 1_000_000_000),
+      RUN: envNumber('BENCH_DEDUP_RUN', 20_000, 0, 100_000_000),
+      RUN_COPIES: envNumber('BENCH_DEDUP_RUN_COPIES', 0.2, 0, 0.99, false),
+      MAX_DISTANCE: envNumber('BENCH_DEDUP_DISTANCE', 8, 0, 64),
+      SEED: envNumber('BENCH_DEDUP_SEED', 1, 0, Number.MAX_SAFE_INTEGER),
+    }),
+  );
 /** Hashes per registered image: the base and its crops (10). */
 const VARIANTS = DEFAULT_CROPS.length + 1;
 /** BENCH_DEDUP_SECOND_PASS=0 runs the accuracy suite without the full-resolution second pass. */
@@ -244,6 +259,120 @@ async function fingerprintBench() {
   );
   return row;
 }
+
+/** Test images registered for the run part (twitter drawings, the first of the concepts). */
+const RUN_REGISTERED = 200;
+
+/**
+ * A whole `dedup --against` run on a crawled-like corpus of `size` pairs: each a 256 px JPEG of an
+ * emoji drawing (google's, else apple's or facebook's; a tenth of them of a concept whose twitter
+ * drawing is registered, a drawing that must not be flagged) on a random background at a random quality, so that no two are
+ * byte-identical, except that a share `copies` of the pairs are byte copies of a pair 1–50 rows
+ * before them (the crawl stores an image once per caption it was found with). Written through the
+ * shard writer as a crawl writes it; the run in a process of its own.
+ */
+async function runBench(size: number, copies: number) {
+  const rng = mulberry32(23);
+  const concepts = emojiConcepts();
+  const dir = join(work, 'run');
+  const benchDir = join(work, 'run-registered');
+  mkdirSync(benchDir);
+  for (const c of concepts.slice(0, RUN_REGISTERED))
+    copyFileSync(emojiFile('twitter', c.image), join(benchDir, c.image));
+  const benchDb = join(work, 'run-registry.sqlite');
+  await registerBenchmark({ name: 'run', images: benchDir, benchDb });
+
+  const started = performance.now();
+  const corpus = openCorpus(dir, { create: true });
+  const recent: Buffer[] = [];
+  let planted = 0;
+  let bytes = 0;
+  try {
+    const insert = corpus.db.prepare(`INSERT INTO pairs (key, url, caption, status) VALUES (?, ?, ?, 'pending')`);
+    corpus.db.transaction(() => {
+      for (let i = 0; i < size; i++)
+        insert.run(`k${String(i).padStart(9, '0')}`, `http://bench.invalid/${i}.jpg`, `pair ${i}`);
+    })();
+    const writer = await ShardWriter.open(corpus, RUN_SHARD);
+    for (let i = 0; i < size; i++) {
+      let jpg: Buffer;
+      if (recent.length > 0 && rng() < copies) {
+        jpg = recent[recent.length - 1 - Math.floor(rng() * recent.length)] as Buffer;
+        planted++;
+      } else {
+        const concept = concepts[Math.floor(rng() * Math.min(concepts.length, RUN_REGISTERED * 10))] as EmojiConcept;
+        const vendor = RUN_VENDORS.find((v) => concept.vendors.includes(v)) ?? 'twitter';
+        const background = { r: Math.floor(rng() * 256), g: Math.floor(rng() * 256), b: Math.floor(rng() * 256) };
+        jpg = await sharp(emojiFile(vendor, concept.image))
+          .resize(256, 256)
+          .flatten({ background })
+          .jpeg({ quality: 70 + Math.floor(rng() * 26) })
+          .toBuffer();
+      }
+      recent.push(jpg);
+      if (recent.length > 50) recent.shift();
+      bytes += jpg.length;
+      const key = `k${String(i).padStart(9, '0')}`;
+      await writer.add({
+        jpg,
+        meta: {
+          key,
+          url: `http://bench.invalid/${i}.jpg`,
+          page_url: null,
+          caption: `pair ${i}`,
+          width: 256,
+          height: 256,
+          original_width: 256,
+          original_height: 256,
+          sha256: createHash('sha256').update(jpg).digest('hex'),
+          bytes: jpg.length,
+          http_status: 200,
+        },
+      });
+    }
+    await writer.flush();
+  } finally {
+    corpus.close();
+  }
+  console.log(
+    `run: ${size} pairs written in ${((performance.now() - started) / 1000).toFixed(1)} s ` +
+      `(${(bytes / 2 ** 20).toFixed(0)} MiB of JPEG, ${planted} byte copies of a pair up to 50 rows before)`,
+  );
+  const child = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(import.meta.dirname, '_dedup-run.ts'), dir, benchDb, 'run'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 },
+  );
+  if (child.status !== 0) throw new Error(`the dedup --against run failed (exit ${child.status})`);
+  const run = JSON.parse(child.stdout.trim().split('\n').pop() as string) as {
+    fingerprinted: number;
+    copies: number | null;
+    matches: { image: number; sha256: number; caption: number };
+    flagged: number;
+    wallMs: number;
+    cpuMs: number;
+    maxRssKb: number;
+  };
+  const row = {
+    pairs: size,
+    planted,
+    ...run,
+    imagesPerSec: Math.round(size / (run.wallMs / 1000)),
+    maxRssMb: Math.round(run.maxRssKb / 1024),
+  };
+  console.log(
+    `run: dedup --against ${RUN_REGISTERED} registered in ${(run.wallMs / 1000).toFixed(1)} s (${row.imagesPerSec} images/s; ` +
+      `CPU ${(run.cpuMs / 1000).toFixed(1)} s), ` +
+      `peak ${row.maxRssMb} MB; ${run.fingerprinted} fingerprinted, ${run.copies ?? '-'} of them copies ` +
+      `(planted ${planted}); ${run.matches.image} near-duplicates, ${run.flagged} flagged`,
+  );
+  return row;
+}
+
+/** Pairs a shard of the run part's corpus (the crawl's default shard size). */
+const RUN_SHARD = 10_000;
+/** The vendors whose drawings make the run part's corpus (the registered ones are twitter's). */
+const RUN_VENDORS = ['google', 'apple', 'facebook'] as const;
 
 /** Pairs a shard of the synthetic within-corpus manifest (the crawl's default shard size). */
 const WITHIN_SHARD = 10_000;
@@ -539,6 +668,7 @@ try {
     for (const m of r.misses) console.log(`  missed: ${m.kind} ${m.detail} of ${m.copyOf}`);
   }
   if (WITHIN > 0) report['within'] = await withinBench(WITHIN);
+  if (RUN > 0) report['run'] = await runBench(RUN, RUN_COPIES);
   console.log(JSON.stringify(report));
 } finally {
   rmSync(work, { recursive: true, force: true });

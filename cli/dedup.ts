@@ -71,7 +71,7 @@ export function summarizeDedup(result: DedupResult): string {
       : '';
   return (
     `dedup${result.interrupted ? ' interrupted (run the same command to continue)' : ''}: ${result.pairs} pairs, ` +
-    `${result.fingerprinted} fingerprinted now; ${parts.join('; ')}; ${result.flagged} pairs flagged (dup_of)${unreadable}${unchecked}; ` +
+    `${result.fingerprinted} fingerprinted now${result.copies > 0 ? ` (${result.copies} copies of identical bytes)` : ''}; ${parts.join('; ')}; ${result.flagged} pairs flagged (dup_of)${unreadable}${unchecked}; ` +
     `${(result.durationMs / 1000).toFixed(1)} s -> ${result.corpus}`
   );
 }

@@ -182,6 +182,65 @@ describe('dedup --against', () => {
     expect(dupColumns(dir)).toEqual(before);
   });
 
+  it('fingerprints copies of identical bytes once, in a shard and across shards, and stores each copy the same print', async () => {
+    // Shards of 3: [a-jpeg, a copy, b-flip] [a copy, g-google, a-jpeg's bytes re-encoded] [b copy].
+    const a = items[0] as Item;
+    const b = items[1] as Item;
+    const g = items.find((i) => i.key === 'g-google') as Item;
+    const reencoded = await sharp(a.jpg).jpeg({ quality: 41 }).toBuffer();
+    const list: Item[] = [
+      a,
+      { ...a, key: 'a-jpeg-copy1', caption: 'grin' },
+      b,
+      { ...a, key: 'a-jpeg-copy2', caption: 'happy' },
+      g,
+      { ...a, key: 'a-reencoded', jpg: reencoded },
+      { ...b, key: 'b-flip-copy', caption: 'slice' },
+    ];
+    const dir = join(work.path, 'corpus-copies');
+    await writeCorpus(dir, list, 3);
+    const result = await runDedup({ corpus: dir, against: ['emoji-test'], benchDb });
+    expect(result.fingerprinted).toBe(list.length);
+    expect(result.copies).toBe(3);
+    expect(dupColumns(dir).map((r) => [r.key, r.dup_of])).toEqual(
+      list.map((i) => [i.key, i.expected] as const).sort((x, y) => (x[0] < y[0] ? -1 : 1)),
+    );
+
+    // Each copy's stored print is the one a run over that image alone computes.
+    const alone = join(work.path, 'corpus-copies-alone');
+    await writeCorpus(alone, [a, b], 3);
+    expect((await runDedup({ corpus: alone, within: true })).copies).toBe(0);
+    const printsOf = (d: string) => {
+      const corpus = openCorpus(d);
+      try {
+        return new Map(
+          (
+            corpus.db.prepare('SELECT key, CAST(hash AS TEXT) AS hash, thumb FROM dedup_prints').all() as Array<{
+              key: string;
+              hash: string;
+              thumb: Buffer;
+            }>
+          ).map((r) => [r.key, `${r.hash}:${sha256(r.thumb)}`]),
+        );
+      } finally {
+        corpus.close();
+      }
+    };
+    const copies = printsOf(dir);
+    const originals = printsOf(alone);
+    for (const [key, source] of [
+      ['a-jpeg', 'a-jpeg'],
+      ['a-jpeg-copy1', 'a-jpeg'],
+      ['a-jpeg-copy2', 'a-jpeg'],
+      ['b-flip', 'b-flip'],
+      ['b-flip-copy', 'b-flip'],
+    ]) {
+      expect(copies.get(key as string)).toBe(originals.get(source as string));
+    }
+    // Re-encoded bytes are another image: fingerprinted, and close to the original but not its print.
+    expect(copies.get('a-reencoded')).not.toBe(copies.get('a-jpeg'));
+  });
+
   it('continues after an interruption and ends where an uninterrupted run ends', async () => {
     const dir = join(work.path, 'corpus-b');
     await writeCorpus(dir, items, 3);
