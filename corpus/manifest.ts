@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { UsageError } from './errors.ts';
 import { isLockFile } from './lock.ts';
@@ -177,6 +177,32 @@ export function refuseForeignDirectory(dir: string): void {
       `Directory '${dir}' is not empty and holds no ${MANIFEST_FILE}: refusing to write into it`,
       { context: { path: dir } },
     );
+  }
+}
+
+/**
+ * Refuses a corpus given twice to a stage that reads several (`s1 s1`, `s1` and `s1/`, a symlink
+ * to `s1`): its pairs would count twice, and each copy would be the other's negative in training.
+ * Directories are the same when their real paths are; the error names the option (`<stage>.corpus`).
+ */
+export function refuseDuplicateCorpora(dirs: readonly string[], stage: string): void {
+  const seen = new Map<string, string>();
+  for (const dir of dirs) {
+    let key: string;
+    try {
+      key = realpathSync(dir);
+    } catch {
+      key = resolve(dir);
+    }
+    const first = seen.get(key);
+    if (first !== undefined) {
+      const same =
+        first === dir ? `corpus '${dir}' is given twice` : `'${first}' and '${dir}' are one corpus, given twice`;
+      throw new UsageError('ERR_DUPLICATE_CORPUS', `Option '${stage}.corpus': ${same}`, {
+        context: { stage, option: 'corpus', path: dir },
+      });
+    }
+    seen.set(key, dir);
   }
 }
 

@@ -25,6 +25,7 @@ import {
   hasTable,
   openCorpus,
   recordStageRun,
+  refuseDuplicateCorpora,
   refuseForeignDirectory,
   type Corpus,
 } from '../corpus/manifest.ts';
@@ -95,6 +96,7 @@ const BATCH = 10_000;
  */
 export async function runExport(options: ExportOptions): Promise<ExportResult> {
   const o = parseOptions(schema, options, 'export');
+  refuseDuplicateCorpora(o.corpus, 'export');
   const sources: Array<{ dir: string; db: Database.Database; filter: FilterReasonSql | null }> = [];
   const releases: Array<() => void> = [];
   try {

@@ -19,7 +19,15 @@ import {
   FILTER_DECISIONS,
   STORED_REASONS,
 } from '../corpus/filter-reason.ts';
-import { MANIFEST_FILE, hasColumn, hasTable, openCorpus, recordStageRun, type Migration } from '../corpus/manifest.ts';
+import {
+  MANIFEST_FILE,
+  hasColumn,
+  hasTable,
+  openCorpus,
+  recordStageRun,
+  refuseDuplicateCorpora,
+  type Migration,
+} from '../corpus/manifest.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
 import { CaptionHasher, normaliseCaption, wordTokens } from '../corpus/text.ts';
@@ -420,6 +428,7 @@ function resolveClassifier(o: ResolvedFilterOptions): NsfwClassifier | null {
 export async function runFilter(options: FilterOptions): Promise<FilterResult> {
   const started = Date.now();
   const o = resolveFilterOptions(options);
+  refuseDuplicateCorpora(o.corpus, 'filter');
   const corpora: OpenCorpus[] = [];
   let work: Database.Database | undefined;
   const workPath = join(o.corpus[0]!, WORK_FILE);

@@ -16,7 +16,7 @@ import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { UsageError } from '../corpus/errors.ts';
 import { filterReasonSql } from '../corpus/filter-reason.ts';
-import { MANIFEST_FILE, hasColumn } from '../corpus/manifest.ts';
+import { MANIFEST_FILE, hasColumn, refuseDuplicateCorpora } from '../corpus/manifest.ts';
 import { createRandom, shuffle, type Random } from '../corpus/random.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { readShardEntry, shardPaths } from '../corpus/shards.ts';
@@ -109,6 +109,7 @@ export function listPairs(source: TrainSource): { pairs: PairRef[]; counts: Sour
       counts: [{ ok: source.pairs.length, filtered: 0, duplicates: 0, used: source.pairs.length }],
     };
   }
+  refuseDuplicateCorpora(source.corpus, 'train');
   const pairs: PairRef[] = [];
   const counts: SourceCounts[] = [];
   const several = source.corpus.length > 1;

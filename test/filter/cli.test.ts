@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpSync, existsSync } from 'node:fs';
+import { cpSync, existsSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { runFilter } from '../../filter/index.ts';
@@ -72,6 +72,31 @@ describe('altforge filter', () => {
     const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all();
     db.close();
     expect(tables).not.toContain('filter_decisions');
+  });
+
+  it('refuses a corpus given twice (as typed, with a slash, or through a link) on one line, and writes nothing', async () => {
+    const dir = join(tmp.path, 'twice');
+    makeManifest(dir, [{ caption: 'one two three four' }, { caption: 'a caption of five words' }]);
+    const link = join(tmp.path, 'twice-link');
+    symlinkSync(dir, link);
+    const refused: Array<[string, string]> = [
+      [dir, `corpus '${dir}' is given twice`],
+      [`${dir}/`, `'${dir}' and '${dir}/' are one corpus, given twice`],
+      [link, `'${dir}' and '${link}' are one corpus, given twice`],
+    ];
+    for (const [again, message] of refused) {
+      const run = await runCli(['filter', '--corpus', dir, '--corpus', again, '--nsfw', 'none']);
+      expect(run.code, again).toBe(2);
+      expect(lines(run.stderr)).toEqual([`altforge: Flag --corpus: ${message} [ERR_DUPLICATE_CORPUS]`]);
+    }
+    await expect(runFilter({ corpus: [dir, link], nsfw: 'none' })).rejects.toMatchObject({
+      code: 'ERR_DUPLICATE_CORPUS',
+      message: `Option 'filter.corpus': '${dir}' and '${link}' are one corpus, given twice`,
+    });
+    const db = new Database(join(dir, 'manifest.sqlite'), { readonly: true });
+    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all();
+    db.close();
+    expect(tables).not.toContain('filter_decision_blocks');
   });
 
   it('refuses bounds that no pair can meet, on one line with exit code 2, and writes nothing', async () => {

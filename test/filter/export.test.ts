@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { runExport, runFilter, type FilterOptions } from '../../filter/index.ts';
@@ -205,6 +205,24 @@ describe('altforge export into an earlier export', () => {
       ),
     ]);
     expect(ledger(out)).toEqual(before);
+  });
+
+  it('refuses a source corpus given twice (its kept pairs would count twice) and creates nothing', async () => {
+    const dir = await filtered('twice-src', KEEP_ALL);
+    const link = join(tmp.path, 'twice-link');
+    symlinkSync(dir, link);
+    const out = join(tmp.path, 'twice-out');
+    const cli = await runCli(['export', '--corpus', dir, '--corpus', dir, '--out', out]);
+    expect(cli.code).toBe(2);
+    expect(lines(cli.stderr)).toEqual([
+      `altforge: Flag --corpus: corpus '${dir}' is given twice [ERR_DUPLICATE_CORPUS]`,
+    ]);
+    await expect(runExport({ corpus: [dir, link], out })).rejects.toMatchObject({
+      code: 'ERR_DUPLICATE_CORPUS',
+      message: `Option 'export.corpus': '${dir}' and '${link}' are one corpus, given twice`,
+    });
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(dir).filter((name) => name.startsWith('.read-'))).toEqual([]);
   });
 });
 

@@ -214,6 +214,13 @@ describe('altforge train and score', () => {
     ]);
     expect(none.code).toBe(2);
     expect(lines(none.stderr)).toEqual([expect.stringMatching(/No corpus at .*\[ERR_CORPUS_NOT_FOUND\]$/)]);
+    // One corpus given twice (as a positional and a flag): refused, no run directory left behind.
+    const twice = await runCli(['train', corpus, '--corpus', corpus, '--out', join(work.path, 'twice')]);
+    expect(twice.code).toBe(2);
+    expect(lines(twice.stderr)).toEqual([
+      `altforge: Flag --corpus: corpus '${corpus}' is given twice [ERR_DUPLICATE_CORPUS]`,
+    ]);
+    expect(existsSync(join(work.path, 'twice'))).toBe(false);
     // A bad value of a flag: one line naming the flag and what it accepts.
     for (const [flag, value, expected] of [
       ['--relabel-source', 'oracle', '--relabel-source: expected one of model, neighbours, joint'],

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { cpSync } from 'node:fs';
+import { cpSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCorpus } from '../../corpus/manifest.ts';
 import { STORED_REASONS } from '../../corpus/filter-reason.ts';
@@ -83,6 +83,25 @@ describe('training data', () => {
     db.prepare('UPDATE pairs SET shard = 1 - shard WHERE shard IS NOT NULL AND shard <= 1').run();
     db.close();
     expect(listPairs({ corpus: [dir] }).pairs.map((p) => p.key)).toEqual(before);
+  });
+
+  test("refuses a corpus given twice, however it is spelt: its pairs would be each other's negatives", () => {
+    const link = join(work.path, 'link-to-a');
+    symlinkSync(corpusA, link);
+    expect(() => listPairs({ corpus: [corpusA, corpusB, corpusA] })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_DUPLICATE_CORPUS',
+        message: `Option 'train.corpus': corpus '${corpusA}' is given twice`,
+      }),
+    );
+    for (const again of [`${corpusA}/`, link]) {
+      expect(() => listPairs({ corpus: [corpusA, again] })).toThrow(
+        expect.objectContaining({
+          code: 'ERR_DUPLICATE_CORPUS',
+          message: `Option 'train.corpus': '${corpusA}' and '${again}' are one corpus, given twice`,
+        }),
+      );
+    }
   });
 
   test('refuses a directory without a manifest', () => {
