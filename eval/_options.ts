@@ -3,6 +3,7 @@
  * that validate them once at the entry.
  */
 import { z } from 'zod';
+import { UsageError } from '../corpus/errors.ts';
 import { parseOptions } from '../corpus/options.ts';
 import { BACKEND_CHOICES, type BackendChoice } from '../train/backend-names.ts';
 
@@ -59,5 +60,24 @@ export type ResolvedEvalOptions = z.output<typeof evalSchema>;
 
 /** Validates eval options once. */
 export function resolveEvalOptions(options: EvalOptions): ResolvedEvalOptions {
-  return parseOptions(evalSchema, options, 'eval');
+  const opts = parseOptions(evalSchema, options, 'eval');
+  refuseDuplicateBenchmarks(opts.benchmark, 'eval');
+  return opts;
+}
+
+/**
+ * Refuses a benchmark named twice, before any work: its results would be stored twice under one
+ * (run, benchmark, task, metric) key, which the results table refuses once the work is done.
+ */
+export function refuseDuplicateBenchmarks(names: readonly string[], stage: string): void {
+  const twice = names.find((name, i) => names.indexOf(name) !== i);
+  if (twice !== undefined) {
+    throw new UsageError(
+      'ERR_DUPLICATE_BENCHMARK',
+      `Option '${stage}.benchmark': benchmark '${twice}' is given twice`,
+      {
+        context: { stage, option: 'benchmark' },
+      },
+    );
+  }
 }

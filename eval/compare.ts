@@ -36,6 +36,7 @@ import {
 } from '../train/options.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
 import { meanAndSpread, precisionRecall, rocAuc } from './metrics.ts';
+import { refuseDuplicateBenchmarks } from './_options.ts';
 import { injectNoise } from './noise-injection.ts';
 import { renderPlots, type PlotRef } from './plots.ts';
 import { configHash } from './results.ts';
@@ -214,7 +215,9 @@ const schema = z.strictObject({
 
 /** The comparison's options with their defaults, as {@link runCompare} reads them (checked, nothing run). */
 export function resolveCompareOptions(options: CompareOptions): z.output<typeof schema> {
-  return parseOptions(schema, options, 'compare');
+  const opts = parseOptions(schema, options, 'compare');
+  refuseDuplicateBenchmarks(opts.benchmark, 'compare');
+  return opts;
 }
 
 /** The training recipe's own defaults in a comparison (shorter runs than `altforge train`'s); the rest are train's. */

@@ -377,6 +377,15 @@ describe('runCompare', () => {
     });
     await expect(runCompare({ corpus: dir, out: join(dir, 'x') })).rejects.toMatchObject({ code: 'ERR_NO_BENCHMARK' });
   });
+
+  it('refuses a benchmark given twice before anything trains, as eval does', async () => {
+    const out = join(dir, 'bench-twice');
+    await expect(runCompare({ corpus: dir, benchmark: ['a', 'b', 'a'], out })).rejects.toMatchObject({
+      code: 'ERR_DUPLICATE_BENCHMARK',
+      message: "Option 'compare.benchmark': benchmark 'a' is given twice",
+    });
+    expect(existsSync(out)).toBe(false);
+  });
 });
 
 describe('altforge compare', () => {

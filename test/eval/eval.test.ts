@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative as pathRelative, resolve } from 'node:path';
 import Database from 'better-sqlite3';
@@ -238,7 +238,6 @@ describe('runEval', () => {
     await expect(runEval({ checkpoint: fx.checkpoint, benchmark: [], benchDb: fx.benchDb })).rejects.toMatchObject({
       code: 'ERR_INVALID_OPTION',
     });
-    const { existsSync } = await import('node:fs');
     if (existsSync(resultsDb)) {
       const db = new Database(resultsDb, { readonly: true });
       expect((db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n).toBe(0);
@@ -354,5 +353,32 @@ describe('altforge eval', () => {
     ]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("Unknown benchmark 'nope'");
+  });
+
+  it('refuses a benchmark given twice on one line before any work, storing no run', async () => {
+    const resultsDb = join(dir, 'results-twice.sqlite');
+    const run = await runCli([
+      'eval',
+      '--checkpoint',
+      fx.checkpoint,
+      '-b',
+      'emoji',
+      '-b',
+      'emoji',
+      '--bench-db',
+      fx.benchDb,
+      '--results-db',
+      resultsDb,
+    ]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe("altforge: Flag --benchmark: benchmark 'emoji' is given twice [ERR_DUPLICATE_BENCHMARK]\n");
+    expect(existsSync(resultsDb)).toBe(false);
+    await expect(
+      runEval({ checkpoint: fx.checkpoint, benchmark: ['emoji', 'emoji'], benchDb: fx.benchDb, resultsDb }),
+    ).rejects.toMatchObject({
+      code: 'ERR_DUPLICATE_BENCHMARK',
+      message: "Option 'eval.benchmark': benchmark 'emoji' is given twice",
+    });
+    expect(existsSync(resultsDb)).toBe(false);
   });
 });
