@@ -78,10 +78,15 @@ export function summarizeAdd(result: RegisterResult, registry: string): string {
       : '';
   const unmatched =
     result.unmatchedCaptions > 0 ? `; ${result.unmatchedCaptions} caption lines name no image of the set` : '';
+  const replaced = result.replacedCaptions;
+  const changed = [
+    result.renamedClasses ? 'class names updated' : '',
+    replaced ? `captions replaced (${replaced.before} -> ${replaced.after})` : '',
+  ].filter((change) => change !== '');
   const state = result.interrupted
     ? ' interrupted (run the same command to continue)'
-    : result.renamedClasses
-      ? ' class names updated'
+    : changed.length > 0
+      ? ` ${changed.join(', ')}`
       : result.added === 0
         ? ' already registered, nothing to do'
         : '';
@@ -120,7 +125,7 @@ const addCommand = defineCommand({
   meta: {
     name: 'add',
     description:
-      'Register a test set: fingerprints, sha256 and captions of every image. Re-adding the same set is idempotent.',
+      'Register a test set: fingerprints, sha256 and captions of every image. Re-adding the same set is idempotent; a --captions file given again replaces its captions.',
   },
   args: cittyArgs(addFlags),
   async run({ rawArgs }) {

@@ -2,6 +2,7 @@
  * Registering a test set (`altforge bench add`): every image is fingerprinted and recorded in the
  * registry with its sha256, label and captions, in batched transactions. Re-adding the same set
  * is idempotent: images already recorded are skipped, so an interrupted registration continues.
+ * A captions file given again replaces the captions of the images registered before.
  */
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
@@ -20,7 +21,7 @@ import {
   type BenchmarkKind,
 } from '../corpus/registry.ts';
 import { FINGERPRINT_VERSION, registeredFingerprint, type Fingerprint } from './fingerprint.ts';
-import { emojiSource, openImageSource, readCaptions, type InputImage } from './_inputs.ts';
+import { emojiSource, openImageSource, readCaptions, type ImageSource, type InputImage } from './_inputs.ts';
 import { storedHash } from './_mih.ts';
 
 /** Progress of a registration. */
@@ -42,7 +43,11 @@ export interface RegisterOptions {
    * `google`, `twitter`), each captioned with its Unicode name.
    */
   emoji?: EmojiVendor;
-  /** Captions: COCO JSON, JSONL (`image`, `caption`) or `image<TAB>caption` lines. @default none */
+  /**
+   * Captions: COCO JSON, JSONL (`image`, `caption`) or `image<TAB>caption` lines. Given again for a
+   * registered set, they replace its captions: each image keeps those its source carries (a
+   * shard's text, an emoji's name) and has the file's. @default none
+   */
   captions?: string;
   /** IDX label file. @default the `*-labels-idx1-ubyte[.gz]` beside the images, if any */
   labels?: string;
@@ -76,6 +81,11 @@ export interface RegisterResult {
   unmatchedCaptions: number;
   /** Whether this run gave an earlier registration other class names (`classNames`). */
   renamedClasses: boolean;
+  /**
+   * The set's caption count before and after, when this run's `captions` replaced those of an
+   * earlier registration with other ones; null when no caption changed.
+   */
+  replacedCaptions: { before: number; after: number } | null;
   durationMs: number;
   interrupted: boolean;
 }
@@ -267,15 +277,38 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
         benchmarkId,
       );
     }
-    // Captions of images already registered in an earlier run (a caption file given later).
-    if (captions.size > 0 && done.size > 0) {
-      db.transaction(() => {
-        let newCaptions = 0;
-        for (const imageId of done) {
-          for (const caption of captions.get(imageId) ?? [])
-            newCaptions += insertCaption.run(benchmarkId, imageId, caption, normaliseCaption(caption)).changes;
+    // The captions of the images registered in an earlier run, replaced by the file's given now. An
+    // interrupted run leaves them: the same command again finishes the registration, then this.
+    let replacedCaptions: RegisterResult['replacedCaptions'] = null;
+    if (opts.captions !== undefined && done.size > 0 && !interrupted) {
+      const own = await ownCaptions(source, done);
+      replacedCaptions = db.transaction(() => {
+        const count = db.prepare('SELECT COUNT(*) FROM bench_captions WHERE benchmark_id = ?').pluck();
+        const before = count.get(benchmarkId) as number;
+        const registered = new Map<string, Set<string>>();
+        for (const [imageId, caption] of db
+          .prepare('SELECT image_id, caption FROM bench_captions WHERE benchmark_id = ?')
+          .raw()
+          .all(benchmarkId) as Array<[string, string]>) {
+          let set = registered.get(imageId);
+          if (set === undefined) registered.set(imageId, (set = new Set()));
+          set.add(caption);
         }
-        if (newCaptions > 0) touch();
+        const remove = db.prepare('DELETE FROM bench_captions WHERE benchmark_id = ? AND image_id = ? AND caption = ?');
+        let changes = 0;
+        for (const imageId of done) {
+          const wanted = new Set([...(own.get(imageId) ?? []), ...(captions.get(imageId) ?? [])]);
+          const have = registered.get(imageId) ?? new Set<string>();
+          for (const caption of have)
+            if (!wanted.has(caption)) changes += remove.run(benchmarkId, imageId, caption).changes;
+          for (const caption of wanted) {
+            if (!have.has(caption))
+              changes += insertCaption.run(benchmarkId, imageId, caption, normaliseCaption(caption)).changes;
+          }
+        }
+        if (changes === 0) return null;
+        touch();
+        return { before, after: count.get(benchmarkId) as number };
       })();
     }
     const imageIds = new Set(
@@ -294,12 +327,26 @@ export async function registerBenchmark(options: RegisterOptions): Promise<Regis
       unreadable,
       unmatchedCaptions,
       renamedClasses,
+      replacedCaptions,
       durationMs: Date.now() - started,
       interrupted,
     };
   } finally {
     registry.close();
   }
+}
+
+/**
+ * The captions the images `ids` carry in their source (a shard's text, an emoji's name), by image
+ * id. Folders and IDX files carry none: they are not read again.
+ */
+async function ownCaptions(source: ImageSource, ids: ReadonlySet<string>): Promise<Map<string, string[]>> {
+  const own = new Map<string, string[]>();
+  if (source.kind !== 'shards' && source.kind !== 'emoji') return own;
+  for await (const input of source.images(new Set())) {
+    if (ids.has(input.imageId) && input.captions.length > 0) own.set(input.imageId, input.captions);
+  }
+  return own;
 }
 
 /**

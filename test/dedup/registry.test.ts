@@ -8,7 +8,7 @@ import { FASHION_MNIST_CLASSES, readIdx } from '../../corpus/idx.ts';
 import { openCorpus } from '../../corpus/manifest.ts';
 import { iterateImages, listBenchmarks, openRegistry, readImageBytes } from '../../corpus/registry.ts';
 import { ShardWriter } from '../../corpus/shards.ts';
-import { hamming, registerBenchmark } from '../../dedup/index.ts';
+import { hamming, registerBenchmark, runDedup } from '../../dedup/index.ts';
 import { lines, runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { emojiFile } from '../fixtures/transforms.ts';
@@ -155,6 +155,77 @@ describe('bench add (library)', () => {
     expect(dump()).toEqual(before);
   });
 
+  it('replaces the captions of a registered set with a captions file given again, which dedup then matches', async () => {
+    const benchDb = join(work.path, 'recaptioned.sqlite');
+    const add = (captions: string) => registerBenchmark({ name: 'recaptioned', images: folder, captions, benchDb });
+    const captionsOf = () => {
+      const registry = openRegistry(benchDb);
+      try {
+        return [...iterateImages(registry, 'recaptioned')]
+          .filter((i) => i.captions.length > 0)
+          .map((i) => [i.imageId, i.captions]);
+      } finally {
+        registry.close();
+      }
+    };
+    const first = await add(join(work.path, 'captions.tsv'));
+    expect(first.replacedCaptions).toBeNull();
+    // A corpus of one pair whose caption only the second file registers; its image is none of the set's.
+    const dir = join(work.path, 'recaptioned-corpus');
+    const corpus = openCorpus(dir, { create: true });
+    corpus.db
+      .prepare(`INSERT INTO pairs (key, url, caption, status) VALUES ('p', 'http://x.test/p', ?, 'pending')`)
+      .run('A slice of pizza');
+    const writer = await ShardWriter.open(corpus, 10);
+    const jpg = await sharp(emojiFile('twitter', '1f431.png')).flatten({ background: '#ffffff' }).jpeg().toBuffer();
+    await writer.add({
+      jpg,
+      meta: {
+        key: 'p',
+        url: 'http://x.test/p',
+        page_url: null,
+        caption: 'A slice of pizza',
+        width: 64,
+        height: 64,
+        original_width: 64,
+        original_height: 64,
+        sha256: sha256(jpg),
+        bytes: jpg.length,
+        http_status: 200,
+      },
+    });
+    await writer.flush();
+    corpus.close();
+    const before = await runDedup({ corpus: dir, against: ['recaptioned'], benchDb });
+    expect(before.flagged).toBe(0);
+
+    // One caption kept, two dropped, three new.
+    const other = join(work.path, 'captions-other.tsv');
+    writeFileSync(
+      other,
+      ['1f600.png#0\tA grinning face', '1f355.png#0\tA slice of pizza', '1f436.png#0\tA dog', '1f436.png#1\tA puppy']
+        .map((line) => line + '\n')
+        .join(''),
+    );
+    const second = await add(other);
+    expect(second).toMatchObject({ added: 0, skipped: 6, replacedCaptions: { before: 3, after: 4 } });
+    expect(second.benchmark.captions).toBe(4);
+    expect(second.benchmark.updatedAt > first.benchmark.updatedAt).toBe(true);
+    expect(captionsOf()).toEqual([
+      ['1f355.png', ['A slice of pizza']],
+      ['1f436.png', ['A dog', 'A puppy']],
+      ['1f600.png', ['A grinning face']],
+    ]);
+    // The registration stamp moved: dedup matches the corpus again, against the new captions.
+    const after = await runDedup({ corpus: dir, against: ['recaptioned'], benchDb });
+    expect(after.byBenchmark).toEqual({ recaptioned: { image: 0, sha256: 0, caption: 1 } });
+
+    // The same file again changes nothing, the stamp included.
+    const third = await add(other);
+    expect(third.replacedCaptions).toBeNull();
+    expect(third.benchmark).toEqual(second.benchmark);
+  });
+
   it('registers Fashion-MNIST IDX images as PNGs with their labels and class names', async () => {
     const images = readIdx(join(FASHION, 't10k-images-idx3-ubyte.gz'));
     const labels = readIdx(join(FASHION, 't10k-labels-idx1-ubyte.gz'));
@@ -279,6 +350,30 @@ describe('bench add (library)', () => {
     } finally {
       registry.close();
     }
+    // A captions file given later: each image keeps the caption its shard holds, and has the file's.
+    const captionsFile = (name: string, line: string) => {
+      const file = join(work.path, name);
+      writeFileSync(file, line + '\n');
+      return file;
+    };
+    const readd = (captions: string) =>
+      registerBenchmark({ name: 'from-shards', images: join(work.path, 'shard-corpus', 'shards'), captions, benchDb });
+    expect((await readd(captionsFile('k1.tsv', 'k1\tanother caption'))).replacedCaptions).toEqual({
+      before: 4,
+      after: 5,
+    });
+    expect((await readd(captionsFile('k2.tsv', 'k2\tyet another'))).replacedCaptions).toEqual({ before: 5, after: 5 });
+    const again = openRegistry(benchDb);
+    try {
+      expect([...iterateImages(again, 'from-shards')].map((r) => [r.imageId, r.captions])).toEqual([
+        ['k0', ['caption 0']],
+        ['k1', ['caption 1']],
+        ['k2', ['caption 2', 'yet another']],
+        ['k3', ['caption 3']],
+      ]);
+    } finally {
+      again.close();
+    }
   });
 });
 
@@ -332,6 +427,26 @@ describe('altforge bench (CLI)', () => {
       'altforge: Flag --class-names: expected fashion-mnist, a file of one name a line, or names separated by commas, got `red,,blue` [ERR_USAGE]',
     ]);
     expect(await names()).toEqual([...FASHION_MNIST_CLASSES]);
+  });
+
+  it("says that a captions file given again replaced the set's captions, and when nothing changed", async () => {
+    const benchDb = join(work.path, 'cli-captions.sqlite');
+    const add = (captions: string) =>
+      runCli(['bench', 'add', '--name', 't1', '--images', folder, '--captions', captions, '--bench-db', benchDb]);
+    const other = join(work.path, 'cli-captions.tsv');
+    writeFileSync(other, '1f355.png\tA slice of pizza\n1f436.png\tA dog\n1f436.png#1\tA puppy\n1f600.png\tA smile\n');
+    expect((await add(join(work.path, 'captions.tsv'))).code).toBe(0);
+    const replaced = await add(other);
+    expect(replaced.code).toBe(0);
+    expect(lines(replaced.stderr)).toEqual([
+      expect.stringMatching(
+        /^bench add t1 captions replaced \(3 -> 4\): 6 images \(images, folder\), 0 files new, 6 already there \(unreadable ones included\), 4 captions; /,
+      ),
+    ]);
+    const same = await add(other);
+    expect(lines(same.stderr)).toEqual([
+      expect.stringMatching(/^bench add t1 already registered, nothing to do: 6 images .*, 4 captions; /),
+    ]);
   });
 
   it('removes a set and everything recorded for it', async () => {
