@@ -104,8 +104,31 @@ export function isCorpus(dir: string): boolean {
   return existsSync(join(dir, MANIFEST_FILE));
 }
 
+/**
+ * Opens the SQLite file at `path`; `what` names it in the error ("Corpus manifest"). A file that
+ * is not a database (a CSV given as --bench-db, a manifest overwritten with text) is refused on one
+ * line that names it, where SQLite's own "file is not a database" names no file: with several
+ * corpora the user could not tell which one is bad.
+ */
+export function openSqliteFile(path: string, what: string, options?: Database.Options): Database.Database {
+  const db = new Database(path, options);
+  try {
+    // The first statement reads the header: a file that is not a database fails here, not later.
+    db.pragma('schema_version');
+  } catch (err) {
+    db.close();
+    if ((err as { code?: unknown }).code !== 'SQLITE_NOTADB') throw err;
+    throw new UsageError(
+      'ERR_NOT_A_DATABASE',
+      `${what} '${path}' is not an SQLite database (${(err as Error).message})`,
+      { cause: err, context: { path } },
+    );
+  }
+  return db;
+}
+
 function openDatabase(path: string): Database.Database {
-  const db = new Database(path);
+  const db = openSqliteFile(path, 'Corpus manifest');
   // WAL keeps readers (another stage, a progress poll) unblocked and survives a killed writer;
   // NORMAL sync is durable against a process kill, which is the failure we design for.
   db.pragma('journal_mode = WAL');

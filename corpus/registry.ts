@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { UsageError } from './errors.ts';
 import { refuseDirectory } from './paths.ts';
-import { migrate, type Migration } from './manifest.ts';
+import { migrate, openSqliteFile, type Migration } from './manifest.ts';
 import { readShardEntry } from './shards.ts';
 
 /** The registry's schema, versioned like the manifest's. */
@@ -111,7 +111,7 @@ export function openRegistry(path: string, options: { create?: boolean } = {}): 
     }
     mkdirSync(dirname(path), { recursive: true });
   }
-  const db = new Database(path);
+  const db = openSqliteFile(path, 'Benchmark registry');
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 10000');

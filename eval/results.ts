@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { isProcessAlive } from '../corpus/lock.ts';
-import { migrate, type Migration } from '../corpus/manifest.ts';
+import { migrate, openSqliteFile, type Migration } from '../corpus/manifest.ts';
 import { refuseDirectory } from '../corpus/paths.ts';
 import type { EvalMetric } from './zero-shot.ts';
 
@@ -107,7 +107,7 @@ function markAbandoned(db: Database.Database): void {
 export function openResults(path: string): ResultsDb {
   refuseDirectory(path, 'Results database', 'eval');
   mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
+  const db = openSqliteFile(path, 'Results database');
   db.pragma('journal_mode = WAL');
   db.pragma('busy_timeout = 10000');
   migrate(db, RESULTS_MIGRATIONS);

@@ -24,6 +24,7 @@ import {
   hasColumn,
   hasTable,
   openCorpus,
+  openSqliteFile,
   recordStageRun,
   refuseDuplicateCorpora,
   refuseForeignDirectory,
@@ -114,7 +115,7 @@ export async function runExport(options: ExportOptions): Promise<ExportResult> {
       // Held until the export ends: its reads span many statements (the kept pairs, then their
       // shards), so a filter, dedup or crawl of a source meanwhile would change what they see.
       releases.push(acquireReadLock(dir));
-      const db = new Database(join(dir, MANIFEST_FILE), { readonly: true, fileMustExist: true });
+      const db = openSqliteFile(join(dir, MANIFEST_FILE), 'Corpus manifest', { readonly: true, fileMustExist: true });
       sources.push({ dir, db, filter: filterReasonSql(db) });
     }
     const unfiltered = sources.find((s) => s.filter === null);

@@ -24,6 +24,7 @@ import {
   hasColumn,
   hasTable,
   openCorpus,
+  openSqliteFile,
   recordStageRun,
   refuseDuplicateCorpora,
   type Migration,
@@ -182,7 +183,7 @@ function openForFilter(dir: string, dryRun: boolean): OpenCorpus {
   const release = acquireLock(dir);
   try {
     if (dryRun) {
-      const db = new Database(join(dir, MANIFEST_FILE), { readonly: true, fileMustExist: true });
+      const db = openSqliteFile(join(dir, MANIFEST_FILE), 'Corpus manifest', { readonly: true, fileMustExist: true });
       return {
         dir,
         db,

@@ -16,7 +16,7 @@ import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { UsageError } from '../corpus/errors.ts';
 import { filterReasonSql } from '../corpus/filter-reason.ts';
-import { MANIFEST_FILE, hasColumn, refuseDuplicateCorpora } from '../corpus/manifest.ts';
+import { MANIFEST_FILE, hasColumn, openSqliteFile, refuseDuplicateCorpora } from '../corpus/manifest.ts';
 import { createRandom, shuffle, type Random } from '../corpus/random.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { readShardEntry, shardPaths } from '../corpus/shards.ts';
@@ -88,7 +88,7 @@ function openManifestReadOnly(dir: string): Database.Database {
       context: { path: dir, stage: 'train' },
     });
   }
-  return new Database(path, { readonly: true, fileMustExist: true });
+  return openSqliteFile(path, 'Corpus manifest', { readonly: true, fileMustExist: true });
 }
 
 /**

@@ -449,6 +449,22 @@ describe('altforge bench (CLI)', () => {
     ]);
   });
 
+  it('names a registry that is not an SQLite database on one line, and leaves it as it was', async () => {
+    const csv = join(work.path, 'benchmarks.csv');
+    writeFileSync(csv, 'name,images\nt1,3\n');
+    for (const args of [
+      ['bench', 'list', '--bench-db', csv],
+      ['bench', 'add', '--name', 't1', '--images', folder, '--bench-db', csv],
+    ]) {
+      const run = await runCli(args);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(lines(run.stderr)).toEqual([
+        `altforge: Benchmark registry '${csv}' is not an SQLite database (file is not a database) [ERR_NOT_A_DATABASE]`,
+      ]);
+    }
+    expect(readFileSync(csv, 'utf8')).toBe('name,images\nt1,3\n');
+  });
+
   it('removes a set and everything recorded for it', async () => {
     const benchDb = join(work.path, 'cli.sqlite');
     const res = await runCli(['bench', 'remove', '--name', 'broken-set', '--bench-db', benchDb]);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative as pathRelative, resolve } from 'node:path';
 import Database from 'better-sqlite3';
@@ -353,6 +353,27 @@ describe('altforge eval', () => {
     ]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("Unknown benchmark 'nope'");
+  });
+
+  it('names a results database that is not an SQLite database on one line, and leaves it as it was', async () => {
+    const csv = join(dir, 'results.csv');
+    writeFileSync(csv, 'metric,value\nR@1,0.5\n');
+    const run = await runCli([
+      'eval',
+      '--checkpoint',
+      fx.checkpoint,
+      '-b',
+      'emoji',
+      '--bench-db',
+      fx.benchDb,
+      '--results-db',
+      csv,
+    ]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(
+      `altforge: Results database '${csv}' is not an SQLite database (file is not a database) [ERR_NOT_A_DATABASE]\n`,
+    );
+    expect(readFileSync(csv, 'utf8')).toBe('metric,value\nR@1,0.5\n');
   });
 
   it('refuses a benchmark given twice on one line before any work, storing no run', async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpSync, existsSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { runFilter } from '../../filter/index.ts';
@@ -97,6 +97,27 @@ describe('altforge filter', () => {
     const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all();
     db.close();
     expect(tables).not.toContain('filter_decision_blocks');
+  });
+
+  it('names the manifest that is not an SQLite database, among several corpora, on one line', async () => {
+    const good = join(tmp.path, 'good');
+    makeManifest(good, [{ caption: 'one two three four' }]);
+    const bad = join(tmp.path, 'bad-manifest');
+    makeManifest(bad, [{ caption: 'one two three four' }]);
+    const manifest = join(bad, 'manifest.sqlite');
+    writeFileSync(manifest, 'key,caption\nk1,a caption\n');
+    const message = `Corpus manifest '${manifest}' is not an SQLite database (file is not a database) [ERR_NOT_A_DATABASE]`;
+    for (const args of [
+      ['filter', '--corpus', good, '--corpus', bad, '--nsfw', 'none'],
+      ['filter', '--corpus', good, '--corpus', bad, '--nsfw', 'none', '--dry-run'],
+      ['export', '--corpus', good, '--corpus', bad, '--out', join(tmp.path, 'bad-export')],
+    ]) {
+      const run = await runCli(args);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(lines(run.stderr)).toEqual([`altforge: ${message}`]);
+    }
+    expect(readFileSync(manifest, 'utf8')).toBe('key,caption\nk1,a caption\n');
+    expect(existsSync(join(tmp.path, 'bad-export'))).toBe(false);
   });
 
   it('refuses bounds that no pair can meet, on one line with exit code 2, and writes nothing', async () => {

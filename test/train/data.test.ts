@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { cpSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCorpus } from '../../corpus/manifest.ts';
 import { STORED_REASONS } from '../../corpus/filter-reason.ts';
@@ -102,6 +102,18 @@ describe('training data', () => {
         }),
       );
     }
+  });
+
+  test('names the manifest that is not an SQLite database', () => {
+    const bad = join(work.path, 'text-manifest');
+    mkdirSync(bad);
+    writeFileSync(join(bad, 'manifest.sqlite'), 'not a database\n');
+    expect(() => listPairs({ corpus: [corpusA, bad] })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_NOT_A_DATABASE',
+        message: `Corpus manifest '${join(bad, 'manifest.sqlite')}' is not an SQLite database (file is not a database)`,
+      }),
+    );
   });
 
   test('refuses a directory without a manifest', () => {
