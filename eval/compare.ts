@@ -4,12 +4,12 @@
  * NLIP run are trained with the same seeds, data order and steps, and both are evaluated on the
  * same clean benchmarks. Writes `compare.json`, `compare.md` and `plots/*.svg|png` into `out`.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { AltforgeError, UsageError } from '../corpus/errors.ts';
 import { EMOJI_VENDORS, type EmojiVendor } from '../corpus/emoji.ts';
-import { acquireLock } from '../corpus/lock.ts';
+import { acquireLock, isLockFile } from '../corpus/lock.ts';
 import { parseOptions } from '../corpus/options.ts';
 import { refuseNonDirectory } from '../corpus/paths.ts';
 import { createRandom } from '../corpus/random.ts';
@@ -270,6 +270,35 @@ function writeAtomic(path: string, text: string): void {
   renameSync(tmp, path);
 }
 
+/** The file a comparison leaves in its `out` as it starts: a rerun into that directory continues it. */
+const COMPARE_MARKER = '.altforge-compare';
+
+/**
+ * Refuses an `out` that holds something other than a comparison, as report and export refuse
+ * theirs. Taken: a missing or empty directory, or one a comparison wrote (its marker, its
+ * `compare.json`, or, from a comparison killed before the marker was written, a finished run's
+ * record under `runs/`), so that a rerun continues it.
+ */
+function refuseForeignOut(dir: string): void {
+  const out = resolve(dir);
+  if (!existsSync(out)) return;
+  const entries = readdirSync(out).filter((name) => !isLockFile(name));
+  if (entries.length === 0 || entries.includes(COMPARE_MARKER) || entries.includes('compare.json')) return;
+  const runs = join(out, 'runs');
+  if (
+    entries.includes('runs') &&
+    statSync(runs).isDirectory() &&
+    readdirSync(runs).some((run) => existsSync(join(runs, run, COMPARE_RUN_FILE)))
+  ) {
+    return;
+  }
+  throw new UsageError(
+    'ERR_NOT_A_COMPARISON',
+    `Directory '${dir}' is not empty and holds no comparison: refusing to write into it`,
+    { context: { path: out, stage: 'compare' } },
+  );
+}
+
 /** The file a finished run leaves in its directory: what it measured, and what it was trained and evaluated on. */
 export const COMPARE_RUN_FILE = 'compare-run.json';
 
@@ -378,6 +407,7 @@ export async function runCompare(options: CompareOptions): Promise<CompareResult
   const started = Date.now();
   const opts = resolveCompareOptions(options);
   refuseNonDirectory(resolve(opts.out), 'Comparison directory', 'compare');
+  refuseForeignOut(opts.out);
   const data = await loadSetting(opts);
   try {
     return await compareOn(opts, data, started);
@@ -448,6 +478,10 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
   // One comparison at a time in a directory: a second would retrain the run the first is training.
   const release = acquireLock(out, { subject: 'Comparison', code: 'ERR_COMPARE_LOCKED' });
   try {
+    writeFileSync(
+      join(out, COMPARE_MARKER),
+      'altforge compare: a rerun into this directory continues the comparison\n',
+    );
     const runs: CompareRun[] = [];
     const detection: CompareJson['detection'] = [];
     const curves: CompareJson['curves'] = [];

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,7 +58,7 @@ const TOY_FASHION = {
 
 describe('runCompare', () => {
   it('trains both methods at every rate on Fashion-MNIST at toy size and writes all its outputs', async () => {
-    const out = join(dir, 'fashion');
+    const out = join(dir, 'fashion-compare');
     const result = await runCompare({ ...TOY_FASHION, out });
     const json = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
     expect(json.version).toBe(1);
@@ -176,7 +176,7 @@ describe('runCompare', () => {
   });
 
   it('gives vanilla and nlip the same noisy captions, data order and first steps', async () => {
-    const out = join(dir, 'fashion');
+    const out = join(dir, 'fashion-compare');
     const vanilla = readFileSync(join(out, 'runs', 'rate-0.5-vanilla-seed-1', 'metrics.jsonl'), 'utf8').split('\n');
     const nlip = readFileSync(join(out, 'runs', 'rate-0.5-nlip-seed-1', 'metrics.jsonl'), 'utf8').split('\n');
     const loss = (lines: string[], step: number) =>
@@ -225,7 +225,7 @@ describe('runCompare', () => {
   });
 
   it('reuses the finished runs of an earlier invocation into the same out', async () => {
-    const out = join(dir, 'fashion');
+    const out = join(dir, 'fashion-compare');
     const before = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
     const phases: string[] = [];
     const again = await runCompare({ ...TOY_FASHION, out, onProgress: (p) => phases.push(p.phase) });
@@ -251,7 +251,7 @@ describe('runCompare', () => {
   });
 
   it('checks every earlier run before training a new one, and names all that differ', async () => {
-    const out = join(dir, 'fashion');
+    const out = join(dir, 'fashion-compare');
     const phases: string[] = [];
     // A new rate listed first, and an option only nlip reads changed: both nlip runs differ.
     await expect(
@@ -334,6 +334,38 @@ describe('runCompare', () => {
     writeFileSync(join(out, '.lock'), String(process.ppid));
     await expect(runCompare({ ...TOY_FASHION, out })).rejects.toMatchObject({ code: 'ERR_COMPARE_LOCKED' });
     expect(existsSync(join(out, 'runs', 'rate-0-vanilla-seed-1'))).toBe(false);
+  });
+
+  it('refuses a non-empty directory that holds no comparison, on one line, and writes nothing there', async () => {
+    const foreign = join(dir, 'foreign');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'notes.txt'), 'mine');
+    await expect(runCompare({ ...TOY_FASHION, out: foreign })).rejects.toMatchObject({
+      code: 'ERR_NOT_A_COMPARISON',
+      message: `Directory '${foreign}' is not empty and holds no comparison: refusing to write into it`,
+    });
+    const cli = await runCli(['compare', '--setting', 'fashion-mnist', '--out', foreign]);
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toBe(
+      `altforge: Directory '${foreign}' is not empty and holds no comparison: refusing to write into it [ERR_NOT_A_COMPARISON]\n`,
+    );
+    expect(readdirSync(foreign)).toEqual(['notes.txt']);
+  });
+
+  it('continues a comparison killed before its compare.json, marked or (from before the mark) by its finished runs', async () => {
+    // The runs of a finished comparison, alone: what one killed before the end by an earlier version left.
+    const legacy = join(dir, 'legacy');
+    cpSync(join(dir, 'fashion-compare', 'runs'), join(legacy, 'runs'), { recursive: true });
+    const phases: string[] = [];
+    const again = await runCompare({ ...TOY_FASHION, out: legacy, onProgress: (p) => phases.push(p.phase) });
+    expect(again.runs).toHaveLength(4);
+    expect(phases).not.toContain('train');
+    expect(existsSync(join(legacy, '.altforge-compare'))).toBe(true);
+    // Marked, without its compare.json or any run: taken too.
+    rmSync(join(legacy, 'runs'), { recursive: true });
+    rmSync(join(legacy, 'compare.json'));
+    const marked = await runCompare({ ...TOY_FASHION, methods: ['vanilla'], noiseRates: [0.5], out: legacy });
+    expect(marked.reusedRuns).toBe(0);
   });
 
   it("trains on the emoji vendors it is given and retrieves another vendor's drawings", async () => {
