@@ -25,6 +25,17 @@ export function backendFlag(description = 'Compute backend'): FlagSpec {
 
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
+/**
+ * What `--help` says of a switch's default, and how to turn it the other way when that takes
+ * `--no-X` (every switch takes it: node's parseArgs with `allowNegative`). citty would print an on
+ * switch as `(Default: true)` on a row of its own with an empty `--no-X` row below, so the words
+ * are part of the description, unless it names `--no-X` already.
+ */
+function switchDefault(name: string, spec: FlagSpec): string {
+  if (spec.default !== true) return '(Default: off)';
+  return spec.description.includes(`--no-${name}`) ? '(Default: on)' : `(Default: on; --no-${name} turns it off)`;
+}
+
 /** The citty definition of the flags, used for `--help` and usage text only. */
 export function cittyArgs(specs: FlagSpecs): ArgsDef {
   const out: ArgsDef = {};
@@ -35,7 +46,11 @@ export function cittyArgs(specs: FlagSpecs): ArgsDef {
       (spec.choices ? `: ${spec.choices.join(', ')}` : '') +
       (spec.type === 'list' ? ' (repeatable)' : '');
     if (spec.type === 'boolean') {
-      out[name] = { type: 'boolean', description, ...(spec.alias ? { alias: spec.alias } : {}) };
+      out[name] = {
+        type: 'boolean',
+        description: `${description} ${switchDefault(name, spec)}`,
+        ...(spec.alias ? { alias: spec.alias } : {}),
+      };
     } else {
       out[name] = {
         type: 'string',

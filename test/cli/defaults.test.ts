@@ -18,12 +18,20 @@ import { COMPARE_RECIPE_DEFAULTS, resolveCompareOptions } from '../../eval/compa
 import { resolveFilterOptions } from '../../filter/options.ts';
 import { resolveScoreOptions, resolveTrainOptions, type TrainOptions } from '../../train/options.ts';
 
-/** Flags whose default differs from the stage's, by `flag: stage value`; the rest must agree. */
+/**
+ * Flags whose default differs from the stage's, by `flag: stage value`; the rest must agree. A
+ * switch without a default is shown as off: where the stage has that option, it must be off there.
+ */
 function mismatches(specs: FlagSpecs, resolved: Record<string, unknown>, only?: readonly string[]): string[] {
   const out: string[] = [];
   for (const [flag, spec] of Object.entries(specs)) {
-    if (spec.default === undefined || flag === 'progress') continue;
-    if (only !== undefined && !only.includes(flag)) continue;
+    if (flag === 'progress' || (only !== undefined && !only.includes(flag))) continue;
+    if (spec.type === 'boolean' && spec.default === undefined) {
+      if (flag in resolved && resolved[flag] !== false && resolved[flag] !== undefined)
+        out.push(`${flag}: --help off, stage ${JSON.stringify(resolved[flag])}`);
+      continue;
+    }
+    if (spec.default === undefined) continue;
     if (!(flag in resolved)) out.push(`${flag}: not an option of the stage`);
     else if (JSON.stringify(resolved[flag]) !== JSON.stringify(spec.default))
       out.push(`${flag}: --help ${JSON.stringify(spec.default)}, stage ${JSON.stringify(resolved[flag])}`);
@@ -65,6 +73,9 @@ describe('flag defaults', () => {
     ]);
     expect(mismatches({ nope: { type: 'integer', description: 'Nope', default: 1 } }, {})).toEqual([
       'nope: not an option of the stage',
+    ]);
+    expect(mismatches({ flip: { type: 'boolean', description: 'Flip' } }, { flip: true })).toEqual([
+      'flip: --help off, stage true',
     ]);
   });
 });

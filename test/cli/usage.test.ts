@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest';
+import { cittyArgs } from '../../cli/_args.ts';
 import { fitUsage } from '../../cli/_usage.ts';
 import { runCli } from '../helpers/cli.ts';
 
@@ -31,5 +32,29 @@ describe('usage fitted to the terminal', () => {
         expect([...line].length, `${args.join(' ')}: ${line}`).toBeLessThanOrEqual(100);
       expect(stdout).not.toMatch(/ \n/);
     }
+  });
+
+  test('says of every switch whether it is on or off by default, and how to turn an on one off', async () => {
+    const args = cittyArgs({
+      flip: { type: 'boolean', description: 'Random flips' },
+      captions: { type: 'boolean', description: 'Flag leaked captions', default: true },
+      relabel: { type: 'boolean', description: 'Relabel (--no-relabel: off)', default: true },
+    });
+    expect(Object.values(args).map((arg) => arg.description)).toEqual([
+      'Random flips (Default: off)',
+      'Flag leaked captions (Default: on; --no-captions turns it off)',
+      'Relabel (--no-relabel: off) (Default: on)',
+    ]);
+    // The help as a user reads it, its wrapped lines joined.
+    const help = async (command: string) => (await runCli([command, '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(await help('score')).toContain(
+      '--completion Write completed captions for likely-noisy pairs (--no-completion: none) (Default: on)',
+    );
+    expect(await help('train')).toContain(
+      '--completion Noise completion: train noisy pairs on captions of retrieved concepts (Default: off)',
+    );
+    const crawl = await help('crawl');
+    expect(crawl).toContain('--upscale Enlarge images smaller than --image-size (keep_ratio modes) (Default: off)');
+    expect(crawl).toContain('--progress Show a progress bar on a terminal (Default: on; --no-progress turns it off)');
   });
 });
