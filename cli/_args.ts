@@ -36,6 +36,22 @@ function switchDefault(name: string, spec: FlagSpec): string {
   return spec.description.includes(`--no-${name}`) ? '(Default: on)' : `(Default: on; --no-${name} turns it off)`;
 }
 
+/** Each citty argument {@link cittyArgs} made, with the flag it was made from. */
+const flagOfArg = new WeakMap<object, [string, FlagSpec]>();
+
+/**
+ * The flags behind a command's citty definition, as its command parses them: a command's `args`
+ * may add a positional to {@link cittyArgs}'s, and its flags are not always exported (bench add).
+ */
+export function flagSpecsOf(args: ArgsDef): FlagSpecs {
+  const specs: FlagSpecs = {};
+  for (const arg of Object.values(args)) {
+    const flag = flagOfArg.get(arg);
+    if (flag !== undefined) specs[flag[0]] = flag[1];
+  }
+  return specs;
+}
+
 /** The citty definition of the flags, used for `--help` and usage text only. */
 export function cittyArgs(specs: FlagSpecs): ArgsDef {
   const out: ArgsDef = {};
@@ -60,6 +76,7 @@ export function cittyArgs(specs: FlagSpecs): ArgsDef {
         ...(spec.alias ? { alias: spec.alias } : {}),
       };
     }
+    flagOfArg.set(out[name], [camel, spec]);
   }
   return out;
 }

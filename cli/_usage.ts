@@ -5,6 +5,7 @@
  */
 
 import { stripVTControlCharacters } from 'node:util';
+import { typedWords, type Example } from './_examples.ts';
 
 /** The width a usage text is fitted to: the terminal's, or 100 columns when output is not one. */
 export function usageWidth(stream: NodeJS.WriteStream = process.stdout): number {
@@ -55,4 +56,48 @@ function wrapLine(line: string, width: number): string {
   }
   out.push(current);
   return out.join('\n').replace(/\(Default:\u00a0/g, '(Default: ');
+}
+
+/**
+ * The examples section of a command's usage, under `heading` (styled as the usage's own headings).
+ * A comment is wrapped as comment lines; a command longer than `width` is continued with ` \\` on
+ * the next line, broken before a flag so that a flag and its value stay together: it still pastes
+ * into a shell as it is.
+ */
+export function renderExamples(examples: readonly Example[], heading: string, width: number): string {
+  const out = [heading, ''];
+  for (const [i, example] of examples.entries()) {
+    if (i > 0) out.push('');
+    if (example.comment !== undefined) out.push(...wrapWords(example.comment.split(' '), '  # ', '  # ', width, ''));
+    // A flag with its values is one unit; the words before the first flag another.
+    const units: string[] = [];
+    for (const word of typedWords(example.command)) {
+      if (units.length === 0 || word.startsWith('-')) units.push(word);
+      else units[units.length - 1] += ` ${word}`;
+    }
+    out.push(...wrapWords(units, '  ', '      ', width, ' \\'));
+  }
+  return out.join('\n');
+}
+
+/**
+ * `words` joined by spaces into lines of at most `width` columns (a longer word alone overruns it):
+ * the first line starts with `first`, the others with `next`, and each but the last ends with `end`.
+ */
+function wrapWords(words: string[], first: string, next: string, width: number, end: string): string[] {
+  const lines: string[] = [];
+  let line = first;
+  let empty = true;
+  for (const [i, word] of words.entries()) {
+    const room = width - (i === words.length - 1 ? 0 : end.length);
+    if (!empty && line.length + 1 + word.length > room) {
+      lines.push(line + end);
+      line = next;
+      empty = true;
+    }
+    line += empty ? word : ` ${word}`;
+    empty = false;
+  }
+  lines.push(line);
+  return lines;
 }

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { defineCommand, renderUsage, runCommand, type CommandDef, type Resolvable, type SubCommandsDef } from 'citty';
 import { reportError } from './_run.ts';
-import { fitUsage, usageWidth } from './_usage.ts';
+import { EXAMPLES } from './_examples.ts';
+import { fitUsage, renderExamples, usageWidth } from './_usage.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -176,8 +177,8 @@ export async function runCli(argv: string[]): Promise<number> {
   if (argv[0] === 'help') argv = [...argv.slice(1), '--help'];
   try {
     if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-      const { cmd, parent } = await findCommand(argv);
-      await showUsage(cmd, parent);
+      const { cmd, parent, path } = await findCommand(argv);
+      await showUsage(cmd, parent, path);
       return argv.length === 0 ? 2 : 0;
     }
     if (argv[0] === '--version' || argv[0] === '-v') {
@@ -190,7 +191,7 @@ export async function runCli(argv: string[]): Promise<number> {
     if (found.optionFirst !== undefined) return refuseOptionFirst(found.path, found.optionFirst, runnable);
     if (!runnable) {
       // A command that needs a subcommand, given none (`altforge bench`): its usage.
-      await showUsage(found.cmd, found.parent);
+      await showUsage(found.cmd, found.parent, found.path);
       return 2;
     }
     await runCommand(main, { rawArgs: argv });
@@ -228,10 +229,23 @@ async function unknownCommand({ cmd, path }: FoundCommand, unknown: string): Pro
   return 2;
 }
 
-/** Prints a command's usage fitted to the terminal (`altforge` itself: {@link mainUsage}). */
-async function showUsage(cmd: CommandDef, parent?: CommandDef): Promise<void> {
-  const text = cmd === main ? mainUsage() : (await renderUsage(cmd, parent)) + '\n';
-  process.stdout.write(fitUsage(text, usageWidth()) + '\n');
+/**
+ * Prints a command's usage fitted to the terminal (`altforge` itself: {@link mainUsage}), then its
+ * examples (cli/_examples.ts) under a heading styled as citty styles its `USAGE`.
+ */
+async function showUsage(cmd: CommandDef, parent: CommandDef | undefined, path: string[]): Promise<void> {
+  const width = usageWidth();
+  if (cmd === main) {
+    process.stdout.write(fitUsage(mainUsage(), width) + '\n');
+    return;
+  }
+  let text = await renderUsage(cmd, parent);
+  const examples = EXAMPLES[path.slice(1).join(' ')];
+  if (examples !== undefined) {
+    const [, before = '', after = ''] = /^(\S*?)USAGE(\S*)/m.exec(text) ?? [];
+    text = `${text.trimEnd()}\n\n${renderExamples(examples, `${before}EXAMPLES${after}`, width)}\n`;
+  }
+  process.stdout.write(fitUsage(text + '\n', width) + '\n');
 }
 
 /** Whether `typed` is `name` with a slip: its start (`comp`), or at most two letters wrong. */

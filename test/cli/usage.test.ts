@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { cittyArgs } from '../../cli/_args.ts';
-import { fitUsage } from '../../cli/_usage.ts';
+import { fitUsage, renderExamples } from '../../cli/_usage.ts';
 import { runCli } from '../helpers/cli.ts';
 
 describe('usage fitted to the terminal', () => {
@@ -56,5 +56,26 @@ describe('usage fitted to the terminal', () => {
     const crawl = await help('crawl');
     expect(crawl).toContain('--upscale Enlarge images smaller than --image-size (keep_ratio modes) (Default: off)');
     expect(crawl).toContain('--progress Show a progress bar on a terminal (Default: on; --no-progress turns it off)');
+  });
+
+  test('breaks a long example before a flag with a shell continuation, and wraps its comment as comments', () => {
+    const example = {
+      comment: 'Your own classification prompts, the result as JSON',
+      command: "npx altforge eval --checkpoint /tmp/run --template 'a photo of a {}.' --json",
+    };
+    expect(renderExamples([example, { command: 'npx altforge doctor' }], 'EXAMPLES', 40)).toBe(
+      [
+        'EXAMPLES',
+        '',
+        '  # Your own classification prompts, the',
+        '  # result as JSON',
+        '  npx altforge eval \\',
+        '      --checkpoint /tmp/run \\',
+        "      --template 'a photo of a {}.' \\",
+        '      --json',
+        '',
+        '  npx altforge doctor',
+      ].join('\n'),
+    );
   });
 });
