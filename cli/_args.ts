@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { ArgsDef } from 'citty';
-import { UsageError } from '../corpus/errors.ts';
+import { UsageError, shown } from '../corpus/errors.ts';
 import { BACKEND_CHOICES } from '../train/backend-names.ts';
 
 /** One command-line flag: what `--help` shows and how its value is parsed. */
@@ -143,10 +143,12 @@ export function parseFlags(
     }
   });
   const values: Record<string, unknown> = {};
+  typedValues = {};
   for (const [flag, raw] of Object.entries(parsed.values)) {
     const name = byFlag.get(flag);
     const spec = name === undefined ? undefined : specs[name];
     if (name === undefined || spec === undefined) continue;
+    if (typeof raw === 'string' || Array.isArray(raw)) typedValues[name] = ([] as unknown[]).concat(raw).map(String);
     if (spec.type === 'integer' || spec.type === 'number') {
       const n = Number(raw);
       if (
@@ -170,24 +172,53 @@ export function parseFlags(
   return { values, positionals: parsed.positionals };
 }
 
-/** The flags of the command line parsed last: one command runs a process. */
+/** The flags of the command line parsed last (one command runs a process), and their values as typed. */
 let parsedSpecs: FlagSpecs | undefined;
+let typedValues: Record<string, string[]> = {};
 
 /**
  * An option error in the words of the command line: ``Option 'train.batchSize': ...`` becomes
- * ``Flag --batch-size: ...`` when the option (or, for a nested one such as `skipRules.0`, its
- * first part) is a flag of the command that ran, and other options the message names in camelCase
- * (`at most maxWords`) become their flags too; any other message is returned as it is.
+ * ``Flag --batch-size: ...``, and ``Options 'trainVendors' and 'testVendor' ...`` becomes ``Flags
+ * --train-vendors and --test-vendor ...``, when each option named first is a flag of the command
+ * that ran. An option is found by the first part of its path that is a flag (`model.imageSize`,
+ * `train.lr`; an index such as `skipRules.0` is not), a list's option being named in the plural of
+ * its flag (`--skip-rule` fills `skipRules`). In the rest of the message an option with one of its
+ * flag's values (`robust 'nlip'`) becomes the flag with the value (`--robust nlip`), and other
+ * options named in quotes or in camelCase (`at most maxWords`) their flags. A message naming
+ * several ends with the one the user gave and its value (``got `--train-vendors google` ``). Any
+ * other message is returned as it is.
  */
 export function inFlagTerms(message: string, context: { stage?: string; option?: string }): string {
-  const { stage, option } = context;
-  if (parsedSpecs === undefined || stage === undefined || option === undefined || option === '') return message;
-  const name = option.split('.')[0] as string;
-  const prefix = `Option '${stage}.${option}'`;
-  if (!Object.hasOwn(parsedSpecs, name) || !message.startsWith(prefix)) return message;
   const specs = parsedSpecs;
+  const head = /^Options? ('[^']*'(?:(?:, |,? and )'[^']*')*)/.exec(message);
+  if (specs === undefined || head === null) return message;
+  const { stage, option } = context;
+  const flagOf = (path: string): string | undefined => {
+    const local = stage !== undefined && path.startsWith(`${stage}.`) ? path.slice(stage.length + 1) : path;
+    for (const part of local.split('.')) {
+      if (Object.hasOwn(specs, part)) return part;
+      const singular = part.replace(/s$/, '');
+      if (singular !== part && specs[singular]?.type === 'list') return singular;
+    }
+    return undefined;
+  };
+  const flags = [...(head[1] as string).matchAll(/'([^']*)'/g)].map((m) => flagOf(m[1] as string));
+  if (flags.some((flag) => flag === undefined)) return message;
+  let at = 0;
+  const named = (head[1] as string).replace(/'[^']*'/g, () => `--${kebab(flags[at++] as string)}`);
   const rest = message
-    .slice(prefix.length)
+    .slice(head[0].length)
+    .replace(/\b([a-z][a-zA-Z0-9]*) '([^']*)'/g, (text, name: string, value: string) =>
+      Object.hasOwn(specs, name) && specs[name]?.choices?.includes(value) ? `--${kebab(name)} ${value}` : text,
+    )
+    .replace(/'([a-z][a-zA-Z0-9]*)'/g, (text, name: string) => (Object.hasOwn(specs, name) ? `--${kebab(name)}` : text))
     .replace(/\b[a-z]+(?:[A-Z][a-z0-9]*)+\b/g, (word) => (Object.hasOwn(specs, word) ? `--${kebab(word)}` : word));
-  return `Flag --${kebab(name)}${rest}`;
+  // Of several flags, the one the user gave, with its value: the option's own, else the first given one.
+  const own = option === undefined ? undefined : flagOf(option);
+  const given = [own, ...flags].find((flag) => flag !== undefined && typedValues[flag] !== undefined);
+  const got =
+    flags.length < 2 || given === undefined || rest.includes('got `')
+      ? ''
+      : `, got ${shown((typedValues[given] as string[]).map((v) => `--${kebab(given)} ${v}`).join(' '))}`;
+  return `${flags.length > 1 ? 'Flags' : 'Flag'} ${named}${rest}${got}`;
 }

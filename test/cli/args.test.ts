@@ -1,8 +1,10 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inFlagTerms, parseFlags, type FlagSpecs } from '../../cli/_args.ts';
 import { reportError } from '../../cli/_run.ts';
 import { AltforgeError, UsageError } from '../../corpus/errors.ts';
 import { runCli } from '../helpers/cli.ts';
+import { tempDir } from '../helpers/corpus.ts';
 
 const specs = {
   out: { type: 'string', description: 'Output' },
@@ -118,5 +120,69 @@ describe('inFlagTerms', () => {
       "Options 'batchSize' and 'lr' clash",
     );
     expect(inFlagTerms('Missing --corpus DIR', {})).toBe('Missing --corpus DIR');
+  });
+
+  it('finds a list flag by its plural option, a nested option by a part that is a flag, and several options at once', () => {
+    parseFlags(['--train-vendors', 'google', '--robust-floor', '2'], {
+      skipRule: { type: 'list', description: 'Rule' },
+      imageSize: { type: 'integer', description: 'Size' },
+      setting: { type: 'string', description: 'Setting', choices: ['fashion-mnist', 'emoji'] },
+      robust: { type: 'string', description: 'Robust', choices: ['none', 'nlip'] },
+      robustFloor: { type: 'number', description: 'Floor' },
+      trainVendors: { type: 'string', description: 'Vendors' },
+      testVendor: { type: 'string', description: 'Vendor' },
+    });
+    const context = (stage: string, option: string) => ({ stage, option });
+    expect(inFlagTerms("Option 'filter.skipRules.1': unknown rule, got `foo`", context('filter', 'skipRules.1'))).toBe(
+      'Flag --skip-rule: unknown rule, got `foo`',
+    );
+    expect(inFlagTerms("Option 'train.model.imageSize': too small, got `3`", context('train', 'model.imageSize'))).toBe(
+      'Flag --image-size: too small, got `3`',
+    );
+    // An option with one of its flag's values, or named in quotes: the flag, as typed.
+    expect(
+      inFlagTerms(
+        "Option 'train.robustFloor': it needs robust 'nlip' and 'imageSize'",
+        context('train', 'robustFloor'),
+      ),
+    ).toBe('Flag --robust-floor: it needs --robust nlip and --image-size');
+    // Several options: each by its flag, and the one the user gave with its value.
+    expect(
+      inFlagTerms(
+        "Options 'trainVendors' and 'testVendor' choose the emoji setting's drawings: they need setting 'emoji'",
+        context('compare', 'trainVendors'),
+      ),
+    ).toBe(
+      "Flags --train-vendors and --test-vendor choose the emoji setting's drawings: they need --setting emoji, got `--train-vendors google`",
+    );
+  });
+});
+
+describe('an option error of a command', () => {
+  it('names the flag the user typed and the value it got', async () => {
+    const { path: dir, remove } = await tempDir('flag-terms');
+    try {
+      for (const [args, line] of [
+        [
+          ['filter', '--corpus', dir, '--skip-rule', 'foo'],
+          /^altforge: Flag --skip-rule: .*expected one of "image_size"\|.*, got `foo` \[ERR_INVALID_OPTION\]$/,
+        ],
+        [
+          ['eval', '--checkpoint', dir, '--benchmark', 'b', '--template', 'no braces'],
+          /^altforge: Flag --template: a template must contain '\{\}', got `no braces` \[ERR_INVALID_OPTION\]$/,
+        ],
+        [
+          ['compare', '--corpus', dir, '--benchmark', 'b', '--out', join(dir, 'cmp'), '--train-vendors', 'google'],
+          /^altforge: Flags --train-vendors and --test-vendor .*: they need --setting emoji, got `--train-vendors google` \[ERR_INVALID_OPTION\]$/,
+        ],
+      ] as const) {
+        const res = await runCli([...args]);
+        expect(res.code, args.join(' ')).toBe(2);
+        expect(res.stderr.trim().split('\n')).toHaveLength(1);
+        expect(res.stderr.trim()).toMatch(line);
+      }
+    } finally {
+      await remove();
+    }
   });
 });

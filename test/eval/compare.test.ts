@@ -491,7 +491,7 @@ describe('altforge compare', () => {
     const thumbsAlone = await runCli([...args, '--grounding-thumbnails']);
     expect(thumbsAlone.code).toBe(2);
     expect(thumbsAlone.stderr.trim().split('\n').at(-1)).toContain(
-      "Flag --grounding-thumbnails: thumbnails ground the words signal: it needs robust 'nlip' and --noise-signal 'words'",
+      "Flag --grounding-thumbnails: thumbnails ground the words signal: it needs robust 'nlip' and --noise-signal words",
     );
     // With it, the flag reaches the recipe (unset, it stays out of it: the runs above resumed).
     const words = [...args.map((a) => (a === out ? join(dir, 'corpus-compare-words') : a)), '--noise-signal', 'words'];

@@ -323,7 +323,7 @@ describe('runTrain', () => {
     expect(res.code).toBe(2);
     expect(res.stderr.trim().split('\n')).toHaveLength(1);
     expect(res.stderr).toContain(
-      "Flag --grounding-thumbnails: thumbnails ground the words signal: it needs robust 'nlip' and --noise-signal 'words'",
+      'Flag --grounding-thumbnails: thumbnails ground the words signal: it needs --robust nlip and --noise-signal words',
     );
     expect(existsSync(join(out, 'checkpoint.ckpt'))).toBe(false);
   });
