@@ -177,7 +177,10 @@ export async function runCli(argv: string[]): Promise<number> {
   if (argv[0] === 'help') argv = [...argv.slice(1), '--help'];
   try {
     if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-      const { cmd, parent, path } = await findCommand(argv);
+      const found = await findCommand(argv);
+      // `altforge help evaluate` is no command's help: named as an unknown command is, not the list.
+      if (found.unknown !== undefined) return await unknownCommand(found, found.unknown);
+      const { cmd, parent, path } = found;
       await showUsage(cmd, parent, path);
       return argv.length === 0 ? 2 : 0;
     }

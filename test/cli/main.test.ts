@@ -130,4 +130,17 @@ describe('the altforge command', () => {
       expect(run.stderr.trim()).toBe(line);
     }
   });
+
+  test('asked for the help of an unknown command, names it as unknown, not the list of commands', async () => {
+    for (const [args, line] of [
+      [['help', 'foo'], "altforge: Unknown command 'foo': altforge --help lists them"],
+      [['evaluate', '--help'], "altforge: Unknown command 'evaluate' (did you mean eval?): altforge --help lists them"],
+      [['help', 'bench', 'ad'], "altforge: Unknown command 'ad' (did you mean add?): altforge bench --help lists them"],
+    ] as const) {
+      const run = await runCli([...args]);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(run.stdout).toBe('');
+      expect(run.stderr.trim()).toBe(line);
+    }
+  });
 });
