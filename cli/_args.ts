@@ -98,19 +98,33 @@ export function parseFlags(
     help: { type: 'boolean', short: 'h' },
   };
   const byFlag = new Map<string, string>();
+  const numeric = new Set<string>();
   for (const [name, spec] of Object.entries(specs)) {
     const flag = kebab(name);
     byFlag.set(flag, name);
+    if (spec.type === 'integer' || spec.type === 'number') {
+      numeric.add(`--${flag}`);
+      if (spec.alias?.length === 1) numeric.add(`-${spec.alias}`);
+    }
     options[flag] = {
       type: spec.type === 'boolean' ? 'boolean' : 'string',
       ...(spec.type === 'list' ? { multiple: true } : {}),
       ...(spec.alias?.length === 1 ? { short: spec.alias } : {}),
     };
   }
+  // A negative number after a numeric flag is its value (`--max-depth -1`), for the range check to
+  // refuse by name: node's parseArgs takes any word that starts with a dash for a flag.
+  const args: string[] = [];
+  for (const arg of rawArgs) {
+    const flag = args[args.length - 1];
+    if (flag !== undefined && numeric.has(flag) && /^-\.?\d/.test(arg)) {
+      args[args.length - 1] = flag.startsWith('--') ? `${flag}=${arg}` : `${flag}${arg}`;
+    } else args.push(arg);
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
-      args: rawArgs,
+      args,
       options,
       strict: true,
       allowPositionals: true,
@@ -122,7 +136,7 @@ export function parseFlags(
   }
   // A value given to a switch (`--gate-latch no`) would otherwise be taken as an argument or dropped.
   const switchBefore = (arg: string): string | null => {
-    const before = rawArgs[rawArgs.indexOf(arg) - 1] ?? '';
+    const before = args[args.indexOf(arg) - 1] ?? '';
     const flag = before.replace(/^--(no-)?/, '');
     const name = before.startsWith('--') ? byFlag.get(flag) : undefined;
     return name !== undefined && specs[name]?.type === 'boolean' ? flag : null;

@@ -50,6 +50,24 @@ describe('parseFlags', () => {
     expect(parseFlags(['--out=-x'], specs).values).toEqual({ out: '-x' });
   });
 
+  it('takes a negative number after a numeric flag as its value, and checks it is a number', () => {
+    const numbers = {
+      ...specs,
+      rate: { type: 'number', description: 'Rate', alias: 'r' },
+    } satisfies FlagSpecs;
+    expect(parseFlags(['--steps', '-3', '--rate', '-.5', '--out', 'x'], numbers).values).toEqual({
+      steps: -3,
+      rate: -0.5,
+      out: 'x',
+    });
+    expect(parseFlags(['-r', '-2'], numbers).values).toEqual({ rate: -2 });
+    expect(usage(() => parseFlags(['--steps', '-1.5'], numbers))?.message).toBe(
+      'Flag --steps: expected an integer, got `-1.5`',
+    );
+    // A dash that starts no number is still no value, for a flag of any kind.
+    expect(usage(() => parseFlags(['--steps', '-x'], numbers))?.message).toContain("use '--steps=-XYZ'");
+  });
+
   it('refuses arguments a command does not take, and keeps those it does', () => {
     expect(usage(() => parseFlags(['--out', 'x', 'extra'], specs))).toEqual({
       code: 'ERR_USAGE',
@@ -159,6 +177,19 @@ describe('inFlagTerms', () => {
 });
 
 describe('an option error of a command', () => {
+  it('refuses a negative number out of range by the usual line, naming the flag and the value', async () => {
+    const { path: dir, remove } = await tempDir('negative');
+    try {
+      const res = await runCli(['crawl', '--out', dir, '--pages', 'http://127.0.0.1:9/', '--max-depth', '-1']);
+      expect(res.code).toBe(2);
+      expect(res.stderr.trim()).toBe(
+        'altforge: Flag --max-depth: Too small: expected number to be >=0, got `-1` [ERR_INVALID_OPTION]',
+      );
+    } finally {
+      await remove();
+    }
+  });
+
   it('names the flag the user typed and the value it got', async () => {
     const { path: dir, remove } = await tempDir('flag-terms');
     try {
