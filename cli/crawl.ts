@@ -58,6 +58,12 @@ export const flags = {
     default: 60000,
     valueHint: 'MS',
   },
+  retryFailed: {
+    type: 'list',
+    description:
+      'Try these failures again: transient (timeout, connection_error, http_5xx, http_429, robots_unreachable) or statuses (too_large, http_503...), comma-separated',
+    valueHint: 'STATUS',
+  },
   respectRobots: { type: 'boolean', description: 'Obey robots.txt (--no-respect-robots to ignore it)', default: true },
   respectXRobotsTag: {
     type: 'boolean',
@@ -127,10 +133,16 @@ export function summarize(result: CrawlResult): string {
       : '';
   const pct = result.attempted > 0 ? ` (${((100 * result.ok) / result.attempted).toFixed(1)}% ok)` : '';
   const pending = result.byStatus['pending'] ? `, ${result.byStatus['pending']} pending` : '';
+  const retried = result.retried > 0 ? `${result.retried} retried, ` : '';
+  // Failures a later try may get past (a host down for a while): say how to retry them.
+  const transient =
+    result.transientFailures > 0
+      ? `; ${result.transientFailures} transient (rerun with --retry-failed transient to retry them)`
+      : '';
   return (
     `crawl${result.interrupted ? ' interrupted' : ''}: ${result.pagesFetched} pages${pagesFailed}, ${result.pairsFound} new pairs, ` +
-    `${result.attempted} attempted, ${result.ok} stored${pct}, ${result.failed} failed; ` +
-    `corpus: ${result.byStatus['ok'] ?? 0} ok in ${result.shards} shards${pending}${failures ? `; failures: ${failures}` : ''}; ` +
+    `${retried}${result.attempted} attempted, ${result.ok} stored${pct}, ${result.failed} failed; ` +
+    `corpus: ${result.byStatus['ok'] ?? 0} ok in ${result.shards} shards${pending}${failures ? `; failures: ${failures}` : ''}${transient}; ` +
     `${(result.bytes / 1e6).toFixed(1)} MB in ${(result.durationMs / 1000).toFixed(1)} s -> ${result.out}`
   );
 }

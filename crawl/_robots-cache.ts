@@ -9,7 +9,10 @@ type Robot = ReturnType<typeof robotsParser>;
 /** The verdict of robots.txt on one URL. */
 export interface RobotsVerdict {
   allowed: boolean;
-  /** Manifest status when refused: `robots_disallowed`, or the failure that made robots.txt unreadable. */
+  /**
+   * Manifest status when refused: `robots_disallowed` (the rules say no), `robots_unreachable`
+   * (robots.txt could not be read: the host may only have been down), or the guard's refusal.
+   */
   status: string;
   reason: string;
   crawlDelayMs: number;
@@ -23,7 +26,8 @@ const MAX_ORIGINS = 10_000;
 
 /**
  * robots.txt per origin, fetched once and cached (RFC 9309): a 4xx means no rules, a 5xx or an
- * unreachable file means complete disallow. The fetch itself goes through the same guarded,
+ * unreachable file means complete disallow, recorded as `robots_unreachable` rather than as a
+ * refusal by the site, since a rerun may find the host up (`--retry-failed`). The fetch itself goes through the same guarded,
  * polite fetcher (never through robots, to avoid a loop).
  */
 export class RobotsCache {
@@ -50,7 +54,7 @@ export class RobotsCache {
           }
           return {
             kind: 'refuse',
-            status: 'robots_disallowed',
+            status: 'robots_unreachable',
             reason: `robots.txt at ${robotsUrl} unreachable (${status}): treated as disallow-all`,
           };
         },

@@ -13,7 +13,7 @@ import { Fetcher, robotName } from './_fetcher.ts';
 import { recordCandidates } from './_ingest.ts';
 import { acquireLock } from '../corpus/lock.ts';
 import { crawlPages } from './_pages.ts';
-import { requeueLiftedRefusals } from './_requeue.ts';
+import { countTransientFailures, requeueFailures, requeueLiftedRefusals } from './_requeue.ts';
 import { assertReadableUrlList, readUrlList } from './_sources/url-list.ts';
 import { assertReadableWarc, readWarcRecords } from './_sources/warc.ts';
 import { resolveCrawlOptions, type CrawlOptions, type CrawlProgress, type ResolvedCrawlOptions } from './options.ts';
@@ -42,6 +42,13 @@ export interface CrawlResult {
   byStatus: Record<string, number>;
   /** Complete shards in the corpus. */
   shards: number;
+  /** Failed pairs and pages put back to be tried again in this run (`retryFailed`). */
+  retried: number;
+  /**
+   * Failed pairs and pages in the corpus that `retryFailed: ['transient']` would try again
+   * (timeouts, connection errors, 5xx, 429, robots.txt unreachable).
+   */
+  transientFailures: number;
   /** Bytes downloaded in this run. */
   bytes: number;
   durationMs: number;
@@ -142,10 +149,13 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
     let pagesFailed = 0;
     let pageFailures: Record<string, number> = {};
     let pairsFound = 0;
+    let retried = 0;
 
     if (seeds.length > 0) {
-      // A rerun fetches only `pending` pages: those the guard refused and now lets through are put back.
+      // A rerun fetches only `pending` pages: those the guard refused and now lets through are put
+      // back, and the failures the user asked to retry.
       requeueLiftedRefusals(corpus.db, 'pages', opts.allowPrivateNetwork);
+      retried += requeueFailures(corpus.db, 'pages', opts.retryFailed);
       const pages = await crawlPages(corpus.db, fetcher, {
         seeds,
         maxDepth: opts.maxDepth,
@@ -192,6 +202,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
     if (opts.download && !signal?.aborted) {
       // Likewise, only `pending` pairs are downloaded.
       requeueLiftedRefusals(corpus.db, 'pairs', opts.allowPrivateNetwork);
+      retried += requeueFailures(corpus.db, 'pairs', opts.retryFailed);
       writer = await ShardWriter.open(corpus, opts.shardSize);
       const total =
         (corpus.db.prepare(`SELECT COUNT(*) AS n FROM pairs WHERE status = 'pending'`).get() as { n: number }).n -
@@ -224,6 +235,8 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
       failed: counts.failed,
       byStatus: countByStatus(corpus.db),
       shards,
+      retried,
+      transientFailures: countTransientFailures(corpus.db, 'pairs') + countTransientFailures(corpus.db, 'pages'),
       bytes: counts.bytes,
       durationMs: Date.now() - started,
       interrupted: signal?.aborted ?? false,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { UsageError } from '../corpus/errors.ts';
 import { parseOptions } from '../corpus/options.ts';
+import { expandRetryStatuses } from './_requeue.ts';
 
 /** How images are resized, as in img2dataset. */
 export type ResizeMode = 'no' | 'border' | 'keep_ratio' | 'keep_ratio_largest' | 'center_crop';
@@ -60,6 +61,13 @@ export interface CrawlOptions {
   retryBaseMs?: number;
   /** Longest pause honoured from a Retry-After header or a backoff, in ms. @default 60000 */
   retryMaxMs?: number;
+  /**
+   * Failures to try again in this run: their pairs and pages are put back to `pending` first. A
+   * status (`timeout`, `too_large`, `http_503`), a class (`http_5xx`), or `transient` (timeout,
+   * connection_error, http_5xx, http_429, robots_unreachable); an entry may list several,
+   * comma-separated. @default []
+   */
+  retryFailed?: string[];
   /** Obey robots.txt (per-host cache). @default true */
   respectRobots?: boolean;
   /** Honour `X-Robots-Tag: noai, noimageai, noindex, noimageindex`. @default true */
@@ -118,6 +126,7 @@ const schema = z.strictObject({
   retries: z.number().int().min(0).max(20).default(3),
   retryBaseMs: z.number().int().min(0).default(500),
   retryMaxMs: z.number().int().min(0).default(60_000),
+  retryFailed: z.array(z.string()).default([]),
   respectRobots: z.boolean().default(true),
   respectXRobotsTag: z.boolean().default(true),
   respectMetaRobots: z.boolean().default(true),
@@ -147,5 +156,5 @@ export function resolveCrawlOptions(options: CrawlOptions): ResolvedCrawlOptions
       context: { stage: 'crawl' },
     });
   }
-  return resolved;
+  return { ...resolved, retryFailed: expandRetryStatuses(resolved.retryFailed) };
 }

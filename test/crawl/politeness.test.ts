@@ -79,7 +79,7 @@ describe('politeness', () => {
     await runCrawl({ urls: [list], out, ...local });
     await Promise.all([failing.close(), missing.close()]);
     const rows = readManifest(out).pairs;
-    expect(rows.find((r) => r.url.endsWith('/a.jpg'))?.status).toBe('robots_disallowed');
+    expect(rows.find((r) => r.url.endsWith('/a.jpg'))?.status).toBe('robots_unreachable');
     expect(rows.find((r) => r.url.endsWith('/b.jpg'))?.status).toBe('ok');
     expect(failing.hits.map((h) => h.path)).toEqual(['/robots.txt']);
   });

@@ -72,7 +72,7 @@ describe('the crawl summary', () => {
       ],
       out,
       retries: 0,
-      // With robots.txt obeyed, an unreachable host's pages would be robots_disallowed instead.
+      // With robots.txt obeyed, an unreachable host's pages would be robots_unreachable instead.
       respectRobots: false,
       allowPrivateNetwork: [host, `127.0.0.1:${closedPort}`],
     });
