@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { defineCommand } from 'citty';
 import { runCrawl, type CrawlOptions, type CrawlResult } from '../crawl/index.ts';
 import { cittyArgs, type FlagSpecs } from './_args.ts';
@@ -133,6 +134,10 @@ export function summarize(result: CrawlResult): string {
       : '';
   const pct = result.attempted > 0 ? ` (${((100 * result.ok) / result.attempted).toFixed(1)}% ok)` : '';
   const pending = result.byStatus['pending'] ? `, ${result.byStatus['pending']} pending` : '';
+  // An input read again says so: its new pairs come from the rows added to it.
+  const names = result.reread.slice(0, 3).map((path) => basename(path));
+  const more = result.reread.length > names.length ? ` and ${result.reread.length - names.length} more` : '';
+  const reread = names.length > 0 ? ` (${names.join(', ')}${more} changed: read again)` : '';
   const retried = result.retried > 0 ? `${result.retried} retried, ` : '';
   // Failures a later try may get past (a host down for a while): say how to retry them.
   const transient =
@@ -140,7 +145,7 @@ export function summarize(result: CrawlResult): string {
       ? `; ${result.transientFailures} transient (rerun with --retry-failed transient to retry them)`
       : '';
   return (
-    `crawl${result.interrupted ? ' interrupted' : ''}: ${result.pagesFetched} pages${pagesFailed}, ${result.pairsFound} new pairs, ` +
+    `crawl${result.interrupted ? ' interrupted' : ''}: ${result.pagesFetched} pages${pagesFailed}, ${result.pairsFound} new pairs${reread}, ` +
     `${retried}${result.attempted} attempted, ${result.ok} stored${pct}, ${result.failed} failed; ` +
     `corpus: ${result.byStatus['ok'] ?? 0} ok in ${result.shards} shards${pending}${failures ? `; failures: ${failures}` : ''}${transient}; ` +
     `${(result.bytes / 1e6).toFixed(1)} MB in ${(result.durationMs / 1000).toFixed(1)} s -> ${result.out}`

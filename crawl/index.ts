@@ -12,6 +12,7 @@ import { downloadPending } from './_download.ts';
 import { Fetcher, robotName } from './_fetcher.ts';
 import { recordCandidates } from './_ingest.ts';
 import { acquireLock } from '../corpus/lock.ts';
+import { CRAWL_MIGRATIONS } from './_migrations.ts';
 import { crawlPages } from './_pages.ts';
 import { countTransientFailures, requeueFailures, requeueLiftedRefusals } from './_requeue.ts';
 import { assertReadableUrlList, readUrlList } from './_sources/url-list.ts';
@@ -32,6 +33,8 @@ export interface CrawlResult {
   pageFailures: Record<string, number>;
   /** New pairs recorded in this run (from pages, WARC and URL lists). */
   pairsFound: number;
+  /** WARC and URL-list files read again because they changed since they were read (as given). */
+  reread: string[];
   /** Pairs whose image was attempted in this run. */
   attempted: number;
   /** Pairs stored in a shard in this run. */
@@ -104,26 +107,40 @@ async function validateInputs(opts: ResolvedCrawlOptions, captionColExplicit: bo
   return seeds;
 }
 
-/** Reads one WARC or URL-list input into the manifest, once: a finished input is not read again. */
+/**
+ * Reads one WARC or URL-list input into the manifest; returns the new pairs, and whether the file
+ * was read before (and has changed since). A file read in full is not read again while its size
+ * and modification time are those recorded when its reading began; when either differs (rows
+ * appended to a list) it is read again in full, which records only the pairs not yet in the
+ * manifest (`INSERT OR IGNORE` by pair key). One stat a file: no hashing of multi-GB inputs.
+ */
 async function ingestInput(
   corpus: Corpus,
   kind: 'warc' | 'urls',
   path: string,
   candidates: AsyncIterable<Candidate | Candidate[]>,
   report: (read: number) => void,
-): Promise<number> {
+): Promise<{ inserted: number; reread: boolean }> {
   const source = `${kind}:${resolve(path)}`;
   const { db } = corpus;
-  const row = db.prepare('SELECT done FROM inputs WHERE source = ?').get(source) as { done: number } | undefined;
-  if (row?.done === 1) return 0;
+  // Taken before reading: a file that changes while it is read differs from it next time.
+  const { size, mtimeMs } = statSync(path);
+  const row = db.prepare('SELECT done, size, mtime_ms, finished_at FROM inputs WHERE source = ?').get(source) as
+    { done: number; size: number | null; mtime_ms: number | null; finished_at: string | null } | undefined;
+  if (row?.done === 1) {
+    if (row.size === size && row.mtime_ms === mtimeMs) return { inserted: 0, reread: false };
+    // Read before stamps were recorded: unchanged if not modified since its reading ended.
+    if (row.size === null && row.finished_at !== null && mtimeMs <= Date.parse(row.finished_at)) {
+      db.prepare('UPDATE inputs SET size = ?, mtime_ms = ? WHERE source = ?').run(size, mtimeMs, source);
+      return { inserted: 0, reread: false };
+    }
+  }
   db.prepare('INSERT OR IGNORE INTO inputs (source, kind) VALUES (?, ?)').run(source, kind);
   const { inserted } = await recordCandidates(db, candidates, source, report);
-  db.prepare(`UPDATE inputs SET done = 1, pairs = pairs + ?, finished_at = ? WHERE source = ?`).run(
-    inserted,
-    new Date().toISOString(),
-    source,
-  );
-  return inserted;
+  db.prepare(
+    `UPDATE inputs SET done = 1, pairs = pairs + ?, size = ?, mtime_ms = ?, finished_at = ? WHERE source = ?`,
+  ).run(inserted, size, mtimeMs, new Date().toISOString(), source);
+  return { inserted, reread: row?.done === 1 };
 }
 
 /**
@@ -134,7 +151,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
   const started = Date.now();
   const opts = resolveCrawlOptions(options);
   const seeds = await validateInputs(opts, options.captionCol !== undefined && options.captionCol !== 'caption');
-  const corpus = openCorpus(opts.out, { create: true });
+  const corpus = openCorpus(opts.out, { create: true, migrations: CRAWL_MIGRATIONS });
   let release: (() => void) | undefined;
   let fetcher: Fetcher | undefined;
   let writer: ShardWriter | undefined;
@@ -150,6 +167,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
     let pageFailures: Record<string, number> = {};
     let pairsFound = 0;
     let retried = 0;
+    const reread: string[] = [];
 
     if (seeds.length > 0) {
       // A rerun fetches only `pending` pages: those the guard refused and now lets through are put
@@ -175,7 +193,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
     }
     for (const path of opts.warc) {
       if (signal?.aborted) break;
-      pairsFound += await ingestInput(
+      const read = await ingestInput(
         corpus,
         'warc',
         path,
@@ -184,18 +202,22 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
           respectMetaRobots: opts.respectMetaRobots,
           robot: robotName(opts.userAgent),
         }),
-        (read) => progress({ phase: 'ingest', done: read, total: null, ok: read, failed: 0 }),
+        (n) => progress({ phase: 'ingest', done: n, total: null, ok: n, failed: 0 }),
       );
+      pairsFound += read.inserted;
+      if (read.reread) reread.push(path);
     }
     for (const path of opts.urls) {
       if (signal?.aborted) break;
-      pairsFound += await ingestInput(
+      const read = await ingestInput(
         corpus,
         'urls',
         path,
         readUrlList(path, { urlCol: opts.urlCol, captionCol: opts.captionCol }),
-        (read) => progress({ phase: 'ingest', done: read, total: null, ok: read, failed: 0 }),
+        (n) => progress({ phase: 'ingest', done: n, total: null, ok: n, failed: 0 }),
       );
+      pairsFound += read.inserted;
+      if (read.reread) reread.push(path);
     }
 
     let counts = { attempted: 0, ok: 0, failed: 0, bytes: 0 };
@@ -230,6 +252,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
       pagesFailed,
       pageFailures,
       pairsFound,
+      reread,
       attempted: counts.attempted,
       ok: counts.ok,
       failed: counts.failed,

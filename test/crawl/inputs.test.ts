@@ -1,11 +1,13 @@
 import { once } from 'node:events';
-import { existsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCrawl } from '../../crawl/index.ts';
 import { makeImage } from '../fixtures/images.ts';
+import { lines, runCli } from '../helpers/cli.ts';
 import { readManifest, tempDir } from '../helpers/corpus.ts';
 
 let work: { path: string; remove: () => Promise<void> };
@@ -155,6 +157,103 @@ describe('robots metas on crawled pages', () => {
       expect(off.pairs.map((p) => p.caption).sort()).toEqual(['Free to use', 'Kept out of datasets']);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('an input that changed since it was read', () => {
+  /** A server of one image at every path, counting requests by path. */
+  async function imageServer() {
+    const image = await makeImage({ emoji: 'grinning', format: 'jpeg', width: 96, height: 72 });
+    const requests = new Map<string, number>();
+    const server = createServer((req, res) => {
+      const path = req.url ?? '';
+      requests.set(path, (requests.get(path) ?? 0) + 1);
+      if (path === '/robots.txt') res.writeHead(404).end();
+      else res.writeHead(200, { 'content-type': 'image/jpeg' }).end(image.bytes);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return {
+      host,
+      row: (i: number) => `http://${host}/${i}.jpg,picture ${i}\n`,
+      requests,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
+  }
+
+  it('reads a URL list again when rows were appended, recording and downloading only the new ones', async () => {
+    const server = await imageServer();
+    const list = join(work.path, 'l2.csv');
+    writeFileSync(list, 'url,caption\n' + [0, 1, 2, 3, 4].map(server.row).join(''));
+    const out = join(work.path, 'appended');
+    const crawl = () => runCli(['crawl', '--urls', list, '--out', out, '--allow-private-host', server.host]);
+    try {
+      const first = await crawl();
+      expect(first.code, first.stderr).toBe(0);
+      expect(lines(first.stderr)[0]).toMatch(/^crawl: 0 pages, 5 new pairs, 5 attempted, 5 stored /);
+      const before = readManifest(out).pairs;
+
+      appendFileSync(list, server.row(5));
+      const appended = await crawl();
+      expect(appended.code, appended.stderr).toBe(0);
+      expect(lines(appended.stderr)[0]).toMatch(
+        /^crawl: 0 pages, 1 new pairs \(l2\.csv changed: read again\), 1 attempted, 1 stored \(100\.0% ok\), 0 failed; corpus: 6 ok in 2 shards; /,
+      );
+      const after = readManifest(out).pairs;
+      expect(after.filter((p) => p.url.endsWith('/5.jpg')).map((p) => [p.caption, p.status, p.shard])).toEqual([
+        ['picture 5', 'ok', 1],
+      ]);
+      // The rows read before are as they were, and their images were not fetched again.
+      expect(after.filter((p) => !p.url.endsWith('/5.jpg'))).toEqual(before);
+      expect([0, 1, 2, 3, 4, 5].map((i) => server.requests.get(`/${i}.jpg`))).toEqual([1, 1, 1, 1, 1, 1]);
+
+      // Unchanged since: skipped, and the summary says nothing of it.
+      const same = await crawl();
+      expect(lines(same.stderr)[0]).toMatch(/^crawl: 0 pages, 0 new pairs, 0 attempted, /);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('reads a file again when only its modification time changed', async () => {
+    const list = join(work.path, 'touched.csv');
+    writeFileSync(list, 'url,caption\nhttp://127.0.0.1:9/a.jpg,first\n');
+    const out = join(work.path, 'touched');
+    await runCrawl({ urls: [list], out, download: false });
+    // Same size, another caption: only the time tells.
+    writeFileSync(list, 'url,caption\nhttp://127.0.0.1:9/a.jpg,other\n');
+    utimesSync(list, new Date(), new Date(Date.now() + 60_000));
+    const again = await runCrawl({ urls: [list], out, download: false });
+    expect([again.pairsFound, again.reread]).toEqual([1, [list]]);
+    expect(
+      readManifest(out)
+        .pairs.map((p) => p.caption)
+        .toSorted(),
+    ).toEqual(['first', 'other']);
+  });
+
+  it('reads a file recorded without stamps again only if it was modified after its reading ended', async () => {
+    const list = join(work.path, 'stampless.csv');
+    writeFileSync(list, 'url,caption\nhttp://127.0.0.1:9/a.jpg,first\n');
+    const out = join(work.path, 'stampless');
+    await runCrawl({ urls: [list], out, download: false });
+    const db = new Database(join(out, 'manifest.sqlite'));
+    const unstamp = db.prepare(`UPDATE inputs SET size = NULL, mtime_ms = NULL, finished_at = ?`);
+    try {
+      // As a crawl before the stamps recorded it, after the file's last change: not read again, stamped.
+      unstamp.run(new Date(Date.now() + 60_000).toISOString());
+      const kept = await runCrawl({ urls: [list], out, download: false });
+      expect([kept.pairsFound, kept.reread]).toEqual([0, []]);
+      expect(db.prepare('SELECT size FROM inputs').pluck().get()).toBe(statSync(list).size);
+
+      appendFileSync(list, 'http://127.0.0.1:9/b.jpg,second\n');
+      unstamp.run(new Date(Date.now() - 60_000).toISOString());
+      const changed = await runCrawl({ urls: [list], out, download: false });
+      expect([changed.pairsFound, changed.reread]).toEqual([1, [list]]);
+    } finally {
+      db.close();
     }
   });
 });
