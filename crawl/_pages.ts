@@ -28,7 +28,8 @@ export function siteOf(url: string): string {
 /**
  * Bounded same-site crawl. The frontier lives in the `pages` table, so a killed crawl resumes
  * where it stopped: each fetched page, its images and its new links are recorded in one
- * transaction, and pages still `pending` are fetched on the next run.
+ * transaction, and pages still `pending` are fetched on the next run (those beyond `maxDepth`
+ * once a run allows their depth).
  */
 export async function crawlPages(
   db: Database.Database,
@@ -57,10 +58,11 @@ export async function crawlPages(
     (page: { url: string; depth: number }, candidates: Candidate[], links: string[], optOut: string | null) => {
       // An opted-out page's links are still followed: the directive is about its images only.
       const inserted = optOut === null ? insertPairs(candidates, 'pages') : 0;
-      if (page.depth < settings.maxDepth) {
-        const site = siteOf(page.url);
-        for (const link of links) if (siteOf(link) === site) addPage.run(link, page.depth + 1);
-      }
+      // The links of a page at the depth limit are recorded too, one level beyond it, and wait
+      // there: a rerun with a larger maxDepth finds them pending (a page is not kept to be parsed
+      // again), as it finds the pages the page budget left.
+      const site = siteOf(page.url);
+      for (const link of links) if (siteOf(link) === site) addPage.run(link, page.depth + 1);
       finishPage.run(
         optOut === null ? 'ok' : 'opted_out',
         optOut === null ? null : `<meta name="robots"> ${optOut}: its ${candidates.length} images not recorded`,

@@ -49,3 +49,40 @@ describe('the page crawl', () => {
     expect(requests).toBe(2);
   });
 });
+
+describe('a rerun with a larger --max-depth', () => {
+  it('fetches the pages linked from those at the earlier limit', async () => {
+    const requested: string[] = [];
+    const server = createServer((req, res) => {
+      requested.push(req.url ?? '');
+      const next = { '/': '/p2.html', '/p2.html': '/p3.html' }[req.url ?? ''];
+      res.writeHead(200, { 'content-type': 'text/html' }).end(next ? `<a href="${next}">next</a>` : 'end');
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const out = join(work.path, 'deeper');
+    const options = { pages: [`http://${host}/`], out, respectRobots: false, allowPrivateNetwork: [host] };
+    try {
+      const shallow = await runCrawl({ ...options, maxDepth: 0 });
+      expect(shallow.pagesFetched).toBe(1);
+      // Recorded, not fetched: beyond the limit.
+      expect(readManifest(out).pages).toEqual([
+        { url: `http://${host}/`, depth: 0, status: 'ok' },
+        { url: `http://${host}/p2.html`, depth: 1, status: 'pending' },
+      ]);
+      expect(requested).toEqual(['/']);
+
+      const deeper = await runCrawl({ ...options, maxDepth: 1 });
+      expect(deeper.pagesFetched).toBe(1);
+      expect(readManifest(out).pages).toEqual([
+        { url: `http://${host}/`, depth: 0, status: 'ok' },
+        { url: `http://${host}/p2.html`, depth: 1, status: 'ok' },
+        { url: `http://${host}/p3.html`, depth: 2, status: 'pending' },
+      ]);
+      expect(requested).toEqual(['/', '/p2.html']);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
