@@ -122,7 +122,22 @@ function byReason(counts: Record<string, number>): string {
     .join(', ');
 }
 
-/** One line that says what the crawl did. */
+/**
+ * A second line when the SSRF guard refused something in this run, naming the flag that allows a
+ * host of one's own network and the hosts refused (a local test server is the usual case).
+ */
+function privateNote({ privateRefusals: { pages, pairs, hosts } }: CrawlResult): string {
+  if (pages + pairs === 0) return '';
+  const counts = [
+    ...(pages > 0 ? [`${pages} ${pages === 1 ? 'page' : 'pages'}`] : []),
+    ...(pairs > 0 ? [`${pairs} ${pairs === 1 ? 'pair' : 'pairs'}`] : []),
+  ].join(' and ');
+  const named = hosts.length > 0 ? ` (${hosts.slice(0, 3).join(', ')}${hosts.length > 3 ? ' and more' : ''})` : '';
+  const allow = hosts.length === 1 ? hosts[0] : 'HOST:PORT';
+  return `crawl: the SSRF guard refused ${counts} at a private address${named}; to crawl a host of your own network, rerun with --allow-private-host ${allow}`;
+}
+
+/** One line that says what the crawl did, and one more when the SSRF guard refused something. */
 export function summarize(result: CrawlResult): string {
   const failures = byReason(
     Object.fromEntries(Object.entries(result.byStatus).filter(([status]) => status !== 'ok' && status !== 'pending')),
@@ -132,6 +147,7 @@ export function summarize(result: CrawlResult): string {
     result.pagesFailed > 0
       ? `, ${result.pagesFailed} ${result.pagesFailed === 1 ? 'page' : 'pages'} failed (${byReason(result.pageFailures)})`
       : '';
+  const note = privateNote(result);
   const pct = result.attempted > 0 ? ` (${((100 * result.ok) / result.attempted).toFixed(1)}% ok)` : '';
   const pending = result.byStatus['pending'] ? `, ${result.byStatus['pending']} pending` : '';
   // An input read again says so: its new pairs come from the rows added to it.
@@ -148,7 +164,8 @@ export function summarize(result: CrawlResult): string {
     `crawl${result.interrupted ? ' interrupted' : ''}: ${result.pagesFetched} pages${pagesFailed}, ${result.pairsFound} new pairs${reread}, ` +
     `${retried}${result.attempted} attempted, ${result.ok} stored${pct}, ${result.failed} failed; ` +
     `corpus: ${result.byStatus['ok'] ?? 0} ok in ${result.shards} shards${pending}${failures ? `; failures: ${failures}` : ''}${transient}; ` +
-    `${(result.bytes / 1e6).toFixed(1)} MB in ${(result.durationMs / 1000).toFixed(1)} s -> ${result.out}`
+    `${(result.bytes / 1e6).toFixed(1)} MB in ${(result.durationMs / 1000).toFixed(1)} s -> ${result.out}` +
+    (note === '' ? '' : `\n${note}`)
   );
 }
 

@@ -1,5 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
+import type Database from 'better-sqlite3';
 import { SkipItemError } from '../corpus/errors.ts';
 
 /** Loopback, private, link-local, multicast and other non-public ranges (IANA special-purpose). */
@@ -43,7 +44,7 @@ export function isPrivateAddress(address: string): boolean {
 function refused(hostname: string, address: string): SkipItemError {
   return new SkipItemError(
     'private_address',
-    `Host '${hostname}' resolves to non-public address ${address} (use --allow-private-network to allow it)`,
+    `Host '${hostname}' resolves to non-public address ${address} (use --allow-private-host ${hostname} to allow it)`,
   );
 }
 
@@ -112,4 +113,33 @@ function parseUrl(url: string): URL | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Pages and pairs the guard refused in a run, and the hosts it refused (at most `MAX_NAMED`). */
+export interface PrivateRefusals {
+  pages: number;
+  pairs: number;
+  hosts: string[];
+}
+
+const MAX_NAMED = 10;
+
+/**
+ * The `private_address` refusals recorded since `since` (an ISO time: the run's start), in
+ * `pages` and `pairs`, with the hosts their messages name: what `--allow-private-host` would take.
+ */
+export function privateRefusalsSince(db: Database.Database, since: string): PrivateRefusals {
+  const hosts = new Set<string>();
+  const count = (sql: string): number => {
+    let n = 0;
+    for (const message of db.prepare(sql).pluck().iterate(since) as Iterable<string | null>) {
+      n++;
+      const host = refusedHost(message);
+      if (host !== undefined && hosts.size < MAX_NAMED) hosts.add(host);
+    }
+    return n;
+  };
+  const pages = count(`SELECT error_message FROM pages WHERE status = 'private_address' AND fetched_at >= ?`);
+  const pairs = count(`SELECT error_message FROM pairs WHERE status = 'private_address' AND attempted_at >= ?`);
+  return { pages, pairs, hosts: [...hosts] };
 }

@@ -13,6 +13,7 @@ import { Fetcher, robotName } from './_fetcher.ts';
 import { recordCandidates } from './_ingest.ts';
 import { acquireLock } from '../corpus/lock.ts';
 import { CRAWL_MIGRATIONS } from './_migrations.ts';
+import { privateRefusalsSince, type PrivateRefusals } from './_net-guard.ts';
 import { crawlPages } from './_pages.ts';
 import { countTransientFailures, requeueFailures, requeueLiftedRefusals } from './_requeue.ts';
 import { assertReadableUrlList, readUrlList } from './_sources/url-list.ts';
@@ -52,6 +53,11 @@ export interface CrawlResult {
    * (timeouts, connection errors, 5xx, 429, robots.txt unreachable).
    */
   transientFailures: number;
+  /**
+   * Pages and pairs the SSRF guard refused in this run (`private_address`), and the hosts refused
+   * (`host:port` for an address typed in a URL), at most 10: `allowPrivateNetwork` takes them.
+   */
+  privateRefusals: PrivateRefusals;
   /** Bytes downloaded in this run. */
   bytes: number;
   durationMs: number;
@@ -259,6 +265,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
       byStatus: countByStatus(corpus.db),
       shards,
       retried,
+      privateRefusals: privateRefusalsSince(corpus.db, new Date(started).toISOString()),
       transientFailures: countTransientFailures(corpus.db, 'pairs') + countTransientFailures(corpus.db, 'pages'),
       bytes: counts.bytes,
       durationMs: Date.now() - started,

@@ -1,7 +1,9 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize } from '../../cli/crawl.ts';
 import { runCrawl } from '../../crawl/index.ts';
@@ -47,10 +49,41 @@ describe('the crawl summary', () => {
     const run = await runCli(['crawl', url('/'), '--out', out]);
     expect(run.code, run.stderr).toBe(0);
     const printed = lines(run.stderr);
-    expect(printed).toHaveLength(1);
+    expect(printed).toHaveLength(2);
     expect(printed[0]).toMatch(
       /^crawl: 0 pages, 1 page failed \(private_address 1\), 0 new pairs, 0 attempted, 0 stored, 0 failed; corpus: 0 ok in 0 shards; 0\.0 MB in \d+\.\d s -> /,
     );
+    // The flag that allows this host only, rather than the whole guard lifted.
+    expect(printed[1]).toBe(
+      `crawl: the SSRF guard refused 1 page at a private address (${host}); to crawl a host of your own network, rerun with --allow-private-host ${host}`,
+    );
+    const db = new Database(join(out, 'manifest.sqlite'), { readonly: true });
+    expect(db.prepare('SELECT error_message FROM pages').pluck().all()).toEqual([
+      `Host '${host}' resolves to non-public address 127.0.0.1 (use --allow-private-host ${host} to allow it)`,
+    ]);
+    db.close();
+  });
+
+  it('names the hosts the SSRF guard refused in this run only, pages and pairs counted apart', async () => {
+    const out = corpusDir();
+    const other = `127.0.0.2:${host.split(':')[1]}`;
+    const list = join(work.path, 'private.jsonl');
+    writeFileSync(
+      list,
+      [`http://${host}/a.jpg`, `http://${other}/b.jpg`, `http://${other}/c.jpg`]
+        .map((u, i) => JSON.stringify({ url: u, caption: `image ${i}` }))
+        .join('\n'),
+    );
+    const first = await runCrawl({ pages: [url('/')], urls: [list], out, retries: 0 });
+    expect(first.privateRefusals).toEqual({ pages: 1, pairs: 3, hosts: [host, other] });
+    expect(lines(summarize(first))[1]).toBe(
+      `crawl: the SSRF guard refused 1 page and 3 pairs at a private address (${host}, ${other}); to crawl a host of your own network, rerun with --allow-private-host HOST:PORT`,
+    );
+    // Allowed now: nothing is refused in this run (the other host's refusals stay as recorded, not
+    // tried again), so there is no second line.
+    const second = await runCrawl({ pages: [url('/')], urls: [list], out, retries: 0, allowPrivateNetwork: [host] });
+    expect(second.privateRefusals).toEqual({ pages: 0, pairs: 0, hosts: [] });
+    expect(lines(summarize(second))).toHaveLength(1);
   });
 
   it('carries the failed pages and their reasons in --json', async () => {
