@@ -149,7 +149,10 @@ export function summarize(result: CrawlResult): string {
       : '';
   const note = privateNote(result);
   const pct = result.attempted > 0 ? ` (${((100 * result.ok) / result.attempted).toFixed(1)}% ok)` : '';
-  const pending = result.byStatus['pending'] ? `, ${result.byStatus['pending']} pending` : '';
+  // An interrupted run's open shard is kept, its pairs still pending: not lost, as 0 ok would suggest.
+  const open =
+    result.openShard > 0 ? ` (${result.openShard} of them stored in the open shard, kept for the next run)` : '';
+  const pending = result.byStatus['pending'] ? `, ${result.byStatus['pending']} pending${open}` : '';
   // An input read again says so: its new pairs come from the rows added to it.
   const names = result.reread.slice(0, 3).map((path) => basename(path));
   const more = result.reread.length > names.length ? ` and ${result.reread.length - names.length} more` : '';

@@ -46,6 +46,11 @@ export interface CrawlResult {
   byStatus: Record<string, number>;
   /** Complete shards in the corpus. */
   shards: number;
+  /**
+   * Images stored in the shard left open by an interrupted run: their pairs are still `pending`
+   * in `byStatus`, and become `ok` when the next run commits that shard (none are fetched again).
+   */
+  openShard: number;
   /** Failed pairs and pages put back to be tried again in this run (`retryFailed`). */
   retried: number;
   /**
@@ -227,6 +232,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
     }
 
     let counts = { attempted: 0, ok: 0, failed: 0, bytes: 0 };
+    let openShard = 0;
     if (opts.download && !signal?.aborted) {
       // Likewise, only `pending` pairs are downloaded.
       requeueLiftedRefusals(corpus.db, 'pairs', opts.allowPrivateNetwork);
@@ -249,6 +255,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
       });
       if (signal?.aborted) await writer.suspend();
       else await writer.flush();
+      openShard = writer.pending;
     }
 
     const shards = (corpus.db.prepare('SELECT COUNT(*) AS n FROM shards').get() as { n: number }).n;
@@ -264,6 +271,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
       failed: counts.failed,
       byStatus: countByStatus(corpus.db),
       shards,
+      openShard,
       retried,
       privateRefusals: privateRefusalsSince(corpus.db, new Date(started).toISOString()),
       transientFailures: countTransientFailures(corpus.db, 'pairs') + countTransientFailures(corpus.db, 'pages'),

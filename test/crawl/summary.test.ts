@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize } from '../../cli/crawl.ts';
 import { runCrawl } from '../../crawl/index.ts';
+import { makeImage } from '../fixtures/images.ts';
 import { lines, runCli } from '../helpers/cli.ts';
 import { readManifest, tempDir } from '../helpers/corpus.ts';
 
@@ -135,5 +136,49 @@ describe('the crawl summary', () => {
     const again = await runCrawl({ pages: [url('/')], out, retries: 0, allowPrivateNetwork: [host] });
     expect([again.pagesFetched, again.pagesFailed, again.pageFailures]).toEqual([0, 0, {}]);
     expect(summarize(again)).toMatch(/^crawl: 0 pages, 0 new pairs, 0 attempted, 0 stored, 0 failed; corpus: /);
+  });
+});
+
+describe('the summary of an interrupted crawl', () => {
+  it('says that the images of the open shard are kept for the next run, which commits them', async () => {
+    const image = await makeImage({ emoji: 'grinning', format: 'jpeg', width: 96, height: 72 });
+    const stop = new AbortController();
+    let served = 0;
+    const images = createServer((_req, res) => {
+      // The third image is the last: the crawl is stopped once it is sent.
+      if (++served === 3) res.on('finish', () => stop.abort());
+      res.writeHead(200, { 'content-type': 'image/jpeg' }).end(image.bytes);
+    });
+    images.listen(0, '127.0.0.1');
+    await once(images, 'listening');
+    const imageHost = `127.0.0.1:${(images.address() as AddressInfo).port}`;
+    const list = join(work.path, 'interrupted.jsonl');
+    writeFileSync(
+      list,
+      [0, 1, 2, 3, 4]
+        .map((i) => JSON.stringify({ url: `http://${imageHost}/${i}.jpg`, caption: `image ${i}` }))
+        .join('\n'),
+    );
+    const out = corpusDir();
+    const options = {
+      urls: [list],
+      out,
+      concurrency: 1,
+      shardSize: 10,
+      respectRobots: false,
+      allowPrivateNetwork: [imageHost],
+    };
+    try {
+      const stopped = await runCrawl({ ...options, signal: stop.signal });
+      expect([stopped.interrupted, stopped.attempted, stopped.ok, stopped.openShard]).toEqual([true, 3, 3, 3]);
+      expect(summarize(stopped)).toMatch(
+        /^crawl interrupted: 0 pages, 5 new pairs, 3 attempted, 3 stored \(100\.0% ok\), 0 failed; corpus: 0 ok in 0 shards, 5 pending \(3 of them stored in the open shard, kept for the next run\); /,
+      );
+      const resumed = await runCrawl(options);
+      expect([resumed.attempted, resumed.openShard, resumed.byStatus, resumed.shards]).toEqual([2, 0, { ok: 5 }, 1]);
+      expect(served).toBe(5);
+    } finally {
+      await new Promise<void>((resolve) => images.close(() => resolve()));
+    }
   });
 });
