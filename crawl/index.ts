@@ -2,11 +2,11 @@
  * The crawl stage: alt-text pairs from web pages, WARC/WAT files and URL lists, downloaded,
  * resized and written as WebDataset shards with a SQLite manifest.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { countByStatus, openCorpus, recordStageRun, type Corpus } from '../corpus/manifest.ts';
 import { ShardWriter } from '../corpus/shards.ts';
-import { UsageError } from '../corpus/errors.ts';
+import { UsageError, shown } from '../corpus/errors.ts';
 import type { Candidate } from './_candidate.ts';
 import { downloadPending } from './_download.ts';
 import { Fetcher, robotName } from './_fetcher.ts';
@@ -154,6 +154,42 @@ async function ingestInput(
   return { inserted, reread: row?.done === 1 };
 }
 
+/** Image options that every image of a corpus shares: a resumed crawl may not change them. */
+const IMAGE_OPTIONS = ['imageSize', 'resizeMode'] as const;
+
+/**
+ * Refuses to add images made with another `imageSize` or `resizeMode` than those the corpus
+ * already holds (committed, or in the open shard): the values of the last crawl run that
+ * downloaded, as `stage_runs` records them. A corpus holding no image yet takes any.
+ */
+function assertSameImageOptions(corpus: Corpus, opts: ResolvedCrawlOptions): void {
+  const { db, dir } = corpus;
+  const holdsImages =
+    db.prepare(`SELECT 1 FROM pairs WHERE status = 'ok' LIMIT 1`).get() !== undefined ||
+    (existsSync(join(dir, 'shards')) && readdirSync(join(dir, 'shards')).some((name) => name.endsWith('.tar.tmp')));
+  if (!holdsImages) return;
+  const last = db
+    .prepare(
+      `SELECT options FROM stage_runs WHERE stage = 'crawl' AND json_extract(options, '$.download') = 1
+       ORDER BY id DESC LIMIT 1`,
+    )
+    .pluck()
+    .get() as string | undefined;
+  if (last === undefined) return;
+  const recorded = JSON.parse(last) as Partial<ResolvedCrawlOptions>;
+  for (const option of IMAGE_OPTIONS) {
+    const was = recorded[option];
+    if (was !== undefined && was !== opts[option]) {
+      throw new UsageError(
+        'ERR_INVALID_OPTION',
+        `Option 'crawl.${option}': this corpus holds images made with ${shown(was)}, got ${shown(opts[option])}: ` +
+          `give ${shown(was)} to continue it, or crawl into a new corpus`,
+        { context: { stage: 'crawl', option } },
+      );
+    }
+  }
+}
+
 /**
  * Runs the crawl: page crawl, then WARC and URL-list ingestion, then the downloads. Killed at any
  * moment, it leaves the corpus consistent, and the same call continues where it stopped.
@@ -170,6 +206,7 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
   const progress = (p: CrawlProgress) => opts.onProgress?.(p);
   try {
     release = acquireLock(opts.out);
+    if (opts.download) assertSameImageOptions(corpus, opts);
     finishRun = recordStageRun(corpus.db, 'crawl', { ...opts, signal: undefined });
     fetcher = new Fetcher({ ...opts, signal: opts.signal });
     const signal = opts.signal;
