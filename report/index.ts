@@ -16,7 +16,7 @@ import { UsageError } from '../corpus/errors.ts';
 import { isProcessAlive } from '../corpus/lock.ts';
 import { refuseNonDirectory } from '../corpus/paths.ts';
 import { filterReasonSql } from '../corpus/filter-reason.ts';
-import { hasColumn, hasTable, isCorpus, MANIFEST_FILE } from '../corpus/manifest.ts';
+import { hasColumn, hasTable, isCorpus, MANIFEST_FILE, openSqliteFile } from '../corpus/manifest.ts';
 import { defaultRegistryPath, findBenchmark, iterateImages, openRegistry, readImageBytes } from '../corpus/registry.ts';
 import { readShard } from '../corpus/shard-reader.ts';
 import { shardPaths } from '../corpus/shards.ts';
@@ -180,6 +180,9 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
       context: { path: corpus, stage: 'report' },
     });
   }
+  // A manifest that is not a database is refused on one line naming it, with the other inputs,
+  // before the output is touched.
+  openSqliteFile(join(corpus, MANIFEST_FILE), 'Corpus manifest', { readonly: true, fileMustExist: true }).close();
   for (const run of opts.runs) {
     if (!existsSync(join(run, 'metrics.jsonl'))) {
       throw new UsageError('ERR_RUN_NOT_FOUND', `No training run at '${run}' (no metrics.jsonl)`, {

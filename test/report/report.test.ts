@@ -248,6 +248,18 @@ describe('altforge report', () => {
     await expect(runReport({ corpus, runs: [work.path] })).rejects.toMatchObject({ code: 'ERR_RUN_NOT_FOUND' });
     await expect(runReport({ corpus, examples: 500 })).rejects.toThrow("Option 'report.examples'");
   });
+
+  test('refuses a manifest that is not a database on one line naming it, before writing anything', async () => {
+    const text = join(work.path, 'text-manifest');
+    mkdirSync(text);
+    writeFileSync(join(text, 'manifest.sqlite'), 'key,url,caption\n');
+    const out = join(work.path, 'text-manifest-report');
+    await expect(runReport({ corpus: text, out })).rejects.toMatchObject({
+      code: 'ERR_NOT_A_DATABASE',
+      message: `Corpus manifest '${join(text, 'manifest.sqlite')}' is not an SQLite database (file is not a database)`,
+    });
+    expect(readdirSync(work.path).filter((n) => n.startsWith('text-manifest-report'))).toEqual([]);
+  });
 });
 
 describe('altforge report in a browser', () => {
