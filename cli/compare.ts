@@ -133,7 +133,7 @@ export const flags = {
   completion: {
     type: 'boolean',
     description:
-      "nlip: noise completion, an extra loss pairing each likely-noisy image with its top concepts (default: train's, off)",
+      "nlip: noise completion, an extra loss pairing each likely-noisy image with its top concepts (train's default)",
   },
   trainPairs: { type: 'integer', description: 'Training pairs of a built-in setting', default: 4000, valueHint: 'N' },
   testImages: {

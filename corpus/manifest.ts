@@ -79,7 +79,8 @@ export const CORE_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    // A pair put back to `pending` (a lifted refusal, crawl/_requeue.ts) was counted by the
+    // A pair put back to `pending` (a lifted refusal, or a failure retried with --retry-failed:
+    // crawl/_requeue.ts) was counted by the
     // committed shard that recorded its refusal, and is counted again by the shard that records its
     // next outcome. Committed shards are not rewritten, so the next shard to commit lists those
     // earlier records under `superseded` (its stats, and this column): summed over shards,

@@ -355,7 +355,8 @@ export interface ShardStats {
   failures: Record<string, number>;
   /**
    * Records of earlier shards, by status, that no longer count: their pairs were put back to be
-   * tried again (a lifted refusal) and are counted where they end. Summed over shards,
+   * tried again (a lifted refusal, a failure retried with --retry-failed) and are counted where
+   * they end. Summed over shards,
    * `count − superseded` (and `failures − superseded` per status) counts each pair once.
    */
   superseded: Record<string, number>;
