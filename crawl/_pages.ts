@@ -36,7 +36,13 @@ export async function crawlPages(
   fetcher: Fetcher,
   settings: PageCrawlSettings,
 ): Promise<{ fetched: number; failed: number; found: number; failures: Record<string, number> }> {
-  const addPage = db.prepare(`INSERT OR IGNORE INTO pages (url, depth, status) VALUES (?, ?, 'pending')`);
+  // A page found again nearer a seed (given as a seed itself, linked from a shallower page) takes
+  // the smaller depth while it waits: one recorded beyond an earlier run's limit would otherwise
+  // never come within this run's.
+  const addPage = db.prepare(
+    `INSERT INTO pages (url, depth, status) VALUES (?, ?, 'pending')
+     ON CONFLICT (url) DO UPDATE SET depth = excluded.depth WHERE excluded.depth < pages.depth AND pages.status = 'pending'`,
+  );
   const insertPairs = pairInserter(db);
   const finishPage = db.prepare(
     `UPDATE pages SET status = ?, error_message = ?, images = ?, fetched_at = ? WHERE url = ?`,

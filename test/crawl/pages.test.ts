@@ -81,6 +81,12 @@ describe('a rerun with a larger --max-depth', () => {
         { url: `http://${host}/p3.html`, depth: 2, status: 'pending' },
       ]);
       expect(requested).toEqual(['/', '/p2.html']);
+
+      // A page waiting beyond the limit, given as a seed, is a seed: fetched at depth 0.
+      const seeded = await runCrawl({ ...options, pages: [`http://${host}/p3.html`], maxDepth: 0 });
+      expect(seeded.pagesFetched).toBe(1);
+      expect(readManifest(out).pages).toContainEqual({ url: `http://${host}/p3.html`, depth: 0, status: 'ok' });
+      expect(requested).toEqual(['/', '/p2.html', '/p3.html']);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
