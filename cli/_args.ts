@@ -220,13 +220,16 @@ export function inFlagTerms(message: string, context: { stage?: string; option?:
   if (flags.some((flag) => flag === undefined)) return message;
   let at = 0;
   const named = (head[1] as string).replace(/'[^']*'/g, () => `--${kebab(flags[at++] as string)}`);
+  // A word the user typed as a value (a corpus called `corpus`, a benchmark called `json`) is theirs, not a flag.
+  const values = new Set(Object.values(typedValues).flat());
+  const isFlag = (name: string) => Object.hasOwn(specs, name) && !values.has(name);
   const rest = message
     .slice(head[0].length)
     .replace(/\b([a-z][a-zA-Z0-9]*) '([^']*)'/g, (text, name: string, value: string) =>
-      Object.hasOwn(specs, name) && specs[name]?.choices?.includes(value) ? `--${kebab(name)} ${value}` : text,
+      isFlag(name) && specs[name]?.choices?.includes(value) ? `--${kebab(name)} ${value}` : text,
     )
-    .replace(/'([a-z][a-zA-Z0-9]*)'/g, (text, name: string) => (Object.hasOwn(specs, name) ? `--${kebab(name)}` : text))
-    .replace(/\b[a-z]+(?:[A-Z][a-z0-9]*)+\b/g, (word) => (Object.hasOwn(specs, word) ? `--${kebab(word)}` : word));
+    .replace(/'([a-z][a-zA-Z0-9]*)'/g, (text, name: string) => (isFlag(name) ? `--${kebab(name)}` : text))
+    .replace(/\b[a-z]+(?:[A-Z][a-z0-9]*)+\b/g, (word) => (isFlag(word) ? `--${kebab(word)}` : word));
   // Of several flags, the one the user gave, with its value: the option's own, else the first given one.
   const own = option === undefined ? undefined : flagOf(option);
   const given = [own, ...flags].find((flag) => flag !== undefined && typedValues[flag] !== undefined);

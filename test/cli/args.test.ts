@@ -174,6 +174,24 @@ describe('inFlagTerms', () => {
       "Flags --train-vendors and --test-vendor choose the emoji setting's drawings: they need --setting emoji, got `--train-vendors google`",
     );
   });
+
+  it("leaves a value the user typed as it is, even where it spells one of the command's flags", () => {
+    parseFlags(['--corpus', 'corpus', '--corpus', 'corpus', '--benchmark', 'json', '--benchmark', 'json'], {
+      corpus: { type: 'list', description: 'Corpus' },
+      benchmark: { type: 'list', description: 'Benchmark' },
+      json: { type: 'boolean', description: 'JSON' },
+      imageSize: { type: 'integer', description: 'Size' },
+    });
+    expect(
+      inFlagTerms("Option 'filter.corpus': corpus 'corpus' is given twice", { stage: 'filter', option: 'corpus' }),
+    ).toBe("Flag --corpus: corpus 'corpus' is given twice");
+    expect(
+      inFlagTerms("Option 'eval.benchmark': benchmark 'json' is given twice, not 'imageSize'", {
+        stage: 'eval',
+        option: 'benchmark',
+      }),
+    ).toBe("Flag --benchmark: benchmark 'json' is given twice, not --image-size");
+  });
 });
 
 describe('an option error of a command', () => {
