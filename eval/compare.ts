@@ -276,8 +276,9 @@ const COMPARE_MARKER = '.altforge-compare';
 /**
  * Refuses an `out` that holds something other than a comparison, as report and export refuse
  * theirs. Taken: a missing or empty directory, or one a comparison wrote (its marker, its
- * `compare.json`, or, from a comparison killed before the marker was written, a finished run's
- * record under `runs/`), so that a rerun continues it.
+ * `compare.json`, or, from a comparison of a version before the marker, killed, a `runs/` holding
+ * only run directories, `rate-<rate>-<method>-seed-<seed>`, finished or not), so that a rerun
+ * continues it.
  */
 function refuseForeignOut(dir: string): void {
   const out = resolve(dir);
@@ -288,7 +289,7 @@ function refuseForeignOut(dir: string): void {
   if (
     entries.includes('runs') &&
     statSync(runs).isDirectory() &&
-    readdirSync(runs).some((run) => existsSync(join(runs, run, COMPARE_RUN_FILE)))
+    readdirSync(runs).every((run) => /^rate-.+-seed-\d+$/.test(run))
   ) {
     return;
   }
@@ -474,14 +475,16 @@ async function compareOn(opts: z.output<typeof schema>, data: SettingData, start
       recipePrint(resolveTrainOptions({ ...methodRecipe(recipe, method), pairs: data.pairs, out }), method),
     ]),
   );
-  mkdirSync(join(out, 'runs'), { recursive: true });
+  mkdirSync(out, { recursive: true });
   // One comparison at a time in a directory: a second would retrain the run the first is training.
   const release = acquireLock(out, { subject: 'Comparison', code: 'ERR_COMPARE_LOCKED' });
   try {
+    // The mark first: a kill from here on leaves a directory a rerun recognises.
     writeFileSync(
       join(out, COMPARE_MARKER),
       'altforge compare: a rerun into this directory continues the comparison\n',
     );
+    mkdirSync(join(out, 'runs'), { recursive: true });
     const runs: CompareRun[] = [];
     const detection: CompareJson['detection'] = [];
     const curves: CompareJson['curves'] = [];

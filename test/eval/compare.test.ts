@@ -366,6 +366,18 @@ describe('runCompare', () => {
     rmSync(join(legacy, 'compare.json'));
     const marked = await runCompare({ ...TOY_FASHION, methods: ['vanilla'], noiseRates: [0.5], out: legacy });
     expect(marked.reusedRuns).toBe(0);
+    // Killed by an earlier version during its first run: an unfinished run directory alone. Taken,
+    // and the run trained again; a runs/ holding anything else is not a comparison's.
+    const unfinished = join(dir, 'legacy-unfinished');
+    const run = join(unfinished, 'runs', 'rate-0.5-vanilla-seed-1');
+    cpSync(join(dir, 'fashion-compare', 'runs', 'rate-0.5-vanilla-seed-1'), run, { recursive: true });
+    rmSync(join(run, 'compare-run.json'));
+    const resumed = await runCompare({ ...TOY_FASHION, methods: ['vanilla'], noiseRates: [0.5], out: unfinished });
+    expect(resumed.reusedRuns).toBe(0);
+    expect(existsSync(join(unfinished, 'compare.json'))).toBe(true);
+    const other = join(dir, 'runs-of-something-else');
+    mkdirSync(join(other, 'runs', 'experiment-3'), { recursive: true });
+    await expect(runCompare({ ...TOY_FASHION, out: other })).rejects.toMatchObject({ code: 'ERR_NOT_A_COMPARISON' });
   });
 
   it("trains on the emoji vendors it is given and retrieves another vendor's drawings", async () => {
