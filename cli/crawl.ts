@@ -62,7 +62,7 @@ export const flags = {
   retryFailed: {
     type: 'list',
     description:
-      'Try these failures again: transient (timeout, connection_error, http_5xx, http_429, robots_unreachable) or statuses (too_large, http_503...), comma-separated',
+      'Try these failures again: transient (timeout, connection_error, dns_timeout, http_5xx, http_429, robots_unreachable) or statuses (too_large, http_503...), comma-separated',
     valueHint: 'STATUS',
   },
   respectRobots: { type: 'boolean', description: 'Obey robots.txt (--no-respect-robots to ignore it)', default: true },
@@ -133,7 +133,7 @@ function privateNote({ privateRefusals: { pages, pairs, hosts } }: CrawlResult):
     ...(pairs > 0 ? [`${pairs} ${pairs === 1 ? 'pair' : 'pairs'}`] : []),
   ].join(' and ');
   const named = hosts.length > 0 ? ` (${hosts.slice(0, 3).join(', ')}${hosts.length > 3 ? ' and more' : ''})` : '';
-  const allow = hosts.length === 1 ? hosts[0] : 'HOST:PORT';
+  const allow = hosts.length === 1 ? hosts[0] : 'HOST[:PORT]';
   return `crawl: the SSRF guard refused ${counts} at a private address${named}; to crawl a host of your own network, rerun with --allow-private-host ${allow}`;
 }
 

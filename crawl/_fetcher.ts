@@ -82,7 +82,7 @@ function headerValue(headers: Record<string, string | string[] | undefined>, nam
 }
 
 /** Maps a network-level failure to a manifest status, retryable when a second try may succeed. */
-function classifyNetworkError(err: unknown, url: string): SkipItemError {
+export function classifyNetworkError(err: unknown, url: string): SkipItemError {
   if (err instanceof SkipItemError) return err;
   const e = err as { code?: string; message?: string; cause?: unknown };
   const code = e.code ?? (e.cause as { code?: string } | undefined)?.code ?? '';
@@ -97,7 +97,8 @@ function classifyNetworkError(err: unknown, url: string): SkipItemError {
     return new RetryableError('timeout', message, { cause: err, context });
   }
   if (code === 'ENOTFOUND') return new SkipItemError('dns_error', message, { cause: err, context });
-  if (code === 'EAI_AGAIN') return new RetryableError('dns_error', message, { cause: err, context });
+  // The resolver gave no answer in time (not that the name does not exist): a later try may get one.
+  if (code === 'EAI_AGAIN') return new RetryableError('dns_timeout', message, { cause: err, context });
   return new RetryableError('connection_error', `${code ? code + ': ' : ''}${message}`, { cause: err, context });
 }
 

@@ -52,13 +52,21 @@ export function requeueLiftedRefusals(
 }
 
 /** The failures `--retry-failed transient` retries: those a later try may well get past. */
-export const TRANSIENT_FAILURES = ['timeout', 'connection_error', 'http_5xx', 'http_429', 'robots_unreachable'];
+export const TRANSIENT_FAILURES = [
+  'timeout',
+  'connection_error',
+  'dns_timeout',
+  'http_5xx',
+  'http_429',
+  'robots_unreachable',
+];
 
 /** The failure statuses the crawl records, besides `http_NNN` (of pairs and pages alike). */
 const FAILURE_STATUSES = new Set([
   'timeout',
   'connection_error',
   'dns_error',
+  'dns_timeout',
   'too_many_redirects',
   'decode_error',
   'not_image',
@@ -96,15 +104,18 @@ export function expandRetryStatuses(values: readonly string[]): string[] {
   return [...statuses];
 }
 
-/** The rows whose failure is one of `statuses`, as a WHERE clause and its parameters. */
-function failureCondition(statuses: readonly string[]): { where: string; params: string[] } {
+/**
+ * The rows whose failure is one of `statuses`, as a WHERE clause and its parameters; with
+ * `legacy`, also the robots.txt failures crawls before `robots_unreachable` recorded as refusals.
+ */
+function failureCondition(statuses: readonly string[], legacy: boolean): { where: string; params: string[] } {
   const exact = statuses.filter((s) => !s.endsWith('xx'));
   const classes = statuses.filter((s) => s.endsWith('xx')).map((s) => s.replace(/xx$/, '[0-9][0-9]'));
   const clauses = [
     ...(exact.length > 0 ? [`status IN (${exact.map(() => '?').join(', ')})`] : []),
     ...classes.map(() => 'status GLOB ?'),
     // Crawls before `robots_unreachable` recorded it so; the message tells them apart.
-    ...(statuses.includes('robots_unreachable')
+    ...(legacy && statuses.includes('robots_unreachable')
       ? [`(status = 'robots_disallowed' AND error_message GLOB 'robots.txt at * unreachable (*')`]
       : []),
   ];
@@ -119,12 +130,16 @@ function failureCondition(statuses: readonly string[]): { where: string; params:
  */
 export function requeueFailures(db: Database.Database, table: 'pages' | 'pairs', statuses: readonly string[]): number {
   if (statuses.length === 0) return 0;
-  const { where, params } = failureCondition(statuses);
+  const { where, params } = failureCondition(statuses, true);
   return requeue(db, table, where, params);
 }
 
-/** How many rows of `table` hold a failure that `--retry-failed transient` would retry. */
+/**
+ * How many rows of `table` hold a failure that `--retry-failed transient` would retry, by status
+ * alone (an index search, run at the end of every crawl): the robots.txt failures of crawls before
+ * `robots_unreachable` are left out, since telling them apart reads every refusal's message.
+ */
 export function countTransientFailures(db: Database.Database, table: 'pages' | 'pairs'): number {
-  const { where, params } = failureCondition(TRANSIENT_FAILURES);
+  const { where, params } = failureCondition(TRANSIENT_FAILURES, false);
   return (db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`).get(...params) as { n: number }).n;
 }

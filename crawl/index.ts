@@ -198,6 +198,14 @@ export async function runCrawl(options: CrawlOptions): Promise<CrawlResult> {
   const started = Date.now();
   const opts = resolveCrawlOptions(options);
   const seeds = await validateInputs(opts, options.captionCol !== undefined && options.captionCol !== 'caption');
+  // Failed pages are put back when seeds start a page crawl, failed pairs when the run downloads.
+  if (opts.retryFailed.length > 0 && seeds.length === 0 && !opts.download) {
+    throw new UsageError(
+      'ERR_INVALID_OPTION',
+      "Option 'crawl.retryFailed': a run that neither crawls seed pages nor downloads retries nothing: give the seed pages, or drop --no-download",
+      { context: { stage: 'crawl', option: 'retryFailed' } },
+    );
+  }
   const corpus = openCorpus(opts.out, { create: true, migrations: CRAWL_MIGRATIONS });
   let release: (() => void) | undefined;
   let fetcher: Fetcher | undefined;

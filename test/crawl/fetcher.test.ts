@@ -1,7 +1,8 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Fetcher, isOptedOut, parseRetryAfter, type FetchPolicy } from '../../crawl/_fetcher.ts';
+import { RetryableError } from '../../corpus/errors.ts';
+import { classifyNetworkError, Fetcher, isOptedOut, parseRetryAfter, type FetchPolicy } from '../../crawl/_fetcher.ts';
 import { isGuardLifted, isPrivateAddress } from '../../crawl/_net-guard.ts';
 
 describe('X-Robots-Tag opt-outs', () => {
@@ -33,6 +34,16 @@ describe('Retry-After', () => {
     expect(parseRetryAfter('Thu, 01 Jan 2026 00:00:10 GMT', now)).toBe(10_000);
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(parseRetryAfter(undefined)).toBeUndefined();
+  });
+});
+
+describe('network failures', () => {
+  const failure = (code: string) => Object.assign(new Error(`getaddrinfo ${code} example.invalid`), { code });
+  it('records a resolver that gave no answer as dns_timeout, to retry, and a name that does not exist as dns_error', () => {
+    const timeout = classifyNetworkError(failure('EAI_AGAIN'), 'http://example.invalid/');
+    expect([timeout.status, timeout instanceof RetryableError]).toEqual(['dns_timeout', true]);
+    const missing = classifyNetworkError(failure('ENOTFOUND'), 'http://example.invalid/');
+    expect([missing.status, missing instanceof RetryableError]).toEqual(['dns_error', false]);
   });
 });
 

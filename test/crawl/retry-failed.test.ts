@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -194,7 +194,26 @@ describe('--retry-failed', () => {
     ]);
     expect(run.code).toBe(2);
     expect(lines(run.stderr)).toEqual([
-      'altforge: Flag --retry-failed: expected transient, a failure status (timeout, connection_error, dns_error, too_many_redirects, decode_error, not_image, not_html, too_large, too_many_pixels, robots_disallowed, robots_unreachable, opted_out, private_address, invalid_url, http_NNN) or http_Nxx, got `timeuot` [ERR_INVALID_OPTION]',
+      'altforge: Flag --retry-failed: expected transient, a failure status (timeout, connection_error, dns_error, dns_timeout, too_many_redirects, decode_error, not_image, not_html, too_large, too_many_pixels, robots_disallowed, robots_unreachable, opted_out, private_address, invalid_url, http_NNN) or http_Nxx, got `timeuot` [ERR_INVALID_OPTION]',
     ]);
+  });
+
+  it('refuses a run that would retry nothing: no seed pages and no download', async () => {
+    const out = corpusDir();
+    const run = await runCli([
+      'crawl',
+      '--urls',
+      urlList('nothing', []),
+      '--out',
+      out,
+      '--no-download',
+      '--retry-failed',
+      'transient',
+    ]);
+    expect(run.code).toBe(2);
+    expect(lines(run.stderr)).toEqual([
+      'altforge: Flag --retry-failed: a run that neither crawls seed pages nor downloads retries nothing: give the seed pages, or drop --no-download [ERR_INVALID_OPTION]',
+    ]);
+    expect(existsSync(out)).toBe(false);
   });
 });

@@ -78,7 +78,7 @@ describe('the crawl summary', () => {
     const first = await runCrawl({ pages: [url('/')], urls: [list], out, retries: 0 });
     expect(first.privateRefusals).toEqual({ pages: 1, pairs: 3, hosts: [host, other] });
     expect(lines(summarize(first))[1]).toBe(
-      `crawl: the SSRF guard refused 1 page and 3 pairs at a private address (${host}, ${other}); to crawl a host of your own network, rerun with --allow-private-host HOST:PORT`,
+      `crawl: the SSRF guard refused 1 page and 3 pairs at a private address (${host}, ${other}); to crawl a host of your own network, rerun with --allow-private-host HOST[:PORT]`,
     );
     // Allowed now: nothing is refused in this run (the other host's refusals stay as recorded, not
     // tried again), so there is no second line.
