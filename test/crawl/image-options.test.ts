@@ -56,6 +56,34 @@ describe('a resumed crawl with other image options', () => {
     expect(readManifest(out).pairs.map((p) => [p.status, p.height])).toEqual([['ok', 64]]);
   });
 
+  it('is refused while the only images are in the shard an interrupted run left open', async () => {
+    const out = join(work.path, 'open-shard');
+    const three = join(work.path, 'three.jsonl');
+    writeFileSync(
+      three,
+      ['a', 'b', 'c'].map((n) => JSON.stringify({ url: `http://${host}/${n}.jpg`, caption: `face ${n}` })).join('\n'),
+    );
+    const stop = new AbortController();
+    const options = { urls: [three], out, allowPrivateNetwork: [host], imageSize: 64, concurrency: 1 };
+    const first = await runCrawl({
+      ...options,
+      signal: stop.signal,
+      onProgress: (p) => {
+        if (p.phase === 'download' && p.ok >= 1) stop.abort();
+      },
+    });
+    expect(first.interrupted).toBe(true);
+    expect(first.openShard).toBeGreaterThan(0);
+    expect(readManifest(out).pairs.filter((p) => p.status === 'ok')).toEqual([]);
+    await expect(runCrawl({ ...options, imageSize: 32 })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
+    expect((await runCrawl(options)).interrupted).toBe(false);
+    expect(readManifest(out).pairs.map((p) => [p.status, p.height])).toEqual([
+      ['ok', 64],
+      ['ok', 64],
+      ['ok', 64],
+    ]);
+  });
+
   it('takes any options while the corpus holds no image yet, and the same ones after', async () => {
     const out = join(work.path, 'listed');
     await runCrawl({ urls: [list], out, download: false, imageSize: 128 });
