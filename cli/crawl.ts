@@ -1,5 +1,6 @@
 import { basename } from 'node:path';
 import { defineCommand } from 'citty';
+import { shown, UsageError } from '../corpus/errors.ts';
 import { runCrawl, type CrawlOptions, type CrawlResult } from '../crawl/index.ts';
 import { cittyArgs, type FlagSpecs } from './_args.ts';
 import { runStageCommand } from './_run.ts';
@@ -194,6 +195,17 @@ export const crawlCommand = defineCommand({
           allowPrivateHost?: string[];
           pages?: string[];
         };
+        // The hosts travel as allowPrivateNetwork's list: checked here, an error names the flag typed.
+        const blank = allowPrivateHost?.find((host) => host.trim() === '');
+        if (blank !== undefined) {
+          throw new UsageError(
+            'ERR_INVALID_OPTION',
+            `Flag --allow-private-host: expected HOST or HOST:PORT, got ${shown(blank)}`,
+            {
+              context: { stage: 'crawl', option: 'allowPrivateHost' },
+            },
+          );
+        }
         return runCrawl({
           ...rest,
           pages: [...hooks.positionals, ...(pages ?? [])],

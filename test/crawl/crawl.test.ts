@@ -537,6 +537,16 @@ describe('bad input', () => {
     expect(stderr[0]?.toLowerCase()).toContain(named);
     expect(existsSync(dir)).toBe(false);
   });
+
+  test('names --allow-private-host, the flag typed, for an empty host', async () => {
+    const dir = join(work.path, 'invalid-cli-host');
+    const run = await runCli(['crawl', '--pages', site.url('/'), '--out', dir, '--allow-private-host', '']);
+    expect(run.code).toBe(2);
+    expect(lines(run.stderr)).toEqual([
+      'altforge: Flag --allow-private-host: expected HOST or HOST:PORT, got `` [ERR_INVALID_OPTION]',
+    ]);
+    expect(existsSync(dir)).toBe(false);
+  });
 });
 
 /** Per-path request counts of image routes only (pages and robots.txt may be read again). */
