@@ -207,6 +207,27 @@ export function findBenchmark(registry: Registry, name: string): BenchmarkInfo |
 export function getBenchmark(registry: Registry, name: string): BenchmarkInfo {
   const found = findBenchmark(registry, name);
   if (found !== undefined) return found;
+  return unknownBenchmark(registry, name);
+}
+
+/**
+ * A registered benchmark whose registration finished ({@link getBenchmark} otherwise): one
+ * `bench add` interrupted holds part of its images, and a stage measuring on it or keeping it out
+ * of a corpus would say nothing of the rest.
+ */
+export function getCompleteBenchmark(registry: Registry, name: string, stage: string): BenchmarkInfo {
+  const info = getBenchmark(registry, name);
+  if (!info.complete) {
+    throw new UsageError(
+      'ERR_BENCHMARK_INCOMPLETE',
+      `Benchmark '${name}' is only partly registered: run altforge bench add again to finish it`,
+      { context: { stage, path: registry.path } },
+    );
+  }
+  return info;
+}
+
+function unknownBenchmark(registry: Registry, name: string): never {
   const names = (registry.db.prepare('SELECT name FROM benchmarks ORDER BY name').all() as { name: string }[]).map(
     (r) => r.name,
   );

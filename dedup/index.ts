@@ -16,7 +16,7 @@ import { acquireLock } from '../corpus/lock.ts';
 import { isCorpus, openCorpus, recordStageRun, type Corpus, type Migration } from '../corpus/manifest.ts';
 import {
   defaultRegistryPath,
-  getBenchmark,
+  getCompleteBenchmark,
   openRegistry,
   readImageBytesById,
   type BenchmarkInfo,
@@ -561,7 +561,7 @@ function openBenchmarks(opts: ResolvedDedupOptions): { registry: Registry; bench
   if (opts.against.length === 0) return null;
   const registry = openRegistry(opts.benchDb ?? defaultRegistryPath());
   try {
-    const benchmarks = [...new Set(opts.against)].map((name) => getBenchmark(registry, name));
+    const benchmarks = [...new Set(opts.against)].map((name) => getCompleteBenchmark(registry, name, 'dedup'));
     for (const b of benchmarks) {
       if (b.images === 0) {
         throw new UsageError('ERR_EMPTY_BENCHMARK', `Benchmark '${b.name}' has no readable images: add it again`, {

@@ -5,7 +5,7 @@
  */
 import { UsageError } from '../corpus/errors.ts';
 import {
-  getBenchmark,
+  getCompleteBenchmark,
   iterateImages,
   readImageBytesById,
   type BenchmarkImage,
@@ -24,14 +24,7 @@ export function openBenchmark(
   name: string,
   limit?: number,
 ): EvalBenchmark & { images: ImageStream } {
-  const info = getBenchmark(registry, name);
-  if (!info.complete) {
-    throw new UsageError(
-      'ERR_BENCHMARK_INCOMPLETE',
-      `Benchmark '${name}' is only partly registered: run altforge bench add again to finish it`,
-      { context: { stage: 'eval', path: registry.path } },
-    );
-  }
+  const info = getCompleteBenchmark(registry, name, 'eval');
   const refs: BenchmarkImage[] = [];
   for (const image of iterateImages(registry, name)) {
     if (limit !== undefined && refs.length >= limit) break;

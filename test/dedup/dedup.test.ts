@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasColumn, openCorpus } from '../../corpus/manifest.ts';
@@ -503,6 +504,25 @@ describe('altforge dedup (CLI)', () => {
     const res = await runCli(['dedup', '--corpus', dir, '--against', 'nope', '--bench-db', benchDb]);
     expect(res.code).toBe(2);
     expect(lines(res.stderr)).toEqual([expect.stringMatching(/Unknown benchmark 'nope'.*\[ERR_UNKNOWN_BENCHMARK\]/)]);
+    const corpus = openCorpus(dir);
+    expect(hasColumn(corpus.db, 'pairs', 'dup_of')).toBe(false);
+    corpus.close();
+  });
+
+  it('refuses a benchmark whose registration was interrupted, with one line and exit code 2', async () => {
+    const partial = join(work.path, 'registry-partial.sqlite');
+    copyFileSync(benchDb, partial);
+    // What an interrupted bench add leaves: the set recorded, not marked complete.
+    const db = new Database(partial);
+    db.prepare(`UPDATE benchmarks SET complete = 0 WHERE name = 'emoji-test'`).run();
+    db.close();
+    const dir = join(work.path, 'corpus-partial');
+    await writeCorpus(dir, items.slice(0, 2), 10);
+    const res = await runCli(['dedup', '--corpus', dir, '--against', 'emoji-test', '--bench-db', partial]);
+    expect(res.code).toBe(2);
+    expect(lines(res.stderr)).toEqual([
+      "altforge: Benchmark 'emoji-test' is only partly registered: run altforge bench add again to finish it [ERR_BENCHMARK_INCOMPLETE]",
+    ]);
     const corpus = openCorpus(dir);
     expect(hasColumn(corpus.db, 'pairs', 'dup_of')).toBe(false);
     corpus.close();
