@@ -151,12 +151,26 @@ function readCompare(path: string | undefined): { file: CompareFile; dir: string
   return { file: parsed as CompareFile, dir: dirname(resolve(file)) };
 }
 
-/** Makes sure `out` may be (re)written: missing, empty, or an earlier report. */
+/** Whether `dir`'s {@link MARKER} is one a report wrote (a `report.json` of something else is not). */
+function markedAsReport(dir: string): boolean {
+  try {
+    return (
+      (JSON.parse(readFileSync(join(dir, MARKER), 'utf8')) as { generator?: unknown }).generator === 'altforge-report'
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes sure `out` may be (re)written: missing, empty, or an earlier report, which the new one
+ * replaces whole: a directory is taken for one only when its `report.json` says a report wrote it.
+ */
 function claimOut(out: string): void {
   refuseNonDirectory(out, 'Report directory', 'report');
   if (!existsSync(out)) return;
   const entries = readdirSync(out);
-  if (entries.length > 0 && !entries.includes(MARKER)) {
+  if (entries.length > 0 && !markedAsReport(out)) {
     throw new UsageError(
       'ERR_NOT_A_REPORT',
       `Directory '${out}' is not empty and holds no report: refusing to replace it`,

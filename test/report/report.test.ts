@@ -220,6 +220,16 @@ describe('altforge report', () => {
       code: 'ERR_NOT_A_REPORT',
     });
     expect(readdirSync(foreign)).toEqual(['notes.txt']);
+    // A report.json that some other tool wrote does not make a directory a report: nothing is replaced.
+    const project = join(work.path, 'project');
+    mkdirSync(join(project, 'src'), { recursive: true });
+    writeFileSync(join(project, 'report.json'), '{}\n');
+    writeFileSync(join(project, 'src', 'main.py'), 'precious\n');
+    await expect(runReport({ corpus, out: project, benchDb: join(demo, 'benchmarks.sqlite') })).rejects.toMatchObject({
+      code: 'ERR_NOT_A_REPORT',
+    });
+    expect(readdirSync(project).toSorted()).toEqual(['report.json', 'src']);
+    expect(readFileSync(join(project, 'src', 'main.py'), 'utf8')).toBe('precious\n');
   });
 
   test('clears what a killed report left beside its directory, putting back the report it was replacing', async () => {
