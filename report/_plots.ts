@@ -57,7 +57,7 @@ export function barChart(values: BarValue[], labels: { group: string; value: str
     encoding: {
       x: { field: 'group', type: 'nominal', title: labels.group, sort: null },
       xOffset: { field: 'series', type: 'nominal' },
-      y: { field: 'value', type: 'quantitative', title: labels.value },
+      y: { field: 'value', type: 'quantitative', title: labels.value, stack: null },
       color: { field: 'series', type: 'nominal', title: null },
     },
   });

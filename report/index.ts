@@ -508,14 +508,18 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
             `${NOISE_SIGNAL_OFF_REASON}), so nlip trained as vanilla.</p>`,
         );
       }
-      // Recall and accuracy share a scale (percent); ranks do not, and stay in the table.
-      const bars = summary
-        .filter((s) => /\/(R@\d+|top\d+)$/.test(s.metric))
-        .map((s) => ({
-          group: s.metric.split('/').slice(1).join(' '),
-          series: `${s.method}${s.noiseRate > 0 ? ` @${s.noiseRate}` : ''}`,
-          value: s.mean,
-        }));
+      // Recall and accuracy share a scale (percent); ranks do not, and stay in the table. A bar's
+      // group names its benchmark when there are several: bars of one group and series would stack.
+      const measured = summary.filter((s) => /\/(R@\d+|top\d+)$/.test(s.metric));
+      const several = new Set(measured.map((s) => s.metric.split('/')[0])).size > 1;
+      const bars = measured.map((s) => ({
+        group: s.metric
+          .split('/')
+          .slice(several ? 0 : 1)
+          .join(' '),
+        series: `${s.method}${s.noiseRate > 0 ? ` @${s.noiseRate}` : ''}`,
+        value: s.mean,
+      }));
       if (bars.length > 0) {
         blocks.push(
           plot(

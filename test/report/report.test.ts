@@ -191,6 +191,24 @@ describe('altforge report', () => {
     );
   });
 
+  test("draws each benchmark's bars apart when a comparison measured several, none stacked", async () => {
+    const twoDir = join(work.path, 'compare-two');
+    mkdirSync(twoDir);
+    const run = {
+      noiseRate: 0,
+      method: 'vanilla',
+      seed: 1,
+      metrics: { 'a-set/text_to_image/R@10': 100, 'b-set/text_to_image/R@10': 22.5 },
+    };
+    writeFileSync(join(twoDir, 'compare.json'), JSON.stringify({ version: 1, setting: 'corpus', runs: [run] }));
+    const r = await runReport({ corpus, out: join(work.path, 'report-two'), compare: twoDir });
+    const svg = readFileSync(join(r.out, 'images', 'metrics.svg'), 'utf8');
+    expect(svg).toContain('a-set text_to_image R@10');
+    expect(svg).toContain('b-set text_to_image R@10');
+    // The value axis ends at the largest bar, 100: 122.5 stacked before.
+    expect(/Y-axis titled 'percent' for a linear scale with values from 0 to (\d+)/.exec(svg)?.[1]).toBe('100');
+  });
+
   test('says which stages have not run on a corpus fresh from the crawl', async () => {
     const fresh = join(work.path, 'fresh');
     await runDemo({ out: fresh, images: 20, seed: 4, upTo: 'crawl' });
