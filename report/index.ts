@@ -9,7 +9,7 @@
  * whose stage has not run says so instead of being left out, so every page has the same outline.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { UsageError } from '../corpus/errors.ts';
@@ -149,6 +149,19 @@ function readCompare(path: string | undefined): { file: CompareFile; dir: string
     });
   }
   return { file: parsed as CompareFile, dir: dirname(resolve(file)) };
+}
+
+/**
+ * A name for each run in the plots: its directory's name, with its parent's where two runs share
+ * one (`a/vanilla`, `b/vanilla`: two demos), and its place in the list where even that is shared;
+ * a series is drawn as one line, so two runs under one name would be joined into one.
+ */
+function runLabels(runs: readonly string[]): string[] {
+  const tail = (run: string, parts: number) => resolve(run).split(sep).slice(-parts).join('/');
+  const count = (names: string[], name: string) => names.filter((n) => n === name).length;
+  const short = runs.map((run) => tail(run, 1));
+  const longer = runs.map((run, i) => (count(short, short[i] as string) > 1 ? tail(run, 2) : (short[i] as string)));
+  return longer.map((name, i) => (count(longer, name) > 1 ? `${name} (${i + 1})` : name));
 }
 
 /** Whether `dir`'s {@link MARKER} is one a report wrote (a `report.json` of something else is not). */
@@ -456,10 +469,11 @@ export async function runReport(options: ReportOptions): Promise<ReportResult> {
 
     // --- training curves
     const curves: LinePoint[] = [];
-    for (const run of opts.runs) {
+    const labels = runLabels(opts.runs);
+    for (const [i, run] of opts.runs.entries()) {
       for (const rec of readMetrics(join(run, 'metrics.jsonl'))) {
         if (rec.kind === 'step' && typeof rec['loss'] === 'number') {
-          curves.push({ x: rec.step, y: rec['loss'], series: basename(resolve(run)) });
+          curves.push({ x: rec.step, y: rec['loss'], series: labels[i] as string });
         }
       }
     }

@@ -1,4 +1,13 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
@@ -207,6 +216,15 @@ describe('altforge report', () => {
     expect(svg).toContain('b-set text_to_image R@10');
     // The value axis ends at the largest bar, 100: 122.5 stacked before.
     expect(/Y-axis titled 'percent' for a linear scale with values from 0 to (\d+)/.exec(svg)?.[1]).toBe('100');
+  });
+
+  test('draws two runs whose directories share a name as two lines, named by their parents', async () => {
+    const [x, y] = [join(work.path, 'x', 'run'), join(work.path, 'y', 'run')];
+    cpSync(join(demo, 'runs', 'vanilla'), x, { recursive: true });
+    cpSync(join(demo, 'runs', 'nlip'), y, { recursive: true });
+    const r = await runReport({ corpus, out: join(work.path, 'report-runs'), runs: [x, y] });
+    const svg = readFileSync(join(r.out, 'images', 'loss.svg'), 'utf8');
+    expect(svg).toContain('color with 2 values: x/run, y/run"');
   });
 
   test('says which stages have not run on a corpus fresh from the crawl', async () => {
