@@ -95,8 +95,8 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
         'npx altforge train --corpus /tmp/demo/corpus --out /tmp/run-nlip --robust nlip --warmup-epochs 2 --completion',
     },
     {
-      comment: 'Continue a run (same seed: same curve)',
-      command: 'npx altforge train --corpus /tmp/demo/corpus --out /tmp/run --epochs 10 --resume',
+      comment: 'Continue a run to 10 epochs (its batch size again; the schedule is recomputed)',
+      command: 'npx altforge train --corpus /tmp/demo/corpus --out /tmp/run --epochs 10 --batch-size 128 --resume',
     },
   ],
   score: [
