@@ -12,7 +12,7 @@ import { FASHION_MNIST_CLASSES, idxImages, readIdx } from '../corpus/idx.ts';
 import { MANIFEST_FILE } from '../corpus/manifest.ts';
 import { createRandom, shuffle } from '../corpus/random.ts';
 import { normaliseCaption } from '../corpus/text.ts';
-import { openRegistry } from '../corpus/registry.ts';
+import { getBenchmark, openRegistry } from '../corpus/registry.ts';
 import { shardEntryNames, shardPaths } from '../corpus/shards.ts';
 import { listPairs, type MemoryPair } from '../train/index.ts';
 import { openBenchmark } from './benchmarks.ts';
@@ -199,7 +199,13 @@ export async function corpusSetting(options: {
       // A concept is a caption as training compares them, so a shuffle never hands a pair its own caption.
       groups: pairs.map((p) => normaliseCaption(p.caption)),
       benchmarks,
-      description: `corpus ${options.corpus}: ${pairs.length} kept pairs, benchmarks ${options.benchmark.join(', ')}`,
+      // A benchmark cut to its first --test-images says so: its figures are not the whole set's.
+      description: `corpus ${options.corpus}: ${pairs.length} kept pairs, benchmarks ${benchmarks
+        .map(({ name, images }) => {
+          const total = getBenchmark(registry, name).images;
+          return images.count < total ? `${name} (its first ${images.count} of ${total} images: --test-images)` : name;
+        })
+        .join(', ')}`,
       close: () => registry.close(),
     };
   } catch (err) {

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { openRegistry } from '../../corpus/registry.ts';
@@ -6,6 +7,8 @@ import { readShardEntry } from '../../corpus/shards.ts';
 import { corpusSetting, emoji as emojiSetting } from '../../eval/_settings.ts';
 import type { EvalBenchmark } from '../../eval/zero-shot.ts';
 import type { StoredImage } from '../../train/data.ts';
+import { registerBenchmark } from '../../dedup/index.ts';
+import { emojiFile } from '../fixtures/transforms.ts';
 import { tempDir } from '../helpers/corpus.ts';
 import { emojiJpeg, makeEmojiCorpus, type CorpusPair } from '../train/_corpus.ts';
 
@@ -57,6 +60,24 @@ describe('a corpus as a compare setting', () => {
     } finally {
       data.close?.();
     }
+  });
+
+  test('says in its description when a benchmark is cut to its first --test-images', async () => {
+    const images = join(work.path, 'five');
+    mkdirSync(images);
+    for (const name of ['1f600.png', '1f355.png', '1f436.png', '1f680.png', '1f44b.png'])
+      copyFileSync(emojiFile('twitter', name), join(images, name));
+    const benchDb = join(work.path, 'bench-five.sqlite');
+    await registerBenchmark({ name: 'five', images, benchDb });
+    const describe = async (limit: number) => {
+      const data = await corpusSetting({ corpus, benchmark: ['five'], benchDb, limit });
+      data.close?.();
+      return data.description;
+    };
+    expect(await describe(3)).toBe(
+      `corpus ${corpus}: 5 kept pairs, benchmarks five (its first 3 of 5 images: --test-images)`,
+    );
+    expect(await describe(500)).toBe(`corpus ${corpus}: 5 kept pairs, benchmarks five`);
   });
 });
 
