@@ -642,6 +642,8 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
     const changes = corpora.map(() => new Changes());
     let duplicates = 0;
     let pairs = 0;
+    /** Pairs the noise rule judged without a noise probability (crawled after `score`): they pass it. */
+    let unscored = 0;
     work.exec(
       'CREATE TABLE nsfw_pending (corpus INTEGER NOT NULL, pair INTEGER NOT NULL, shard INTEGER, key TEXT NOT NULL, sha256 TEXT NOT NULL, old INTEGER NOT NULL)',
     );
@@ -712,6 +714,7 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
         facts.imageCaptions = busyImages.size === 0 ? 0 : (busyImages.get(image) ?? 0);
         facts.rareAt = checkRare ? firstRare(r, offset + SPOOL_HEADER, words, vocabTokens) : -1;
         facts.noiseProb = Number.isNaN(noise) ? null : noise;
+        if (facts.noiseProb === null) unscored++;
         const mask = failMask(facts);
         let code = 0;
         if (mask !== 0) {
@@ -764,6 +767,14 @@ export async function runFilter(options: FilterOptions): Promise<FilterResult> {
 
     // The classifier, on the images of the pairs that pass every other rule.
     const ruleReports = new Map<RuleName, Omit<RuleReport, 'dropped' | 'failing'>>();
+    if (rules.active.has('noise_prob') && unscored > 0) {
+      ruleReports.set('noise_prob', {
+        rule: 'noise_prob',
+        status: 'applied',
+        threshold: thresholdText('noise_prob', o),
+        note: `${unscored} pairs have no noise probability (not scored: altforge score scores them) and pass this rule`,
+      });
+    }
     let nsfwClassified = 0;
     const nsfwCode = REASON_ORDER.indexOf('nsfw') + 1;
     let nsfwScored = false;

@@ -417,6 +417,13 @@ describe('recording', () => {
     db.prepare('UPDATE pairs SET noise_prob = ? WHERE key = ?').run(0.5, keys[1]);
     db.close();
     expect(await decideExisting(dir, keys, { maxNoiseProb: 0.5 })).toEqual(['noise_prob', null, null]);
+    // The unscored pair passes, and the rule's report says so.
+    const result = await runFilter({ ...base, corpus: dir, maxNoiseProb: 0.5, dryRun: true });
+    expect(result.rules.find((r) => r.rule === 'noise_prob')).toMatchObject({
+      status: 'applied',
+      failing: 1,
+      note: '1 pairs have no noise probability (not scored: altforge score scores them) and pass this rule',
+    });
   });
 
   it('leaves out pairs that dedup marked as test-set duplicates', async () => {
