@@ -44,6 +44,7 @@ import {
   emojiFile,
   type EmojiConcept,
 } from '../test/fixtures/transforms.ts';
+import { storedSample } from '../test/fixtures/manifest.ts';
 import { benchArgs, envNumber } from './_args.ts';
 
 const { REGISTERED, CORPUS, LINEAR_SAMPLE, FINGERPRINTS, ACCURACY, WITHIN, RUN, RUN_COPIES, MAX_DISTANCE, SEED } =
@@ -312,23 +313,9 @@ async function runBench(size: number, copies: number) {
       recent.push(jpg);
       if (recent.length > 50) recent.shift();
       bytes += jpg.length;
-      const key = `k${String(i).padStart(9, '0')}`;
-      await writer.add({
-        jpg,
-        meta: {
-          key,
-          url: `http://bench.invalid/${i}.jpg`,
-          page_url: null,
-          caption: `pair ${i}`,
-          width: 256,
-          height: 256,
-          original_width: 256,
-          original_height: 256,
-          sha256: createHash('sha256').update(jpg).digest('hex'),
-          bytes: jpg.length,
-          http_status: 200,
-        },
-      });
+      await writer.add(
+        storedSample(`http://bench.invalid/${i}.jpg`, `pair ${i}`, jpg, `k${String(i).padStart(9, '0')}`),
+      );
     }
     await writer.flush();
   } finally {
