@@ -69,15 +69,15 @@ describe('a corpus as a compare setting', () => {
       copyFileSync(emojiFile('twitter', name), join(images, name));
     const benchDb = join(work.path, 'bench-five.sqlite');
     await registerBenchmark({ name: 'five', images, benchDb });
-    const describe = async (limit: number) => {
+    const describedAt = async (limit: number) => {
       const data = await corpusSetting({ corpus, benchmark: ['five'], benchDb, limit });
       data.close?.();
       return data.description;
     };
-    expect(await describe(3)).toBe(
+    expect(await describedAt(3)).toBe(
       `corpus ${corpus}: 5 kept pairs, benchmarks five (its first 3 of 5 images: --test-images)`,
     );
-    expect(await describe(500)).toBe(`corpus ${corpus}: 5 kept pairs, benchmarks five`);
+    expect(await describedAt(500)).toBe(`corpus ${corpus}: 5 kept pairs, benchmarks five`);
   });
 });
 
